@@ -1,0 +1,239 @@
+// Package etcdserver runs etcd members inside the current process through go.etcd.io/etcd/server/v3/embed.
+// deactd uses it for its default single-node store; tests and the local cluster use it for real etcd on loopback.
+package etcdserver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// Config describes one member. Zero ports are replaced by free loopback ports before the member starts, so the
+// advertised URLs are always the real ones.
+type Config struct {
+	Name      string // member name; "default" when empty
+	Dir       string // data directory (required)
+	ClientURL string // e.g. http://127.0.0.1:2379; http://127.0.0.1:0 picks a free port
+	PeerURL   string // e.g. http://127.0.0.1:2380; http://127.0.0.1:0 picks a free port
+
+	// InitialCluster is "name=peerURL,..." for a multi-member cluster; empty means a single member.
+	InitialCluster string
+	// UnsafeNoFsync trades durability for speed; only for benchmarks that load millions of records.
+	UnsafeNoFsync bool
+	// LogLevel for etcd's own logger ("error" when empty: etcd is chatty).
+	LogLevel string
+	// StartTimeout bounds the wait for the member to become ready (30 s when zero).
+	StartTimeout time.Duration
+}
+
+// Server is one running member. Close stops it and releases its data directory; its data stays on disk.
+type Server struct {
+	etcd      *embed.Etcd
+	cfg       Config
+	clientURL string
+	peerURL   string
+}
+
+// Start starts a member and waits until it serves clients (for a cluster member: until the cluster has a quorum).
+func Start(cfg Config) (*Server, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("etcdserver: Dir is required")
+	}
+	if cfg.Name == "" {
+		cfg.Name = "default"
+	}
+	if cfg.ClientURL == "" {
+		cfg.ClientURL = "http://127.0.0.1:0"
+	}
+	if cfg.PeerURL == "" {
+		cfg.PeerURL = "http://127.0.0.1:0"
+	}
+	if cfg.LogLevel == "" {
+		cfg.LogLevel = "error"
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 30 * time.Second
+	}
+	var err error
+	if cfg.ClientURL, err = FreeURL(cfg.ClientURL); err != nil {
+		return nil, err
+	}
+	if cfg.PeerURL, err = FreeURL(cfg.PeerURL); err != nil {
+		return nil, err
+	}
+	cu, err := url.Parse(cfg.ClientURL)
+	if err != nil {
+		return nil, fmt.Errorf("etcdserver: client URL: %w", err)
+	}
+	pu, err := url.Parse(cfg.PeerURL)
+	if err != nil {
+		return nil, fmt.Errorf("etcdserver: peer URL: %w", err)
+	}
+
+	ec := embed.NewConfig()
+	ec.Name = cfg.Name
+	ec.Dir = filepath.Clean(cfg.Dir)
+	ec.ListenClientUrls = []url.URL{*cu}
+	ec.AdvertiseClientUrls = []url.URL{*cu}
+	ec.ListenPeerUrls = []url.URL{*pu}
+	ec.AdvertisePeerUrls = []url.URL{*pu}
+	if cfg.InitialCluster != "" {
+		ec.InitialCluster = cfg.InitialCluster
+		ec.InitialClusterToken = "deact"
+	} else {
+		ec.InitialCluster = ec.InitialClusterFromName(cfg.Name)
+	}
+	ec.LogLevel = cfg.LogLevel
+	ec.LogOutputs = []string{"stderr"}
+	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
+	// Replicas confirm they are current through progress notifications; keep the server's own period short.
+	ec.WatchProgressNotifyInterval = 5 * time.Second
+	// Bulk imports of a million records need room; etcd's 2 GiB default quota is the same.
+	ec.QuotaBackendBytes = 8 << 30
+	// The server rejects gRPC requests above this size; imports batch below it.
+	ec.MaxRequestBytes = 4 << 20
+
+	e, err := embed.StartEtcd(ec)
+	if err != nil {
+		return nil, fmt.Errorf("etcdserver: start %s: %w", cfg.Name, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("etcdserver: %s failed while starting: %w", cfg.Name, err)
+	case <-time.After(cfg.StartTimeout):
+		e.Server.Stop()
+		e.Close()
+		return nil, fmt.Errorf("etcdserver: %s not ready after %s", cfg.Name, cfg.StartTimeout)
+	}
+	return &Server{etcd: e, cfg: cfg, clientURL: cfg.ClientURL, peerURL: cfg.PeerURL}, nil
+}
+
+// Endpoints are the client URLs to give to clientv3.
+func (s *Server) Endpoints() []string { return []string{s.clientURL} }
+
+// Name is the member name.
+func (s *Server) Name() string { return s.cfg.Name }
+
+// Config returns the configuration the member runs with, real ports filled in; Start(s.Config()) restarts it.
+func (s *Server) Config() Config { return s.cfg }
+
+// Err reports a fatal error of the running member.
+func (s *Server) Err() <-chan error { return s.etcd.Err() }
+
+// Close stops the member gracefully; committed data stays in its directory.
+func (s *Server) Close() {
+	s.etcd.Close()
+}
+
+// Cluster is a set of members started together on loopback.
+type Cluster struct {
+	Members []*Server
+	configs []Config
+}
+
+// StartCluster starts n members with data under dir and waits for all of them.
+func StartCluster(dir string, n int) (*Cluster, error) {
+	if n < 1 {
+		return nil, errors.New("etcdserver: a cluster needs at least one member")
+	}
+	cfgs := make([]Config, n)
+	var initial []string
+	for i := range cfgs {
+		cu, err := FreeURL("http://127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		pu, err := FreeURL("http://127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		name := fmt.Sprintf("m%d", i)
+		cfgs[i] = Config{Name: name, Dir: filepath.Join(dir, name), ClientURL: cu, PeerURL: pu}
+		initial = append(initial, name+"="+pu)
+	}
+	c := &Cluster{Members: make([]*Server, n), configs: cfgs}
+	errc := make(chan error, n)
+	for i := range cfgs {
+		cfgs[i].InitialCluster = strings.Join(initial, ",")
+		go func(i int) {
+			s, err := Start(cfgs[i])
+			c.Members[i] = s
+			errc <- err
+		}(i)
+	}
+	var errs []error
+	for range cfgs {
+		errs = append(errs, <-errc)
+	}
+	if err := errors.Join(errs...); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Endpoints lists every member's client URL.
+func (c *Cluster) Endpoints() []string {
+	var eps []string
+	for _, cfg := range c.configs {
+		eps = append(eps, cfg.ClientURL)
+	}
+	return eps
+}
+
+// Stop stops member i; Restart starts it again with its data.
+func (c *Cluster) Stop(i int) {
+	if c.Members[i] != nil {
+		c.Members[i].Close()
+		c.Members[i] = nil
+	}
+}
+
+// Restart starts a stopped member i again from its data directory.
+func (c *Cluster) Restart(i int) error {
+	if c.Members[i] != nil {
+		return nil
+	}
+	cfg := c.configs[i]
+	s, err := Start(cfg)
+	if err != nil {
+		return err
+	}
+	c.Members[i] = s
+	return nil
+}
+
+// Close stops every member.
+func (c *Cluster) Close() {
+	for i := range c.Members {
+		c.Stop(i)
+	}
+}
+
+// FreeURL replaces a zero port in u by a free loopback port. The port is free when this returns; another process
+// could take it before etcd binds it, which on a test machine is rare enough to accept.
+func FreeURL(u string) (string, error) {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return "", fmt.Errorf("etcdserver: bad URL %q: %w", u, err)
+	}
+	if pu.Port() != "0" {
+		return u, nil
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(pu.Hostname(), "0"))
+	if err != nil {
+		return "", fmt.Errorf("etcdserver: pick a free port: %w", err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	pu.Host = addr
+	return pu.String(), nil
+}

@@ -1,0 +1,282 @@
+package state
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Versioned is a record read from etcd with the revision it was last changed at.
+type Versioned[T any] struct {
+	Record   T     `json:"record"`
+	Revision int64 `json:"revision"`
+}
+
+func get[T any](ctx context.Context, s *Store, key string) (Versioned[T], error) {
+	var v Versioned[T]
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return v, err
+	}
+	if len(resp.Kvs) == 0 {
+		return v, ErrNotFound
+	}
+	v.Revision = resp.Kvs[0].ModRevision
+	return v, json.Unmarshal(resp.Kvs[0].Value, &v.Record)
+}
+
+// GetOrg reads one org (linearizable).
+func (s *Store) GetOrg(ctx context.Context, id string) (Versioned[Org], error) {
+	if err := ValidateID("org", id); err != nil {
+		return Versioned[Org]{}, err
+	}
+	return get[Org](ctx, s, OrgKey(id))
+}
+
+// GetProject reads one project.
+func (s *Store) GetProject(ctx context.Context, id string) (Versioned[Project], error) {
+	if err := ValidateID("project", id); err != nil {
+		return Versioned[Project]{}, err
+	}
+	return get[Project](ctx, s, ProjectKey(id))
+}
+
+// GetApp reads one app.
+func (s *Store) GetApp(ctx context.Context, projectID, appID string) (Versioned[App], error) {
+	if err := errors.Join(ValidateID("project", projectID), ValidateID("app", appID)); err != nil {
+		return Versioned[App]{}, err
+	}
+	return get[App](ctx, s, AppKey(projectID, appID))
+}
+
+// Page is one page of a listing; Next is the cursor for the following page, empty at the end.
+type Page[T any] struct {
+	Items    []Versioned[T] `json:"items"`
+	Next     string         `json:"next,omitempty"`
+	Revision int64          `json:"revision"`
+}
+
+func list[T any](ctx context.Context, s *Store, prefix, after string, limit int64) (Page[T], error) {
+	var p Page[T]
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	key := prefix
+	if after != "" {
+		key = prefix + after + "\x00"
+	}
+	resp, err := s.cli.Get(ctx, key, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)), clientv3.WithLimit(limit))
+	if err != nil {
+		return p, err
+	}
+	p.Revision = resp.Header.Revision
+	for _, kv := range resp.Kvs {
+		v := Versioned[T]{Revision: kv.ModRevision}
+		if err := json.Unmarshal(kv.Value, &v.Record); err != nil {
+			return p, fmt.Errorf("stored record %s is unreadable: %w", kv.Key, err)
+		}
+		p.Items = append(p.Items, v)
+	}
+	if resp.More && len(resp.Kvs) > 0 {
+		p.Next = string(resp.Kvs[len(resp.Kvs)-1].Key[len(prefix):])
+	}
+	return p, nil
+}
+
+// ListOrgs lists orgs in ID order after the cursor.
+func (s *Store) ListOrgs(ctx context.Context, after string, limit int64) (Page[Org], error) {
+	return list[Org](ctx, s, orgsPrefix, after, limit)
+}
+
+// ListProjects lists projects in ID order after the cursor.
+func (s *Store) ListProjects(ctx context.Context, after string, limit int64) (Page[Project], error) {
+	return list[Project](ctx, s, projPrefix, after, limit)
+}
+
+// ListApps lists apps in (project, app) order after the cursor "project/app".
+func (s *Store) ListApps(ctx context.Context, after string, limit int64) (Page[App], error) {
+	return list[App](ctx, s, appsPrefix, after, limit)
+}
+
+// ListNodes lists the live gateway nodes.
+func (s *Store) ListNodes(ctx context.Context) ([]Node, error) {
+	p, err := list[Node](ctx, s, NodesPrefix, "", 1000)
+	if err != nil {
+		return nil, err
+	}
+	nodes := make([]Node, len(p.Items))
+	for i, it := range p.Items {
+		nodes[i] = it.Record
+	}
+	return nodes, nil
+}
+
+// Audit returns up to limit audit entries, newest first, older than the cursor (an audit key suffix).
+func (s *Store) Audit(ctx context.Context, before string, limit int64) ([]AuditEntry, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	end := clientv3.GetPrefixRangeEnd(AuditPrefix)
+	if before != "" {
+		end = AuditPrefix + before
+	}
+	resp, err := s.cli.Get(ctx, AuditPrefix, clientv3.WithRange(end), clientv3.WithLimit(limit),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AuditEntry, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var e AuditEntry
+		if err := json.Unmarshal(kv.Value, &e); err != nil {
+			continue
+		}
+		e.Revision = kv.ModRevision
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Record is one line of a bulk import: exactly one field is set.
+type Record struct {
+	Org     *Org     `json:"org,omitempty"`
+	Project *Project `json:"project,omitempty"`
+	App     *App     `json:"app,omitempty"`
+	Account *Account `json:"account,omitempty"`
+}
+
+// ImportResult counts what an import wrote.
+type ImportResult struct {
+	Records  int   `json:"records"`
+	Batches  int   `json:"batches"`
+	Revision int64 `json:"revision"` // revision of the last batch
+}
+
+// importBatchOps stays below etcd's default --max-txn-ops (128).
+const importBatchOps = 120
+
+// Import writes records from NDJSON (one Record a line) in transactions of at most importBatchOps operations.
+// Records are written as given (upserts), index entries included; it is meant for loading state, not for
+// changes that need compare-and-swap. It stops at the first bad line, after committing the batches before it,
+// and says which line was bad.
+func (s *Store) Import(ctx context.Context, r io.Reader, c Change) (ImportResult, error) {
+	var res ImportResult
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var ops []clientv3.Op
+	flush := func() error {
+		if len(ops) == 0 {
+			return nil
+		}
+		audit, err := s.auditOp(AuditEntry{At: s.now(), Actor: c.Actor, Action: "import", Key: StatePrefix,
+			Reason: fmt.Sprintf("%d operations", len(ops))})
+		if err != nil {
+			return err
+		}
+		resp, err := s.cli.Txn(ctx).Then(append(ops, audit)...).Commit()
+		if err != nil {
+			return fmt.Errorf("import batch %d: %w", res.Batches+1, err)
+		}
+		res.Batches++
+		res.Revision = resp.Header.Revision
+		ops = ops[:0]
+		return nil
+	}
+	line := 0
+	for sc.Scan() {
+		line++
+		b := sc.Bytes()
+		if len(b) == 0 {
+			continue
+		}
+		recOps, err := s.recordOps(b, c)
+		if err != nil {
+			return res, fmt.Errorf("line %d: %w", line, err)
+		}
+		if len(ops)+len(recOps) > importBatchOps {
+			if err := flush(); err != nil {
+				return res, err
+			}
+		}
+		ops = append(ops, recOps...)
+		res.Records++
+	}
+	if err := sc.Err(); err != nil {
+		return res, fmt.Errorf("line %d: %w", line+1, err)
+	}
+	return res, flush()
+}
+
+func (s *Store) recordOps(line []byte, c Change) ([]clientv3.Op, error) {
+	var rec Record
+	if err := json.Unmarshal(line, &rec); err != nil {
+		return nil, err
+	}
+	meta := Meta{Reason: c.Reason, ChangedBy: c.Actor, ChangedAt: s.now()}
+	put := func(key string, v any) clientv3.Op {
+		b, _ := json.Marshal(v)
+		return clientv3.OpPut(key, string(b))
+	}
+	switch {
+	case rec.Org != nil:
+		o := *rec.Org
+		if err := ValidateID("org", o.ID); err != nil {
+			return nil, err
+		}
+		domains, err := normalizeAll("domain", o.Domains, NormalizeDomain)
+		if err != nil {
+			return nil, err
+		}
+		o.Domains, o.Meta = domains, meta
+		ops := []clientv3.Op{put(OrgKey(o.ID), o)}
+		for _, d := range domains {
+			ops = append(ops, put(DomainKey(d), Domain{Domain: d, OrgID: o.ID}))
+		}
+		return ops, nil
+	case rec.Project != nil:
+		p := *rec.Project
+		if err := errors.Join(ValidateID("project", p.ID), ValidateID("org", p.OrgID), validState(p.State)); err != nil {
+			return nil, err
+		}
+		p.Meta = meta
+		return []clientv3.Op{put(ProjectKey(p.ID), p)}, nil
+	case rec.App != nil:
+		a := *rec.App
+		if err := errors.Join(ValidateID("project", a.ProjectID), ValidateID("app", a.ID), ValidateID("org", a.OrgID), validState(a.State)); err != nil {
+			return nil, err
+		}
+		clients, err := normalizeAll("client", a.ClientIDs, func(s string) string { return s })
+		if err != nil {
+			return nil, err
+		}
+		if len(clients) > importBatchOps-1 {
+			return nil, fmt.Errorf("app %s has more than %d client ids", a.ID, importBatchOps-1)
+		}
+		a.ClientIDs, a.Meta = clients, meta
+		ops := []clientv3.Op{put(AppKey(a.ProjectID, a.ID), a)}
+		for _, id := range clients {
+			ops = append(ops, put(ClientKey(id), Client{ClientID: id, AppID: a.ID, ProjectID: a.ProjectID, OrgID: a.OrgID}))
+		}
+		return ops, nil
+	case rec.Account != nil:
+		a := *rec.Account
+		if err := errors.Join(ValidateID("account", a.ID), ValidateID("org", a.OrgID)); err != nil {
+			return nil, err
+		}
+		return []clientv3.Op{put(AccountKey(a.ID), a)}, nil
+	}
+	return nil, errors.New(`a record needs one of "org", "project", "app" or "account"`)
+}
+
+func validState(s string) error {
+	switch s {
+	case "", Active, Deactivated:
+		return nil
+	}
+	return fmt.Errorf("state %q is neither %q nor %q", s, Active, Deactivated)
+}

@@ -1,0 +1,80 @@
+package state_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/deact/deact/state"
+	"github.com/deact/deact/state/etcdtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+// startReplica runs a replica until the test ends and waits until it is ready.
+func startReplica(t *testing.T, cli *clientv3.Client, cfg state.ReplicaConfig) *state.Replica {
+	t.Helper()
+	cfg.Client = cli
+	cfg.Logger = quietLogger()
+	if cfg.ProgressInterval == 0 {
+		cfg.ProgressInterval = 50 * time.Millisecond
+	}
+	if cfg.RetryInterval == 0 {
+		cfg.RetryInterval = 20 * time.Millisecond
+	}
+	r := state.NewReplica(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := r.WaitReady(wctx); err != nil {
+		t.Fatalf("replica not ready: %v", err)
+	}
+	return r
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestReplicaFollowsWrites(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints())
+	store := state.NewStore(cli)
+	ctx := context.Background()
+
+	if _, err := store.DeactivateOrg(ctx, "100", state.OpLogin|state.OpToken, false, state.Change{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	r := startReplica(t, cli, state.ReplicaConfig{})
+	if o := r.Snapshot().Org("100"); o == nil || o.Disabled != state.OpLogin|state.OpToken {
+		t.Fatalf("listed org = %+v", o)
+	}
+	res, err := store.ReactivateOrg(ctx, "100", state.Change{Actor: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "reactivation applied", func() bool { return r.AppliedRevision() >= res.Revision })
+	if o := r.Snapshot().Org("100"); o == nil || o.Disabled != 0 {
+		t.Fatalf("org after reactivate = %+v", o)
+	}
+	if _, err := cli.Delete(ctx, state.OrgKey("100")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "delete applied", func() bool { return r.Snapshot().Org("100") == nil })
+}

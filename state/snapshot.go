@@ -1,0 +1,221 @@
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/maphash"
+)
+
+// Snapshot is an immutable view of the deactivation state at one revision. Lookups never lock and never
+// allocate; a Snapshot is safe for any number of concurrent readers and is never modified once published.
+//
+// Each record kind is a table split into 256 shards; applying a batch copies only the shards it touches, so a
+// change costs O(size of one shard) however large the state is.
+type Snapshot struct {
+	revision int64 // revision of the newest change this snapshot contains
+	tables   [nKinds]table
+}
+
+const (
+	nKinds    = int(kindAccount) + 1
+	shardBits = 8
+	nShards   = 1 << shardBits
+)
+
+type table struct {
+	shards [nShards]map[string]item
+}
+
+// item is a decoded record and the ModRevision of the key it came from.
+type item struct {
+	val any
+	rev int64
+}
+
+var shardSeed = maphash.MakeSeed()
+
+func shardOf(id string) int { return int(maphash.String(shardSeed, id) & (nShards - 1)) }
+
+func (s *Snapshot) get(k kind, id string) (item, bool) {
+	m := s.tables[k].shards[shardOf(id)]
+	it, ok := m[id]
+	return it, ok
+}
+
+func lookup[T any](s *Snapshot, k kind, id string) *T {
+	if s == nil {
+		return nil
+	}
+	it, ok := s.get(k, id)
+	if !ok {
+		return nil
+	}
+	v, _ := it.val.(*T)
+	return v
+}
+
+// Org returns the organization with this ID, or nil when deact has no record of it.
+func (s *Snapshot) Org(id string) *Org { return lookup[Org](s, kindOrg, id) }
+
+// Project returns the project with this ID, or nil.
+func (s *Snapshot) Project(id string) *Project { return lookup[Project](s, kindProject, id) }
+
+// App returns the application with this ID, or nil. App IDs are unique across projects (ZITADEL snowflakes).
+func (s *Snapshot) App(id string) *App { return lookup[App](s, kindApp, id) }
+
+// Client returns the client-ID index entry, or nil.
+func (s *Snapshot) Client(clientID string) *Client { return lookup[Client](s, kindClient, clientID) }
+
+// Domain returns the org domain entry for a lower-case domain name, or nil.
+func (s *Snapshot) Domain(domain string) *Domain { return lookup[Domain](s, kindDomain, domain) }
+
+// Account returns the user or service account entry, or nil.
+func (s *Snapshot) Account(id string) *Account { return lookup[Account](s, kindAccount, id) }
+
+// Revision is the etcd revision of the newest change in this snapshot.
+func (s *Snapshot) Revision() int64 {
+	if s == nil {
+		return 0
+	}
+	return s.revision
+}
+
+// Len is the number of records in the snapshot.
+func (s *Snapshot) Len() int {
+	n := 0
+	for k := range s.tables {
+		for _, m := range s.tables[k].shards {
+			n += len(m)
+		}
+	}
+	return n
+}
+
+// each calls f for every record's (kind name, id, mod revision); for tests and diagnostics.
+func (s *Snapshot) each(f func(k kind, id string, it item)) {
+	for k := range s.tables {
+		for _, m := range s.tables[k].shards {
+			for id, it := range m {
+				f(kind(k), id, it)
+			}
+		}
+	}
+}
+
+// builder makes the next snapshot from a base, copying a shard the first time a change touches it.
+type builder struct {
+	s      *Snapshot
+	copied [nKinds][nShards]bool
+}
+
+func newBuilder(base *Snapshot) *builder {
+	b := &builder{s: &Snapshot{}}
+	if base != nil {
+		*b.s = *base
+	}
+	return b
+}
+
+func (b *builder) shard(k kind, id string) map[string]item {
+	i := shardOf(id)
+	if !b.copied[k][i] {
+		old := b.s.tables[k].shards[i]
+		m := make(map[string]item, len(old)+1)
+		for key, v := range old {
+			m[key] = v
+		}
+		b.s.tables[k].shards[i] = m
+		b.copied[k][i] = true
+	}
+	return b.s.tables[k].shards[i]
+}
+
+// put applies a put of key at rev; an older revision than the one held is ignored (per-key guard).
+func (b *builder) put(key string, value []byte, rev int64) error {
+	k, id := parseKey(key)
+	if k == kindUnknown {
+		return nil // a key we do not understand (a newer deact's record): ignore, never fail the batch
+	}
+	if it, ok := b.s.get(k, id); ok && it.rev >= rev {
+		return nil
+	}
+	v, err := decode(k, value)
+	if err != nil {
+		// A record we cannot read must not become an allow: orgs, projects and apps are held deactivated;
+		// index entries are dropped. The caller logs and counts the error.
+		err = fmt.Errorf("decode %s: %w", key, err)
+		switch k {
+		case kindOrg:
+			v = &Org{ID: id, Disabled: OpsAll, Meta: Meta{Reason: "unreadable record"}}
+		case kindProject:
+			v = &Project{ID: id, State: Deactivated}
+		case kindApp:
+			v = &App{ID: id, State: Deactivated}
+		default:
+			b.del(key, rev)
+			return err
+		}
+	}
+	b.shard(k, id)[id] = item{val: v, rev: rev}
+	b.bump(rev)
+	return err
+}
+
+// del applies a delete of key at rev.
+func (b *builder) del(key string, rev int64) {
+	k, id := parseKey(key)
+	if k == kindUnknown {
+		return
+	}
+	if it, ok := b.s.get(k, id); !ok || it.rev >= rev {
+		return
+	}
+	delete(b.shard(k, id), id)
+	b.bump(rev)
+}
+
+func (b *builder) bump(rev int64) {
+	if rev > b.s.revision {
+		b.s.revision = rev
+	}
+}
+
+func decode(k kind, value []byte) (any, error) {
+	var v any
+	switch k {
+	case kindOrg:
+		v = new(Org)
+	case kindProject:
+		v = new(Project)
+	case kindApp:
+		v = new(App)
+	case kindClient:
+		v = new(Client)
+	case kindDomain:
+		v = new(Domain)
+	case kindAccount:
+		v = new(Account)
+	default:
+		return nil, fmt.Errorf("unknown kind %d", k)
+	}
+	if err := json.Unmarshal(value, v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// diff counts the records that differ between two snapshots (by presence or mod revision).
+func diff(a, b *Snapshot) int {
+	n := 0
+	a.each(func(k kind, id string, it item) {
+		if o, ok := b.get(k, id); !ok || o.rev != it.rev {
+			n++
+		}
+	})
+	b.each(func(k kind, id string, _ item) {
+		if _, ok := a.get(k, id); !ok {
+			n++
+		}
+	})
+	return n
+}
