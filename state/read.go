@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -279,4 +280,28 @@ func validState(s string) error {
 		return nil
 	}
 	return fmt.Errorf("state %q is neither %q nor %q", s, Active, Deactivated)
+}
+
+// BuildSnapshot makes a snapshot from records at revision rev, through the same code the replica applies
+// etcd's records with. It is for benchmarks and fuzz targets of the decision, which need state without etcd.
+func BuildSnapshot(rev int64, recs ...Record) (*Snapshot, error) {
+	s := &Store{now: func() time.Time { return time.Time{} }}
+	b := newBuilder(nil)
+	for i, rec := range recs {
+		line, err := json.Marshal(rec)
+		if err != nil {
+			return nil, err
+		}
+		ops, err := s.recordOps(line, Change{})
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", i, err)
+		}
+		for _, op := range ops {
+			if err := b.put(string(op.KeyBytes()), op.ValueBytes(), rev); err != nil {
+				return nil, err
+			}
+		}
+	}
+	b.s.revision = rev
+	return b.s, nil
 }
