@@ -1,0 +1,164 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"connectrpc.com/connect"
+	"github.com/deact/deact/state"
+)
+
+// kind classifies a failure once; each API renders it in its own shape (ZITADEL status, Commvault errorCode,
+// native JSON) from the same classification.
+type kind int
+
+const (
+	kindInternal kind = iota
+	kindInvalid
+	kindUnauthenticated
+	kindForbidden
+	kindNotFound
+	kindAlreadyDeactivated
+	kindNotDeactivated
+	kindConflict
+	kindTooLarge
+	kindRateLimited
+	kindUnavailable
+	kindUnsupportedMedia
+)
+
+// apiError is a classified failure: its message is safe to show the caller.
+type apiError struct {
+	kind kind
+	id   string // stable id, e.g. "DEACT-AlreadyDeactivated" (ZITADEL's ErrorDetail.id)
+	msg  string
+	err  error // the cause, for logs
+}
+
+func (e *apiError) Error() string { return e.msg }
+func (e *apiError) Unwrap() error { return e.err }
+
+func newError(k kind, id, format string, args ...any) *apiError {
+	return &apiError{kind: k, id: id, msg: fmt.Sprintf(format, args...)}
+}
+
+var (
+	errNoToken     = newError(kindUnauthenticated, "DEACT-NoToken", "authentication required: send a token")
+	errBadToken    = newError(kindUnauthenticated, "DEACT-BadToken", "the token is not valid")
+	errRateLimited = newError(kindRateLimited, "DEACT-TooManyFailures", "too many failed authentications from this address, try again later")
+	errReadOnly    = newError(kindForbidden, "DEACT-ReadOnly", "the token is read-only")
+)
+
+// classify turns any error into an apiError. Errors of the state package keep their message; unknown errors
+// become internal ones with a generic message (the cause is logged, not shown).
+func classify(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	msg := err.Error()
+	switch {
+	case errors.Is(err, state.ErrInvalidID):
+		return &apiError{kind: kindInvalid, id: "DEACT-InvalidID", msg: msg, err: err}
+	case errors.Is(err, state.ErrAlreadyDeactivated):
+		return &apiError{kind: kindAlreadyDeactivated, id: "DEACT-AlreadyDeactivated", msg: msg, err: err}
+	case errors.Is(err, state.ErrNotDeactivated):
+		return &apiError{kind: kindNotDeactivated, id: "DEACT-NotDeactivated", msg: msg, err: err}
+	case errors.Is(err, state.ErrNotFound):
+		return &apiError{kind: kindNotFound, id: "DEACT-NotFound", msg: msg, err: err}
+	case errors.Is(err, state.ErrConflict):
+		return &apiError{kind: kindConflict, id: "DEACT-Conflict", msg: msg, err: err}
+	case errors.Is(err, state.ErrContention):
+		return &apiError{kind: kindUnavailable, id: "DEACT-Contention", msg: msg, err: err}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return &apiError{kind: kindUnavailable, id: "DEACT-Timeout", msg: "the store did not answer in time", err: err}
+	}
+	return &apiError{kind: kindInternal, id: "DEACT-Internal", msg: "internal error", err: err}
+}
+
+// clientFault reports whether the caller caused the failure (logged below error level).
+func (e *apiError) clientFault() bool {
+	return e.kind != kindInternal && e.kind != kindUnavailable
+}
+
+// httpStatus is the status of the native and Commvault APIs. (The ZITADEL API uses connect codes; vanguard maps
+// them to ZITADEL's statuses.)
+func (e *apiError) httpStatus() int {
+	switch e.kind {
+	case kindInvalid:
+		return http.StatusBadRequest
+	case kindUnauthenticated:
+		return http.StatusUnauthorized
+	case kindForbidden:
+		return http.StatusForbidden
+	case kindNotFound:
+		return http.StatusNotFound
+	case kindAlreadyDeactivated, kindNotDeactivated, kindConflict:
+		return http.StatusConflict
+	case kindTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case kindRateLimited:
+		return http.StatusTooManyRequests
+	case kindUnsupportedMedia:
+		return http.StatusUnsupportedMediaType
+	case kindUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// connectCode is the gRPC code ZITADEL uses for the failure.
+func (e *apiError) connectCode() connect.Code {
+	switch e.kind {
+	case kindInvalid:
+		return connect.CodeInvalidArgument
+	case kindUnauthenticated:
+		return connect.CodeUnauthenticated
+	case kindForbidden:
+		return connect.CodePermissionDenied
+	case kindNotFound:
+		return connect.CodeNotFound
+	case kindAlreadyDeactivated, kindNotDeactivated:
+		return connect.CodeFailedPrecondition
+	case kindConflict:
+		return connect.CodeAlreadyExists
+	case kindTooLarge, kindRateLimited:
+		return connect.CodeResourceExhausted
+	case kindUnsupportedMedia:
+		return connect.CodeInvalidArgument
+	case kindUnavailable:
+		return connect.CodeUnavailable
+	}
+	return connect.CodeInternal
+}
+
+// name is the machine-readable code of the native API.
+func (e *apiError) name() string {
+	switch e.kind {
+	case kindInvalid:
+		return "invalid_argument"
+	case kindUnauthenticated:
+		return "unauthenticated"
+	case kindForbidden:
+		return "permission_denied"
+	case kindNotFound:
+		return "not_found"
+	case kindAlreadyDeactivated:
+		return "already_deactivated"
+	case kindNotDeactivated:
+		return "not_deactivated"
+	case kindConflict:
+		return "conflict"
+	case kindTooLarge:
+		return "body_too_large"
+	case kindRateLimited:
+		return "rate_limited"
+	case kindUnsupportedMedia:
+		return "unsupported_media_type"
+	case kindUnavailable:
+		return "unavailable"
+	}
+	return "internal"
+}

@@ -1,0 +1,772 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/deact/deact/state"
+)
+
+// The native API, JSON under /v1/. Reads need any token, writes an admin token; every route checks the org it
+// touches against the token's scope. Writes answer with the revision and the confirmation:
+//
+//	{"revision":42,"changedAt":"…","orgId":"1","confirmation":{"revision":42,"confirmed":3,"total":3,"waitedMs":1.2}}
+//
+// Errors: {"error":{"status":409,"code":"already_deactivated","message":"…"}}.
+
+// WriteResult is the answer to a native write.
+type WriteResult struct {
+	Revision     int64              `json:"revision"`
+	ChangedAt    time.Time          `json:"changedAt"`
+	OrgID        string             `json:"orgId,omitempty"`
+	Confirmation state.Confirmation `json:"confirmation"`
+}
+
+// ImportResponse is the answer to /v1/import.
+type ImportResponse struct {
+	state.ImportResult
+	Confirmation state.Confirmation `json:"confirmation"`
+}
+
+// NodeStatus is one gateway node in /v1/nodes.
+type NodeStatus struct {
+	state.Node
+	// AgeMs is how long ago the node last wrote its record; StaleMs adds it to the staleness the node reported.
+	AgeMs   int64 `json:"ageMs"`
+	StaleMs int64 `json:"staleMs"`
+}
+
+// NodesResponse is the answer to /v1/nodes.
+type NodesResponse struct {
+	Nodes []NodeStatus `json:"nodes"`
+}
+
+// TokenRequest creates a token.
+type TokenRequest struct {
+	Name    string   `json:"name"`
+	HomeOrg string   `json:"homeOrg"`
+	AllOrgs bool     `json:"allOrgs"`
+	Orgs    []string `json:"orgs"`
+	Role    string   `json:"role"`
+}
+
+// TokenCreated is the answer to a token creation: Token is the secret, shown this once.
+type TokenCreated struct {
+	Token  string      `json:"token"`
+	Record state.Token `json:"record"`
+	WriteResult
+}
+
+// DeactivateRequest is the body of the native deactivate and reactivate calls (every field optional).
+type DeactivateRequest struct {
+	Ops    string `json:"ops,omitempty"`   // orgs: "login,token" (default), "all", ...
+	Exact  bool   `json:"exact,omitempty"` // orgs: the disabled set becomes exactly Ops
+	OrgID  string `json:"orgId,omitempty"` // projects and apps: the owning org
+	Reason string `json:"reason,omitempty"`
+}
+
+// OrgRequest registers an org.
+type OrgRequest struct {
+	Name    string   `json:"name"`
+	Domains []string `json:"domains"`
+	Reason  string   `json:"reason,omitempty"`
+}
+
+// AppRequest registers an app.
+type AppRequest struct {
+	OrgID     string   `json:"orgId"`
+	ClientIDs []string `json:"clientIds"`
+	Reason    string   `json:"reason,omitempty"`
+}
+
+// AccountRequest registers an account.
+type AccountRequest struct {
+	OrgID  string `json:"orgId"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// nativeHandler is a native route: it returns the status and body to write, or an error.
+type nativeHandler func(r *http.Request, p *principal) (int, any, error)
+
+type nativeRoute struct {
+	write bool
+	h     nativeHandler
+}
+
+func (a *API) nativeMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	routes := map[string]nativeRoute{
+		"GET /v1/orgs":                                      {false, a.listOrgs},
+		"GET /v1/orgs/{id}":                                 {false, a.getOrg},
+		"PUT /v1/orgs/{id}":                                 {true, a.putOrg},
+		"POST /v1/orgs/{id}/deactivate":                     {true, a.setOrg(true)},
+		"POST /v1/orgs/{id}/reactivate":                     {true, a.setOrg(false)},
+		"GET /v1/projects":                                  {false, a.listProjects},
+		"GET /v1/projects/{id}":                             {false, a.getProject},
+		"POST /v1/projects/{id}/deactivate":                 {true, a.setProject(true)},
+		"POST /v1/projects/{id}/reactivate":                 {true, a.setProject(false)},
+		"GET /v1/apps":                                      {false, a.listApps},
+		"GET /v1/projects/{project}/apps/{app}":             {false, a.getApp},
+		"PUT /v1/projects/{project}/apps/{app}":             {true, a.putApp},
+		"POST /v1/projects/{project}/apps/{app}/deactivate": {true, a.setApp(true)},
+		"POST /v1/projects/{project}/apps/{app}/reactivate": {true, a.setApp(false)},
+		"PUT /v1/accounts/{id}":                             {true, a.putAccount},
+		"POST /v1/import":                                   {true, a.importNDJSON},
+		"GET /v1/audit":                                     {false, a.audit},
+		"GET /v1/nodes":                                     {false, a.nodes},
+		"GET /v1/tokens":                                    {false, a.listTokens},
+		"POST /v1/tokens":                                   {true, a.createToken},
+		"DELETE /v1/tokens/{hash}":                          {true, a.deleteToken},
+	}
+	for pattern, route := range routes {
+		op := pattern
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) { a.runNative(w, r, op, route) })
+	}
+	return mux
+}
+
+// serveNative answers unknown paths and methods itself, so that they get a JSON body too.
+func (a *API) serveNative(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; strings.Contains(p, "/../") || strings.HasSuffix(p, "/..") || strings.Contains(p, "/./") ||
+		strings.HasSuffix(p, "/.") || strings.Contains(p, "//") {
+		// ServeMux would redirect to the cleaned path; an id of "." or ".." is a mistake, not a redirect.
+		writeNativeError(w, newError(kindInvalid, "DEACT-InvalidID", "the path holds an empty, \".\" or \"..\" segment"))
+		return
+	}
+	if _, pattern := a.native.Handler(r); pattern != "" {
+		a.native.ServeHTTP(w, r)
+		return
+	}
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := a.native.Handler(probe); pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeNativeError(w, &apiError{kind: kindInvalid, id: "DEACT-Method", msg: fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", "))}, http.StatusMethodNotAllowed)
+		return
+	}
+	writeNativeError(w, newError(kindNotFound, "DEACT-NoRoute", "no route for %s %s", r.Method, r.URL.Path))
+}
+
+func (a *API) runNative(w http.ResponseWriter, r *http.Request, op string, route nativeRoute) {
+	status, body, err := a.native1(w, r, route)
+	if err != nil {
+		e := classify(err)
+		a.metrics.request("native", op, e)
+		a.logFailure("native", op, e)
+		writeNativeError(w, e)
+		return
+	}
+	a.metrics.request("native", op, nil)
+	if wr, ok := body.(WriteResult); ok {
+		setConfirmHeaders(w.Header(), wr.Confirmation)
+	}
+	writeJSON(w, status, body)
+}
+
+func (a *API) native1(w http.ResponseWriter, r *http.Request, route nativeRoute) (int, any, error) {
+	ctx := r.Context()
+	p, err := a.auth.authenticate(ctx, bearer(r.Header), ipFromContext(ctx))
+	if err != nil {
+		return 0, nil, err
+	}
+	if route.write && !p.canWrite() {
+		return 0, nil, errReadOnly
+	}
+	return route.h(r, p)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body any) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"status":500,"code":"internal","message":"internal error"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// ErrorBody is the native API's error answer.
+type ErrorBody struct {
+	Error struct {
+		Status  int    `json:"status"`
+		Code    string `json:"code"`
+		ID      string `json:"id"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeNativeError(w http.ResponseWriter, e *apiError, status ...int) {
+	var b ErrorBody
+	b.Error.Status = e.httpStatus()
+	if len(status) > 0 {
+		b.Error.Status = status[0]
+	}
+	b.Error.Code, b.Error.ID, b.Error.Message = e.name(), e.id, e.msg
+	if b.Error.Status == http.StatusMethodNotAllowed {
+		b.Error.Code = "method_not_allowed"
+	}
+	writeJSON(w, b.Error.Status, b)
+}
+
+// decode reads a JSON body into v; an empty body leaves v as it is. Unknown fields are refused.
+func (a *API) decode(r *http.Request, v any) error {
+	body, err := a.readBody(r)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return newError(kindInvalid, "DEACT-BadBody", "malformed JSON body: %s", bodyError(err))
+	}
+	if dec.More() {
+		return newError(kindInvalid, "DEACT-BadBody", "malformed JSON body: more than one value")
+	}
+	return nil
+}
+
+// page reads the cursor parameters.
+func page(r *http.Request, cursor string) (string, int64, error) {
+	q := r.URL.Query()
+	var limit int64 = 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 || n > 1000 {
+			return "", 0, newError(kindInvalid, "DEACT-BadLimit", "limit must be between 1 and 1000")
+		}
+		limit = n
+	}
+	after := q.Get(cursor)
+	if len(after) > 2*state.MaxIDLen+1 {
+		return "", 0, newError(kindInvalid, "DEACT-BadCursor", "cursor is too long")
+	}
+	return after, limit, nil
+}
+
+// write finishes a native write: wait for the nodes, log, answer.
+func (a *API) write(r *http.Request, p *principal, op, subject string, res state.Result, err error) (int, any, error) {
+	if err != nil {
+		return 0, nil, err
+	}
+	timeout, terr := a.confirmTimeout(r)
+	if terr != nil {
+		timeout = a.cfg.ConfirmTimeout // validated before the write; unreachable
+	}
+	c := a.confirm(r.Context(), res.Revision, timeout)
+	a.logWrite("native", op, p, subject, res, c)
+	return http.StatusOK, WriteResult{Revision: res.Revision, ChangedAt: res.ChangedAt, OrgID: res.OrgID, Confirmation: c}, nil
+}
+
+// preWrite validates what every write validates before touching etcd: ids and the confirm timeout.
+func (a *API) preWrite(r *http.Request, ids ...[2]string) error {
+	for _, id := range ids {
+		if err := state.ValidateID(id[0], id[1]); err != nil {
+			return err
+		}
+	}
+	_, err := a.confirmTimeout(r)
+	return err
+}
+
+// --- orgs
+
+func (a *API) listOrgs(r *http.Request, p *principal) (int, any, error) {
+	after, limit, err := page(r, "after")
+	if err != nil {
+		return 0, nil, err
+	}
+	if p.tok.AllOrgs {
+		pg, err := a.store.ListOrgs(r.Context(), after, limit)
+		return http.StatusOK, pg, err
+	}
+	// A scoped token sees its own orgs, read one by one (scopes are short lists).
+	orgs := slices.Sorted(slices.Values(p.tok.Orgs))
+	var out state.Page[state.Org]
+	for _, id := range orgs {
+		if id <= after {
+			continue
+		}
+		if int64(len(out.Items)) == limit {
+			out.Next = out.Items[len(out.Items)-1].Record.ID
+			break
+		}
+		v, err := a.store.GetOrg(r.Context(), id)
+		if errors.Is(err, state.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+		out.Items = append(out.Items, v)
+		out.Revision = max(out.Revision, v.Revision)
+	}
+	if out.Items == nil {
+		out.Items = []state.Versioned[state.Org]{}
+	}
+	return http.StatusOK, out, nil
+}
+
+func (a *API) getOrg(r *http.Request, p *principal) (int, any, error) {
+	id := r.PathValue("id")
+	if err := state.ValidateID("org", id); err != nil {
+		return 0, nil, err
+	}
+	if err := p.authorize(id, false); err != nil {
+		return 0, nil, err
+	}
+	v, err := a.store.GetOrg(r.Context(), id)
+	return http.StatusOK, v, err
+}
+
+func (a *API) putOrg(r *http.Request, p *principal) (int, any, error) {
+	id := r.PathValue("id")
+	var req OrgRequest
+	if err := a.decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	if err := a.preWrite(r, [2]string{"org", id}); err != nil {
+		return 0, nil, err
+	}
+	if err := p.authorize(id, true); err != nil {
+		return 0, nil, err
+	}
+	res, err := a.store.PutOrg(r.Context(), state.Org{ID: id, Name: req.Name, Domains: req.Domains}, change(p, req.Reason))
+	return a.write(r, p, "register org", "org "+id, res, err)
+}
+
+func (a *API) setOrg(deactivate bool) nativeHandler {
+	return func(r *http.Request, p *principal) (int, any, error) {
+		id := r.PathValue("id")
+		var req DeactivateRequest
+		if err := a.decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		if err := a.preWrite(r, [2]string{"org", id}); err != nil {
+			return 0, nil, err
+		}
+		ops := zitadelOps
+		if req.Ops != "" {
+			var err error
+			if ops, err = state.ParseOps(req.Ops); err != nil {
+				return 0, nil, newError(kindInvalid, "DEACT-BadOps", "%v", err)
+			}
+			if ops == 0 {
+				return 0, nil, newError(kindInvalid, "DEACT-BadOps", "ops names no operation")
+			}
+		}
+		if err := p.authorize(id, true); err != nil {
+			return 0, nil, err
+		}
+		if deactivate {
+			res, err := a.store.DeactivateOrg(r.Context(), id, ops, req.Exact, change(p, req.Reason))
+			return a.write(r, p, "deactivate org "+ops.String(), "org "+id, res, err)
+		}
+		res, err := a.store.ReactivateOrg(r.Context(), id, change(p, req.Reason))
+		return a.write(r, p, "reactivate org", "org "+id, res, err)
+	}
+}
+
+// --- projects and apps
+
+// ownerOrg decides the org a project or app write acts for, and checks the token may act on it: the org given
+// in the request, else the record's own org; a scoped token must name one when the record is new.
+func (a *API) ownerOrg(p *principal, given, stored string, exists bool) (string, error) {
+	org := given
+	if org == "" {
+		org = stored
+	}
+	if org == "" {
+		if !p.tok.AllOrgs {
+			return "", newError(kindInvalid, "DEACT-NoOrg", "orgId is required")
+		}
+		return "", nil
+	}
+	if err := state.ValidateID("org", org); err != nil {
+		return "", err
+	}
+	if err := p.authorize(org, true); err != nil {
+		return "", err
+	}
+	if exists && stored != "" && stored != org {
+		// The record belongs to another org than the one named: whether the caller may see it or not, the
+		// answer does not reveal more than "not found".
+		return "", fmt.Errorf("record of org %s: %w", org, state.ErrNotFound)
+	}
+	return org, nil
+}
+
+func (a *API) listProjects(r *http.Request, p *principal) (int, any, error) {
+	after, limit, err := page(r, "after")
+	if err != nil {
+		return 0, nil, err
+	}
+	pg, err := a.store.ListProjects(r.Context(), after, limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	pg.Items = slices.DeleteFunc(pg.Items, func(v state.Versioned[state.Project]) bool { return !p.tok.Allows(v.Record.OrgID) })
+	if pg.Items == nil {
+		pg.Items = []state.Versioned[state.Project]{}
+	}
+	return http.StatusOK, pg, nil
+}
+
+func (a *API) getProject(r *http.Request, p *principal) (int, any, error) {
+	id := r.PathValue("id")
+	v, err := a.store.GetProject(r.Context(), id)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := p.authorize(v.Record.OrgID, false); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, v, nil
+}
+
+func (a *API) setProject(deactivate bool) nativeHandler {
+	return func(r *http.Request, p *principal) (int, any, error) {
+		id := r.PathValue("id")
+		var req DeactivateRequest
+		if err := a.decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		if err := a.preWrite(r, [2]string{"project", id}); err != nil {
+			return 0, nil, err
+		}
+		cur, err := a.store.GetProject(r.Context(), id)
+		if err != nil && !errors.Is(err, state.ErrNotFound) {
+			return 0, nil, err
+		}
+		org, err := a.ownerOrg(p, req.OrgID, cur.Record.OrgID, err == nil)
+		if err != nil {
+			return 0, nil, err
+		}
+		res, err := a.store.SetProjectState(r.Context(), id, org, deactivate, change(p, req.Reason))
+		return a.write(r, p, action("project", deactivate), "project "+id, res, err)
+	}
+}
+
+func (a *API) listApps(r *http.Request, p *principal) (int, any, error) {
+	after, limit, err := page(r, "after")
+	if err != nil {
+		return 0, nil, err
+	}
+	pg, err := a.store.ListApps(r.Context(), after, limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	pg.Items = slices.DeleteFunc(pg.Items, func(v state.Versioned[state.App]) bool { return !p.tok.Allows(v.Record.OrgID) })
+	if pg.Items == nil {
+		pg.Items = []state.Versioned[state.App]{}
+	}
+	return http.StatusOK, pg, nil
+}
+
+func (a *API) getApp(r *http.Request, p *principal) (int, any, error) {
+	v, err := a.store.GetApp(r.Context(), r.PathValue("project"), r.PathValue("app"))
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := p.authorize(v.Record.OrgID, false); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, v, nil
+}
+
+func (a *API) putApp(r *http.Request, p *principal) (int, any, error) {
+	project, app := r.PathValue("project"), r.PathValue("app")
+	var req AppRequest
+	if err := a.decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	if err := a.preWrite(r, [2]string{"project", project}, [2]string{"app", app}, [2]string{"org", req.OrgID}); err != nil {
+		return 0, nil, err
+	}
+	if err := p.authorize(req.OrgID, true); err != nil {
+		return 0, nil, err
+	}
+	res, err := a.store.PutApp(r.Context(), state.App{ID: app, ProjectID: project, OrgID: req.OrgID, ClientIDs: req.ClientIDs}, change(p, req.Reason))
+	return a.write(r, p, "register app", "app "+project+"/"+app, res, err)
+}
+
+func (a *API) setApp(deactivate bool) nativeHandler {
+	return func(r *http.Request, p *principal) (int, any, error) {
+		project, app := r.PathValue("project"), r.PathValue("app")
+		var req DeactivateRequest
+		if err := a.decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		if err := a.preWrite(r, [2]string{"project", project}, [2]string{"app", app}); err != nil {
+			return 0, nil, err
+		}
+		cur, err := a.store.GetApp(r.Context(), project, app)
+		if err != nil && !errors.Is(err, state.ErrNotFound) {
+			return 0, nil, err
+		}
+		org, err := a.ownerOrg(p, req.OrgID, cur.Record.OrgID, err == nil)
+		if err != nil {
+			return 0, nil, err
+		}
+		res, err := a.store.SetAppState(r.Context(), project, app, org, deactivate, change(p, req.Reason))
+		return a.write(r, p, action("app", deactivate), "app "+project+"/"+app, res, err)
+	}
+}
+
+func action(what string, deactivate bool) string {
+	if deactivate {
+		return "deactivate " + what
+	}
+	return "reactivate " + what
+}
+
+// --- accounts
+
+func (a *API) putAccount(r *http.Request, p *principal) (int, any, error) {
+	id := r.PathValue("id")
+	var req AccountRequest
+	if err := a.decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	if err := a.preWrite(r, [2]string{"account", id}, [2]string{"org", req.OrgID}); err != nil {
+		return 0, nil, err
+	}
+	if err := p.authorize(req.OrgID, true); err != nil {
+		return 0, nil, err
+	}
+	// Moving an account away from an org needs the right to act on that org too.
+	resp, err := a.store.Client().Get(r.Context(), state.AccountKey(id))
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(resp.Kvs) == 1 {
+		var cur state.Account
+		if json.Unmarshal(resp.Kvs[0].Value, &cur) == nil && cur.OrgID != req.OrgID {
+			if err := p.authorize(cur.OrgID, true); err != nil {
+				return 0, nil, err
+			}
+		}
+	}
+	res, err := a.store.PutAccount(r.Context(), state.Account{ID: id, OrgID: req.OrgID}, change(p, req.Reason))
+	return a.write(r, p, "register account", "account "+id, res, err)
+}
+
+// --- import, audit, nodes
+
+// importNDJSON streams the body to Store.Import. Records may name any org, so only an all-orgs token imports.
+func (a *API) importNDJSON(r *http.Request, p *principal) (int, any, error) {
+	if !p.tok.AllOrgs {
+		return 0, nil, newError(kindForbidden, "DEACT-ImportScope", "import needs a token for all orgs")
+	}
+	timeout, err := a.confirmTimeout(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if r.ContentLength > a.cfg.MaxImportBytes {
+		return 0, nil, newError(kindTooLarge, "DEACT-BodyTooLarge", "import body is larger than %d bytes", a.cfg.MaxImportBytes)
+	}
+	body := &limitedBody{r: r.Body, left: a.cfg.MaxImportBytes}
+	res, err := a.store.Import(r.Context(), body, change(p, "import"))
+	if body.exceeded {
+		return 0, nil, newError(kindTooLarge, "DEACT-BodyTooLarge", "import body is larger than %d bytes (%d records in %d batches were imported before the limit)", a.cfg.MaxImportBytes, res.Records, res.Batches)
+	}
+	if err != nil {
+		if !badImportLine(err) {
+			return 0, nil, err
+		}
+		// A bad line: the caller's mistake, reported with its line number.
+		return 0, nil, newError(kindInvalid, "DEACT-BadImport", "import stopped after %d records in %d batches: %v", res.Records, res.Batches, err)
+	}
+	var c state.Confirmation
+	if res.Revision > 0 {
+		c = a.confirm(r.Context(), res.Revision, timeout)
+	}
+	a.logWrite("native", "import", p, fmt.Sprintf("%d records", res.Records), state.Result{Revision: res.Revision}, c)
+	return http.StatusOK, ImportResponse{ImportResult: res, Confirmation: c}, nil
+}
+
+// badImportLine tells a bad input line (the caller's mistake: Store.Import says "line N: ...") from a store
+// failure (ours: "import batch N: ...").
+func badImportLine(err error) bool {
+	return strings.HasPrefix(err.Error(), "line ") && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+type limitedBody struct {
+	r        interface{ Read([]byte) (int, error) }
+	left     int64
+	exceeded bool
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		b.exceeded = true
+		return 0, errors.New("body too large")
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	if b.left <= 0 && err == nil {
+		// Probe for more data: one more byte means the limit is exceeded.
+		var one [1]byte
+		if m, _ := b.r.Read(one[:]); m > 0 {
+			b.exceeded = true
+			return n, errors.New("body too large")
+		}
+	}
+	return n, err
+}
+
+func (a *API) audit(r *http.Request, p *principal) (int, any, error) {
+	before, limit, err := page(r, "before")
+	if err != nil {
+		return 0, nil, err
+	}
+	entries, err := a.store.Audit(r.Context(), before, limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !p.tok.AllOrgs {
+		entries = slices.DeleteFunc(entries, func(e state.AuditEntry) bool {
+			orgs := auditOrgs(e)
+			return len(orgs) == 0 || slices.ContainsFunc(orgs, func(o string) bool { return !p.tok.Allows(o) })
+		})
+	}
+	if entries == nil {
+		entries = []state.AuditEntry{}
+	}
+	return http.StatusOK, map[string]any{"entries": entries}, nil
+}
+
+// auditOrgs names the orgs an audit entry concerns: the org of an org key, the orgId (or a token's orgs) of the
+// record before and after. An entry that names none (an import) is shown only to all-orgs tokens.
+func auditOrgs(e state.AuditEntry) []string {
+	var orgs []string
+	if id, ok := strings.CutPrefix(e.Key, state.OrgKey("")); ok {
+		orgs = append(orgs, id)
+	}
+	for _, raw := range []json.RawMessage{e.Before, e.After} {
+		var rec struct {
+			OrgID   string   `json:"orgId"`
+			HomeOrg string   `json:"homeOrg"`
+			AllOrgs bool     `json:"allOrgs"`
+			Orgs    []string `json:"orgs"`
+		}
+		if len(raw) == 0 || json.Unmarshal(raw, &rec) != nil {
+			continue
+		}
+		if rec.AllOrgs {
+			return nil
+		}
+		for _, o := range append([]string{rec.OrgID, rec.HomeOrg}, rec.Orgs...) {
+			if o != "" && !slices.Contains(orgs, o) {
+				orgs = append(orgs, o)
+			}
+		}
+	}
+	return orgs
+}
+
+func (a *API) nodes(r *http.Request, _ *principal) (int, any, error) {
+	nodes, err := a.store.ListNodes(r.Context())
+	if err != nil {
+		return 0, nil, err
+	}
+	now := time.Now()
+	out := NodesResponse{Nodes: make([]NodeStatus, 0, len(nodes))}
+	for _, n := range nodes {
+		age := now.Sub(n.SyncedAt).Milliseconds()
+		out.Nodes = append(out.Nodes, NodeStatus{Node: n, AgeMs: age, StaleMs: n.StalenessMs + max(age, 0)})
+	}
+	return http.StatusOK, out, nil
+}
+
+// --- tokens
+
+func (a *API) listTokens(r *http.Request, p *principal) (int, any, error) {
+	after, limit, err := page(r, "after")
+	if err != nil {
+		return 0, nil, err
+	}
+	pg, err := a.store.ListTokens(r.Context(), after, limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	pg.Items = slices.DeleteFunc(pg.Items, func(v state.Versioned[state.Token]) bool { return !p.tok.Covers(&v.Record) })
+	if pg.Items == nil {
+		pg.Items = []state.Versioned[state.Token]{}
+	}
+	return http.StatusOK, pg, nil
+}
+
+func (a *API) createToken(r *http.Request, p *principal) (int, any, error) {
+	var req TokenRequest
+	if err := a.decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	if _, err := a.confirmTimeout(r); err != nil {
+		return 0, nil, err
+	}
+	if req.Role == "" {
+		req.Role = state.RoleReadOnly
+	}
+	if req.HomeOrg == "" && !req.AllOrgs && len(req.Orgs) > 0 {
+		req.HomeOrg = req.Orgs[0]
+	}
+	if req.HomeOrg != "" && !req.AllOrgs && !slices.Contains(req.Orgs, req.HomeOrg) {
+		req.Orgs = append(req.Orgs, req.HomeOrg)
+	}
+	secret, err := NewToken()
+	if err != nil {
+		return 0, nil, err
+	}
+	tok := state.Token{Hash: state.HashToken(secret), Name: req.Name, HomeOrg: req.HomeOrg, AllOrgs: req.AllOrgs,
+		Orgs: req.Orgs, Role: req.Role, CreatedBy: p.actor}
+	if err := tok.Validate(); err != nil {
+		if errors.Is(err, state.ErrInvalidID) {
+			return 0, nil, err
+		}
+		return 0, nil, newError(kindInvalid, "DEACT-BadToken", "%v", err)
+	}
+	if !p.tok.Covers(&tok) {
+		return 0, nil, newError(kindForbidden, "DEACT-TokenScope", "a token can only create tokens within its own scope")
+	}
+	res, err := a.store.CreateToken(r.Context(), tok, change(p, "create token "+req.Name))
+	_, body, err := a.write(r, p, "create token", "token "+tok.Hash[:12], res, err)
+	if err != nil {
+		return 0, nil, err
+	}
+	tok.Created = res.ChangedAt
+	return http.StatusCreated, TokenCreated{Token: secret, Record: tok, WriteResult: body.(WriteResult)}, nil
+}
+
+func (a *API) deleteToken(r *http.Request, p *principal) (int, any, error) {
+	hash := strings.ToLower(r.PathValue("hash"))
+	v, err := a.store.GetToken(r.Context(), hash)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !p.tok.Covers(&v.Record) {
+		return 0, nil, newError(kindForbidden, "DEACT-TokenScope", "the token may not revoke tokens outside its scope")
+	}
+	res, err := a.store.DeleteToken(r.Context(), hash, change(p, "delete token"))
+	a.auth.forget(hash)
+	return a.write(r, p, "delete token", "token "+hash[:12], res, err)
+}

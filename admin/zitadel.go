@@ -1,0 +1,293 @@
+package admin
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/vanguard"
+	"github.com/deact/deact/admin/proto/zitadel"
+	management "github.com/deact/deact/admin/proto/zitadel/management/v1"
+	"github.com/deact/deact/admin/proto/zitadel/management/v1/managementconnect"
+	"github.com/deact/deact/state"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// HeaderZitadelOrg selects the organization of a ZITADEL call; without it the token's home org is meant.
+const HeaderZitadelOrg = "x-zitadel-orgid"
+
+// zitadelService implements ZITADEL's ManagementService deactivation methods. Vanguard serves it as REST JSON
+// (the google.api.http routes), and connect as gRPC, gRPC-Web and Connect.
+type zitadelService struct {
+	managementconnect.UnimplementedManagementServiceHandler
+	a *API
+}
+
+// zitadelOps is what a ZITADEL org deactivation disables: its users can neither log in nor get tokens.
+const zitadelOps = state.OpLogin | state.OpToken
+
+func (a *API) newZitadel() (http.Handler, error) {
+	limit := int(a.cfg.MaxBodyBytes)
+	path, h := managementconnect.NewManagementServiceHandler(&zitadelService{a: a}, connect.WithReadMaxBytes(limit))
+	svc := vanguard.NewService(path, h,
+		vanguard.WithMaxMessageBufferBytes(uint32(limit)),
+		vanguard.WithRESTUnmarshalOptions(vanguard.RESTUnmarshalOptions{DiscardUnknownQueryParams: true}))
+	return vanguard.NewTranscoder([]*vanguard.Service{svc},
+		vanguard.WithCodec(newZitadelJSON),
+		vanguard.WithUnknownHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeZitadelError(w, newError(kindNotFound, "DEACT-NoRoute", "no route for %s %s", r.Method, r.URL.Path))
+		})))
+}
+
+// zitadelJSON is protojson as ZITADEL's gateway writes it: unpopulated fields left out, and compact, so the
+// bytes are stable (protojson alone varies its whitespace between builds on purpose).
+type zitadelJSON struct{ *vanguard.JSONCodec }
+
+func newZitadelJSON(res vanguard.TypeResolver) vanguard.Codec {
+	c := vanguard.NewJSONCodec(res)
+	c.MarshalOptions.EmitUnpopulated = false
+	return zitadelJSON{c}
+}
+
+func (c zitadelJSON) MarshalAppend(b []byte, msg proto.Message) ([]byte, error) {
+	return c.JSONCodec.MarshalAppendStable(b, msg)
+}
+
+// serveZitadel handles the ZITADEL routes. REST bodies are read here, so that an oversized one gets 413 in
+// ZITADEL's error shape; gRPC bodies stream through with the same limit enforced by connect.
+func (a *API) serveZitadel(w http.ResponseWriter, r *http.Request) {
+	ct := strings.ToLower(r.Header.Get("Content-Type"))
+	if strings.HasPrefix(ct, "application/grpc") || strings.HasPrefix(ct, "application/connect") ||
+		strings.HasPrefix(r.URL.Path, "/"+managementconnect.ManagementServiceName+"/") {
+		r.Body = http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes+64<<10) // room for framing; connect enforces the message limit
+		a.zitadel.ServeHTTP(w, r)
+		return
+	}
+	body, err := a.readBody(r)
+	if err != nil {
+		e := classify(err)
+		a.metrics.request("zitadel", r.URL.Path, e)
+		writeZitadelError(w, e)
+		return
+	}
+	bufferedBody(r, body)
+	// The query parameter is ours, not the method's: hand it to the handler as the header.
+	if v := r.URL.Query().Get("confirmTimeout"); v != "" && r.Header.Get(HeaderConfirmTimeout) == "" {
+		r.Header.Set(HeaderConfirmTimeout, v)
+	}
+	a.zitadel.ServeHTTP(w, r)
+}
+
+// writeZitadelError writes a REST error in ZITADEL's (grpc-gateway's) shape, for failures found before the
+// request reaches vanguard.
+func writeZitadelError(w http.ResponseWriter, e *apiError) {
+	st := &status.Status{Code: int32(e.connectCode()), Message: zitadelMessage(e)}
+	if d, err := anypb.New(&zitadel.ErrorDetail{Id: e.id, Message: e.msg}); err == nil {
+		st.Details = []*anypb.Any{d}
+	}
+	b, err := newZitadelJSON(nil).MarshalAppend(nil, st)
+	if err != nil {
+		b = []byte(`{"code":13,"message":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	code := vanguardStatus(e.connectCode())
+	if e.kind == kindTooLarge {
+		code = http.StatusRequestEntityTooLarge
+	}
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}
+
+// vanguardStatus is the HTTP status grpc-gateway (and so ZITADEL, and vanguard) uses for a code.
+func vanguardStatus(c connect.Code) int {
+	switch c {
+	case connect.CodeInvalidArgument, connect.CodeFailedPrecondition, connect.CodeOutOfRange:
+		return http.StatusBadRequest
+	case connect.CodeUnauthenticated:
+		return http.StatusUnauthorized
+	case connect.CodePermissionDenied:
+		return http.StatusForbidden
+	case connect.CodeNotFound:
+		return http.StatusNotFound
+	case connect.CodeAlreadyExists, connect.CodeAborted:
+		return http.StatusConflict
+	case connect.CodeResourceExhausted:
+		return http.StatusTooManyRequests
+	case connect.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// zitadelMessage is ZITADEL's message convention: the text, then the error id in parentheses.
+func zitadelMessage(e *apiError) string { return fmt.Sprintf("%s (%s)", e.msg, e.id) }
+
+// connectError converts a failure into a connect error carrying ZITADEL's ErrorDetail.
+func connectError(e *apiError) *connect.Error {
+	ce := connect.NewError(e.connectCode(), fmt.Errorf("%s", zitadelMessage(e)))
+	if d, err := connect.NewErrorDetail(&zitadel.ErrorDetail{Id: e.id, Message: e.msg}); err == nil {
+		ce.AddDetail(d)
+	}
+	return ce
+}
+
+// zitadelWrite runs one ZITADEL write: authenticate, pick and check the org, write, wait for the nodes.
+func (a *API) zitadelWrite(ctx context.Context, op string, req connect.AnyRequest, ids [][2]string,
+	write func(p *principal, org string) (state.Result, error)) (*zitadel.ObjectDetails, http.Header, error) {
+	details, hdr, err := a.zitadelWriteInner(ctx, req, ids, write, op)
+	var e *apiError
+	if err != nil {
+		e = classify(err)
+		a.logFailure("zitadel", op, e)
+		a.metrics.request("zitadel", op, e)
+		return nil, nil, connectError(e)
+	}
+	a.metrics.request("zitadel", op, nil)
+	return details, hdr, nil
+}
+
+func (a *API) zitadelWriteInner(ctx context.Context, req connect.AnyRequest, ids [][2]string,
+	write func(p *principal, org string) (state.Result, error), op string) (*zitadel.ObjectDetails, http.Header, error) {
+	h := req.Header()
+	ip := ipFromContext(ctx)
+	if ip == "" {
+		ip = hostOf(req.Peer().Addr)
+	}
+	p, err := a.auth.authenticate(ctx, bearer(h), ip)
+	if err != nil {
+		return nil, nil, err
+	}
+	org := h.Get(HeaderZitadelOrg)
+	if org == "" {
+		org = p.tok.HomeOrg
+	}
+	if org == "" {
+		return nil, nil, newError(kindInvalid, "DEACT-NoOrg", "no organization: send the %s header (the token has no home org)", HeaderZitadelOrg)
+	}
+	if err := state.ValidateID("org", org); err != nil {
+		return nil, nil, err
+	}
+	for _, id := range ids {
+		if err := state.ValidateID(id[0], id[1]); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := p.authorize(org, true); err != nil {
+		return nil, nil, err
+	}
+	timeout := a.cfg.ConfirmTimeout
+	if v := h.Get(HeaderConfirmTimeout); v != "" {
+		if timeout, err = parseConfirmTimeout(v); err != nil {
+			return nil, nil, err
+		}
+	}
+	res, err := write(p, org)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := a.confirm(ctx, res.Revision, timeout)
+	a.logWrite("zitadel", op, p, subjectOf(org, ids), res, c)
+	out := http.Header{}
+	setConfirmHeaders(out, c)
+	return &zitadel.ObjectDetails{
+		Sequence:      uint64(res.Revision),
+		ChangeDate:    timestamppb.New(res.ChangedAt),
+		ResourceOwner: res.OrgID,
+	}, out, nil
+}
+
+func subjectOf(org string, ids [][2]string) string {
+	s := "org " + org
+	for _, id := range ids {
+		s += " " + id[0] + " " + id[1]
+	}
+	return s
+}
+
+func hostOf(addr string) string {
+	if i := strings.LastIndexByte(addr, ':'); i > 0 {
+		return strings.Trim(addr[:i], "[]")
+	}
+	return addr
+}
+
+func change(p *principal, reason string) state.Change {
+	return state.Change{Actor: p.actor, Reason: reason}
+}
+
+func respond[T any](msg *T, hdr http.Header) *connect.Response[T] {
+	resp := connect.NewResponse(msg)
+	for k, v := range hdr {
+		resp.Header()[k] = v
+	}
+	return resp
+}
+
+func (s *zitadelService) DeactivateOrg(ctx context.Context, req *connect.Request[management.DeactivateOrgRequest]) (*connect.Response[management.DeactivateOrgResponse], error) {
+	d, h, err := s.a.zitadelWrite(ctx, "DeactivateOrg", req, nil, func(p *principal, org string) (state.Result, error) {
+		return s.a.store.DeactivateOrg(ctx, org, zitadelOps, false, change(p, "zitadel DeactivateOrg"))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return respond(&management.DeactivateOrgResponse{Details: d}, h), nil
+}
+
+func (s *zitadelService) ReactivateOrg(ctx context.Context, req *connect.Request[management.ReactivateOrgRequest]) (*connect.Response[management.ReactivateOrgResponse], error) {
+	d, h, err := s.a.zitadelWrite(ctx, "ReactivateOrg", req, nil, func(p *principal, org string) (state.Result, error) {
+		return s.a.store.ReactivateOrg(ctx, org, change(p, "zitadel ReactivateOrg"))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return respond(&management.ReactivateOrgResponse{Details: d}, h), nil
+}
+
+func (s *zitadelService) DeactivateProject(ctx context.Context, req *connect.Request[management.DeactivateProjectRequest]) (*connect.Response[management.DeactivateProjectResponse], error) {
+	ids := [][2]string{{"project", req.Msg.GetId()}}
+	d, h, err := s.a.zitadelWrite(ctx, "DeactivateProject", req, ids, func(p *principal, org string) (state.Result, error) {
+		return s.a.store.SetProjectState(ctx, req.Msg.GetId(), org, true, change(p, "zitadel DeactivateProject"))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return respond(&management.DeactivateProjectResponse{Details: d}, h), nil
+}
+
+func (s *zitadelService) ReactivateProject(ctx context.Context, req *connect.Request[management.ReactivateProjectRequest]) (*connect.Response[management.ReactivateProjectResponse], error) {
+	ids := [][2]string{{"project", req.Msg.GetId()}}
+	d, h, err := s.a.zitadelWrite(ctx, "ReactivateProject", req, ids, func(p *principal, org string) (state.Result, error) {
+		return s.a.store.SetProjectState(ctx, req.Msg.GetId(), org, false, change(p, "zitadel ReactivateProject"))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return respond(&management.ReactivateProjectResponse{Details: d}, h), nil
+}
+
+func (s *zitadelService) DeactivateApp(ctx context.Context, req *connect.Request[management.DeactivateAppRequest]) (*connect.Response[management.DeactivateAppResponse], error) {
+	ids := [][2]string{{"project", req.Msg.GetProjectId()}, {"app", req.Msg.GetAppId()}}
+	d, h, err := s.a.zitadelWrite(ctx, "DeactivateApp", req, ids, func(p *principal, org string) (state.Result, error) {
+		return s.a.store.SetAppState(ctx, req.Msg.GetProjectId(), req.Msg.GetAppId(), org, true, change(p, "zitadel DeactivateApp"))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return respond(&management.DeactivateAppResponse{Details: d}, h), nil
+}
+
+func (s *zitadelService) ReactivateApp(ctx context.Context, req *connect.Request[management.ReactivateAppRequest]) (*connect.Response[management.ReactivateAppResponse], error) {
+	ids := [][2]string{{"project", req.Msg.GetProjectId()}, {"app", req.Msg.GetAppId()}}
+	d, h, err := s.a.zitadelWrite(ctx, "ReactivateApp", req, ids, func(p *principal, org string) (state.Result, error) {
+		return s.a.store.SetAppState(ctx, req.Msg.GetProjectId(), req.Msg.GetAppId(), org, false, change(p, "zitadel ReactivateApp"))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return respond(&management.ReactivateAppResponse{Details: d}, h), nil
+}

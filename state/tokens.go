@@ -1,0 +1,166 @@
+package state
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Token roles: an admin token may write, a read-only token may only read.
+const (
+	RoleAdmin    = "admin"
+	RoleReadOnly = "read-only"
+)
+
+// Token is an admin API credential as stored under TokensPrefix, keyed by the SHA-256 of the secret: the secret
+// itself is never stored, so a copy of etcd does not hand out admin access. A token acts for the orgs in Orgs,
+// or for every org when AllOrgs is set; HomeOrg is the org a request means when it names none (ZITADEL's "me").
+type Token struct {
+	Hash      string    `json:"hash"` // hex SHA-256 of the secret; also the key suffix
+	Name      string    `json:"name,omitempty"`
+	HomeOrg   string    `json:"homeOrg,omitempty"`
+	AllOrgs   bool      `json:"allOrgs"`
+	Orgs      []string  `json:"orgs,omitempty"`
+	Role      string    `json:"role"`
+	Created   time.Time `json:"created"`
+	CreatedBy string    `json:"createdBy,omitempty"`
+}
+
+// HashToken returns the hex SHA-256 of a token secret, the form tokens are stored and looked up by.
+func HashToken(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// TokenKey is the key of the token with the given hash.
+func TokenKey(hash string) string { return TokensPrefix + hash }
+
+// Allows reports whether the token may act on org.
+func (t *Token) Allows(org string) bool {
+	return t.AllOrgs || slices.Contains(t.Orgs, org)
+}
+
+// Covers reports whether every org that o may act on, t may act on too: a token may only create tokens it covers.
+func (t *Token) Covers(o *Token) bool {
+	if t.AllOrgs {
+		return true
+	}
+	if o.AllOrgs {
+		return false
+	}
+	for _, org := range o.Orgs {
+		if !t.Allows(org) {
+			return false
+		}
+	}
+	return o.HomeOrg == "" || t.Allows(o.HomeOrg)
+}
+
+// Validate checks a token record before it is stored.
+func (t *Token) Validate() error {
+	if len(t.Hash) != sha256.Size*2 {
+		return fmt.Errorf("%w: token hash must be %d hex characters", ErrInvalidID, sha256.Size*2)
+	}
+	if _, err := hex.DecodeString(t.Hash); err != nil {
+		return fmt.Errorf("%w: token hash is not hex", ErrInvalidID)
+	}
+	if t.Role != RoleAdmin && t.Role != RoleReadOnly {
+		return fmt.Errorf("token role %q is neither %q nor %q", t.Role, RoleAdmin, RoleReadOnly)
+	}
+	if !t.AllOrgs && len(t.Orgs) == 0 {
+		return fmt.Errorf("a token needs a scope: all orgs or a list")
+	}
+	for _, org := range t.Orgs {
+		if err := ValidateID("org", org); err != nil {
+			return err
+		}
+	}
+	if t.HomeOrg != "" {
+		if err := ValidateID("org", t.HomeOrg); err != nil {
+			return err
+		}
+		if !t.Allows(t.HomeOrg) {
+			return fmt.Errorf("home org %s is outside the token's scope", t.HomeOrg)
+		}
+	}
+	if len(t.Name) > MaxIDLen {
+		return fmt.Errorf("token name is longer than %d bytes", MaxIDLen)
+	}
+	return nil
+}
+
+// CreateToken stores a new token record, with an audit entry. It fails with ErrConflict when a token with the
+// same hash exists (the secret was reused).
+func (s *Store) CreateToken(ctx context.Context, t Token, c Change) (Result, error) {
+	if err := t.Validate(); err != nil {
+		return Result{}, err
+	}
+	now := s.now()
+	if t.Created.IsZero() {
+		t.Created = now
+	}
+	if t.CreatedBy == "" {
+		t.CreatedBy = c.Actor
+	}
+	b, err := json.Marshal(t)
+	if err != nil {
+		return Result{}, err
+	}
+	key := TokenKey(t.Hash)
+	audit, err := s.auditOp(AuditEntry{At: now, Actor: c.Actor, Action: "create token", Key: key, Reason: c.Reason, After: b})
+	if err != nil {
+		return Result{}, err
+	}
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(b)), audit).Commit()
+	if err != nil {
+		return Result{}, fmt.Errorf("commit %s: %w", key, err)
+	}
+	if !resp.Succeeded {
+		return Result{}, fmt.Errorf("token %.12s exists: %w", t.Hash, ErrConflict)
+	}
+	return Result{Revision: resp.Header.Revision, ChangedAt: now, OrgID: t.HomeOrg}, nil
+}
+
+// GetToken reads the token with the given hash; an unknown one is ErrNotFound.
+func (s *Store) GetToken(ctx context.Context, hash string) (Versioned[Token], error) {
+	if len(hash) != sha256.Size*2 {
+		return Versioned[Token]{}, fmt.Errorf("%w: token hash must be %d hex characters", ErrInvalidID, sha256.Size*2)
+	}
+	return get[Token](ctx, s, TokenKey(hash))
+}
+
+// ListTokens lists token records in hash order after the cursor.
+func (s *Store) ListTokens(ctx context.Context, after string, limit int64) (Page[Token], error) {
+	return list[Token](ctx, s, TokensPrefix, after, limit)
+}
+
+// DeleteToken revokes the token with the given hash; an unknown one is ErrNotFound.
+func (s *Store) DeleteToken(ctx context.Context, hash string, c Change) (Result, error) {
+	cur, err := s.GetToken(ctx, hash)
+	if err != nil {
+		return Result{}, err
+	}
+	now := s.now()
+	before, _ := json.Marshal(cur.Record)
+	key := TokenKey(hash)
+	audit, err := s.auditOp(AuditEntry{At: now, Actor: c.Actor, Action: "delete token", Key: key, Reason: c.Reason, Before: before})
+	if err != nil {
+		return Result{}, err
+	}
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", cur.Revision)).
+		Then(clientv3.OpDelete(key), audit).Commit()
+	if err != nil {
+		return Result{}, fmt.Errorf("commit %s: %w", key, err)
+	}
+	if !resp.Succeeded {
+		return Result{}, fmt.Errorf("token %.12s changed meanwhile: %w", hash, ErrConflict)
+	}
+	return Result{Revision: resp.Header.Revision, ChangedAt: now, OrgID: cur.Record.HomeOrg}, nil
+}
