@@ -1,0 +1,209 @@
+// Package authz enforces deactivation at the edge: it classifies each login, token, backup, restore and API
+// request, decides it against the in-memory state replica, and answers Envoy's ext_authz (gRPC) and nginx
+// auth_request / Envoy HTTP ext_authz (HTTP) with an allow or a deny shaped for the client's API.
+//
+// deact is a deny-list: a request is denied only when a subject it names or implies (an org, a project, an app,
+// an OAuth client, an account, an org domain) is deactivated for the request's op. Unknown subjects, requests
+// deact cannot classify and opaque tokens pass; the upstream still authenticates and authorizes everything. A
+// replica that has not loaded the state yet never allows: the gRPC server answers UNAVAILABLE and the HTTP
+// handler 503.
+package authz
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/deact/deact/state"
+)
+
+// Config configures an Authorizer. Zero values take the defaults in brackets.
+type Config struct {
+	// Replica is the state the decisions read. Required.
+	Replica *state.Replica
+	// Presets are the built-in route sets to enable, in order: "zitadel", "commvault" [both]. An empty non-nil
+	// slice enables none.
+	Presets []string
+	// RulesFile is an optional YAML or JSON file of custom route rules (see RulesFile), tried before presets.
+	RulesFile string
+	// Rules are custom rules given directly, tried after those of RulesFile.
+	Rules []Rule
+	// Claims maps JWT claims to subjects per issuer [ZITADELClaims for every issuer].
+	Claims []ClaimMapping
+	// Logger receives deny lines at Info [discard].
+	Logger *slog.Logger
+	// Registry receives the check metrics [not registered].
+	Registry prometheus.Registerer
+	// RevisionHeader adds x-deact-revision (the snapshot's etcd revision) to allowed requests.
+	RevisionHeader bool
+	// Staleness is the fail-closed policy per op [serve last known state for every op].
+	Staleness StalenessPolicy
+	// TokenCacheEntries bounds the parsed-claims cache [100000]; negative disables it.
+	TokenCacheEntries int64
+	// TokenCacheTTL bounds how long parsed claims are kept; never past the token's exp [10m].
+	TokenCacheTTL time.Duration
+	// MaxTokenBytes is the largest JWT deact reads; a larger one is denied (token_too_large) [32 KiB].
+	MaxTokenBytes int
+	// MaxBodyBytes is the largest body the HTTP check endpoint accepts; a larger one gets 413 [64 KiB].
+	MaxBodyBytes int64
+}
+
+// ErrNotReady is returned by Decide while the replica has not loaded the state.
+var ErrNotReady = errors.New("authz: state replica not ready")
+
+// Authorizer decides requests against the replica's current snapshot. It implements Envoy's
+// envoy.service.auth.v3.AuthorizationServer and serves the HTTP check endpoint. All methods are safe for
+// concurrent use; a decision takes no lock of deact's (the parsed-claims cache, ristretto, takes sharded read
+// locks), makes no etcd call, and sees one snapshot from start to end. Call Close when done.
+type Authorizer struct {
+	authv3.UnimplementedAuthorizationServer
+
+	snapshot  func() *state.Snapshot // nil until ready
+	staleness func() time.Duration
+	stale     [numOps]time.Duration // deny-after bounds; 0 = serve last known
+
+	routes   []*route
+	claims   claimMapper
+	cache    *tokenCache // nil when disabled
+	maxToken int
+	maxBody  int64
+
+	revisionHeader bool
+	log            *slog.Logger
+	metrics        *metrics
+	allowResp      atomic.Pointer[allowResponse] // the last allow CheckResponse, per revision
+}
+
+// New validates cfg and returns an Authorizer. Errors name the field (and for rules, the rule and field).
+func New(cfg Config) (*Authorizer, error) {
+	if cfg.Replica == nil {
+		return nil, errors.New("authz: Config.Replica is required")
+	}
+	r := cfg.Replica
+	return newAuthorizer(cfg, r.Snapshot, r.Staleness)
+}
+
+// newAuthorizer builds an Authorizer over any snapshot source; tests and benchmarks use fixed snapshots.
+func newAuthorizer(cfg Config, snapshot func() *state.Snapshot, staleness func() time.Duration) (*Authorizer, error) {
+	a := &Authorizer{
+		snapshot: snapshot, staleness: staleness,
+		maxToken: cfg.MaxTokenBytes, maxBody: cfg.MaxBodyBytes,
+		revisionHeader: cfg.RevisionHeader, log: cfg.Logger,
+	}
+	if a.maxToken <= 0 {
+		a.maxToken = 32 << 10
+	}
+	if a.maxBody <= 0 {
+		a.maxBody = 64 << 10
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	a.log = a.log.With("component", "authz")
+	if err := cfg.Staleness.validate(); err != nil {
+		return nil, fmt.Errorf("authz: %w", err)
+	}
+	for op, d := range cfg.Staleness {
+		a.stale[op] = d
+	}
+
+	if cfg.RulesFile != "" {
+		rules, err := LoadRules(cfg.RulesFile)
+		if err != nil {
+			return nil, fmt.Errorf("authz: %w", err)
+		}
+		cfg.Rules = append(rules, cfg.Rules...)
+	}
+	custom, err := compileRules(cfg.Rules)
+	if err != nil {
+		return nil, fmt.Errorf("authz: rules: %w", err)
+	}
+	a.routes = custom
+	presets := cfg.Presets
+	if presets == nil {
+		presets = []string{PresetZITADEL, PresetCommvault}
+	}
+	seen := map[string]bool{}
+	for _, p := range presets {
+		name := strings.ToLower(strings.TrimSpace(p))
+		if seen[name] {
+			return nil, fmt.Errorf("authz: Presets: %q appears twice", p)
+		}
+		seen[name] = true
+		switch name {
+		case PresetZITADEL:
+			a.routes = append(a.routes, zitadelRoutes()...)
+		case PresetCommvault:
+			a.routes = append(a.routes, commvaultRoutes()...)
+		default:
+			return nil, fmt.Errorf("authz: Presets: unknown preset %q (want %q or %q)", p, PresetZITADEL, PresetCommvault)
+		}
+	}
+
+	if a.claims, err = newClaimMapper(cfg.Claims, jwtClaimNames(custom)); err != nil {
+		return nil, fmt.Errorf("authz: Claims: %w", err)
+	}
+	if cfg.TokenCacheEntries >= 0 {
+		entries := cfg.TokenCacheEntries
+		if entries == 0 {
+			entries = 100_000
+		}
+		ttl := cfg.TokenCacheTTL
+		if ttl <= 0 {
+			ttl = 10 * time.Minute
+		}
+		if a.cache, err = newTokenCache(entries, ttl); err != nil {
+			return nil, fmt.Errorf("authz: token cache: %w", err)
+		}
+	}
+	if a.metrics, err = newMetrics(cfg.Registry); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("authz: metrics: %w", err)
+	}
+	return a, nil
+}
+
+// Close stops the parsed-claims cache's goroutines. The Authorizer must not be used afterwards.
+func (a *Authorizer) Close() {
+	if a.cache != nil {
+		a.cache.close()
+	}
+}
+
+// Decide classifies req and decides it against the current snapshot, applying the staleness policy. It returns
+// ErrNotReady (and no decision) before the replica is ready. It neither logs nor counts; Check and the HTTP
+// handler do.
+func (a *Authorizer) Decide(req *Request) (Decision, error) {
+	var d Decision
+	err := a.decideNow(req, &d)
+	return d, err
+}
+
+func (a *Authorizer) decideNow(req *Request, d *Decision) error {
+	snap := a.snapshot()
+	if snap == nil {
+		return ErrNotReady
+	}
+	a.decide(snap, req, d, nil)
+	if d.Allow && d.Op != OpOther {
+		if bound := a.stale[d.Op]; bound > 0 && a.staleness() > bound {
+			d.Allow, d.Reason = false, ReasonStale
+		}
+	}
+	return nil
+}
+
+// Classify returns the op of req and every subject it names, in the order the decision checks them, without
+// consulting any state. For diagnostics (deactctl explain) and tests; it allocates.
+func (a *Authorizer) Classify(req *Request) (Op, []Subject) {
+	var subjects []Subject
+	var d Decision
+	a.decide(nil, req, &d, func(s Subject) { subjects = append(subjects, s) })
+	return d.Op, subjects
+}

@@ -1,0 +1,120 @@
+package authz
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// HTTP check endpoint headers. The proxy must set (not pass through) the X-Deact-* headers: they are trusted
+// like Envoy's context_extensions. nginx's proxy_set_header and Envoy's authorization_request.headers_to_add
+// both replace a client's value.
+const (
+	HeaderOriginalURI    = "X-Original-URI"
+	HeaderOriginalMethod = "X-Original-Method"
+	HeaderOp             = "X-Deact-Op"
+	HeaderOrgID          = "X-Deact-Org-Id"
+	HeaderProjectID      = "X-Deact-Project-Id"
+	HeaderAppID          = "X-Deact-App-Id"
+	HeaderClientID       = "X-Deact-Client-Id"
+)
+
+var factHeaders = [...]struct{ header, fact string }{
+	{HeaderOp, FactOp}, {HeaderOrgID, FactOrgID}, {HeaderProjectID, FactProjectID},
+	{HeaderAppID, FactAppID}, {HeaderClientID, FactClientID},
+}
+
+// HTTPHandler serves the check endpoint at /check (and /check/... for Envoy's HTTP ext_authz with
+// path_prefix: /check), any method, deciding with the same code as Check:
+//
+//   - The original request is X-Original-URI and X-Original-Method (nginx auth_request); without them it is the
+//     request's own method, path after /check and query (Envoy HTTP mode).
+//   - Route facts come from X-Deact-Op, X-Deact-Org-Id, X-Deact-Project-Id, X-Deact-App-Id, X-Deact-Client-Id;
+//     other headers (Authorization, x-zitadel-orgid, ...) are read as sent. nginx does not forward the body,
+//     so there an OAuth client_id comes from the query, Basic auth or X-Deact-Client-Id.
+//   - Allow: 200 with an empty body (Envoy's HTTP mode treats only 200 as OK; nginx any 2xx), plus
+//     x-deact-revision if configured. Deny: 403, or 401 for op api and unreadable tokens (the statuses nginx
+//     passes on), with the body and headers of the gRPC denied response and x-deact-reason. Replica not ready:
+//     503. Body over MaxBodyBytes: 413.
+func (a *Authorizer) HTTPHandler() http.Handler { return http.HandlerFunc(a.serveCheck) }
+
+func (a *Authorizer) serveCheck(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/check")
+	if !ok || (rest != "" && rest[0] != '/') {
+		http.NotFound(w, r)
+		return
+	}
+	var req Request
+	if uri := r.Header.Get(HeaderOriginalURI); uri != "" {
+		uri, _, _ = strings.Cut(uri, "#")
+		req.Path, req.Query, _ = strings.Cut(uri, "?")
+	} else {
+		req.Path, req.Query = rest, r.URL.RawQuery
+		if req.Path == "" {
+			req.Path = "/"
+		}
+	}
+	if req.Method = r.Header.Get(HeaderOriginalMethod); req.Method == "" {
+		req.Method = r.Method
+	}
+	req.Headers = make(map[string]string, len(r.Header))
+	for k, vs := range r.Header {
+		req.Headers[strings.ToLower(k)] = strings.Join(vs, ",")
+	}
+	for _, f := range factHeaders {
+		if v := r.Header.Get(f.header); v != "" {
+			if req.Route == nil {
+				req.Route = make(map[string]string, len(factHeaders))
+			}
+			req.Route[f.fact] = v
+		}
+	}
+	if r.ContentLength > a.maxBody {
+		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	if r.Body != nil {
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.maxBody))
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+			return
+		case err != nil:
+			http.Error(w, "cannot read request body", http.StatusBadRequest)
+			return
+		}
+		req.Body = string(b)
+	}
+
+	var d Decision
+	if err := a.decideNow(&req, &d); err != nil {
+		a.recordUnavailable(transportHTTP, start)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "deact: state replica not ready", http.StatusServiceUnavailable)
+		return
+	}
+	if d.Allow {
+		if a.revisionHeader {
+			w.Header().Set(HeaderRevision, strconv.FormatInt(d.Revision, 10))
+		}
+		w.WriteHeader(http.StatusOK)
+		a.record(r.Context(), transportHTTP, &d, start)
+		return
+	}
+	dn := shape(&d, &req)
+	for _, h := range dn.headers {
+		w.Header().Set(h[0], h[1])
+	}
+	code := http.StatusForbidden
+	if dn.status == http.StatusUnauthorized {
+		code = http.StatusUnauthorized
+	}
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, dn.body)
+	a.record(r.Context(), transportHTTP, &d, start)
+}

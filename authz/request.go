@@ -1,0 +1,159 @@
+package authz
+
+import (
+	"encoding/base64"
+	"net/url"
+	"path"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Request is what the decision reads of one HTTP request. The gRPC server and the HTTP check handler both build
+// one; the decision never modifies it and keeps no reference to it after returning.
+type Request struct {
+	Method string // e.g. "POST"
+	Path   string // the URL path as sent (not decoded), without the query
+	Query  string // the raw query, without '?'
+	// Headers holds the request headers with lower-case names; repeated headers are joined with ",".
+	Headers map[string]string
+	// Body is the request body or a prefix of it, when the proxy forwards it ("" otherwise).
+	Body string
+	// Route holds the facts the proxy's route configuration states about the request: Envoy's
+	// context_extensions, or the X-Deact-* headers the HTTP check endpoint reads. Keys: op, org_id,
+	// project_id, app_id, client_id (values may be comma-separated lists). They are always honoured.
+	Route map[string]string
+	// JWTMetadata is Envoy's jwt_authn dynamic metadata (filter_metadata["envoy.filters.http.jwt_authn"]):
+	// every struct-valued field is taken as a verified claims payload.
+	JWTMetadata *structpb.Struct
+}
+
+// Route fact keys, shared by context_extensions and (prefixed with X-Deact-) the HTTP check headers.
+const (
+	FactOp        = "op"
+	FactOrgID     = "org_id"
+	FactProjectID = "project_id"
+	FactAppID     = "app_id"
+	FactClientID  = "client_id"
+)
+
+func (r *Request) header(name string) string { return r.Headers[name] }
+
+// canonicalPath returns the path the upstream will most likely route on: percent-decoded, dot segments and
+// repeated slashes removed. A path that needs none of that is returned as is, without allocating; an encoded
+// "/oauth/v2/%74oken" must not slip past a rule for "/oauth/v2/token".
+func canonicalPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if !strings.Contains(p, "%") && !strings.Contains(p, "/.") && !strings.Contains(p, "//") && p[0] == '/' {
+		return p
+	}
+	if strings.Contains(p, "%") {
+		if d, err := url.PathUnescape(p); err == nil {
+			p = d
+		}
+	}
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	return path.Clean(p)
+}
+
+// params iterates over the pairs of a URL-encoded query or form body without allocating; values are still
+// encoded (see unescape).
+type params struct{ s string }
+
+func (it *params) next() (key, val string, ok bool) {
+	for it.s != "" {
+		var pair string
+		pair, it.s, _ = strings.Cut(it.s, "&")
+		if pair == "" {
+			continue
+		}
+		key, val, _ = strings.Cut(pair, "=")
+		return key, val, true
+	}
+	return "", "", false
+}
+
+// unescape decodes a query component; it allocates only when there is something to decode. Invalid escapes
+// make the pair unusable, as they do for Go's url.ParseQuery (so for an upstream built on it).
+func unescape(s string) (string, bool) {
+	if !strings.ContainsAny(s, "%+") {
+		return s, true
+	}
+	d, err := url.QueryUnescape(s)
+	return d, err == nil
+}
+
+// keyIs compares an encoded key with a plain one.
+func keyIs(raw, want string) bool {
+	if raw == want {
+		return true
+	}
+	if !strings.ContainsAny(raw, "%+") {
+		return false
+	}
+	k, ok := unescape(raw)
+	return ok && k == want
+}
+
+// bearerToken returns the token of an "Authorization: Bearer ..." (or DPoP) header.
+func bearerToken(auth string) string {
+	scheme, tok, ok := strings.Cut(auth, " ")
+	if !ok || !(strings.EqualFold(scheme, "Bearer") || strings.EqualFold(scheme, "DPoP")) {
+		return ""
+	}
+	return strings.TrimSpace(tok)
+}
+
+// basicUser returns the user (the OAuth client_id, RFC 6749 §2.3.1: form-encoded before base64) of an
+// "Authorization: Basic ..." header.
+func basicUser(auth string) string {
+	scheme, cred, ok := strings.Cut(auth, " ")
+	if !ok || !strings.EqualFold(scheme, "Basic") {
+		return ""
+	}
+	cred = strings.TrimSpace(cred)
+	if cred == "" || len(cred) > 4096 {
+		return ""
+	}
+	var buf [3072]byte
+	n, err := base64.StdEncoding.Decode(buf[:], []byte(cred))
+	if err != nil {
+		return ""
+	}
+	user, _, _ := strings.Cut(string(buf[:n]), ":")
+	if u, ok := unescape(user); ok {
+		return u
+	}
+	return user
+}
+
+// list iterates over a comma-separated list, trimming spaces and skipping empty items.
+type list struct{ s string }
+
+func (l *list) next() (string, bool) {
+	for l.s != "" {
+		var item string
+		item, l.s, _ = strings.Cut(l.s, ",")
+		if item = strings.TrimSpace(item); item != "" {
+			return item, true
+		}
+	}
+	return "", false
+}
+
+// hasMediaSubstring reports whether a Content-Type or Accept value contains sub, ignoring case, without
+// allocating.
+func hasMediaSubstring(v, sub string) bool {
+	// Content types are short; a case-insensitive search without allocating.
+	n := len(sub)
+	for i := 0; i+n <= len(v); i++ {
+		if strings.EqualFold(v[i:i+n], sub) {
+			return true
+		}
+	}
+	return false
+}
