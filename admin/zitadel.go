@@ -36,6 +36,8 @@ func (a *API) newZitadel() (http.Handler, error) {
 	path, h := managementconnect.NewManagementServiceHandler(&zitadelService{a: a}, connect.WithReadMaxBytes(limit))
 	svc := vanguard.NewService(path, h,
 		vanguard.WithMaxMessageBufferBytes(uint32(limit)),
+		// Always transcode REST through binary, so REST answers are written by zitadelJSON, not connect's JSON.
+		vanguard.WithTargetCodecs(vanguard.CodecProto),
 		vanguard.WithRESTUnmarshalOptions(vanguard.RESTUnmarshalOptions{DiscardUnknownQueryParams: true}))
 	return vanguard.NewTranscoder([]*vanguard.Service{svc},
 		vanguard.WithCodec(newZitadelJSON),
@@ -69,6 +71,11 @@ func (a *API) serveZitadel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, err := a.readBody(r)
+	if strings.Contains(strings.ToLower(r.URL.EscapedPath()), "%2f") {
+		// Routes match the decoded path, where an escaped "/" would split an id into two segments: it is an
+		// invalid id, not another route.
+		err = fmt.Errorf("%w: a path segment holds an escaped \"/\"", state.ErrInvalidID)
+	}
 	if err != nil {
 		e := classify(err)
 		a.metrics.request("zitadel", r.URL.Path, e)
