@@ -13,7 +13,7 @@ import (
 type metrics struct {
 	checks      [numOps][numOutcomes]prometheus.Counter
 	unavailable prometheus.Counter // op "unknown": a request is not classified before the replica is ready
-	latency [numTransports]prometheus.Observer
+	latency     [numTransports]prometheus.Observer
 }
 
 type outcome uint8
