@@ -117,20 +117,25 @@ func (o *Org) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*o = Org{ID: j.ID, Name: j.Name, Domains: j.Domains, Meta: j.Meta}
+	*o = Org{ID: j.ID, Name: j.Name, Disabled: j.disabled(), Domains: j.Domains, Meta: j.Meta}
+	return nil
+}
+
+func (j *orgJSON) disabled() Ops {
+	var d Ops
 	for _, f := range []struct {
 		on bool
 		op Ops
 	}{{j.DisableLogin, OpLogin}, {j.DisableToken, OpToken}, {j.DisableBackup, OpBackup}, {j.DisableRestore, OpRestore}} {
 		if f.on {
-			o.Disabled |= f.op
+			d |= f.op
 		}
 	}
 	// A record written by hand with only "state":"deactivated" disables everything rather than nothing.
-	if j.State == Deactivated && o.Disabled == 0 {
-		o.Disabled = OpsAll
+	if j.State == Deactivated && d == 0 {
+		d = OpsAll
 	}
-	return nil
+	return d
 }
 
 // Project groups apps; deactivating it deactivates all of them.

@@ -9,15 +9,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // ReplicaConfig configures a Replica. Zero values take the defaults in brackets.
 type ReplicaConfig struct {
 	Client   *clientv3.Client
 	Logger   *slog.Logger
-	PageSize int64 // records per list page [5000]
+	PageSize int64 // records per list page when the server cannot stream a range (etcd < 3.7) [5000]
 	// ProgressInterval is how often the replica asks etcd to confirm it is current [500ms]; staleness stays
 	// below about this value while etcd is reachable.
 	ProgressInterval time.Duration
@@ -149,35 +152,25 @@ func (r *Replica) Run(ctx context.Context) error {
 	}
 }
 
-// relist reads the whole state at one linearizable revision, page by page, and swaps it in.
+// relist reads the whole state at one linearizable revision and swaps it in. It streams the range where the
+// server supports it (etcd ≥ 3.7), and otherwise reads it in pages, all at the revision of the first page.
 func (r *Replica) relist(ctx context.Context) (int64, error) {
-	cli := r.cfg.Client
-	end := clientv3.GetPrefixRangeEnd(StatePrefix)
 	b := newBuilder(nil)
-	key := StatePrefix
-	var rev int64
-	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(r.cfg.PageSize)}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
-		}
-		resp, err := cli.Get(ctx, key, opts...)
-		if err != nil {
-			return 0, fmt.Errorf("list %s: %w", StatePrefix, err)
-		}
-		if rev == 0 {
-			rev = resp.Header.Revision
-		}
-		for _, kv := range resp.Kvs {
+	add := func(kvs []*mvccpb.KeyValue) {
+		for _, kv := range kvs {
 			if err := b.put(string(kv.Key), kv.Value, kv.ModRevision); err != nil {
 				r.badRecords.Add(1)
 				r.log.Error("unreadable state record", "err", err)
 			}
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			break
-		}
-		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+	rev, err := r.listStream(ctx, add)
+	if status.Code(err) == codes.Unimplemented {
+		b = newBuilder(nil)
+		rev, err = r.listPages(ctx, add)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("list %s: %w", StatePrefix, err)
 	}
 	if applied := r.applied.Load(); rev < applied {
 		// A linearizable read cannot be older than what a watch delivered; refuse rather than go back.
@@ -199,6 +192,51 @@ func (r *Replica) relist(ctx context.Context) (int64, error) {
 		r.log.Info("replica ready", "records", b.s.Len(), "revision", rev)
 	})
 	return rev, nil
+}
+
+func (r *Replica) listStream(ctx context.Context, add func([]*mvccpb.KeyValue)) (int64, error) {
+	ch, err := r.cfg.Client.GetStream(ctx, StatePrefix, clientv3.WithPrefix())
+	if err != nil {
+		return 0, err
+	}
+	var rev int64
+	for resp := range ch {
+		if err := resp.Err(); err != nil {
+			return 0, err
+		}
+		add(resp.Kvs)
+		if resp.Header != nil {
+			rev = resp.Header.Revision
+		}
+	}
+	if rev == 0 {
+		return 0, errors.New("range stream ended without its final chunk")
+	}
+	return rev, nil
+}
+
+func (r *Replica) listPages(ctx context.Context, add func([]*mvccpb.KeyValue)) (int64, error) {
+	end := clientv3.GetPrefixRangeEnd(StatePrefix)
+	key := StatePrefix
+	var rev int64
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(r.cfg.PageSize)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := r.cfg.Client.Get(ctx, key, opts...)
+		if err != nil {
+			return 0, err
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		add(resp.Kvs)
+		if !resp.More || len(resp.Kvs) == 0 {
+			return rev, nil
+		}
+		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
 }
 
 // watch applies changes after rev until the watch breaks, is compacted, or the resync interval passes.

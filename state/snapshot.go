@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"strings"
 )
 
 // Snapshot is an immutable view of the deactivation state at one revision. Lookups never lock and never
@@ -54,14 +55,15 @@ func lookup[T any](s *Snapshot, k kind, id string) *T {
 	return v
 }
 
-// Org returns the organization with this ID, or nil when deact has no record of it.
-func (s *Snapshot) Org(id string) *Org { return lookup[Org](s, kindOrg, id) }
+// Org returns what deact holds of the organization with this ID, or nil when it has no record of it.
+func (s *Snapshot) Org(id string) *OrgState { return lookup[OrgState](s, kindOrg, id) }
 
 // Project returns the project with this ID, or nil.
-func (s *Snapshot) Project(id string) *Project { return lookup[Project](s, kindProject, id) }
+func (s *Snapshot) Project(id string) *ProjectState { return lookup[ProjectState](s, kindProject, id) }
 
-// App returns the application with this ID, or nil. App IDs are unique across projects (ZITADEL snowflakes).
-func (s *Snapshot) App(id string) *App { return lookup[App](s, kindApp, id) }
+// App returns the application with this ID, or nil. App IDs are unique across projects (ZITADEL snowflakes);
+// the snapshot indexes apps by app ID alone.
+func (s *Snapshot) App(id string) *AppState { return lookup[AppState](s, kindApp, id) }
 
 // Client returns the client-ID index entry, or nil.
 func (s *Snapshot) Client(clientID string) *Client { return lookup[Client](s, kindClient, clientID) }
@@ -71,6 +73,31 @@ func (s *Snapshot) Domain(domain string) *Domain { return lookup[Domain](s, kind
 
 // Account returns the user or service account entry, or nil.
 func (s *Snapshot) Account(id string) *Account { return lookup[Account](s, kindAccount, id) }
+
+// OrgState is what a snapshot keeps of an org: only what decisions need, so a million records fit in a small
+// heap. The full record is read from etcd through the Store.
+type OrgState struct {
+	ID       string
+	Disabled Ops
+}
+
+// ProjectState is what a snapshot keeps of a project.
+type ProjectState struct {
+	ID, OrgID   string
+	Deactivated bool
+}
+
+// IsDeactivated reports whether the project is deactivated.
+func (p *ProjectState) IsDeactivated() bool { return p.Deactivated }
+
+// AppState is what a snapshot keeps of an app.
+type AppState struct {
+	ID, ProjectID, OrgID string
+	Deactivated          bool
+}
+
+// IsDeactivated reports whether the app is deactivated.
+func (a *AppState) IsDeactivated() bool { return a.Deactivated }
 
 // Revision is the etcd revision of the newest change in this snapshot.
 func (s *Snapshot) Revision() int64 {
@@ -139,18 +166,19 @@ func (b *builder) put(key string, value []byte, rev int64) error {
 	if it, ok := b.s.get(k, id); ok && it.rev >= rev {
 		return nil
 	}
-	v, err := decode(k, value)
+	id = strings.Clone(id) // do not keep the whole key alive for the ID inside it
+	v, err := decode(k, id, value)
 	if err != nil {
 		// A record we cannot read must not become an allow: orgs, projects and apps are held deactivated;
 		// index entries are dropped. The caller logs and counts the error.
 		err = fmt.Errorf("decode %s: %w", key, err)
 		switch k {
 		case kindOrg:
-			v = &Org{ID: id, Disabled: OpsAll, Meta: Meta{Reason: "unreadable record"}}
+			v = &OrgState{ID: id, Disabled: OpsAll}
 		case kindProject:
-			v = &Project{ID: id, State: Deactivated}
+			v = &ProjectState{ID: id, Deactivated: true}
 		case kindApp:
-			v = &App{ID: id, State: Deactivated}
+			v = &AppState{ID: id, Deactivated: true}
 		default:
 			b.del(key, rev)
 			return err
@@ -180,28 +208,57 @@ func (b *builder) bump(rev int64) {
 	}
 }
 
-func decode(k kind, value []byte) (any, error) {
-	var v any
+// decode turns a stored record into its snapshot form. id is the key's own string, shared rather than copied.
+func decode(k kind, id string, value []byte) (any, error) {
 	switch k {
 	case kindOrg:
-		v = new(Org)
+		var o orgJSON
+		if err := json.Unmarshal(value, &o); err != nil {
+			return nil, err
+		}
+		return &OrgState{ID: id, Disabled: o.disabled()}, nil
 	case kindProject:
-		v = new(Project)
+		var p struct {
+			OrgID string `json:"orgId"`
+			State string `json:"state"`
+		}
+		if err := json.Unmarshal(value, &p); err != nil {
+			return nil, err
+		}
+		return &ProjectState{ID: id, OrgID: p.OrgID, Deactivated: p.State == Deactivated}, nil
 	case kindApp:
-		v = new(App)
+		var a struct {
+			ProjectID string `json:"projectId"`
+			OrgID     string `json:"orgId"`
+			State     string `json:"state"`
+		}
+		if err := json.Unmarshal(value, &a); err != nil {
+			return nil, err
+		}
+		return &AppState{ID: id, ProjectID: a.ProjectID, OrgID: a.OrgID, Deactivated: a.State == Deactivated}, nil
 	case kindClient:
-		v = new(Client)
+		var c Client
+		if err := json.Unmarshal(value, &c); err != nil {
+			return nil, err
+		}
+		c.ClientID = id
+		return &c, nil
 	case kindDomain:
-		v = new(Domain)
+		var d Domain
+		if err := json.Unmarshal(value, &d); err != nil {
+			return nil, err
+		}
+		d.Domain = id
+		return &d, nil
 	case kindAccount:
-		v = new(Account)
-	default:
-		return nil, fmt.Errorf("unknown kind %d", k)
+		var a Account
+		if err := json.Unmarshal(value, &a); err != nil {
+			return nil, err
+		}
+		a.ID = id
+		return &a, nil
 	}
-	if err := json.Unmarshal(value, v); err != nil {
-		return nil, err
-	}
-	return v, nil
+	return nil, fmt.Errorf("unknown kind %d", k)
 }
 
 // diff counts the records that differ between two snapshots (by presence or mod revision).

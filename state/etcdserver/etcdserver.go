@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -37,7 +38,7 @@ type Server struct {
 	etcd      *embed.Etcd
 	cfg       Config
 	clientURL string
-	peerURL   string
+	closeOnce sync.Once
 }
 
 // Start starts a member and waits until it serves clients (for a cluster member: until the cluster has a quorum).
@@ -113,7 +114,7 @@ func Start(cfg Config) (*Server, error) {
 		e.Close()
 		return nil, fmt.Errorf("etcdserver: %s not ready after %s", cfg.Name, cfg.StartTimeout)
 	}
-	return &Server{etcd: e, cfg: cfg, clientURL: cfg.ClientURL, peerURL: cfg.PeerURL}, nil
+	return &Server{etcd: e, cfg: cfg, clientURL: cfg.ClientURL}, nil
 }
 
 // Endpoints are the client URLs to give to clientv3.
@@ -130,7 +131,7 @@ func (s *Server) Err() <-chan error { return s.etcd.Err() }
 
 // Close stops the member gracefully; committed data stays in its directory.
 func (s *Server) Close() {
-	s.etcd.Close()
+	s.closeOnce.Do(s.etcd.Close)
 }
 
 // Cluster is a set of members started together on loopback.
@@ -140,7 +141,7 @@ type Cluster struct {
 }
 
 // StartCluster starts n members with data under dir and waits for all of them.
-func StartCluster(dir string, n int) (*Cluster, error) {
+func StartCluster(dir string, n int, logLevel string) (*Cluster, error) {
 	if n < 1 {
 		return nil, errors.New("etcdserver: a cluster needs at least one member")
 	}
@@ -156,7 +157,7 @@ func StartCluster(dir string, n int) (*Cluster, error) {
 			return nil, err
 		}
 		name := fmt.Sprintf("m%d", i)
-		cfgs[i] = Config{Name: name, Dir: filepath.Join(dir, name), ClientURL: cu, PeerURL: pu}
+		cfgs[i] = Config{Name: name, Dir: filepath.Join(dir, name), ClientURL: cu, PeerURL: pu, LogLevel: logLevel}
 		initial = append(initial, name+"="+pu)
 	}
 	c := &Cluster{Members: make([]*Server, n), configs: cfgs}

@@ -14,7 +14,7 @@ import (
 // Start starts one member for the test.
 func Start(t testing.TB) *etcdserver.Server {
 	t.Helper()
-	s, err := etcdserver.Start(etcdserver.Config{Dir: t.TempDir()})
+	s, err := etcdserver.Start(etcdserver.Config{Dir: t.TempDir(), LogLevel: "fatal"})
 	if err != nil {
 		t.Fatalf("start etcd: %v", err)
 	}
@@ -25,7 +25,7 @@ func Start(t testing.TB) *etcdserver.Server {
 // StartCluster starts n members for the test.
 func StartCluster(t testing.TB, n int) *etcdserver.Cluster {
 	t.Helper()
-	c, err := etcdserver.StartCluster(t.TempDir(), n)
+	c, err := etcdserver.StartCluster(t.TempDir(), n, "fatal")
 	if err != nil {
 		t.Fatalf("start etcd cluster: %v", err)
 	}
@@ -46,4 +46,15 @@ func Client(t testing.TB, endpoints []string) *clientv3.Client {
 	}
 	t.Cleanup(func() { cli.Close() })
 	return cli
+}
+
+// Restart starts a member again from the configuration (and data) of one that was closed.
+func Restart(t testing.TB, cfg etcdserver.Config) *etcdserver.Server {
+	t.Helper()
+	s, err := etcdserver.Start(cfg)
+	if err != nil {
+		t.Fatalf("restart etcd: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
 }

@@ -1,0 +1,201 @@
+package state_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/deact/deact/state"
+	"github.com/deact/deact/state/etcdserver"
+	"github.com/deact/deact/state/etcdtest"
+)
+
+// BenchmarkSnapshotLookup measures one org lookup in a snapshot of 10⁵ orgs: the hot path of every decision.
+func BenchmarkSnapshotLookup(b *testing.B) {
+	recs := make([]state.Record, 100_000)
+	ids := make([]string, len(recs))
+	for i := range recs {
+		ids[i] = strconv.Itoa(69629023906488334 + i)
+		recs[i] = state.Record{Org: &state.Org{ID: ids[i], Disabled: state.Ops(i % 2)}}
+	}
+	snap, err := state.BuildSnapshot(1, recs...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("hit", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if snap.Org(ids[i%len(ids)]) == nil {
+				b.Fatal("missing")
+			}
+			i++
+		}
+	})
+	b.Run("miss", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if snap.Org("1") != nil {
+				b.Fatal("found")
+			}
+		}
+	})
+}
+
+// BenchmarkPropagation measures the time from a committed write to every replica having applied it, for 1, 10
+// and 100 replicas (each with its own etcd connection) on one embedded etcd on loopback. It reports p50/p99/max.
+func BenchmarkPropagation(b *testing.B) {
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("replicas=%d", n), func(b *testing.B) {
+			srv := etcdtest.Start(b)
+			store := state.NewStore(etcdtest.Client(b, srv.Endpoints()))
+			replicas := make([]*state.Replica, n)
+			for i := range replicas {
+				replicas[i] = benchReplica(b, srv.Endpoints())
+			}
+			ctx := context.Background()
+			var lat []time.Duration
+			i := 0
+			for b.Loop() {
+				id := "o" + strconv.Itoa(i%50)
+				var res state.Result
+				var err error
+				if i/50%2 == 0 {
+					res, err = store.DeactivateOrg(ctx, id, state.OpsAll, false, who)
+				} else {
+					res, err = store.ReactivateOrg(ctx, id, who)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				committed := time.Now()
+				for _, r := range replicas {
+					for r.AppliedRevision() < res.Revision {
+						runtime.Gosched()
+					}
+				}
+				lat = append(lat, time.Since(committed))
+				i++
+			}
+			reportPercentiles(b, lat)
+		})
+	}
+}
+
+func benchReplica(b *testing.B, endpoints []string) *state.Replica {
+	r := state.NewReplica(state.ReplicaConfig{Client: etcdtest.Client(b, endpoints), Logger: quietLogger()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+	if err := r.WaitReady(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(pct(0.5), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(pct(1), "max-ms")
+}
+
+// BenchmarkInitialSync loads DEACT_SYNC_RECORDS state records (default 10⁶ keys: orgs, their domains, apps and
+// their client IDs) into an embedded etcd, then measures one fresh replica's time to ready and the heap its
+// snapshot holds. Run: make bench-sync.
+func BenchmarkInitialSync(b *testing.B) {
+	n := 1_000_000
+	if v := os.Getenv("DEACT_SYNC_RECORDS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	srv, err := etcdserver.Start(etcdserver.Config{Dir: b.TempDir(), UnsafeNoFsync: true, LogLevel: "fatal"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(srv.Close)
+	store := state.NewStore(etcdtest.Client(b, srv.Endpoints()))
+	loadRecords(b, store, n)
+
+	for b.Loop() {
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		cli := etcdtest.Client(b, srv.Endpoints())
+		r := state.NewReplica(state.ReplicaConfig{Client: cli, Logger: quietLogger()})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = r.Run(ctx) }()
+		if err := r.WaitReady(ctx); err != nil {
+			b.Fatal(err)
+		}
+		ready := time.Since(start)
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		if got := r.Snapshot().Len(); got < n {
+			b.Fatalf("replica holds %d records, want ≥ %d", got, n)
+		}
+		b.ReportMetric(ready.Seconds(), "ready-s")
+		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/(1<<20), "snapshot-MiB")
+		b.ReportMetric(float64(n), "records")
+		cancel()
+		<-done
+		cli.Close()
+	}
+}
+
+// loadRecords imports n state records (etcd keys): n/4 orgs, each with one domain, and n/4 apps, each with one
+// client ID; a tenth of the orgs deactivated. It writes in parallel streams.
+func loadRecords(b *testing.B, store *state.Store, n int) {
+	const streams = 4
+	var wg sync.WaitGroup
+	errs := make(chan error, streams)
+	for s := range streams {
+		pr, pw := io.Pipe()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := store.Import(context.Background(), pr, who)
+			pr.CloseWithError(err)
+			errs <- err
+		}()
+		go func() {
+			var sb strings.Builder
+			for i := s; i < n/4; i += streams {
+				sb.Reset()
+				id := strconv.Itoa(100000000000000000 + i)
+				dis := i%10 == 0
+				fmt.Fprintf(&sb, `{"org":{"id":"%s","disableLogin":%t,"disableToken":%t,"domains":["d%s.example"]}}`+"\n", id, dis, dis, id)
+				fmt.Fprintf(&sb, `{"app":{"id":"a%s","projectId":"p%d","orgId":"%s","clientIds":["c%s@p"]}}`+"\n", id, i%1000, id, id)
+				if _, err := io.WriteString(pw, sb.String()); err != nil {
+					return
+				}
+			}
+			pw.Close()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}

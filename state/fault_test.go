@@ -1,0 +1,160 @@
+package state_test
+
+import (
+	"context"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/Shopify/toxiproxy/v2"
+	"github.com/deact/deact/state"
+	"github.com/deact/deact/state/etcdtest"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// cutProxy puts a real TCP proxy between a client and an etcd member, so a test can cut and restore the network.
+type cutProxy struct {
+	p *toxiproxy.Proxy
+}
+
+func newCutProxy(t *testing.T, endpoint string) *cutProxy {
+	t.Helper()
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
+	p := toxiproxy.NewProxy(srv, "etcd", "127.0.0.1:0", u.Host)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	return &cutProxy{p: p}
+}
+
+func (c *cutProxy) endpoint() string { return "http://" + c.p.Listen }
+
+// cut closes the listener and every connection through it.
+func (c *cutProxy) cut() { c.p.Stop() }
+
+// restore listens again on the same address.
+func (c *cutProxy) restore(t *testing.T) {
+	t.Helper()
+	if err := c.p.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func proxiedClient(t *testing.T, endpoint string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: []string{endpoint}, DialTimeout: 2 * time.Second,
+		DialKeepAliveTime: time.Second, DialKeepAliveTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// TestReplicaRelistsAfterCompactionWhileDisconnected: changes made and compacted away while a replica is cut off
+// reach it through a full relist, deletes included, and its revision never goes back.
+func TestReplicaRelistsAfterCompactionWhileDisconnected(t *testing.T) {
+	srv := etcdtest.Start(t)
+	admin := etcdtest.Client(t, srv.Endpoints())
+	store := state.NewStore(admin)
+	ctx := context.Background()
+	for _, id := range []string{"keep", "gone"} {
+		if _, err := store.DeactivateOrg(ctx, id, state.OpsAll, false, who); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy := newCutProxy(t, srv.Endpoints()[0])
+	r := startReplica(t, proxiedClient(t, proxy.endpoint()), state.ReplicaConfig{})
+	before := r.AppliedRevision()
+
+	proxy.cut()
+	if _, err := admin.Delete(ctx, state.OrgKey("gone")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := store.DeactivateOrg(ctx, "new", state.OpLogin, false, who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Compact(ctx, res.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	// While cut off the replica keeps serving what it had, and its staleness grows.
+	eventually(t, "staleness to grow", func() bool { return r.Staleness() > 300*time.Millisecond })
+	if r.Snapshot().Org("gone") == nil {
+		t.Fatal("last-known state lost while disconnected")
+	}
+
+	proxy.restore(t)
+	eventually(t, "replica to catch up", func() bool { return r.AppliedRevision() >= res.Revision })
+	snap := r.Snapshot()
+	if snap.Org("gone") != nil || snap.Org("new") == nil || snap.Org("keep") == nil {
+		t.Fatalf("after relist: gone=%v new=%v keep=%v", snap.Org("gone"), snap.Org("new"), snap.Org("keep"))
+	}
+	if r.AppliedRevision() < before {
+		t.Fatal("applied revision went back")
+	}
+	if r.Stats().Relists < 2 {
+		t.Fatalf("expected a relist, stats %+v", r.Stats())
+	}
+	eventually(t, "staleness to recover", func() bool { return r.Staleness() < 300*time.Millisecond })
+}
+
+// TestReplicaSurvivesMemberRestart: a single member stopped and started again with its data; the replica
+// resumes its watch and sees what was written after.
+func TestReplicaSurvivesMemberRestart(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints())
+	r := startReplica(t, cli, state.ReplicaConfig{})
+	ctx := context.Background()
+	if _, err := state.NewStore(cli).DeactivateOrg(ctx, "before", state.OpsAll, false, who); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "first write", func() bool { return r.Snapshot().Org("before") != nil })
+
+	cfg := srv.Config()
+	srv.Close() // etcd waits up to its request timeout (7 s) for the replica's watch stream to end
+	eventually(t, "staleness to grow", func() bool { return r.Staleness() > 300*time.Millisecond })
+	restarted := etcdtest.Restart(t, cfg)
+	cli2 := etcdtest.Client(t, restarted.Endpoints())
+	res, err := state.NewStore(cli2).DeactivateOrg(ctx, "after", state.OpsAll, false, who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "write after restart", func() bool { return r.AppliedRevision() >= res.Revision })
+	if r.Snapshot().Org("before") == nil || r.Snapshot().Org("after") == nil {
+		t.Fatal("replica lost a record across the restart")
+	}
+}
+
+// TestReplicaClusterMemberDown: with 3 members, stopping the one the replica talks to does not stop it.
+func TestReplicaClusterMemberDown(t *testing.T) {
+	c := etcdtest.StartCluster(t, 3)
+	cli := etcdtest.Client(t, c.Endpoints())
+	r := startReplica(t, cli, state.ReplicaConfig{})
+	ctx := context.Background()
+	for i := range c.Members {
+		c.Stop(i)
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		res, err := state.NewStore(cli).DeactivateOrg(wctx, "org"+itoa(i), state.OpsAll, false, who)
+		cancel()
+		if err != nil {
+			t.Fatalf("write with member %d down: %v", i, err)
+		}
+		eventually(t, "write with a member down", func() bool { return r.AppliedRevision() >= res.Revision })
+		if r.Snapshot().Org("org"+itoa(i)) == nil {
+			t.Fatalf("write %d not applied", i)
+		}
+		if err := c.Restart(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
