@@ -64,7 +64,7 @@ func must(t *testing.T) func(state.Result, error) int64 {
 // and allowed again after change.undo.
 type checkCase struct {
 	name   string
-	req    string               // CheckRequest JSON; {{NAME}} is replaced by vars or a token signed from tokens
+	req    string                   // CheckRequest JSON; {{NAME}} is replaced by vars or a token signed from tokens
 	tokens map[string]jwt.MapClaims // JWTs to sign into the request
 	change change
 	// The denied response.
@@ -140,12 +140,12 @@ func checkCases() []checkCase {
 				"headers":{":method":"GET","accept":"text/html"}}`, ""),
 			change: orgOff(orgOther, state.OpLogin|state.OpToken, false),
 			status: 403, reason: ReasonOrgDeactivated,
-			body: []string{`"error":"access_denied"`},
+			body:   []string{`"error":"access_denied"`},
 			passes: []string{httpReq(`{"method":"GET","path":"/oauth/v2/authorize?client_id=402%40reports&scope=openid","headers":{}}`, "")},
 		},
 		{
-			name: "zitadel authorize, client app deactivated",
-			req: httpReq(`{"method":"GET","path":"/oauth/v2/authorize?client_id=402%40reports&response_type=code&scope=openid","headers":{}}`, ""),
+			name:   "zitadel authorize, client app deactivated",
+			req:    httpReq(`{"method":"GET","path":"/oauth/v2/authorize?client_id=402%40reports&response_type=code&scope=openid","headers":{}}`, ""),
 			change: appOff(projRep, appRep),
 			status: 403, reason: ReasonAppDeactivated,
 		},
@@ -247,17 +247,17 @@ func checkCases() []checkCase {
 			},
 			change: appOff(projMain, appPortal),
 			status: 401, reason: ReasonAppDeactivated,
-			body:   []string{"The application of this token is deactivated."},
+			body: []string{"The application of this token is deactivated."},
 			passes: []string{httpReq(`{"method":"POST","path":"/zitadel.management.v1.ManagementService/ListProjects",
 				"headers":{"authorization":"Bearer {{AT2}}","content-type":"application/grpc"}}`, "")},
 		},
 		{
-			name: "userinfo with a JWT whose audience project is deactivated",
-			req: httpReq(`{"method":"GET","path":"/oidc/v1/userinfo","headers":{"authorization":"bearer {{AT}}"}}`, ""),
+			name:   "userinfo with a JWT whose audience project is deactivated",
+			req:    httpReq(`{"method":"GET","path":"/oidc/v1/userinfo","headers":{"authorization":"bearer {{AT}}"}}`, ""),
 			tokens: map[string]jwt.MapClaims{"AT": zitadelClaims(orgOther, "not-registered", projRep, "not-registered")},
 			change: projectOff(projRep),
 			status: 401, reason: ReasonProjectDeactivated,
-			body:   []string{`"error":"invalid_token"`},
+			body: []string{`"error":"invalid_token"`},
 		},
 		{
 			name: "API route by context extension with verified claims from jwt_authn metadata",
@@ -267,14 +267,14 @@ func checkCases() []checkCase {
 					"iss":"https://id.example.com","sub":"2002","azp":"401@acme-cli","urn:zitadel:iam:user:resourceowner:id":"100"}}}}`),
 			change: appOff(projMain, appCLI),
 			status: 401, reason: ReasonAppDeactivated,
-			body:   []string{`"error":"invalid_token"`},
+			body: []string{`"error":"invalid_token"`},
 		},
 		{
-			name: "custom rule: tenant backup with the org in the path",
-			req: httpReq(`{"method":"POST","path":"/api/tenants/900/backups","headers":{}}`, ""),
+			name:   "custom rule: tenant backup with the org in the path",
+			req:    httpReq(`{"method":"POST","path":"/api/tenants/900/backups","headers":{}}`, ""),
 			change: orgOff(orgTenant, state.OpBackup, true),
 			status: 403, reason: ReasonOrgDeactivated,
-			body:   []string{`"error":"access_denied"`},
+			body: []string{`"error":"access_denied"`},
 		},
 	}
 }
