@@ -134,7 +134,7 @@ func (a *API) commvault(w http.ResponseWriter, r *http.Request, id, action strin
 	if action == cvActionGet {
 		v, err := a.store.GetOrg(ctx, id)
 		if err != nil {
-			return err
+			return fmt.Errorf("organization %s: %w", id, err)
 		}
 		writeCommvault(w, format, http.StatusOK, cvOrgXML(v.Record), cvOrgJSON(v.Record))
 		return nil

@@ -332,7 +332,10 @@ func (a *API) getOrg(r *http.Request, p *principal) (int, any, error) {
 		return 0, nil, err
 	}
 	v, err := a.store.GetOrg(r.Context(), id)
-	return http.StatusOK, v, err
+	if err != nil {
+		return 0, nil, fmt.Errorf("org %s: %w", id, err)
+	}
+	return http.StatusOK, v, nil
 }
 
 func (a *API) putOrg(r *http.Request, p *principal) (int, any, error) {
@@ -432,7 +435,7 @@ func (a *API) getProject(r *http.Request, p *principal) (int, any, error) {
 	id := r.PathValue("id")
 	v, err := a.store.GetProject(r.Context(), id)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, fmt.Errorf("project %s: %w", id, err)
 	}
 	if err := p.authorize(v.Record.OrgID, false); err != nil {
 		return 0, nil, err
@@ -482,7 +485,7 @@ func (a *API) listApps(r *http.Request, p *principal) (int, any, error) {
 func (a *API) getApp(r *http.Request, p *principal) (int, any, error) {
 	v, err := a.store.GetApp(r.Context(), r.PathValue("project"), r.PathValue("app"))
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, fmt.Errorf("app %s: %w", r.PathValue("app"), err)
 	}
 	if err := p.authorize(v.Record.OrgID, false); err != nil {
 		return 0, nil, err
