@@ -155,7 +155,7 @@ func TestClassify(t *testing.T) {
 				sub(SubjectClient, "5"), sub(SubjectOrg, "6")}},
 		{"token form, basic, scopes", Request{Method: "POST", Path: "/oauth/v2/token",
 			Headers: map[string]string{"content-type": "application/x-www-form-urlencoded", "authorization": "Basic " + basicCLI},
-			Body: "grant_type=client_credentials&scope=openid+urn%3Azitadel%3Aiam%3Aorg%3Aid%3A77+urn:zitadel:iam:org:domain:primary:Evil.Example+urn:zitadel:iam:org:project:id:300:aud&client%5Fid=c1"},
+			Body:    "grant_type=client_credentials&scope=openid+urn%3Azitadel%3Aiam%3Aorg%3Aid%3A77+urn:zitadel:iam:org:domain:primary:Evil.Example+urn:zitadel:iam:org:project:id:300:aud&client%5Fid=c1"},
 			OpToken, []Subject{sub(SubjectOrg, "77"), sub(SubjectDomain, "evil.example"), sub(SubjectProject, "300"),
 				sub(SubjectClient, "c1"), sub(SubjectClient, "401@acme-cli")}},
 		{"form body ignored without form content type", Request{Method: "POST", Path: "/oauth/v2/token",
