@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -60,17 +62,22 @@ func (c zitadelJSON) MarshalAppend(b []byte, msg proto.Message) ([]byte, error) 
 	return c.JSONCodec.MarshalAppendStable(b, msg)
 }
 
-// serveZitadel handles the ZITADEL routes. REST bodies are read here, so that an oversized one gets 413 in
-// ZITADEL's error shape; gRPC bodies stream through with the same limit enforced by connect.
+// serveZitadel handles the ZITADEL routes. Unary bodies (REST, Connect unary) are read and checked here, so that
+// an oversized one gets 413 and a malformed one 400, in ZITADEL's error shape, before vanguard (which may start
+// the method before it finds the body malformed) sees them; gRPC and gRPC-Web bodies stream through, with the
+// same message limit enforced by connect.
 func (a *API) serveZitadel(w http.ResponseWriter, r *http.Request) {
 	ct := strings.ToLower(r.Header.Get("Content-Type"))
-	if strings.HasPrefix(ct, "application/grpc") || strings.HasPrefix(ct, "application/connect") ||
-		strings.HasPrefix(r.URL.Path, "/"+managementconnect.ManagementServiceName+"/") {
+	if strings.HasPrefix(ct, "application/grpc") || strings.HasPrefix(ct, "application/connect+") {
 		r.Body = http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes+64<<10) // room for framing; connect enforces the message limit
 		a.zitadel.ServeHTTP(w, r)
 		return
 	}
 	body, err := a.readBody(r)
+	if trimmed := bytes.TrimSpace(body); err == nil && len(trimmed) > 0 && (ct == "" || strings.Contains(ct, "json")) &&
+		(trimmed[0] != '{' || !json.Valid(trimmed)) {
+		err = newError(kindInvalid, "DEACT-BadBody", "the request body is not a JSON object")
+	}
 	if strings.Contains(strings.ToLower(r.URL.EscapedPath()), "%2f") {
 		// Routes match the decoded path, where an escaped "/" would split an id into two segments: it is an
 		// invalid id, not another route.
@@ -78,7 +85,7 @@ func (a *API) serveZitadel(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		e := classify(err)
-		a.metrics.request("zitadel", r.URL.Path, e)
+		a.metrics.request("zitadel", "rest", e)
 		writeZitadelError(w, e)
 		return
 	}
