@@ -1,0 +1,459 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/deact/deact/admin"
+	"github.com/deact/deact/state"
+)
+
+const usage = `usage: deactctl [flags] COMMAND
+
+commands:
+  deactivate org ID [--ops login,token] [--exact]   deactivate an org (ops: login, token, backup, restore, all)
+  deactivate project ID [--org ORG]
+  deactivate app PROJECT APP [--org ORG]
+  reactivate org ID | project ID | app PROJECT APP [--org ORG]
+  status org ID | project ID | app PROJECT APP      show the state and its revision
+  list orgs | projects | apps [--limit N]           list everything (all pages)
+  register org ID [--name N] [--domains a.com,b.com]
+  register app PROJECT APP --org ORG [--clients c1,c2]
+  register account ID --org ORG
+  nodes                                             gateway nodes, their applied revision and staleness
+  audit [--limit N]                                 latest changes, newest first
+  import FILE                                       NDJSON records ("-" reads standard input)
+  token create --scope all|ORG,ORG [--org HOME] [--role admin|read-only] [--name N]
+  token list
+  token delete HASH
+
+flags (anywhere on the line):
+`
+
+// cli holds the parsed flags and the HTTP client of one run.
+type cli struct {
+	addr, token, output   string
+	ops, reason, org      string
+	scope, role, name     string
+	domains, clients      string
+	exact                 bool
+	limit                 int
+	timeout, confirmAfter time.Duration
+	stdin                 io.Reader
+	out                   io.Writer
+	http                  *http.Client
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	c := &cli{stdin: stdin, out: stdout}
+	fs := flag.NewFlagSet("deactctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	addr := getenv("DEACT_ADMIN_ADDR")
+	if addr == "" {
+		addr = "http://127.0.0.1:8080"
+	}
+	fs.StringVar(&c.addr, "addr", addr, "admin API address (env DEACT_ADMIN_ADDR)")
+	fs.StringVar(&c.token, "token", getenv("DEACT_ADMIN_TOKEN"), "admin token (env DEACT_ADMIN_TOKEN)")
+	fs.StringVar(&c.output, "o", "table", "output: table or json")
+	fs.StringVar(&c.ops, "ops", "", "operations an org deactivation disables (default login,token)")
+	fs.BoolVar(&c.exact, "exact", false, "the org's disabled operations become exactly --ops")
+	fs.StringVar(&c.reason, "reason", "", "reason recorded in the audit log")
+	fs.StringVar(&c.org, "org", "", "owning org (projects, apps, accounts) or home org (tokens)")
+	fs.StringVar(&c.scope, "scope", "", "token scope: all, or a comma-separated list of orgs")
+	fs.StringVar(&c.role, "role", state.RoleAdmin, "token role: admin or read-only")
+	fs.StringVar(&c.name, "name", "", "org or token name")
+	fs.StringVar(&c.domains, "domains", "", "org domains, comma-separated")
+	fs.StringVar(&c.clients, "clients", "", "app client IDs, comma-separated")
+	fs.IntVar(&c.limit, "limit", 0, "page size (list) or number of entries (audit)")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound on each request")
+	fs.DurationVar(&c.confirmAfter, "confirm-timeout", 0, "how long the server waits for gateway nodes (default: the server's)")
+	pos, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if len(pos) == 0 || pos[0] == "help" {
+		fs.Usage()
+		return 2
+	}
+	if c.output != "table" && c.output != "json" {
+		fmt.Fprintln(stderr, "deactctl: -o must be table or json")
+		return 2
+	}
+	c.addr = strings.TrimSuffix(c.addr, "/")
+	c.http = &http.Client{Timeout: c.timeout}
+	defer c.http.CloseIdleConnections()
+	if err := c.dispatch(ctx, pos); err != nil {
+		fmt.Fprintln(stderr, "deactctl:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+// parseInterleaved lets flags come before, between and after the positional arguments.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+}
+
+type usageError string
+
+func (u usageError) Error() string { return string(u) + " (deactctl help lists the commands)" }
+
+func (c *cli) dispatch(ctx context.Context, a []string) error {
+	arg := func(i int) string {
+		if i < len(a) {
+			return a[i]
+		}
+		return ""
+	}
+	esc := url.PathEscape
+	switch {
+	case len(a) == 3 && (a[0] == "deactivate" || a[0] == "reactivate") && a[1] == "org":
+		body := admin.DeactivateRequest{Ops: c.ops, Exact: c.exact, Reason: c.reason}
+		return c.send(ctx, "POST", "/v1/orgs/"+esc(a[2])+"/"+a[0], body)
+	case len(a) == 3 && (a[0] == "deactivate" || a[0] == "reactivate") && a[1] == "project":
+		return c.send(ctx, "POST", "/v1/projects/"+esc(a[2])+"/"+a[0], admin.DeactivateRequest{OrgID: c.org, Reason: c.reason})
+	case len(a) == 4 && (a[0] == "deactivate" || a[0] == "reactivate") && a[1] == "app":
+		return c.send(ctx, "POST", "/v1/projects/"+esc(a[2])+"/apps/"+esc(a[3])+"/"+a[0], admin.DeactivateRequest{OrgID: c.org, Reason: c.reason})
+	case len(a) == 3 && a[0] == "status" && a[1] == "org":
+		var v state.Versioned[state.Org]
+		return c.show(ctx, "/v1/orgs/"+esc(a[2]), &v, func(t *tabwriter.Writer) {
+			fmt.Fprintln(t, "ORG\tNAME\tSTATE\tDISABLED\tDOMAINS\tREVISION\tCHANGED BY\tCHANGED AT\tREASON")
+			o := v.Record
+			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", o.ID, o.Name, orgState(o), o.Disabled, strings.Join(o.Domains, ","),
+				v.Revision, o.ChangedBy, stamp(o.ChangedAt), o.Reason)
+		})
+	case len(a) == 3 && a[0] == "status" && a[1] == "project":
+		var v state.Versioned[state.Project]
+		return c.show(ctx, "/v1/projects/"+esc(a[2]), &v, func(t *tabwriter.Writer) {
+			fmt.Fprintln(t, "PROJECT\tORG\tSTATE\tREVISION\tCHANGED BY\tCHANGED AT")
+			p := v.Record
+			fmt.Fprintf(t, "%s\t%s\t%s\t%d\t%s\t%s\n", p.ID, p.OrgID, p.State, v.Revision, p.ChangedBy, stamp(p.ChangedAt))
+		})
+	case len(a) == 4 && a[0] == "status" && a[1] == "app":
+		var v state.Versioned[state.App]
+		return c.show(ctx, "/v1/projects/"+esc(a[2])+"/apps/"+esc(a[3]), &v, func(t *tabwriter.Writer) {
+			fmt.Fprintln(t, "PROJECT\tAPP\tORG\tSTATE\tCLIENT IDS\tREVISION\tCHANGED BY\tCHANGED AT")
+			p := v.Record
+			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", p.ProjectID, p.ID, p.OrgID, p.State, strings.Join(p.ClientIDs, ","),
+				v.Revision, p.ChangedBy, stamp(p.ChangedAt))
+		})
+	case len(a) == 2 && a[0] == "list":
+		return c.list(ctx, a[1])
+	case len(a) == 3 && a[0] == "register" && a[1] == "org":
+		return c.send(ctx, "PUT", "/v1/orgs/"+esc(a[2]), admin.OrgRequest{Name: c.name, Domains: splitList(c.domains), Reason: c.reason})
+	case len(a) == 4 && a[0] == "register" && a[1] == "app":
+		return c.send(ctx, "PUT", "/v1/projects/"+esc(a[2])+"/apps/"+esc(a[3]), admin.AppRequest{OrgID: c.org, ClientIDs: splitList(c.clients), Reason: c.reason})
+	case len(a) == 3 && a[0] == "register" && a[1] == "account":
+		return c.send(ctx, "PUT", "/v1/accounts/"+esc(a[2]), admin.AccountRequest{OrgID: c.org, Reason: c.reason})
+	case len(a) == 1 && a[0] == "nodes":
+		var v admin.NodesResponse
+		return c.show(ctx, "/v1/nodes", &v, func(t *tabwriter.Writer) {
+			fmt.Fprintln(t, "NODE\tAPPLIED REVISION\tSTALENESS\tLAST REPORT\tVERSION")
+			for _, n := range v.Nodes {
+				fmt.Fprintf(t, "%s\t%d\t%s\t%s ago\t%s\n", n.ID, n.AppliedRevision, ms(n.StaleMs), ms(n.AgeMs), n.Version)
+			}
+		})
+	case len(a) == 1 && a[0] == "audit":
+		var v struct{ Entries []state.AuditEntry }
+		path := "/v1/audit"
+		if c.limit > 0 {
+			path += fmt.Sprintf("?limit=%d", c.limit)
+		}
+		return c.show(ctx, path, &v, func(t *tabwriter.Writer) {
+			fmt.Fprintln(t, "AT\tREVISION\tACTOR\tACTION\tKEY\tREASON")
+			for _, e := range v.Entries {
+				fmt.Fprintf(t, "%s\t%d\t%s\t%s\t%s\t%s\n", stamp(e.At), e.Revision, e.Actor, e.Action, e.Key, e.Reason)
+			}
+		})
+	case len(a) == 2 && a[0] == "import":
+		return c.importFile(ctx, a[1])
+	case len(a) == 2 && a[0] == "token" && a[1] == "create":
+		return c.createToken(ctx)
+	case len(a) == 2 && a[0] == "token" && a[1] == "list":
+		return c.list(ctx, "tokens")
+	case len(a) == 3 && a[0] == "token" && a[1] == "delete":
+		return c.send(ctx, "DELETE", "/v1/tokens/"+esc(a[2]), nil)
+	}
+	return usageError(fmt.Sprintf("unknown command %q", strings.TrimSpace(strings.Join([]string{arg(0), arg(1)}, " "))))
+}
+
+// do sends one request and decodes the answer into out; a non-2xx answer becomes an error with the server's
+// message.
+func (c *cli) do(ctx context.Context, method, path string, body io.Reader, contentType string, out any) (http.Header, error) {
+	if c.token == "" {
+		return nil, errors.New("no token: pass --token or set DEACT_ADMIN_TOKEN")
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.addr+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if c.confirmAfter > 0 {
+		req.Header.Set(admin.HeaderConfirmTimeout, c.confirmAfter.String())
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		var eb admin.ErrorBody
+		if json.Unmarshal(b, &eb) == nil && eb.Error.Message != "" {
+			return nil, fmt.Errorf("%s (%d %s)", eb.Error.Message, eb.Error.Status, eb.Error.Code)
+		}
+		return nil, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	if c.output == "json" {
+		_, err := c.out.Write(b)
+		return resp.Header, err
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return nil, fmt.Errorf("unexpected answer: %w", err)
+		}
+	}
+	return resp.Header, nil
+}
+
+func (c *cli) sendJSON(ctx context.Context, method, path string, body, out any) error {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		r = bytes.NewReader(b)
+	}
+	_, err := c.do(ctx, method, path, r, "application/json", out)
+	return err
+}
+
+// send writes and prints the revision and the confirmation.
+func (c *cli) send(ctx context.Context, method, path string, body any) error {
+	var w admin.WriteResult
+	if err := c.sendJSON(ctx, method, path, body, &w); err != nil {
+		return err
+	}
+	if c.output == "table" {
+		printWrite(c.out, w)
+	}
+	return nil
+}
+
+func printWrite(out io.Writer, w admin.WriteResult) {
+	t := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(t, "REVISION\tORG\tCHANGED AT\tCONFIRMED\tWAITED")
+	fmt.Fprintf(t, "%d\t%s\t%s\t%d/%d\t%.1fms\n", w.Revision, w.OrgID, stamp(w.ChangedAt), w.Confirmation.Confirmed, w.Confirmation.Total, w.Confirmation.WaitedMs)
+	t.Flush()
+	if len(w.Confirmation.Pending) > 0 {
+		fmt.Fprintf(out, "not yet applied by: %s\n", strings.Join(w.Confirmation.Pending, ", "))
+	}
+}
+
+// show gets path into v and prints it as a table (or the JSON as it came).
+func (c *cli) show(ctx context.Context, path string, v any, table func(*tabwriter.Writer)) error {
+	if err := c.sendJSON(ctx, "GET", path, nil, v); err != nil {
+		return err
+	}
+	if c.output == "table" {
+		t := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+		table(t)
+		return t.Flush()
+	}
+	return nil
+}
+
+// list follows the cursor through every page.
+func (c *cli) list(ctx context.Context, what string) error {
+	var header string
+	var row func(json.RawMessage) (string, error)
+	switch what {
+	case "orgs":
+		header = "ORG\tNAME\tSTATE\tDISABLED\tREVISION"
+		row = rowOf(func(v state.Versioned[state.Org]) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%d", v.Record.ID, v.Record.Name, orgState(v.Record), v.Record.Disabled, v.Revision)
+		})
+	case "projects":
+		header = "PROJECT\tORG\tSTATE\tREVISION"
+		row = rowOf(func(v state.Versioned[state.Project]) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%d", v.Record.ID, v.Record.OrgID, v.Record.State, v.Revision)
+		})
+	case "apps":
+		header = "PROJECT\tAPP\tORG\tSTATE\tCLIENT IDS\tREVISION"
+		row = rowOf(func(v state.Versioned[state.App]) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d", v.Record.ProjectID, v.Record.ID, v.Record.OrgID, v.Record.State, strings.Join(v.Record.ClientIDs, ","), v.Revision)
+		})
+	case "tokens":
+		header = "HASH\tNAME\tROLE\tHOME ORG\tSCOPE\tCREATED"
+		row = rowOf(func(v state.Versioned[state.Token]) string {
+			scope := strings.Join(v.Record.Orgs, ",")
+			if v.Record.AllOrgs {
+				scope = "all"
+			}
+			return fmt.Sprintf("%.16s\t%s\t%s\t%s\t%s\t%s", v.Record.Hash, v.Record.Name, v.Record.Role, v.Record.HomeOrg, scope, stamp(v.Record.Created))
+		})
+	default:
+		return usageError(fmt.Sprintf("cannot list %q (orgs, projects, apps)", what))
+	}
+	t := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	if c.output == "table" {
+		fmt.Fprintln(t, header)
+	}
+	after := ""
+	for {
+		q := url.Values{}
+		if after != "" {
+			q.Set("after", after)
+		}
+		if c.limit > 0 {
+			q.Set("limit", fmt.Sprint(c.limit))
+		}
+		path := "/v1/" + what
+		if len(q) > 0 {
+			path += "?" + q.Encode()
+		}
+		var pg struct {
+			Items []json.RawMessage `json:"items"`
+			Next  string            `json:"next"`
+		}
+		if err := c.sendJSON(ctx, "GET", path, nil, &pg); err != nil {
+			return err
+		}
+		if c.output == "json" {
+			// Each page was written as it came; the caller gets one JSON document a page.
+			if pg.Next == "" {
+				return nil
+			}
+		}
+		for _, it := range pg.Items {
+			s, err := row(it)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(t, s)
+		}
+		if pg.Next == "" {
+			break
+		}
+		after = pg.Next
+	}
+	return t.Flush()
+}
+
+func rowOf[T any](f func(T) string) func(json.RawMessage) (string, error) {
+	return func(b json.RawMessage) (string, error) {
+		var v T
+		if err := json.Unmarshal(b, &v); err != nil {
+			return "", err
+		}
+		return f(v), nil
+	}
+}
+
+func (c *cli) importFile(ctx context.Context, name string) error {
+	var r io.Reader = c.stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
+	}
+	var res admin.ImportResponse
+	if _, err := c.do(ctx, "POST", "/v1/import", r, "application/x-ndjson", &res); err != nil {
+		return err
+	}
+	if c.output == "table" {
+		fmt.Fprintf(c.out, "imported %d records in %d batches, revision %d, confirmed by %d/%d nodes\n",
+			res.Records, res.Batches, res.Revision, res.Confirmation.Confirmed, res.Confirmation.Total)
+	}
+	return nil
+}
+
+func (c *cli) createToken(ctx context.Context) error {
+	req := admin.TokenRequest{Name: c.name, HomeOrg: c.org, Role: c.role}
+	switch c.scope {
+	case "":
+		return usageError("token create needs --scope all or --scope ORG,ORG")
+	case "all":
+		req.AllOrgs = true
+	default:
+		req.Orgs = splitList(c.scope)
+	}
+	var res admin.TokenCreated
+	if err := c.sendJSON(ctx, "POST", "/v1/tokens", req, &res); err != nil {
+		return err
+	}
+	if c.output == "table" {
+		scope := strings.Join(res.Record.Orgs, ",")
+		if res.Record.AllOrgs {
+			scope = "all"
+		}
+		fmt.Fprintf(c.out, "token: %s\n(shown once: store it now)\nhash: %s\nrole: %s  home org: %s  scope: %s\n",
+			res.Token, res.Record.Hash, res.Record.Role, res.Record.HomeOrg, scope)
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func orgState(o state.Org) string {
+	if o.Disabled != 0 {
+		return state.Deactivated
+	}
+	return state.Active
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func ms(v int64) string { return (time.Duration(v) * time.Millisecond).String() }

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/deact/deact/admin"
+	"github.com/deact/deact/state"
+	"github.com/deact/deact/state/etcdtest"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("go.etcd.io/etcd/pkg/v3/traceutil.init.func1"),
+		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+		goleak.IgnoreTopFunction("gopkg.in/natefinch/lumberjack%2ev2.(*Logger).millRun"),
+	)
+}
+
+const rootToken = "deactctl-test-root-token-0123"
+
+// server starts etcd, one gateway node and the admin API on loopback, and returns the API's address.
+func server(t *testing.T) string {
+	t.Helper()
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints())
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	fanout := state.NewFanout(cli, log)
+	replica := state.NewReplica(state.ReplicaConfig{Client: cli, Logger: log, ProgressInterval: 50 * time.Millisecond})
+	reporter, err := state.NewNodeReporter(state.NodeReporterConfig{Client: cli, Replica: replica, NodeID: "node-0", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []func(context.Context) error{fanout.Run, replica.Run, reporter.Run} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = f(ctx) }()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(fanout.Nodes()) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("node did not register")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	store := state.NewStore(cli)
+	api, err := admin.New(admin.Config{Store: store, Fanout: fanout, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Bootstrap(ctx, store, rootToken); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Close(); <-done })
+	return "http://" + ln.Addr().String()
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func deactctl(t *testing.T, addr, token string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	env := map[string]string{"DEACT_ADMIN_ADDR": addr, "DEACT_ADMIN_TOKEN": token}
+	code := run(context.Background(), args, strings.NewReader(""), &out, &errb, func(k string) string { return env[k] })
+	return result{code, out.String(), errb.String()}
+}
+
+func TestDeactctl(t *testing.T) {
+	addr := server(t)
+	must := func(r result) result {
+		t.Helper()
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		return r
+	}
+	r := must(deactctl(t, addr, rootToken, "token", "create", "--org", "1", "--scope", "1,2", "--role", "admin", "--name", "ops"))
+	var secret string
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if s, ok := strings.CutPrefix(line, "token: "); ok {
+			secret = s
+		}
+	}
+	if secret == "" || !strings.Contains(r.stdout, "scope: 1,2") {
+		t.Fatalf("token create printed %q", r.stdout)
+	}
+
+	r = must(deactctl(t, addr, secret, "deactivate", "org", "1", "--ops", "login,token", "--reason", "unpaid"))
+	if !strings.Contains(r.stdout, "CONFIRMED") || !strings.Contains(r.stdout, "1/1") {
+		t.Errorf("deactivate printed %q", r.stdout)
+	}
+	r = must(deactctl(t, addr, secret, "status", "org", "1"))
+	if !strings.Contains(r.stdout, "deactivated") || !strings.Contains(r.stdout, "login,token") || !strings.Contains(r.stdout, "unpaid") {
+		t.Errorf("status printed %q", r.stdout)
+	}
+	r = must(deactctl(t, addr, secret, "-o", "json", "status", "org", "1"))
+	var v state.Versioned[state.Org]
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.Record.Disabled != state.OpLogin|state.OpToken {
+		t.Errorf("json status %q: %v", r.stdout, err)
+	}
+	r = deactctl(t, addr, secret, "deactivate", "org", "1")
+	if r.code != 1 || !strings.Contains(r.stderr, "already deactivated") {
+		t.Errorf("second deactivate: %d %q", r.code, r.stderr)
+	}
+	r = deactctl(t, addr, secret, "deactivate", "org", "3")
+	if r.code != 1 || !strings.Contains(r.stderr, "403") {
+		t.Errorf("out of scope: %d %q", r.code, r.stderr)
+	}
+	must(deactctl(t, addr, secret, "reactivate", "org", "1"))
+	must(deactctl(t, addr, secret, "deactivate", "app", "p1", "a1", "--org", "2"))
+	r = must(deactctl(t, addr, secret, "status", "app", "p1", "a1"))
+	if !strings.Contains(r.stdout, "deactivated") {
+		t.Errorf("app status printed %q", r.stdout)
+	}
+	must(deactctl(t, addr, secret, "reactivate", "app", "p1", "a1"))
+	r = must(deactctl(t, addr, secret, "nodes"))
+	if !strings.Contains(r.stdout, "node-0") {
+		t.Errorf("nodes printed %q", r.stdout)
+	}
+
+	file := filepath.Join(t.TempDir(), "records.ndjson")
+	if err := os.WriteFile(file, []byte(`{"org":{"id":"9","name":"nine"}}`+"\n"+`{"org":{"id":"8"}}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = must(deactctl(t, addr, rootToken, "import", file))
+	if !strings.Contains(r.stdout, "imported 2 records") {
+		t.Errorf("import printed %q", r.stdout)
+	}
+	r = must(deactctl(t, addr, rootToken, "list", "orgs", "--limit", "1"))
+	for _, id := range []string{"nine", "\n8 ", "\n1 "} {
+		if !strings.Contains(r.stdout, id) {
+			t.Errorf("list orgs misses %q: %q", id, r.stdout)
+		}
+	}
+	r = must(deactctl(t, addr, rootToken, "audit", "--limit", "2"))
+	if !strings.Contains(r.stdout, "import") {
+		t.Errorf("audit printed %q", r.stdout)
+	}
+
+	if r := deactctl(t, addr, "", "nodes"); r.code != 1 || !strings.Contains(r.stderr, "no token") {
+		t.Errorf("no token: %d %q", r.code, r.stderr)
+	}
+	if r := deactctl(t, addr, rootToken, "explode", "everything"); r.code != 2 {
+		t.Errorf("unknown command: %d %q", r.code, r.stderr)
+	}
+}
