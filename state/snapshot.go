@@ -109,6 +109,9 @@ func (s *Snapshot) Revision() int64 {
 
 // Len is the number of records in the snapshot.
 func (s *Snapshot) Len() int {
+	if s == nil {
+		return 0
+	}
 	n := 0
 	for k := range s.tables {
 		for _, m := range s.tables[k].shards {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // Config describes one member. Zero ports are replaced by free loopback ports before the member starts, so the
@@ -90,8 +92,11 @@ func Start(cfg Config) (*Server, error) {
 	} else {
 		ec.InitialCluster = ec.InitialClusterFromName(cfg.Name)
 	}
-	ec.LogLevel = cfg.LogLevel
-	ec.LogOutputs = []string{"stderr"}
+	lg, err := newLogger(cfg.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
 	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
 	// Replicas confirm they are current through progress notifications; keep the server's own period short.
 	ec.WatchProgressNotifyInterval = 5 * time.Second
@@ -237,4 +242,51 @@ func FreeURL(u string) (string, error) {
 	l.Close()
 	pu.Host = addr
 	return pu.String(), nil
+}
+
+// newLogger is etcd's JSON logger to stderr at level, minus the errors every embedded member logs when it is
+// closed ("use of closed network connection", "server closed"): they say nothing and alarm operators.
+func newLogger(level string) (*zap.Logger, error) {
+	lv, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("etcdserver: log level: %w", err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(lv)
+	zc.OutputPaths, zc.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
+	zc.Sampling = nil
+	lg, err := zc.Build()
+	if err != nil {
+		return nil, err
+	}
+	return lg.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return shutdownFilter{c} })), nil
+}
+
+type shutdownFilter struct{ zapcore.Core }
+
+func (f shutdownFilter) With(fields []zapcore.Field) zapcore.Core {
+	return shutdownFilter{f.Core.With(fields)}
+}
+
+func (f shutdownFilter) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if !f.Enabled(e.Level) {
+		return ce
+	}
+	return ce.AddCore(e, f)
+}
+
+func (f shutdownFilter) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	if e.Message == "setting up serving from embedded etcd failed." {
+		for _, fd := range fields {
+			if err, ok := fd.Interface.(error); ok && isClosing(err) {
+				return nil
+			}
+		}
+	}
+	return f.Core.Write(e, fields)
+}
+
+func isClosing(err error) bool {
+	msg := strings.ToLower(err.Error())
+	return errors.Is(err, net.ErrClosed) || strings.Contains(msg, "server closed") || strings.Contains(msg, "use of closed network connection")
 }

@@ -1,0 +1,111 @@
+// Command deactd is the deact daemon: the ext_authz gRPC server and HTTP check endpoint that enforce
+// deactivations, the admin API that records them, and (by default) an embedded etcd holding them.
+// Every flag can also be set through the environment: --admin-token is DEACT_ADMIN_TOKEN.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/deact/deact/daemon"
+)
+
+func main() {
+	cfg, err := parse(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "deactd:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := daemon.Run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "deactd:", err)
+		os.Exit(1)
+	}
+}
+
+// parse fills a Config from flags, with DEACT_* environment variables for flags not given.
+func parse(args []string) (daemon.Config, error) {
+	var c daemon.Config
+	var etcd, presets, logLevel, logFormat string
+	fs := flag.NewFlagSet("deactd", flag.ContinueOnError)
+	fs.StringVar(&c.DataDir, "data-dir", "./deact-data", "directory for the embedded etcd's data and the generated admin token")
+	fs.StringVar(&c.NodeID, "node-id", "", "this gateway node's ID in the registry (default: host name)")
+	fs.StringVar(&c.Role, "role", daemon.RoleAll, "all, gateway (enforcement only) or admin (admin API only)")
+	fs.StringVar(&etcd, "etcd-endpoints", "", "comma-separated etcd client URLs; empty starts an embedded single-node etcd in --data-dir")
+	fs.StringVar(&c.EtcdCACert, "etcd-cacert", "", "CA bundle that signed etcd's server certificates")
+	fs.StringVar(&c.EtcdCert, "etcd-cert", "", "client certificate for etcd (mTLS)")
+	fs.StringVar(&c.EtcdKey, "etcd-key", "", "key of --etcd-cert")
+	fs.StringVar(&c.EtcdLogLevel, "etcd-log-level", "error", "log level of the embedded etcd")
+	fs.StringVar(&c.AuthzAddr, "authz-addr", "127.0.0.1:9191", "ext_authz gRPC listen address (port 0 picks a free port)")
+	fs.StringVar(&c.HTTPCheckAddr, "http-check-addr", "127.0.0.1:9192", "HTTP check (nginx auth_request) listen address")
+	fs.StringVar(&c.AdminAddr, "admin-addr", "127.0.0.1:8080", "admin API, /healthz, /readyz and /metrics listen address")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve the listeners over TLS with this certificate")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "key of --tls-cert")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "require client certificates signed by this CA (mTLS)")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bootstrap admin token (default: the one kept in --data-dir, or a new one printed once)")
+	fs.DurationVar(&c.ConfirmTimeout, "confirm-timeout", 0, "how long the admin API waits for every gateway node to apply a write (default 2s)")
+	fs.StringVar(&presets, "presets", "zitadel,commvault", "authz route presets to enable (zitadel, commvault; empty for none)")
+	fs.StringVar(&c.RulesFile, "rules", "", "YAML or JSON file of custom authz route rules")
+	fs.StringVar(&c.Staleness, "staleness", "", "per-op staleness policy, e.g. backup=deny-after:5m,login=serve-last-known (default: serve last known state)")
+	fs.DurationVar(&c.ResyncInterval, "resync-interval", 0, "anti-entropy full relist period (default 10m)")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", 0, "on SIGTERM, report NOT_SERVING this long before draining")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 0, "bound on draining in-flight requests (default 10s)")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "DEACT_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok && !given[f.Name] && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s: %w", env, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	c.EtcdEndpoints = splitList(etcd)
+	c.Presets = splitList(presets)
+	if c.Presets == nil {
+		c.Presets = []string{}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return c, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch logFormat {
+	case "text":
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, opts))
+	case "json":
+		c.Logger = slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	default:
+		return c, fmt.Errorf("--log-format %q: want text or json", logFormat)
+	}
+	return c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

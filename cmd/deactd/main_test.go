@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// deactdBinary builds deactd once for the tests that run it as a child process.
+func deactdBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "deactd")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+var adminLine = regexp.MustCompile(`admin HTTP/gRPC:\s+(http://\S+)`)
+
+// startChild runs deactd on free ports with dataDir and returns its admin URL once it printed its banner.
+func startChild(t *testing.T, bin, dataDir string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(bin, "--data-dir", dataDir, "--node-id", "child",
+		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+		"--admin-token", "child-test-token-0123456789", "--etcd-log-level", "fatal", "--log-level", "warn")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := adminLine.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case url := <-found:
+		return cmd, url
+	case <-time.After(60 * time.Second):
+		t.Fatal("deactd printed no admin address")
+	}
+	return nil, ""
+}
+
+func call(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer child-test-token-0123456789")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestAcknowledgedWriteSurvivesKill9: a deactivation acknowledged by the admin API is there after deactd is
+// killed with SIGKILL right after the acknowledgement and started again on the same data directory.
+func TestAcknowledgedWriteSurvivesKill9(t *testing.T) {
+	bin := deactdBinary(t)
+	dataDir := t.TempDir()
+	cmd, url := startChild(t, bin, dataDir)
+	if code, body := call(t, "POST", url+"/v1/orgs/424242/deactivate?confirmTimeout=0", `{"ops":"all","reason":"kill test"}`); code != 200 {
+		t.Fatalf("deactivate: %d %s", code, body)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	_, url = startChild(t, bin, dataDir)
+	code, body := call(t, "GET", url+"/v1/orgs/424242", "")
+	if code != 200 || !strings.Contains(body, `"deactivated"`) || !strings.Contains(body, `"disableBackup":true`) {
+		t.Fatalf("after kill -9 and restart: %d %s", code, body)
+	}
+}
+
+// TestSIGTERMStopsCleanly: SIGTERM drains and exits 0.
+func TestSIGTERMStopsCleanly(t *testing.T) {
+	cmd, _ := startChild(t, deactdBinary(t), t.TempDir())
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("deactd did not stop after SIGTERM")
+	}
+}
+
+func TestParseFlagsAndEnv(t *testing.T) {
+	t.Setenv("DEACT_ADMIN_TOKEN", "from-env-0123456789abcdef")
+	t.Setenv("DEACT_NODE_ID", "env-node")
+	c, err := parse([]string{"--node-id", "flag-node", "--etcd-endpoints", "https://a:2379, https://b:2379", "--presets", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AdminToken != "from-env-0123456789abcdef" || c.NodeID != "flag-node" || len(c.EtcdEndpoints) != 2 || len(c.Presets) != 0 {
+		t.Fatalf("config %+v", c)
+	}
+	if _, err := parse([]string{"--log-level", "loud"}); err == nil {
+		t.Fatal("bad log level accepted")
+	}
+	t.Setenv("DEACT_DRAIN_DELAY", "soon")
+	if _, err := parse(nil); err == nil || !strings.Contains(err.Error(), "DEACT_DRAIN_DELAY") {
+		t.Fatalf("bad env: %v", err)
+	}
+}

@@ -1,0 +1,608 @@
+// Package daemon wires state, authz and admin into the deactd process: embedded or external etcd, the replica
+// and node registration, the ext_authz gRPC and HTTP check listeners, and the admin listener with health and
+// metrics. cmd/deactd parses flags into a Config; tests and the local cluster start daemons in-process.
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/deact/deact/admin"
+	"github.com/deact/deact/authz"
+	"github.com/deact/deact/state"
+	"github.com/deact/deact/state/etcdserver"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+)
+
+// Version is deactd's version, reported in node records and /readyz.
+const Version = "0.1.0-dev"
+
+// Roles a daemon can take.
+const (
+	RoleAll     = "all"     // gateway and admin
+	RoleGateway = "gateway" // replica, node registration, ext_authz and HTTP check
+	RoleAdmin   = "admin"   // admin API only
+)
+
+// Config is everything a daemon needs. Zero values take the defaults in brackets; Validate says what is wrong.
+type Config struct {
+	DataDir string // embedded etcd data and the generated admin token ["./deact-data"]
+	NodeID  string // this gateway node's ID in the registry [hostname]
+	Role    string // RoleAll, RoleGateway or RoleAdmin [all]
+
+	EtcdEndpoints []string // external etcd; empty starts an embedded single-node etcd under DataDir
+	EtcdCACert    string   // CA bundle for etcd's server certificates (https endpoints)
+	EtcdCert      string   // client certificate for etcd mTLS
+	EtcdKey       string   // its key
+	EtcdLogLevel  string   // embedded etcd's log level ["error"]
+
+	AuthzAddr     string // ext_authz gRPC listener ["127.0.0.1:9191"]; port 0 picks one
+	HTTPCheckAddr string // HTTP check listener ["127.0.0.1:9192"]
+	AdminAddr     string // admin API, health and metrics ["127.0.0.1:8080"]
+
+	// TLS for the three listeners: both files set turns TLS on. ClientCA additionally requires client
+	// certificates signed by it (mTLS).
+	TLSCert, TLSKey, TLSClientCA string
+
+	AdminToken     string        // bootstrap admin token; empty uses the one stored in DataDir or makes one
+	ConfirmTimeout time.Duration // admin's wait for gateway nodes after a write [2s]
+
+	Presets   []string // authz route presets [zitadel, commvault]
+	RulesFile string   // custom authz rules (YAML or JSON)
+	Staleness string   // per-op staleness policy, e.g. "backup=deny-after:5m" [serve last known state]
+
+	ProgressInterval time.Duration // how often the replica asks etcd to confirm it is current [500ms]
+	ResyncInterval   time.Duration // anti-entropy relist period [10m]
+	DrainDelay       time.Duration // after health turns NOT_SERVING, wait this long before draining [0]
+	DrainTimeout     time.Duration // bound on draining in-flight requests [10s]
+
+	Logger *slog.Logger // [text to stderr at info]
+	Out    io.Writer    // where the start banner with addresses (and a new admin token) goes [stdout]
+}
+
+func (c *Config) setDefaults() {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&c.DataDir, "./deact-data")
+	def(&c.Role, RoleAll)
+	def(&c.AuthzAddr, "127.0.0.1:9191")
+	def(&c.HTTPCheckAddr, "127.0.0.1:9192")
+	def(&c.AdminAddr, "127.0.0.1:8080")
+	def(&c.EtcdLogLevel, "error")
+	if c.NodeID == "" {
+		h, _ := os.Hostname()
+		c.NodeID = sanitizeNodeID(h)
+	}
+	if c.ConfirmTimeout == 0 {
+		c.ConfirmTimeout = 2 * time.Second
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if c.Out == nil {
+		c.Out = os.Stdout
+	}
+}
+
+// sanitizeNodeID turns a host name into a valid ID.
+func sanitizeNodeID(h string) string {
+	b := []byte(h)
+	for i, c := range b {
+		if state.ValidateID("node", string(c)) != nil {
+			b[i] = '-'
+		}
+	}
+	if len(b) == 0 {
+		return "node"
+	}
+	return string(b)
+}
+
+// Validate checks the configuration and says what is wrong in terms of flags.
+func (c *Config) Validate() error {
+	var errs []error
+	switch c.Role {
+	case RoleAll, RoleGateway, RoleAdmin:
+	default:
+		errs = append(errs, fmt.Errorf("--role %q: want all, gateway or admin", c.Role))
+	}
+	if c.gateway() {
+		if err := state.ValidateID("node", c.NodeID); err != nil {
+			errs = append(errs, fmt.Errorf("--node-id: %w", err))
+		}
+	}
+	if (c.EtcdCert == "") != (c.EtcdKey == "") {
+		errs = append(errs, errors.New("--etcd-cert and --etcd-key go together"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert and --tls-key"))
+	}
+	if len(c.EtcdEndpoints) > 0 && (c.EtcdCACert != "" || c.EtcdCert != "") {
+		for _, ep := range c.EtcdEndpoints {
+			if !strings.HasPrefix(ep, "https://") {
+				errs = append(errs, fmt.Errorf("--etcd-endpoints %q: TLS flags need https:// endpoints", ep))
+			}
+		}
+	}
+	if _, err := authz.ParseStalenessPolicy(c.Staleness); err != nil {
+		errs = append(errs, fmt.Errorf("--staleness: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) gateway() bool { return c.Role == RoleAll || c.Role == RoleGateway }
+func (c *Config) admin() bool   { return c.Role == RoleAll || c.Role == RoleAdmin }
+
+// Daemon is a running deactd. Its address fields hold the bound addresses (real ports, not 0).
+type Daemon struct {
+	AuthzAddr     string // empty when the role has no gateway
+	HTTPCheckAddr string
+	AdminAddr     string
+	EtcdEndpoints []string
+
+	cfg      Config
+	log      *slog.Logger
+	embedded *etcdserver.Server
+	cli      *clientv3.Client
+	replica  *state.Replica
+	authz    *authz.Authorizer
+	grpc     *grpc.Server
+	health   *health.Server
+	https    []*http.Server
+	draining chan struct{}
+
+	cancel context.CancelFunc // stops background components
+	bg     sync.WaitGroup
+	errc   chan error
+	done   chan struct{}
+	err    error
+}
+
+// Start brings a daemon up: it opens every listener before it returns (so a caller can read the addresses),
+// and serves until ctx ends, then drains and stops. Wait returns when it has stopped.
+func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, draining: make(chan struct{}), errc: make(chan error, 8), done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			d.closeAll()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if err := d.connectEtcd(); err != nil {
+		return nil, err
+	}
+	bgctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancel = cancel
+	store := state.NewStore(d.cli)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if cfg.gateway() {
+		if err := d.startGateway(bgctx, reg); err != nil {
+			return nil, err
+		}
+	}
+	adminMux := http.NewServeMux()
+	var token string
+	var tokenNew bool
+	if cfg.admin() {
+		fanout := state.NewFanout(d.cli, d.log)
+		d.run(bgctx, "fanout", fanout.Run)
+		api, err := admin.New(admin.Config{Store: store, Fanout: fanout, Logger: d.log, Registry: reg, ConfirmTimeout: cfg.ConfirmTimeout})
+		if err != nil {
+			return nil, err
+		}
+		if token, tokenNew, err = d.bootstrapToken(ctx, store); err != nil {
+			return nil, err
+		}
+		adminMux.Handle("/", api.Handler())
+	}
+	adminMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	adminMux.HandleFunc("GET /readyz", d.readyz)
+	adminMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if d.AdminAddr, err = d.serveHTTP(cfg.AdminAddr, adminMux, true); err != nil {
+		return nil, fmt.Errorf("--admin-addr: %w", err)
+	}
+	d.banner(token, tokenNew)
+	go d.stopWhenDone(ctx)
+	return d, nil
+}
+
+// Run starts a daemon and waits until it has stopped.
+func Run(ctx context.Context, cfg Config) error {
+	d, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return d.Wait()
+}
+
+// Wait blocks until the daemon has stopped and returns why, nil for a requested stop.
+func (d *Daemon) Wait() error {
+	<-d.done
+	return d.err
+}
+
+func (d *Daemon) connectEtcd() error {
+	cfg := d.cfg
+	endpoints := cfg.EtcdEndpoints
+	if len(endpoints) == 0 {
+		srv, err := startEmbedded(cfg)
+		if err != nil {
+			return err
+		}
+		d.embedded = srv
+		endpoints = srv.Endpoints()
+	}
+	d.EtcdEndpoints = endpoints
+	var tlsCfg *tls.Config
+	if cfg.EtcdCACert != "" || cfg.EtcdCert != "" {
+		info := transport.TLSInfo{TrustedCAFile: cfg.EtcdCACert, CertFile: cfg.EtcdCert, KeyFile: cfg.EtcdKey}
+		c, err := info.ClientConfig()
+		if err != nil {
+			return fmt.Errorf("etcd TLS: %w", err)
+		}
+		tlsCfg = c
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: endpoints, TLS: tlsCfg, Logger: zap.NewNop(),
+		DialTimeout: 5 * time.Second, DialKeepAliveTime: 5 * time.Second, DialKeepAliveTimeout: 3 * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	d.cli = cli
+	return nil
+}
+
+// embeddedURLs are the embedded etcd's ports, chosen free at the first start and kept for the next ones.
+type embeddedURLs struct {
+	Client string `json:"client"`
+	Peer   string `json:"peer"`
+}
+
+func startEmbedded(cfg Config) (*etcdserver.Server, error) {
+	path := filepath.Join(cfg.DataDir, "embedded-etcd.json")
+	var urls embeddedURLs
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &urls); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	} else {
+		var err error
+		if urls.Client, err = etcdserver.FreeURL("http://127.0.0.1:0"); err != nil {
+			return nil, err
+		}
+		if urls.Peer, err = etcdserver.FreeURL("http://127.0.0.1:0"); err != nil {
+			return nil, err
+		}
+		b, _ := json.Marshal(urls)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return etcdserver.Start(etcdserver.Config{
+		Name: "deactd", Dir: filepath.Join(cfg.DataDir, "etcd"), ClientURL: urls.Client, PeerURL: urls.Peer,
+		LogLevel: cfg.EtcdLogLevel,
+	})
+}
+
+func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) error {
+	cfg := d.cfg
+	d.replica = state.NewReplica(state.ReplicaConfig{
+		Client: d.cli, Logger: d.log, ProgressInterval: cfg.ProgressInterval, ResyncInterval: cfg.ResyncInterval,
+	})
+	registerReplicaMetrics(reg, d.replica)
+	d.run(ctx, "replica", d.replica.Run)
+	reporter, err := state.NewNodeReporter(state.NodeReporterConfig{Client: d.cli, Replica: d.replica, NodeID: cfg.NodeID, Version: Version, Logger: d.log})
+	if err != nil {
+		return err
+	}
+	d.run(ctx, "node reporter", reporter.Run)
+
+	policy, _ := authz.ParseStalenessPolicy(cfg.Staleness) // validated
+	presets := cfg.Presets
+	a, err := authz.New(authz.Config{
+		Replica: d.replica, Presets: presets, RulesFile: cfg.RulesFile, Logger: d.log, Registry: reg,
+		RevisionHeader: true, Staleness: policy,
+	})
+	if err != nil {
+		return err
+	}
+	d.authz = a
+
+	opts := []grpc.ServerOption{
+		grpc.MaxConcurrentStreams(1024),
+		grpc.MaxRecvMsgSize(4 << 20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}
+	if tlsCfg, err := d.serverTLS(); err != nil {
+		return err
+	} else if tlsCfg != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
+	d.grpc = grpc.NewServer(opts...)
+	authv3.RegisterAuthorizationServer(d.grpc, a)
+	d.health = health.NewServer()
+	d.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	d.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(d.grpc, d.health)
+	reflection.Register(d.grpc)
+	lis, err := net.Listen("tcp", cfg.AuthzAddr)
+	if err != nil {
+		return fmt.Errorf("--authz-addr: %w", err)
+	}
+	d.AuthzAddr = lis.Addr().String()
+	go func() {
+		if err := d.grpc.Serve(lis); err != nil {
+			d.fail(fmt.Errorf("authz gRPC: %w", err))
+		}
+	}()
+	// Health follows readiness: SERVING once the first list is applied.
+	go func() {
+		if d.replica.WaitReady(ctx) == nil {
+			select {
+			case <-d.draining:
+			default:
+				d.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+				d.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+			}
+		}
+	}()
+	if d.HTTPCheckAddr, err = d.serveHTTP(cfg.HTTPCheckAddr, a.HTTPHandler(), false); err != nil {
+		return fmt.Errorf("--http-check-addr: %w", err)
+	}
+	return nil
+}
+
+func (d *Daemon) serverTLS() (*tls.Config, error) {
+	if d.cfg.TLSCert == "" {
+		return nil, nil
+	}
+	info := transport.TLSInfo{CertFile: d.cfg.TLSCert, KeyFile: d.cfg.TLSKey, TrustedCAFile: d.cfg.TLSClientCA, ClientCertAuth: d.cfg.TLSClientCA != ""}
+	c, err := info.ServerConfig()
+	if err != nil {
+		return nil, fmt.Errorf("listener TLS: %w", err)
+	}
+	return c, nil
+}
+
+// serveHTTP listens on addr and serves h; with h2c it also speaks HTTP/2 without TLS (gRPC on the admin port).
+func (d *Daemon) serveHTTP(addr string, h http.Handler, h2c bool) (string, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{
+		Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, Protocols: new(http.Protocols),
+		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+	}
+	srv.Protocols.SetHTTP1(true)
+	tlsCfg, err := d.serverTLS()
+	if err != nil {
+		lis.Close()
+		return "", err
+	}
+	if tlsCfg != nil {
+		srv.TLSConfig = tlsCfg
+		srv.Protocols.SetHTTP2(true)
+	} else if h2c {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
+	d.https = append(d.https, srv)
+	go func() {
+		var err error
+		if tlsCfg != nil {
+			err = srv.ServeTLS(lis, "", "")
+		} else {
+			err = srv.Serve(lis)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.fail(fmt.Errorf("http %s: %w", addr, err))
+		}
+	}()
+	return lis.Addr().String(), nil
+}
+
+// bootstrapToken makes sure an admin token exists: the one given, else the one kept in the data dir, else a new
+// one written there (0600) and shown once.
+func (d *Daemon) bootstrapToken(ctx context.Context, store *state.Store) (token string, created bool, err error) {
+	token = d.cfg.AdminToken
+	path := filepath.Join(d.cfg.DataDir, "admin-token")
+	if token == "" {
+		if b, err := os.ReadFile(path); err == nil {
+			token = strings.TrimSpace(string(b))
+		} else {
+			if token, err = admin.NewToken(); err != nil {
+				return "", false, err
+			}
+			if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+				return "", false, fmt.Errorf("store admin token: %w", err)
+			}
+			created = true
+		}
+	}
+	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := admin.Bootstrap(bctx, store, token); err != nil {
+		return "", false, fmt.Errorf("admin token: %w", err)
+	}
+	return token, created, nil
+}
+
+func (d *Daemon) banner(token string, tokenNew bool) {
+	w := d.cfg.Out
+	fmt.Fprintf(w, "deactd %s node=%s role=%s\n", Version, d.cfg.NodeID, d.cfg.Role)
+	if d.AuthzAddr != "" {
+		fmt.Fprintf(w, "  authz gRPC (ext_authz): %s\n", d.AuthzAddr)
+		fmt.Fprintf(w, "  check HTTP (/check):    http://%s/check\n", d.HTTPCheckAddr)
+	}
+	fmt.Fprintf(w, "  admin HTTP/gRPC:        http://%s\n", d.AdminAddr)
+	if d.embedded != nil {
+		fmt.Fprintf(w, "  etcd (embedded):        %s, data in %s\n", strings.Join(d.EtcdEndpoints, ","), filepath.Join(d.cfg.DataDir, "etcd"))
+	} else {
+		fmt.Fprintf(w, "  etcd:                   %s\n", strings.Join(d.EtcdEndpoints, ","))
+	}
+	switch {
+	case !d.cfg.admin():
+	case tokenNew:
+		fmt.Fprintf(w, "  admin token (shown once, kept in %s): %s\n", filepath.Join(d.cfg.DataDir, "admin-token"), token)
+	case d.cfg.AdminToken == "":
+		fmt.Fprintf(w, "  admin token:            in %s\n", filepath.Join(d.cfg.DataDir, "admin-token"))
+	default:
+		fmt.Fprintf(w, "  admin token:            as given by --admin-token / DEACT_ADMIN_TOKEN\n")
+	}
+	d.log.Info("deactd started", "node", d.cfg.NodeID, "authz", d.AuthzAddr, "check", d.HTTPCheckAddr, "admin", d.AdminAddr)
+}
+
+// readyz reports readiness with detail: 200 only while the replica is synced (gateway) and not draining.
+func (d *Daemon) readyz(w http.ResponseWriter, _ *http.Request) {
+	type detail struct {
+		Ready       bool   `json:"ready"`
+		Draining    bool   `json:"draining"`
+		Node        string `json:"node"`
+		Role        string `json:"role"`
+		Version     string `json:"version"`
+		Revision    int64  `json:"appliedRevision,omitempty"`
+		StalenessMs int64  `json:"stalenessMs,omitempty"`
+		Staleness   string `json:"stalenessPolicy,omitempty"`
+	}
+	r := detail{Ready: true, Node: d.cfg.NodeID, Role: d.cfg.Role, Version: Version}
+	select {
+	case <-d.draining:
+		r.Ready, r.Draining = false, true
+	default:
+	}
+	if d.replica != nil {
+		r.Ready = r.Ready && d.replica.Ready()
+		r.Revision = d.replica.AppliedRevision()
+		r.StalenessMs = d.replica.Staleness().Milliseconds()
+		r.Staleness = d.cfg.Staleness
+		if r.Staleness == "" {
+			r.Staleness = "serve-last-known"
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if !r.Ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(r)
+}
+
+// run starts a background component that stops when ctx ends.
+func (d *Daemon) run(ctx context.Context, name string, f func(context.Context) error) {
+	d.bg.Add(1)
+	go func() {
+		defer d.bg.Done()
+		if err := f(ctx); err != nil {
+			d.fail(fmt.Errorf("%s: %w", name, err))
+		}
+	}()
+}
+
+func (d *Daemon) fail(err error) {
+	select {
+	case d.errc <- err:
+	default:
+	}
+}
+
+// stopWhenDone waits for ctx or a fatal error, then shuts down in order: health NOT_SERVING, drain delay,
+// drain listeners, stop components (the node leaves the registry), close etcd.
+func (d *Daemon) stopWhenDone(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case err := <-d.errc:
+		d.err = err
+		d.log.Error("deactd stopping after an error", "err", err)
+	}
+	close(d.draining)
+	if d.health != nil {
+		d.health.Shutdown() // every service NOT_SERVING
+	}
+	if d.cfg.DrainDelay > 0 {
+		time.Sleep(d.cfg.DrainDelay)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), d.cfg.DrainTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, srv := range d.https {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = srv.Shutdown(sctx) }()
+	}
+	if d.grpc != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stopped := make(chan struct{})
+			go func() { d.grpc.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-sctx.Done():
+				d.grpc.Stop()
+			}
+		}()
+	}
+	wg.Wait()
+	d.closeAll()
+	d.log.Info("deactd stopped")
+	close(d.done)
+}
+
+// closeAll stops background components and closes etcd; safe on a partly started daemon.
+func (d *Daemon) closeAll() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.bg.Wait()
+	if d.authz != nil {
+		d.authz.Close()
+	}
+	if d.cli != nil {
+		d.cli.Close()
+	}
+	if d.embedded != nil {
+		d.embedded.Close()
+	}
+}
