@@ -1,0 +1,167 @@
+// Package local runs a whole deact deployment on loopback in one process: an etcd cluster (embedded members),
+// gateway nodes and an admin node, each a real deactd (daemon.Start) with its own listeners, etcd client and
+// log file. cmd/deactlocal starts one from the command line; end-to-end tests and deactbench use it for
+// multi-node runs.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/deact/deact/admin"
+	"github.com/deact/deact/daemon"
+	"github.com/deact/deact/state/etcdserver"
+)
+
+// Config describes the deployment. Zero values take the defaults in brackets.
+type Config struct {
+	Dir      string // data and logs; required
+	Members  int    // etcd members [3]
+	Gateways int    // gateway nodes [3]
+	// AdminToken for the admin node [generated].
+	AdminToken string
+	// Daemon, when set, adjusts each node's configuration before it starts (e.g. staleness policy).
+	Daemon func(*daemon.Config)
+	// LogLevel of the nodes' log files [info].
+	LogLevel slog.Level
+}
+
+// Cluster is a running deployment. Stop it with Close.
+type Cluster struct {
+	Etcd       *etcdserver.Cluster
+	Gateways   []*Node
+	Admin      *Node
+	AdminToken string
+	Dir        string
+
+	cfg   Config
+	files []*os.File
+}
+
+// Node is one running deactd.
+type Node struct {
+	*daemon.Daemon
+	ID      string
+	LogFile string
+	cancel  context.CancelFunc
+	once    sync.Once
+}
+
+// Stop stops the node (SIGTERM semantics: drain, leave the registry) and waits for it.
+func (n *Node) Stop() error {
+	var err error
+	n.once.Do(func() { n.cancel(); err = n.Wait() })
+	return err
+}
+
+// Start starts etcd, then the gateways and the admin node, and returns when all listen.
+func Start(cfg Config) (_ *Cluster, err error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("local: Dir is required")
+	}
+	if cfg.Members <= 0 {
+		cfg.Members = 3
+	}
+	if cfg.Gateways <= 0 {
+		cfg.Gateways = 3
+	}
+	if cfg.AdminToken == "" {
+		if cfg.AdminToken, err = admin.NewToken(); err != nil {
+			return nil, err
+		}
+	}
+	c := &Cluster{AdminToken: cfg.AdminToken, Dir: cfg.Dir, cfg: cfg}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	if c.Etcd, err = etcdserver.StartCluster(filepath.Join(cfg.Dir, "etcd"), cfg.Members, "error"); err != nil {
+		return nil, err
+	}
+	for i := range cfg.Gateways {
+		n, err := c.startNode(fmt.Sprintf("gw%d", i+1), daemon.RoleGateway)
+		if err != nil {
+			return nil, err
+		}
+		c.Gateways = append(c.Gateways, n)
+	}
+	if c.Admin, err = c.startNode("admin", daemon.RoleAdmin); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) startNode(id, role string) (*Node, error) {
+	logPath := filepath.Join(c.Dir, id+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	c.files = append(c.files, f)
+	dc := daemon.Config{
+		DataDir: filepath.Join(c.Dir, id), NodeID: id, Role: role,
+		EtcdEndpoints: c.Etcd.Endpoints(), AdminToken: c.AdminToken,
+		AuthzAddr: "127.0.0.1:0", HTTPCheckAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		Logger: slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: c.cfg.LogLevel})).With("node", id),
+		Out:    io.Discard,
+	}
+	if c.cfg.Daemon != nil {
+		c.cfg.Daemon(&dc)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := daemon.Start(ctx, dc)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("%s: %w", id, err)
+	}
+	return &Node{Daemon: d, ID: id, LogFile: logPath, cancel: cancel}, nil
+}
+
+// AdminURL is the admin node's base URL.
+func (c *Cluster) AdminURL() string { return "http://" + c.Admin.AdminAddr }
+
+// AuthzAddrs are the gateways' ext_authz gRPC addresses.
+func (c *Cluster) AuthzAddrs() []string {
+	var out []string
+	for _, g := range c.Gateways {
+		out = append(out, g.AuthzAddr)
+	}
+	return out
+}
+
+// Describe writes the addresses of every part, one per line.
+func (c *Cluster) Describe(w io.Writer) {
+	fmt.Fprintf(w, "etcd members:  %s\n", strings.Join(c.Etcd.Endpoints(), " "))
+	for _, g := range c.Gateways {
+		fmt.Fprintf(w, "gateway %-5s authz %s  check http://%s/check  admin http://%s  log %s\n", g.ID, g.AuthzAddr, g.HTTPCheckAddr, g.AdminAddr, g.LogFile)
+	}
+	fmt.Fprintf(w, "admin         %s  log %s\n", c.AdminURL(), c.Admin.LogFile)
+	fmt.Fprintf(w, "admin token   %s\n", c.AdminToken)
+}
+
+// Close stops the nodes, then etcd. Data stays in Dir.
+func (c *Cluster) Close() {
+	if c.Admin != nil {
+		_ = c.Admin.Stop()
+	}
+	var wg sync.WaitGroup
+	for _, g := range c.Gateways {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = g.Stop() }()
+	}
+	wg.Wait()
+	if c.Etcd != nil {
+		c.Etcd.Close()
+	}
+	for _, f := range c.files {
+		f.Close()
+	}
+}
