@@ -94,13 +94,72 @@ func (a *API) serveZitadel(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("confirmTimeout"); v != "" && r.Header.Get(HeaderConfirmTimeout) == "" {
 		r.Header.Set(HeaderConfirmTimeout, v)
 	}
-	a.zitadel.ServeHTTP(w, r)
+	rw := &plainErrorWriter{ResponseWriter: w}
+	a.zitadel.ServeHTTP(rw, r)
+	rw.finish()
+}
+
+// plainErrorWriter turns the few plain-text errors vanguard writes itself (405, 415) into ZITADEL's JSON error
+// shape, so that every REST error parses the same way. JSON answers pass through untouched.
+type plainErrorWriter struct {
+	http.ResponseWriter
+	status int
+	text   bytes.Buffer
+}
+
+func (w *plainErrorWriter) WriteHeader(status int) {
+	if status >= 400 && !strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
+		w.status = status
+		return
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *plainErrorWriter) Write(b []byte) (int, error) {
+	if w.status != 0 {
+		if w.text.Len() < 1024 {
+			w.text.Write(b)
+		}
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *plainErrorWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok && w.status == 0 {
+		f.Flush()
+	}
+}
+
+func (w *plainErrorWriter) finish() {
+	if w.status == 0 {
+		return
+	}
+	msg := strings.TrimSpace(w.text.String())
+	if msg == "" {
+		msg = http.StatusText(w.status)
+	}
+	code := connect.CodeInvalidArgument
+	id := "DEACT-BadRequest"
+	if w.status == http.StatusMethodNotAllowed {
+		code, id = connect.CodeUnimplemented, "DEACT-Method"
+	}
+	w.Header().Del("Content-Length")
+	writeZitadelErrorStatus(w.ResponseWriter, &apiError{kind: kindInvalid, id: id, msg: msg}, code, w.status)
 }
 
 // writeZitadelError writes a REST error in ZITADEL's (grpc-gateway's) shape, for failures found before the
 // request reaches vanguard.
 func writeZitadelError(w http.ResponseWriter, e *apiError) {
-	st := &status.Status{Code: int32(e.connectCode()), Message: zitadelMessage(e)}
+	code := vanguardStatus(e.connectCode())
+	if e.kind == kindTooLarge {
+		code = http.StatusRequestEntityTooLarge
+	}
+	writeZitadelErrorStatus(w, e, e.connectCode(), code)
+}
+
+func writeZitadelErrorStatus(w http.ResponseWriter, e *apiError, code connect.Code, httpStatus int) {
+	st := &status.Status{Code: int32(code), Message: zitadelMessage(e)}
 	if d, err := anypb.New(&zitadel.ErrorDetail{Id: e.id, Message: e.msg}); err == nil {
 		st.Details = []*anypb.Any{d}
 	}
@@ -109,11 +168,7 @@ func writeZitadelError(w http.ResponseWriter, e *apiError) {
 		b = []byte(`{"code":13,"message":"internal error"}`)
 	}
 	w.Header().Set("Content-Type", "application/json")
-	code := vanguardStatus(e.connectCode())
-	if e.kind == kindTooLarge {
-		code = http.StatusRequestEntityTooLarge
-	}
-	w.WriteHeader(code)
+	w.WriteHeader(httpStatus)
 	_, _ = w.Write(b)
 }
 

@@ -132,8 +132,12 @@ func TestZitadelREST(t *testing.T) {
 
 	// Routing mistakes still answer in ZITADEL's shape.
 	r = e.do("GET", "/management/v1/orgs/me/_deactivate", "", bearer(tokA))
-	if r.status != 405 {
+	if want := zitadelError(12, "DEACT-Method", "Method Not Allowed"); r.status != 405 || r.body != want || r.header.Get("Allow") != "POST" {
 		t.Errorf("GET on a POST route: %d %s", r.status, r.body)
+	}
+	r = e.do("POST", "/management/v1/orgs/me/_deactivate", "{}", bearer(tokA), "Content-Type: text/plain")
+	if r.status != 415 || !strings.HasPrefix(r.body, `{"code":3,"message":`) || !strings.Contains(r.body, "zitadel.v1.ErrorDetail") {
+		t.Errorf("text/plain body: %d %s", r.status, r.body)
 	}
 	r = e.do("POST", "/management/v1/nothing", "{}", bearer(tokA), ctJSON)
 	if want := zitadelError(5, "DEACT-NoRoute", "no route for POST /management/v1/nothing"); r.status != 404 || r.body != want {
