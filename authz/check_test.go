@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -466,4 +467,54 @@ func TestCheckNotReady(t *testing.T) {
 	if _, err := az.Decide(&Request{Method: "GET", Path: "/"}); err != ErrNotReady {
 		t.Fatalf("Decide: %v, want ErrNotReady", err)
 	}
+}
+
+// TestCheckConcurrent sends checks from several goroutines while an org flips between active and deactivated:
+// every answer is an allow or the right deny, the shared allow responses are race-free, and the last answer,
+// after the final reactivation, is an allow.
+func TestCheckConcurrent(t *testing.T) {
+	e := newEnv(t, Config{RevisionHeader: true})
+	req := checkRequest(t, httpReq(`{"method":"GET","path":"/x","headers":{}}`, `"context_extensions":{"op":"login","org_id":"100"}`))
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				resp, err := e.client.Check(context.Background(), req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				switch resp.GetStatus().GetCode() {
+				case int32(codes.OK):
+				case int32(codes.PermissionDenied):
+					if resp.GetStatus().GetMessage() != string(ReasonOrgDeactivated) {
+						errs <- fmt.Errorf("deny %q", resp.GetStatus().GetMessage())
+						return
+					}
+				default:
+					errs <- fmt.Errorf("status %v", resp.GetStatus())
+					return
+				}
+			}
+		}()
+	}
+	flip := orgOff(orgAcme, state.OpLogin, false)
+	for range 5 {
+		e.applied(t, flip.do(t, e.store))
+		e.applied(t, flip.undo(t, e.store))
+	}
+	close(stop)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantAllow(t, e.check(t, req), "after the last reactivation")
 }

@@ -29,7 +29,8 @@ func (a *Authorizer) decide(snap *state.Snapshot, req *Request, d *Decision, vis
 			d.Allow, d.Reason = false, ReasonBadRouteFact
 			return
 		}
-		if rt == nil || o != rt.op {
+		// The route's own mask (an authorize request checks login and token) holds when the fact agrees with it.
+		if rt == nil || o != rt.op || rt.body == bodyCommvaultTask {
 			op, mask = o, o.stateOps()
 		}
 	} else if rt != nil && rt.body == bodyCommvaultTask {
