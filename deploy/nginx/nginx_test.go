@@ -1,0 +1,226 @@
+package nginx_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deact/deact/daemon"
+	"github.com/deact/deact/deploy/nginx"
+)
+
+const token = "nginx-e2e-token-0123456789"
+
+// nginxBinary finds nginx; outside CI a missing nginx skips, under CI=true it fails.
+func nginxBinary(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"nginx", "/usr/sbin/nginx"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("nginx is not installed, and CI=true requires this test to run (.ci/run installs it: apt-get install -y nginx)")
+	}
+	t.Skip("nginx not installed: skipping the nginx end-to-end test (apt-get install -y nginx to run it)")
+	return ""
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startNginx renders the configuration into a temporary prefix and runs nginx in the foreground until cleanup.
+func startNginx(t *testing.T, o nginx.Options) string {
+	t.Helper()
+	bin := nginxBinary(t)
+	prefix := t.TempDir()
+	for _, d := range []string{"tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"} {
+		if err := os.MkdirAll(filepath.Join(prefix, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.Prefix = prefix
+	o.Listen = freePort(t)
+	if os.Geteuid() == 0 {
+		o.User = "root" // workers must reach the temp prefix, which belongs to root
+	}
+	var conf bytes.Buffer
+	if err := nginx.Render(&conf, o); err != nil {
+		t.Fatal(err)
+	}
+	confPath := filepath.Join(prefix, "nginx.conf")
+	if err := os.WriteFile(confPath, conf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-t", "-p", prefix, "-c", confPath).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t: %v\n%s\n%s", err, out, conf.String())
+	}
+	cmd := exec.Command(bin, "-p", prefix, "-c", confPath, "-g", "daemon off;")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(prefix, "error.log"))
+			t.Logf("nginx stderr:\n%s\nerror.log:\n%s", stderr.String(), log)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", o.Listen); err == nil {
+			c.Close()
+			return "http://" + o.Listen
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx does not listen on %s: %s", o.Listen, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type reply struct {
+	status int
+	body   string
+	header http.Header
+}
+
+func do(t *testing.T, method, url string, hdr map[string]string, body string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, string(b), resp.Header}
+}
+
+// TestNginxEndToEnd: real nginx in front of a small upstream, deciding through deactd's /check, with writes
+// through deact's ZITADEL- and Commvault-compatible admin APIs.
+func TestNginxEndToEnd(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "upstream ok %s %s", r.Method, r.URL.Path)
+	}))
+	t.Cleanup(upstream.Close)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := daemon.Start(ctx, daemon.Config{
+		DataDir: t.TempDir(), NodeID: "edge", AdminToken: token,
+		AuthzAddr: "127.0.0.1:0", HTTPCheckAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		EtcdLogLevel: "fatal", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: io.Discard,
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = d.Wait() })
+	admin := "http://" + d.AdminAddr
+
+	edge := startNginx(t, nginx.Options{
+		Upstream: strings.TrimPrefix(upstream.URL, "http://"),
+		Deact:    d.HTTPCheckAddr,
+		Tenants:  []nginx.Tenant{{Host: "tenant7.backup.test", OrgID: "7"}},
+	})
+
+	// An OAuth client of org 500, found by its client ID (HTTP Basic auth: nginx does not forward bodies).
+	bearer := map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+	if r := do(t, "PUT", admin+"/v1/projects/p1/apps/a1", bearer, `{"orgId":"500","clientIds":["cli-1@proj"]}`); r.status != 200 {
+		t.Fatalf("register app: %d %s", r.status, r.body)
+	}
+	tokenReq := func() reply {
+		return do(t, "POST", edge+"/oauth/v2/token", map[string]string{
+			"Authorization": "Basic Y2xpLTFAcHJvajpzZWNyZXQ=", // cli-1@proj:secret
+			"Content-Type":  "application/x-www-form-urlencoded",
+		}, "grant_type=client_credentials&scope=openid")
+	}
+	if r := tokenReq(); r.status != 200 || !strings.Contains(r.body, "upstream ok POST /oauth/v2/token") {
+		t.Fatalf("token request of an active org: %d %s", r.status, r.body)
+	}
+
+	zitadel := map[string]string{"Authorization": "Bearer " + token, "x-zitadel-orgid": "500", "Content-Type": "application/json"}
+	if r := do(t, "POST", admin+"/management/v1/orgs/me/_deactivate", zitadel, "{}"); r.status != 200 || r.header.Get("X-Deact-Confirmed") != "1/1" {
+		t.Fatalf("ZITADEL deactivate: %d %s confirmed=%q", r.status, r.body, r.header.Get("X-Deact-Confirmed"))
+	}
+	r := tokenReq()
+	if r.status < 400 || r.status >= 500 || !strings.Contains(r.body, `"error"`) || strings.Contains(r.body, "upstream ok") {
+		t.Fatalf("token request of a deactivated org: %d %s", r.status, r.body)
+	}
+	if r.header.Get("X-Deact-Reason") == "" {
+		t.Errorf("deny without a reason header: %v", r.header)
+	}
+
+	// Commvault: disable backup only, for the tenant served as tenant7.backup.test.
+	cv := map[string]string{"Authtoken": "QSDK " + token, "Content-Type": "application/xml", "Accept": "application/xml"}
+	body := `<Api_DeactivateOrganizationRequest> <deactivateOptions disableLogin="0" disableBackup="1" disableRestore="0"/>
+</Api_DeactivateOrganizationRequest>`
+	if r := do(t, "POST", admin+"/webconsole/api/organization/7/action/deactivate", cv, body); r.status != 200 || !strings.Contains(r.body, `errorCode="0"`) {
+		t.Fatalf("Commvault deactivate: %d %s", r.status, r.body)
+	}
+	tenant := map[string]string{"Host": "tenant7.backup.test", "Authtoken": "QSDK opaque", "Content-Type": "application/json"}
+	if r := do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", tenant, "{}"); r.status != 403 || strings.Contains(r.body, "upstream ok") || !strings.Contains(r.body, "errorCode") {
+		t.Fatalf("backup of a backup-disabled org: %d %s", r.status, r.body)
+	}
+	if r := do(t, "POST", edge+"/webconsole/api/Login", tenant, `{"username":"alice","password":"x"}`); r.status != 200 || !strings.Contains(r.body, "upstream ok") {
+		t.Fatalf("login of a backup-disabled org: %d %s", r.status, r.body)
+	}
+	if r := do(t, "POST", edge+"/webconsole/api/Subclient/5/action/restore", tenant, "{}"); r.status != 200 {
+		t.Fatalf("restore of a backup-disabled org: %d %s", r.status, r.body)
+	}
+
+	// Reactivation lets both through again.
+	if r := do(t, "POST", admin+"/management/v1/orgs/me/_reactivate", zitadel, "{}"); r.status != 200 {
+		t.Fatalf("ZITADEL reactivate: %d %s", r.status, r.body)
+	}
+	if r := do(t, "POST", admin+"/webconsole/api/organization/7/action/activate", cv, ""); r.status != 200 {
+		t.Fatalf("Commvault activate: %d %s", r.status, r.body)
+	}
+	if r := tokenReq(); r.status != 200 {
+		t.Fatalf("token request after reactivation: %d %s", r.status, r.body)
+	}
+	if r := do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", tenant, "{}"); r.status != 200 {
+		t.Fatalf("backup after activation: %d %s", r.status, r.body)
+	}
+}
+
+func TestRenderRejectsBadInput(t *testing.T) {
+	var b bytes.Buffer
+	if err := nginx.Render(&b, nginx.Options{Upstream: "nohostport"}); err == nil {
+		t.Error("bad upstream accepted")
+	}
+	if err := nginx.Render(&b, nginx.Options{Upstream: "a:1", Tenants: []nginx.Tenant{{Host: "x; evil", OrgID: "1"}}}); err == nil {
+		t.Error("tenant with ';' accepted")
+	}
+}
