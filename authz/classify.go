@@ -40,8 +40,11 @@ func (a *Authorizer) decide(snap *state.Snapshot, req *Request, d *Decision, vis
 	if op == OpOther {
 		return
 	}
-	e := evaluator{snap: snap, mask: mask, apps: op.appsApply(), dec: d, visit: visit}
+	e := evaluator{snap: snap, mask: mask, apps: op.appsApply(), visit: visit}
 	a.subjects(req, rt, &m, op, &e)
+	if e.denied {
+		d.Allow, d.Reason, d.Subject, d.Via = false, e.reason, e.subj, e.via
+	}
 }
 
 // subjects walks the request's sources in order of trust and checks each subject as it is found.

@@ -63,19 +63,22 @@ type Decision struct {
 
 // evaluator checks subjects against one snapshot for one op as classification finds them, and records the
 // first one that denies. It never allocates; visit, when set (tests, Classify), sees every subject.
+//
+// The result is held by value, not written through a pointer: snapshot lookups make the evaluator's pointees
+// escape, and a *Decision among them would move every caller's Decision to the heap.
 type evaluator struct {
-	snap   *state.Snapshot
-	mask   state.Ops
-	apps   bool
-	denied bool
-	dec    *Decision
-	visit  func(Subject)
+	snap  *state.Snapshot
+	mask  state.Ops
+	apps  bool
+	visit func(Subject)
+
+	denied    bool
+	reason    Reason
+	subj, via Subject
 }
 
 func (e *evaluator) deny(reason Reason, subj, via Subject) {
-	e.denied = true
-	e.dec.Allow = false
-	e.dec.Reason, e.dec.Subject, e.dec.Via = reason, subj, via
+	e.denied, e.reason, e.subj, e.via = true, reason, subj, via
 }
 
 // check evaluates one subject the request names; it reports whether a deny has been reached (so callers may
