@@ -136,7 +136,7 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--role %q: want all, gateway or admin", c.Role))
 	}
-	if c.gateway() {
+	if c.gateway() && c.NodeID != "" { // empty takes the host name
 		if err := state.ValidateID("node", c.NodeID); err != nil {
 			errs = append(errs, fmt.Errorf("--node-id: %w", err))
 		}
