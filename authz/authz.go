@@ -7,6 +7,15 @@
 // deact cannot classify and opaque tokens pass; the upstream still authenticates and authorizes everything. A
 // replica that has not loaded the state yet never allows: the gRPC server answers UNAVAILABLE and the HTTP
 // handler 503.
+//
+// Bearer JWTs (and assertion or subject tokens in OAuth requests) are read without verifying their signature
+// when Envoy's jwt_authn has not verified them already. That is safe for a deny-list: the upstream verifies
+// every token itself, so a forged token can at most make deact deny a request (by naming a deactivated
+// subject), never get one past the upstream. Parsed claims are cached by token hash until the token's exp;
+// deactivation state is never cached, it is read from the current snapshot on every decision.
+//
+// Decisions take no lock of deact's, make no etcd call, and allocate nothing when the subjects come from route
+// facts, headers or a cached token.
 package authz
 
 import (

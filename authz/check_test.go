@@ -162,6 +162,14 @@ func checkCases() []checkCase {
 				"body":"token=x"}`, "")},
 		},
 		{
+			name: "zitadel introspection by a client of a deactivated org",
+			req: httpReq(`{"method":"POST","path":"/oauth/v2/introspect",
+				"headers":{"content-type":"application/x-www-form-urlencoded"},
+				"body":"client_id=402%40reports&client_secret=x&token=some-opaque-access-token"}`, ""),
+			change: orgOff(orgAcme, state.OpToken, false),
+			status: 400, reason: ReasonOrgDeactivated,
+		},
+		{
 			name: "login with x-zitadel-orgid header and context extension op",
 			req: httpReq(`{"method":"POST","path":"/ui/login/loginname",
 				"headers":{"x-zitadel-orgid":"101","content-type":"application/x-www-form-urlencoded"}}`,
@@ -235,7 +243,7 @@ func checkCases() []checkCase {
 			tokens: map[string]jwt.MapClaims{"AT": zitadelClaims(orgAcme, clientPortal, projMain, clientPortal)},
 			change: orgOff(orgAcme, state.OpLogin|state.OpToken, false),
 			status: 401, reason: ReasonOrgDeactivated,
-			body:   []string{`"code":16`, "organization of this token is deactivated"},
+			body:   []string{`"code":16`, "organization is deactivated: its tokens are no longer accepted"},
 			header: map[string]string{"www-authenticate": `Bearer error="invalid_token", error_description="`},
 		},
 		{
@@ -248,7 +256,7 @@ func checkCases() []checkCase {
 			},
 			change: appOff(projMain, appPortal),
 			status: 401, reason: ReasonAppDeactivated,
-			body: []string{"The application of this token is deactivated."},
+			body: []string{"The application is deactivated: its tokens are no longer accepted."},
 			passes: []string{httpReq(`{"method":"POST","path":"/zitadel.management.v1.ManagementService/ListProjects",
 				"headers":{"authorization":"Bearer {{AT2}}","content-type":"application/grpc"}}`, "")},
 		},

@@ -19,6 +19,7 @@ const (
 
 var subjectNames = [...]string{"none", "org", "project", "app", "client", "account", "domain"}
 
+// String returns the kind's name as used in logs: org, project, app, client, account or domain.
 func (k SubjectKind) String() string {
 	if int(k) < len(subjectNames) {
 		return subjectNames[k]

@@ -49,7 +49,7 @@ func message(d *Decision) string {
 		case OpToken:
 			return "The organization is deactivated: tokens are not issued."
 		case OpAPI:
-			return "The organization of this token is deactivated."
+			return "The organization is deactivated: its tokens are no longer accepted."
 		case OpBackup:
 			return "The organization is deactivated: backup is disabled."
 		case OpRestore:
@@ -58,12 +58,12 @@ func message(d *Decision) string {
 		return "The organization is deactivated."
 	case ReasonProjectDeactivated:
 		if d.Op == OpAPI {
-			return "The project of this token is deactivated."
+			return "The project is deactivated: its tokens are no longer accepted."
 		}
 		return "The project is deactivated."
 	case ReasonAppDeactivated:
 		if d.Op == OpAPI {
-			return "The application of this token is deactivated."
+			return "The application is deactivated: its tokens are no longer accepted."
 		}
 		return "The application is deactivated."
 	case ReasonStale:

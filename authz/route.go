@@ -21,6 +21,7 @@ const (
 
 var surfaceNames = [numSurfaces]string{"generic", "oauth-authorize", "oauth-token", "zitadel", "commvault"}
 
+// String returns the surface's name as used in rules files.
 func (s Surface) String() string {
 	if s < numSurfaces {
 		return surfaceNames[s]
