@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/deact/deact/admin"
+	"github.com/deact/deact/deploy/nginx"
+	"github.com/deact/deact/envoy"
 	"github.com/deact/deact/state"
 )
 
@@ -37,6 +39,10 @@ commands:
   token create --scope all|ORG,ORG [--org HOME] [--role admin|read-only] [--name N]
   token list
   token delete HASH
+  envoy-config --preset zitadel|commvault --upstream HOST:PORT [--listen A] [--deact A]
+                                                    print a validated Envoy bootstrap (YAML) with deact's ext_authz
+  nginx-config --upstream HOST:PORT [--presets zitadel,commvault] [--listen A] [--deact A] [--prefix DIR]
+               [--tenants host=org,...]             print an nginx configuration using deact's /check
 
 flags (anywhere on the line):
 `
@@ -47,6 +53,10 @@ type cli struct {
 	ops, reason, org      string
 	scope, role, name     string
 	domains, clients      string
+	preset, upstream      string
+	listen, deact         string
+	prefix, tenants       string
+	presets               string
 	exact                 bool
 	limit                 int
 	timeout, confirmAfter time.Duration
@@ -76,6 +86,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.StringVar(&c.name, "name", "", "org or token name")
 	fs.StringVar(&c.domains, "domains", "", "org domains, comma-separated")
 	fs.StringVar(&c.clients, "clients", "", "app client IDs, comma-separated")
+	fs.StringVar(&c.preset, "preset", "zitadel", "envoy-config: route preset (zitadel or commvault)")
+	fs.StringVar(&c.presets, "presets", "zitadel,commvault", "nginx-config: route presets")
+	fs.StringVar(&c.upstream, "upstream", "", "envoy-config, nginx-config: the protected service, host:port")
+	fs.StringVar(&c.listen, "listen", "", "envoy-config, nginx-config: the proxy's listen address")
+	fs.StringVar(&c.deact, "deact", "", "envoy-config: deact's ext_authz address; nginx-config: its HTTP check address")
+	fs.StringVar(&c.prefix, "prefix", "", "nginx-config: directory for nginx's pid, logs and temp files")
+	fs.StringVar(&c.tenants, "tenants", "", "nginx-config: host=org pairs for requests that do not name their org")
 	fs.IntVar(&c.limit, "limit", 0, "page size (list) or number of entries (audit)")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound on each request")
 	fs.DurationVar(&c.confirmAfter, "confirm-timeout", 0, "how long the server waits for gateway nodes (default: the server's)")
@@ -202,6 +219,10 @@ func (c *cli) dispatch(ctx context.Context, a []string) error {
 		return c.list(ctx, "tokens")
 	case len(a) == 3 && a[0] == "token" && a[1] == "delete":
 		return c.send(ctx, "DELETE", "/v1/tokens/"+esc(a[2]), nil)
+	case len(a) == 1 && a[0] == "envoy-config":
+		return c.envoyConfig()
+	case len(a) == 1 && a[0] == "nginx-config":
+		return c.nginxConfig()
 	}
 	return usageError(fmt.Sprintf("unknown command %q", strings.TrimSpace(strings.Join([]string{arg(0), arg(1)}, " "))))
 }
@@ -457,3 +478,36 @@ func stamp(t time.Time) string {
 }
 
 func ms(v int64) string { return (time.Duration(v) * time.Millisecond).String() }
+
+// envoyConfig prints a validated Envoy bootstrap; it needs no server.
+func (c *cli) envoyConfig() error {
+	if c.upstream == "" {
+		return usageError("envoy-config needs --upstream host:port")
+	}
+	b, err := envoy.Bootstrap(envoy.Options{Preset: c.preset, Upstream: c.upstream, Listen: c.listen, Deact: c.deact})
+	if err != nil {
+		return err
+	}
+	y, err := envoy.YAML(b)
+	if err != nil {
+		return err
+	}
+	_, err = c.out.Write(y)
+	return err
+}
+
+// nginxConfig prints an nginx configuration; it needs no server.
+func (c *cli) nginxConfig() error {
+	if c.upstream == "" {
+		return usageError("nginx-config needs --upstream host:port")
+	}
+	o := nginx.Options{Presets: splitList(c.presets), Upstream: c.upstream, Deact: c.deact, Listen: c.listen, Prefix: c.prefix}
+	for _, pair := range splitList(c.tenants) {
+		host, org, ok := strings.Cut(pair, "=")
+		if !ok {
+			return usageError(fmt.Sprintf("--tenants %q: want host=org", pair))
+		}
+		o.Tenants = append(o.Tenants, nginx.Tenant{Host: host, OrgID: org})
+	}
+	return nginx.Render(c.out, o)
+}

@@ -167,3 +167,27 @@ func TestDeactctl(t *testing.T) {
 		t.Errorf("unknown command: %d %q", r.code, r.stderr)
 	}
 }
+
+// TestConfigCommands: envoy-config and nginx-config print configurations without a server, and say what is
+// missing when an argument is.
+func TestConfigCommands(t *testing.T) {
+	env := func(string) string { return "" }
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"envoy-config", "--preset", "zitadel", "--upstream", "zitadel:8080"}, 0, "envoy.filters.http.ext_authz"},
+		{[]string{"envoy-config", "--preset", "commvault", "--upstream", "cv:80", "--deact", "10.0.0.5:9191"}, 0, "port_value: 9191"},
+		{[]string{"envoy-config", "--preset", "nope", "--upstream", "a:1"}, 1, ""},
+		{[]string{"envoy-config"}, 2, ""},
+		{[]string{"nginx-config", "--upstream", "zitadel:8080", "--tenants", "t1.example=7"}, 0, "t1.example 7;"},
+		{[]string{"nginx-config", "--upstream", "zitadel:8080", "--tenants", "broken"}, 2, ""},
+	} {
+		var out, errOut strings.Builder
+		code := run(context.Background(), tc.args, strings.NewReader(""), &out, &errOut, env)
+		if code != tc.code || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("%v: exit %d (want %d), output lacks %q\n%s", tc.args, code, tc.code, tc.want, errOut.String())
+		}
+	}
+}
