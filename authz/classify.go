@@ -228,17 +228,19 @@ func (a *Authorizer) oauthFrom(raw string, e *evaluator) bool {
 			checkScopes(val, e)
 		case "login_hint":
 			e.checkLogin(val)
-		case "assertion":
-			iss, sub := jwtIssSub(val, a.maxToken)
-			e.check(SubjectAccount, sub)
-			if iss != sub {
-				e.check(SubjectAccount, iss)
+		case "assertion", "client_assertion":
+			if len(val) > a.maxToken && looksLikeJWT(val) {
+				e.deny(ReasonTokenTooLarge, Subject{}, Subject{})
+				break
 			}
-		case "client_assertion":
-			iss, sub := jwtIssSub(val, a.maxToken)
-			e.check(SubjectClient, sub)
+			kind := SubjectAccount
+			if key == "client_assertion" {
+				kind = SubjectClient
+			}
+			iss, sub := jwtIssSub(val)
+			e.check(kind, sub)
 			if iss != sub {
-				e.check(SubjectClient, iss)
+				e.check(kind, iss)
 			}
 		case "subject_token", "actor_token":
 			if looksLikeJWT(val) {
@@ -283,8 +285,8 @@ func checkScopes(scopes string, e *evaluator) bool {
 
 // jwtIssSub reads iss and sub of an assertion JWT, unverified (see claimMapper.parseJWT for why that is safe).
 // Assertions are single-use, so they are not cached.
-func jwtIssSub(tok string, maxBytes int) (iss, sub string) {
-	if len(tok) > maxBytes || !looksLikeJWT(tok) {
+func jwtIssSub(tok string) (iss, sub string) {
+	if !looksLikeJWT(tok) {
 		return "", ""
 	}
 	_, rest, _ := strings.Cut(tok, ".")

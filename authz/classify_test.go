@@ -234,6 +234,10 @@ func TestDecideSnapshot(t *testing.T) {
 			false, ReasonOrgDeactivated, Subject{SubjectOrg, "671"}, Subject{SubjectOrg, "671"}},
 		{"unknown subjects pass", Request{Method: "GET", Path: "/x", Route: map[string]string{"op": "login", "org_id": "nobody"}},
 			true, "", Subject{}, Subject{}},
+		{"oversized jwt-bearer assertion is denied, not parsed", Request{Method: "POST", Path: "/oauth/v2/token",
+			Headers: map[string]string{"content-type": "application/x-www-form-urlencoded"},
+			Body:    "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=" + unsigned(`{"sub":"2001","pad":"`+strings.Repeat("x", 40<<10)+`"}`)},
+			false, ReasonTokenTooLarge, Subject{}, Subject{}},
 		{"bad op fails closed", Request{Method: "GET", Path: "/x", Route: map[string]string{"op": "delete"}},
 			false, ReasonBadRouteFact, Subject{}, Subject{}},
 	} {

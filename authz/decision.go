@@ -95,6 +95,9 @@ func (e *evaluator) check(kind SubjectKind, id string) bool {
 	if e.visit != nil {
 		e.visit(via)
 	}
+	if e.snap == nil {
+		return false // classifying only (Classify): nothing to look up
+	}
 	switch kind {
 	case SubjectOrg:
 		e.org(id, via)

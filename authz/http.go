@@ -39,6 +39,9 @@ var factHeaders = [...]struct{ header, fact string }{
 //     x-deact-revision if configured. Deny: 403, or 401 for op api and unreadable tokens (the statuses nginx
 //     passes on), with the body and headers of the gRPC denied response and x-deact-reason. Replica not ready:
 //     503. Body over MaxBodyBytes: 413.
+//
+// For nginx, set proxy_pass_request_body off and proxy_set_header Content-Length "" in the auth location, as
+// nginx's documentation does: a Content-Length without its body would make the handler wait for it.
 func (a *Authorizer) HTTPHandler() http.Handler { return http.HandlerFunc(a.serveCheck) }
 
 func (a *Authorizer) serveCheck(w http.ResponseWriter, r *http.Request) {
