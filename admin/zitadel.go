@@ -73,6 +73,12 @@ func (a *API) serveZitadel(w http.ResponseWriter, r *http.Request) {
 		a.zitadel.ServeHTTP(w, r)
 		return
 	}
+	if ct == "" || strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+		// ZITADEL's gateway reads any REST body as JSON, and clients rely on it (curl -d sends it as a form):
+		// do the same, then check it is a JSON object like any other.
+		ct = "application/json"
+		r.Header.Set("Content-Type", ct)
+	}
 	body, err := a.readBody(r)
 	if trimmed := bytes.TrimSpace(body); err == nil && len(trimmed) > 0 && (ct == "" || strings.Contains(ct, "json")) &&
 		(trimmed[0] != '{' || !json.Valid(trimmed)) {

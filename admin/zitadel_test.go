@@ -139,6 +139,15 @@ func TestZitadelREST(t *testing.T) {
 	if r.status != 415 || !strings.HasPrefix(r.body, `{"code":3,"message":`) || !strings.Contains(r.body, "zitadel.v1.ErrorDetail") {
 		t.Errorf("text/plain body: %d %s", r.status, r.body)
 	}
+	// Like ZITADEL's gateway, a body sent without a JSON content type (curl -d) is read as JSON.
+	r = e.do("POST", "/management/v1/orgs/me/_reactivate", "{}", bearer(tokA), "Content-Type: application/x-www-form-urlencoded")
+	if r.status != 400 || !strings.Contains(r.body, `"code":9`) {
+		t.Errorf("form-encoded JSON body: %d %s", r.status, r.body)
+	}
+	r = e.do("POST", "/management/v1/orgs/me/_reactivate", "a=b", bearer(tokA), "Content-Type: application/x-www-form-urlencoded")
+	if r.status != 400 || !strings.Contains(r.body, `"code":3`) {
+		t.Errorf("form body that is not JSON: %d %s", r.status, r.body)
+	}
 	r = e.do("POST", "/management/v1/nothing", "{}", bearer(tokA), ctJSON)
 	if want := zitadelError(5, "DEACT-NoRoute", "no route for POST /management/v1/nothing"); r.status != 404 || r.body != want {
 		t.Errorf("unknown route: %d %s", r.status, r.body)
