@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/deact/deact/daemon"
+	"github.com/deact/deact/state"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.uber.org/goleak"
@@ -240,3 +241,5 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+var who = state.Change{Actor: "test"}
