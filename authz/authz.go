@@ -49,7 +49,7 @@ type Config struct {
 	Logger *slog.Logger
 	// Registry receives the check metrics [not registered].
 	Registry prometheus.Registerer
-	// RevisionHeader adds x-deact-revision (the snapshot's etcd revision) to allowed requests.
+	// RevisionHeader adds x-deact-revision (the etcd revision of the snapshot decided on) to allows and denies.
 	RevisionHeader bool
 	// Staleness is the fail-closed policy per op [serve last known state for every op].
 	Staleness StalenessPolicy

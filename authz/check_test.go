@@ -416,7 +416,17 @@ func TestCheckTokens(t *testing.T) {
 	t.Run("expired token of a deactivated org is denied", func(t *testing.T) {
 		c := zitadelClaims(orgOther, "x", "y")
 		c["exp"] = time.Now().Add(-time.Hour).Unix()
-		wantDeny(t, e.check(t, api(e.sign(t, c))), checkCase{status: 401, reason: ReasonOrgDeactivated}, nil)
+		resp := e.check(t, api(e.sign(t, c)))
+		wantDeny(t, resp, checkCase{status: 401, reason: ReasonOrgDeactivated}, nil)
+		var rev string
+		for _, h := range resp.GetDeniedResponse().GetHeaders() {
+			if h.GetHeader().GetKey() == HeaderRevision {
+				rev = h.GetHeader().GetValue()
+			}
+		}
+		if rev == "" || rev == "0" {
+			t.Errorf("deny headers lack %s: %v", HeaderRevision, resp.GetDeniedResponse().GetHeaders())
+		}
 	})
 	t.Run("opaque token passes", func(t *testing.T) {
 		wantAllow(t, e.check(t, api("zitadel-opaque-token-abc")), "for an opaque token")

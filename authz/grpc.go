@@ -35,6 +35,11 @@ func (a *Authorizer) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv
 		resp = a.allowCheckResponse(d.Revision)
 	} else {
 		resp = deniedCheckResponse(&d, &req)
+		if a.revisionHeader {
+			// The revision a deny was decided at lets operators (and the soak test) tie it to the state.
+			dr := resp.GetDeniedResponse()
+			dr.Headers = append(dr.Headers, headerOption(HeaderRevision, strconv.FormatInt(d.Revision, 10)))
+		}
 	}
 	a.record(ctx, transportGRPC, &d, start)
 	return resp, nil

@@ -113,6 +113,9 @@ func (a *Authorizer) serveCheck(w http.ResponseWriter, r *http.Request) {
 	for _, h := range dn.headers {
 		w.Header().Set(h[0], h[1])
 	}
+	if a.revisionHeader {
+		w.Header().Set(HeaderRevision, strconv.FormatInt(d.Revision, 10))
+	}
 	code := http.StatusForbidden
 	if dn.status == http.StatusUnauthorized {
 		code = http.StatusUnauthorized
