@@ -49,5 +49,10 @@ bench-sync:
 
 bench: bench-state
 
+# Churn soak on a local 3-gateway cluster: Checks on every gateway while deactivations churn; every decision
+# is checked against the state at the revision it was made at. make test runs it for 3 s.
+soak:
+	$(GO) test -run '^TestChurnSoak$$' -v -timeout 0 ./deploy/local/ -args -soak.duration=$(SOAK)
+
 proto:
 	sh admin/proto/gen.sh
