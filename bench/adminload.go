@@ -1,0 +1,164 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// AdminConfig configures the admin write benchmark. Zero values take the defaults in brackets.
+type AdminConfig struct {
+	// Deployment is the deact under test (admin URL and token); nil starts the local cluster in Dir.
+	Deployment *Deployment
+	Dir        string
+
+	Concurrency int           // concurrent writers [64]
+	Duration    time.Duration // [10s]
+	MaxWrites   int64         // bound on writes; 0 for none
+	// ExpectNodes is the confirmation every write must get, e.g. 3 for "3/3" [the deployment's gateways].
+	ExpectNodes int
+	RunID       string // prefix of the org IDs [random]
+	Progress    io.Writer
+}
+
+// AdminReport is the throughput of durable, confirmed writes through the native admin API: each writer
+// deactivates (every op) and then reactivates orgs that no other writer touches.
+type AdminReport struct {
+	Deployment   string      `json:"deployment"`
+	Concurrency  int         `json:"concurrency"`
+	DurationS    float64     `json:"durationS"`
+	ExpectNodes  int         `json:"expectNodes"`
+	Writes       int64       `json:"writes"`
+	WritesPerS   float64     `json:"writesPerS"`
+	DeactPerS    float64     `json:"deactivationsPerS"`
+	Latency      Percentiles `json:"latency"`     // request sent → answer (commit + confirmation wait)
+	ConfirmWait  Percentiles `json:"confirmWait"` // X-Deact-Confirm-Wait-Ms
+	NotConfirmed int64       `json:"notConfirmed"`
+	Errors       int64       `json:"errors"`
+	Timeline     []Window    `json:"timeline"`
+	Examples     []string    `json:"examples,omitempty"`
+}
+
+func (r *AdminReport) err() error {
+	var errs []error
+	if r.Errors > 0 {
+		errs = append(errs, fmt.Errorf("%w: admin: %d writes failed", ErrCorrectness, r.Errors))
+	}
+	if r.NotConfirmed > 0 {
+		errs = append(errs, fmt.Errorf("%w: admin: %d writes not confirmed by %d/%d nodes", ErrCorrectness, r.NotConfirmed, r.ExpectNodes, r.ExpectNodes))
+	}
+	return errors.Join(errs...)
+}
+
+// RunAdmin runs the admin write benchmark. It returns an error wrapping ErrCorrectness if a write failed or was
+// not confirmed by every expected node.
+func RunAdmin(ctx context.Context, cfg AdminConfig) (*AdminReport, error) {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 64
+	}
+	if cfg.Duration <= 0 {
+		cfg.Duration = 10 * time.Second
+	}
+	if cfg.RunID == "" {
+		cfg.RunID = newRunID()
+	}
+	dep := cfg.Deployment
+	if dep == nil {
+		if cfg.Dir == "" {
+			return nil, errors.New("admin: starting the local cluster needs a directory (Dir)")
+		}
+		var err error
+		if dep, err = StartLocal(ctx, cfg.Dir); err != nil {
+			return nil, fmt.Errorf("start local cluster: %w", err)
+		}
+		defer dep.Close()
+	}
+	if cfg.ExpectNodes <= 0 {
+		cfg.ExpectNodes = dep.Gateways()
+	}
+	ac, err := newAdminClient(dep.AdminURL, dep.AdminToken, cfg.Concurrency)
+	if err != nil {
+		return nil, err
+	}
+	defer ac.close()
+	if cfg.ExpectNodes > 0 {
+		if err := ac.waitNodes(ctx, cfg.ExpectNodes); err != nil {
+			return nil, err
+		}
+	}
+
+	rep := &AdminReport{Deployment: dep.Desc, Concurrency: cfg.Concurrency, DurationS: cfg.Duration.Seconds(), ExpectNodes: cfg.ExpectNodes}
+	waits := newSampleSet(0)
+	var notConfirmed, failed atomic.Int64
+	var mu sync.Mutex
+	example := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(rep.Examples) < maxExamples {
+			rep.Examples = append(rep.Examples, fmt.Sprintf(format, args...))
+		}
+	}
+	// Writer w's k-th write: org k/2 of its own, deactivated when k is even, reactivated when odd.
+	next := make([]int, cfg.Concurrency)
+	exec := func(ctx context.Context, w int, _ time.Time) (sent, done time.Time) {
+		k := next[w]
+		org := fmt.Sprintf("%s-adm%d-%d", cfg.RunID, w, k/2)
+		sent = time.Now()
+		a, err := ac.setOrg(ctx, org, k%2 == 0)
+		done = time.Now()
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				failed.Add(1)
+				example("%s: %v", org, err)
+			}
+			return sent, done
+		case a.status != http.StatusOK:
+			failed.Add(1)
+			example("%s: HTTP %d %s", org, a.status, a.body)
+		case !a.complete() || (cfg.ExpectNodes > 0 && a.total != cfg.ExpectNodes):
+			notConfirmed.Add(1)
+			example("%s: confirmed %d/%d", org, a.confirmed, a.total)
+		}
+		if a.status == http.StatusOK {
+			waits.add(time.Duration(a.waitMs * float64(time.Millisecond)))
+		}
+		next[w] = k + 1
+		return sent, done
+	}
+	live := newLiveStatus()
+	stop := make(chan struct{})
+	var bg sync.WaitGroup
+	if cfg.Progress != nil {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			progress(cfg.Progress, "admin writes", cfg.Duration, live, func() string {
+				return fmt.Sprintf("not confirmed %d  failed %d", notConfirmed.Load(), failed.Load())
+			}, stop)
+		}()
+	}
+	rctx, cancel := context.WithTimeout(ctx, cfg.Duration+time.Minute)
+	defer cancel()
+	out := schedule{Workers: cfg.Concurrency, Duration: cfg.Duration, MaxRequests: cfg.MaxWrites}.run(rctx, exec, live)
+	close(stop)
+	bg.Wait()
+	if ctx.Err() != nil {
+		return rep, ctx.Err()
+	}
+	rep.Writes = out.Completed - failed.Load()
+	if out.Elapsed > 0 {
+		rep.WritesPerS = float64(rep.Writes) / out.Elapsed.Seconds()
+		rep.DeactPerS = rep.WritesPerS / 2
+	}
+	rep.Latency = percentilesOf(out.Corrected)
+	rep.ConfirmWait = waits.percentiles()
+	rep.NotConfirmed, rep.Errors = notConfirmed.Load(), failed.Load()
+	rep.Timeline = out.Timeline
+	return rep, rep.err()
+}

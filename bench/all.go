@@ -1,0 +1,108 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// AllConfig configures a run of every benchmark. Zero values take the defaults in brackets.
+type AllConfig struct {
+	Out       string // report.json and the plots [bench-out]
+	Dir       string // data of the deployments it starts [a new temporary directory, removed at the end]
+	Quick     bool   // short runs: the whole takes about two minutes on 2 cores
+	Transport string // of the check runs [grpc]
+	Records   int    // sync records [100000]
+	Deactd    string // deactd binary for sync [built from ./cmd/deactd]
+	Progress  io.Writer
+}
+
+// RunAll runs, in order: check (closed loop against one in-process deactd, with the null baseline before and
+// after), check again in an open loop at half the closed loop's deact throughput, propagation and admin writes
+// on the local cluster, and sync. Each benchmark's failure is recorded in the report and the next one still
+// runs. It writes report.json and the plots into Out (also when something failed) and returns every failure.
+func RunAll(ctx context.Context, cfg AllConfig, rep *Report) error {
+	if cfg.Out == "" {
+		cfg.Out = "bench-out"
+	}
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return err
+	}
+	if cfg.Dir == "" {
+		dir, err := os.MkdirTemp("", "deactbench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		cfg.Dir = dir
+	}
+	sub := func(name string) string {
+		d := filepath.Join(cfg.Dir, name)
+		_ = os.MkdirAll(d, 0o755)
+		return d
+	}
+	run, warm, iters, adminDur := 10*time.Second, time.Second, 500, 20*time.Second
+	if cfg.Quick {
+		run, warm, iters, adminDur = 4*time.Second, 500*time.Millisecond, 100, 5*time.Second
+	}
+	var errs []error
+	fail := func(mode string, err error) {
+		if err != nil {
+			rep.Fail(mode, err)
+			errs = append(errs, fmt.Errorf("%s: %w", mode, err))
+		}
+	}
+	note := func(format string, args ...any) {
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, format+"\n", args...)
+		}
+	}
+
+	note("== check, closed loop, null baseline before and after")
+	closed, err := RunCheck(ctx, CheckConfig{Dir: sub("check-closed"), Transport: cfg.Transport, Baseline: "null",
+		Duration: run, Warmup: warm, Progress: cfg.Progress})
+	if closed != nil {
+		rep.Check = append(rep.Check, closed)
+	}
+	fail("check (closed loop)", err)
+
+	if closed != nil && len(closed.Runs) >= 2 && closed.Runs[1].Throughput > 0 {
+		rate := closed.Runs[1].Throughput / 2
+		note("== check, open loop at %.0f/s (half of deact's closed-loop throughput), null baseline", rate)
+		open, err := RunCheck(ctx, CheckConfig{Dir: sub("check-open"), Transport: cfg.Transport, Baseline: "null",
+			Rate: rate, Workers: 256, Duration: run, Warmup: warm, Progress: cfg.Progress})
+		if open != nil {
+			rep.Check = append(rep.Check, open)
+		}
+		fail("check (open loop)", err)
+	}
+
+	if ctx.Err() == nil {
+		note("== local cluster: propagation, then admin writes")
+		dep, err := StartLocal(ctx, sub("local"))
+		fail("local cluster", err)
+		if err == nil {
+			p, err := RunPropagation(ctx, PropagationConfig{Deployment: dep, Iterations: iters, Progress: cfg.Progress})
+			rep.Propagation = p
+			fail("propagation", err)
+			a, err := RunAdmin(ctx, AdminConfig{Deployment: dep, Concurrency: 64, Duration: adminDur, Progress: cfg.Progress})
+			rep.Admin = a
+			fail("admin", err)
+			dep.Close()
+		}
+	}
+
+	if ctx.Err() == nil {
+		note("== sync")
+		s, err := RunSync(ctx, SyncConfig{Dir: sub("sync"), Records: cfg.Records, Deactd: cfg.Deactd, Progress: cfg.Progress})
+		rep.Sync = s
+		fail("sync", err)
+	}
+	fail("plots", rep.WritePlots(cfg.Out))
+	fail("report", rep.WriteJSON(filepath.Join(cfg.Out, "report.json")))
+	return errors.Join(errs...)
+}

@@ -1,0 +1,588 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrCorrectness is returned (wrapped) when a run saw a wrong answer: an allow of a deactivated subject, a deny
+// of an active one, a check that failed, or a confirmed write that a node had not applied.
+var ErrCorrectness = errors.New("correctness check failed")
+
+// CheckConfig configures the check benchmark. Zero values take the defaults in brackets.
+type CheckConfig struct {
+	// Deployment is the deact under test, given by address; nil starts one: the local cluster with Local, else
+	// one in-process deactd. Started deployments keep their data and logs in Dir and are stopped at the end.
+	Deployment *Deployment
+	Local      bool
+	Dir        string // required when a deployment is started
+
+	Transport string // TransportGRPC or TransportHTTP [grpc]
+	// Baseline is "" (none), "null" (a NullServer started in this process) or the address of another check
+	// server; it is measured with the same load right before and right after deact.
+	Baseline string
+
+	Orgs        int     // orgs registered before the run [1000]
+	Apps        int     // apps (one project each, one client ID each), app j in org j mod Orgs [Orgs]
+	Deactivated float64 // share of orgs, and of apps of active orgs, deactivated [0.1]
+	Mix         Mix     // request mix [DefaultMix]
+	Pool        int     // distinct prepared requests [min(16384, 4·(Orgs+Apps))]
+	// NoRegister skips registering the state: the deployment already holds it (same RunID and Seed). The
+	// answers are still checked against the model.
+	NoRegister bool
+	RunID      string // prefix of every ID [random]
+	Seed       uint64 // which subjects are deactivated and which requests are drawn [1]
+
+	Workers     int           // closed loop: concurrent requests; open loop: most requests in flight [64]
+	Conns       int           // gRPC connections, or HTTP keep-alive connections [grpc 4, http Workers]
+	Rate        float64       // requests per second; 0 runs a closed loop
+	Duration    time.Duration // of each measured run [10s]
+	Warmup      time.Duration // closed-loop warm-up before each run, checked but not measured [1s]
+	MaxRequests int64         // bound on each measured run's requests; 0 for none
+
+	// Churn flips this many orgs per second through the admin API during the deact run (deactivate, or
+	// reactivate, waiting for the confirmation each time). Answers about an org are not judged from the start
+	// of a write until its confirmation by every node; outside those windows a wrong answer is an error.
+	Churn float64
+
+	Progress io.Writer // a line per second; nil for none
+}
+
+// CheckReport is the outcome of a check benchmark.
+type CheckReport struct {
+	Deployment      string      `json:"deployment"`
+	Transport       string      `json:"transport"`
+	Loop            string      `json:"loop"` // "closed" or "open"
+	Workers         int         `json:"workers"`
+	Conns           int         `json:"conns"`
+	Rate            float64     `json:"rate,omitempty"`
+	DurationS       float64     `json:"durationS"`
+	RunID           string      `json:"runId"`
+	Orgs            int         `json:"orgs"`
+	Apps            int         `json:"apps"`
+	DeactivatedOrgs int         `json:"deactivatedOrgs"`
+	DeactivatedApps int         `json:"deactivatedApps"`
+	Mix             string      `json:"mix"`
+	Runs            []RunResult `json:"runs"`
+	Ratio           *Ratio      `json:"ratio,omitempty"`
+}
+
+// Counts are a run's answers. A wrong allow is an allow of a request the model expects denied.
+type Counts struct {
+	Requests    int64 `json:"requests"`
+	Allowed     int64 `json:"allowed"`
+	Denied      int64 `json:"denied"`
+	Errors      int64 `json:"errors"`
+	WrongAllows int64 `json:"wrongAllows"`
+	WrongDenies int64 `json:"wrongDenies"`
+	// Ambiguous answers were about a subject whose write was in flight (churn): not judged.
+	Ambiguous int64 `json:"ambiguous"`
+}
+
+// Failures counts what makes a run fail.
+func (c Counts) Failures() int64 { return c.Errors + c.WrongAllows + c.WrongDenies }
+
+// RunResult is one measured run against one server.
+type RunResult struct {
+	Name     string `json:"name"` // "deact", "null-before", "null-after", "baseline-before", ...
+	Target   string `json:"target"`
+	Verified bool   `json:"verified"` // answers compared with the model
+	Counts
+	Warmup     Counts                `json:"warmup"`
+	ElapsedS   float64               `json:"elapsedS"`
+	Throughput float64               `json:"throughput"` // answers per second
+	Latency    Percentiles           `json:"latency"`    // open loop: from the intended send time; closed loop: service time
+	Service    *Percentiles          `json:"serviceLatency,omitempty"`
+	ByKind     map[string]KindCounts `json:"byKind"`
+	Timeline   []Window              `json:"timeline"`
+	Examples   []string              `json:"examples,omitempty"` // the first wrong answers and errors
+	Churn      *ChurnResult          `json:"churn,omitempty"`
+}
+
+// KindCounts are the answers to one kind of request.
+type KindCounts struct {
+	Requests int64 `json:"requests"`
+	Denied   int64 `json:"denied"`
+}
+
+// ChurnResult is what the churner did during a run.
+type ChurnResult struct {
+	Flips       int         `json:"flips"`
+	Unconfirmed int         `json:"unconfirmed"` // writes not confirmed by every node: their org stays unjudged
+	Failed      int         `json:"failed"`
+	ConfirmWait Percentiles `json:"confirmWait"`
+}
+
+// Ratio compares deact with the baseline (the mean of the runs before and after it).
+type Ratio struct {
+	Throughput float64 `json:"throughput"` // deact / baseline; the goal is ≥ 0.9
+	P50        float64 `json:"p50"`
+	P99        float64 `json:"p99"`
+	// Drift is baseline-after / baseline-before throughput: far from 1 means the machine's load changed.
+	Drift float64 `json:"drift"`
+}
+
+// GoalThroughputRatio is the throughput deact should keep relative to the null server.
+const GoalThroughputRatio = 0.9
+
+func (c *CheckConfig) setDefaults() error {
+	if c.Transport == "" {
+		c.Transport = TransportGRPC
+	}
+	if c.Transport != TransportGRPC && c.Transport != TransportHTTP {
+		return fmt.Errorf("transport %q: want grpc or http", c.Transport)
+	}
+	if c.Orgs <= 0 {
+		c.Orgs = 1000
+	}
+	if c.Apps < 0 {
+		return errors.New("apps must be ≥ 0")
+	}
+	if c.Apps == 0 {
+		c.Apps = c.Orgs
+	}
+	if c.Deactivated < 0 || c.Deactivated > 1 {
+		return fmt.Errorf("deactivated share %v: want 0..1", c.Deactivated)
+	}
+	if c.Mix == (Mix{}) {
+		c.Mix, _ = ParseMix(DefaultMix)
+	}
+	if c.Pool <= 0 {
+		c.Pool = min(16384, 4*(c.Orgs+c.Apps))
+	}
+	if c.RunID == "" {
+		c.RunID = newRunID()
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	if c.Workers <= 0 {
+		c.Workers = 64
+	}
+	if c.Conns <= 0 {
+		c.Conns = 4
+		if c.Transport == TransportHTTP {
+			c.Conns = c.Workers
+		}
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Warmup < 0 {
+		c.Warmup = 0
+	} else if c.Warmup == 0 {
+		c.Warmup = time.Second
+	}
+	if c.Rate < 0 || c.Churn < 0 {
+		return errors.New("rate and churn must be ≥ 0")
+	}
+	if c.Deployment == nil && c.Dir == "" {
+		return errors.New("a started deployment needs a directory (Dir)")
+	}
+	return nil
+}
+
+func newRunID() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return "b" + hex.EncodeToString(b[:])
+}
+
+// RunCheck runs the check benchmark: it registers the model's state, then measures the baseline (if any), deact,
+// and the baseline again with the same load, checking every answer deact gives. It returns the report, and an
+// error wrapping ErrCorrectness when an answer was wrong (the report is complete then too).
+func RunCheck(ctx context.Context, cfg CheckConfig) (*CheckReport, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	dep := cfg.Deployment
+	if dep == nil {
+		var err error
+		if cfg.Local {
+			dep, err = StartLocal(ctx, cfg.Dir)
+		} else {
+			dep, err = StartDaemon(ctx, cfg.Dir)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("start deact: %w", err)
+		}
+		defer dep.Close()
+	}
+	addrs := dep.AuthzAddrs
+	if cfg.Transport == TransportHTTP {
+		addrs = dep.HTTPAddrs
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("no %s check address for deact", cfg.Transport)
+	}
+
+	m := newModel(cfg.RunID, cfg.Orgs, cfg.Apps, cfg.Deactivated, cfg.Seed)
+	pool := buildPool(m, cfg.Mix, cfg.Pool, cfg.Seed)
+	rep := &CheckReport{
+		Deployment: dep.Desc, Transport: cfg.Transport, Loop: "closed", Workers: cfg.Workers, Conns: cfg.Conns,
+		Rate: cfg.Rate, DurationS: cfg.Duration.Seconds(), RunID: cfg.RunID, Orgs: cfg.Orgs, Apps: cfg.Apps, Mix: cfg.Mix.String(),
+	}
+	if cfg.Rate > 0 {
+		rep.Loop = "open"
+	}
+	rep.DeactivatedOrgs, rep.DeactivatedApps = m.counts()
+
+	var ac *adminClient
+	if dep.AdminURL != "" {
+		var err error
+		if ac, err = newAdminClient(dep.AdminURL, dep.AdminToken, 4); err != nil {
+			return nil, err
+		}
+		defer ac.close()
+	}
+	if cfg.Churn > 0 && ac == nil {
+		return nil, errors.New("churn needs the admin API (admin URL and token)")
+	}
+
+	deact, err := newSender(cfg.Transport, addrs, cfg.Conns)
+	if err != nil {
+		return nil, err
+	}
+	defer deact.close()
+	if !cfg.NoRegister {
+		if ac == nil {
+			return nil, errors.New("registering the state needs the admin API (admin URL and token); or say it is registered already")
+		}
+		if _, err := ac.register(ctx, m); err != nil {
+			return nil, fmt.Errorf("register state: %w", err)
+		}
+		if err := waitConsistent(ctx, deact, m, pool); err != nil {
+			return nil, err
+		}
+	}
+
+	var base sender
+	var baseName string
+	switch cfg.Baseline {
+	case "":
+	case "null":
+		ns, err := StartNullServer()
+		if err != nil {
+			return nil, err
+		}
+		defer ns.Close()
+		addr := ns.GRPCAddr
+		if cfg.Transport == TransportHTTP {
+			addr = ns.HTTPAddr
+		}
+		if base, err = newSender(cfg.Transport, []string{addr}, cfg.Conns); err != nil {
+			return nil, err
+		}
+		baseName = "null"
+	default:
+		if base, err = newSender(cfg.Transport, []string{cfg.Baseline}, cfg.Conns); err != nil {
+			return nil, fmt.Errorf("baseline: %w", err)
+		}
+		baseName = "baseline"
+	}
+	if base != nil {
+		defer base.close()
+	}
+
+	run := func(name string, s sender, verify bool, churn float64) error {
+		var mm *model
+		if verify {
+			mm = m
+		}
+		r, err := runLoad(ctx, loadRun{name: name, cfg: &cfg, sender: s, pool: pool, model: mm, churn: churn, admin: ac})
+		rep.Runs = append(rep.Runs, r)
+		return err
+	}
+	if base != nil {
+		if err := run(baseName+"-before", base, false, 0); err != nil {
+			return rep, err
+		}
+	}
+	if err := run("deact", deact, true, cfg.Churn); err != nil {
+		return rep, err
+	}
+	if base != nil {
+		if err := run(baseName+"-after", base, false, 0); err != nil {
+			return rep, err
+		}
+		rep.Ratio = ratio(rep.Runs[0], rep.Runs[1], rep.Runs[2])
+	}
+	return rep, rep.err()
+}
+
+// err reports the runs' failures as one error wrapping ErrCorrectness.
+func (r *CheckReport) err() error {
+	var errs []error
+	for _, run := range r.Runs {
+		for _, c := range []struct {
+			what string
+			c    Counts
+		}{{"", run.Counts}, {" (warm-up)", run.Warmup}} {
+			if c.c.Failures() > 0 {
+				errs = append(errs, fmt.Errorf("%w: %s%s: %d wrong allows, %d wrong denies, %d errors", ErrCorrectness, run.Name, c.what,
+					c.c.WrongAllows, c.c.WrongDenies, c.c.Errors))
+			}
+		}
+		if run.Churn != nil && run.Churn.Failed > 0 {
+			errs = append(errs, fmt.Errorf("%s: %d churn writes failed", run.Name, run.Churn.Failed))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func ratio(before, deact, after RunResult) *Ratio {
+	div := func(a, b float64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return a / b
+	}
+	mean := func(a, b float64) float64 { return (a + b) / 2 }
+	return &Ratio{
+		Throughput: div(deact.Throughput, mean(before.Throughput, after.Throughput)),
+		P50:        div(deact.Latency.P50Ms, mean(before.Latency.P50Ms, after.Latency.P50Ms)),
+		P99:        div(deact.Latency.P99Ms, mean(before.Latency.P99Ms, after.Latency.P99Ms)),
+		Drift:      div(after.Throughput, before.Throughput),
+	}
+}
+
+// waitConsistent waits until every address of s answers like the model (one deactivated and one active request
+// of the pool, if it has them): the registration has reached every node. Bounded by 30 s.
+func waitConsistent(ctx context.Context, s sender, m *model, pool []*template) error {
+	var probes []*template
+	var haveDeny, haveAllow bool
+	for _, t := range pool {
+		deny, _ := m.expect(t, time.Now())
+		if deny && !haveDeny || !deny && !haveAllow {
+			probes = append(probes, t)
+			haveDeny, haveAllow = haveDeny || deny, haveAllow || !deny
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for conn := range s.conns() {
+		for _, t := range probes {
+			want, _ := m.expect(t, time.Now())
+			for {
+				got, err := s.send(ctx, conn, t)
+				if err == nil && got == want {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("%s never answered %s for %s (last: deny=%v, %v): %w", s.target(conn), verdict(want), t.kind, got, err, ctx.Err())
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func verdict(deny bool) string {
+	if deny {
+		return "deny"
+	}
+	return "allow"
+}
+
+// loadRun is one measured run with its warm-up.
+type loadRun struct {
+	name   string
+	cfg    *CheckConfig
+	sender sender
+	pool   []*template
+	model  *model // nil: answers are not checked (baselines)
+	churn  float64
+	admin  *adminClient
+}
+
+// runStats counts answers; shared by a run's workers.
+type runStats struct {
+	allowed, denied, errors  atomic.Int64
+	wrongAllows, wrongDenies atomic.Int64
+	ambiguous                atomic.Int64
+	perKind                  [numKinds][2]atomic.Int64
+	mu                       sync.Mutex
+	examples                 []string
+}
+
+const maxExamples = 10
+
+// line is the progress line's summary of the answers so far.
+func (st *runStats) line() string {
+	c := st.counts()
+	denyPct := 0.0
+	if c.Requests > 0 {
+		denyPct = 100 * float64(c.Denied) / float64(c.Requests)
+	}
+	return fmt.Sprintf("denied %4.1f%%  wrong %d  errors %d", denyPct, c.WrongAllows+c.WrongDenies, c.Errors)
+}
+
+func (st *runStats) example(format string, args ...any) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.examples) < maxExamples {
+		st.examples = append(st.examples, fmt.Sprintf(format, args...))
+	}
+}
+
+func (st *runStats) counts() Counts {
+	c := Counts{Allowed: st.allowed.Load(), Denied: st.denied.Load(), Errors: st.errors.Load(),
+		WrongAllows: st.wrongAllows.Load(), WrongDenies: st.wrongDenies.Load(), Ambiguous: st.ambiguous.Load()}
+	c.Requests = c.Allowed + c.Denied + c.Errors
+	return c
+}
+
+// exec returns the execFunc of a run that sends drawn requests and checks the answers into st.
+func (lr *loadRun) exec(st *runStats, workers int) execFunc {
+	rngs := make([]*mrand.Rand, workers)
+	for w := range rngs {
+		rngs[w] = mrand.New(mrand.NewPCG(lr.cfg.Seed, uint64(w)))
+	}
+	conns := lr.sender.conns()
+	return func(ctx context.Context, w int, _ time.Time) (sent, done time.Time) {
+		t := lr.pool[rngs[w].IntN(len(lr.pool))]
+		conn := w % conns
+		sent = time.Now()
+		deny, err := lr.sender.send(ctx, conn, t)
+		done = time.Now()
+		if err != nil {
+			if ctx.Err() == nil {
+				st.errors.Add(1)
+				st.example("%s %s: %v", lr.sender.target(conn), t.kind, err)
+			}
+			return sent, done
+		}
+		if deny {
+			st.denied.Add(1)
+			st.perKind[t.kind][1].Add(1)
+		} else {
+			st.allowed.Add(1)
+		}
+		st.perKind[t.kind][0].Add(1)
+		if lr.model == nil {
+			return sent, done
+		}
+		want, amb := lr.model.expect(t, sent)
+		switch {
+		case amb:
+			st.ambiguous.Add(1)
+		case want && !deny:
+			st.wrongAllows.Add(1)
+			st.example("%s allowed %s of deactivated org %s app %s", lr.sender.target(conn), t.kind, lr.model.orgs[t.org].id, lr.appName(t))
+		case !want && deny:
+			st.wrongDenies.Add(1)
+			st.example("%s denied %s of active org %s app %s", lr.sender.target(conn), t.kind, lr.model.orgs[t.org].id, lr.appName(t))
+		}
+		return sent, done
+	}
+}
+
+func (lr *loadRun) appName(t *template) string {
+	if t.app < 0 {
+		return "-"
+	}
+	return lr.model.apps[t.app].id
+}
+
+// runLoad runs the warm-up and the measured run.
+func runLoad(ctx context.Context, lr loadRun) (RunResult, error) {
+	cfg := lr.cfg
+	res := RunResult{Name: lr.name, Target: lr.sender.target(0), Verified: lr.model != nil}
+	if cfg.Warmup > 0 {
+		var st runStats
+		wctx, cancel := context.WithTimeout(ctx, cfg.Warmup+30*time.Second)
+		schedule{Workers: cfg.Workers, Duration: cfg.Warmup}.run(wctx, lr.exec(&st, cfg.Workers), nil)
+		cancel()
+		res.Warmup = st.counts()
+	}
+	var st runStats
+	sched := schedule{Rate: cfg.Rate, Workers: cfg.Workers, Duration: cfg.Duration, MaxRequests: cfg.MaxRequests}
+	rctx, cancel := context.WithTimeout(ctx, cfg.Duration+30*time.Second)
+	defer cancel()
+	live := newLiveStatus()
+	stop := make(chan struct{})
+	var bg sync.WaitGroup
+	if cfg.Progress != nil {
+		bg.Add(1)
+		go func() { defer bg.Done(); progress(cfg.Progress, "check "+lr.name, cfg.Duration, live, st.line, stop) }()
+	}
+	var churn *ChurnResult
+	if lr.churn > 0 && lr.model != nil {
+		churn = &ChurnResult{}
+		bg.Add(1)
+		go func() { defer bg.Done(); lr.runChurn(rctx, churn, stop) }()
+	}
+	out := sched.run(rctx, lr.exec(&st, cfg.Workers), live)
+	close(stop)
+	bg.Wait()
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	res.Counts = st.counts()
+	res.ElapsedS = out.Elapsed.Seconds()
+	if out.Elapsed > 0 {
+		res.Throughput = float64(out.Completed) / out.Elapsed.Seconds()
+	}
+	res.Latency = percentilesOf(out.Corrected)
+	if cfg.Rate > 0 {
+		p := percentilesOf(out.Service)
+		res.Service = &p
+	}
+	res.Timeline = out.Timeline
+	res.ByKind = map[string]KindCounts{}
+	for k := range numKinds {
+		if n := st.perKind[k][0].Load(); n > 0 {
+			res.ByKind[k.String()] = KindCounts{Requests: n, Denied: st.perKind[k][1].Load()}
+		}
+	}
+	res.Examples = st.examples
+	res.Churn = churn
+	return res, nil
+}
+
+// runChurn flips random orgs through the admin API at lr.churn per second until stop, one write at a time.
+func (lr *loadRun) runChurn(ctx context.Context, out *ChurnResult, stop <-chan struct{}) {
+	rng := mrand.New(mrand.NewPCG(lr.cfg.Seed, 0x636875726e))
+	waits := newSampleSet(0)
+	defer func() { out.ConfirmWait = waits.percentiles() }()
+	tick := time.NewTicker(time.Duration(float64(time.Second) / lr.churn))
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		i := rng.IntN(len(lr.model.orgs))
+		if lr.model.orgs[i].state.Load().pending {
+			continue // an earlier write to it was never confirmed: leave it alone
+		}
+		prev := lr.model.begin(i)
+		a, err := lr.admin.setOrg(ctx, lr.model.orgs[i].id, !prev.deactivated)
+		out.Flips++
+		switch {
+		case err != nil || a.status != http.StatusOK:
+			if ctx.Err() == nil {
+				out.Failed++
+			}
+		case !a.complete():
+			out.Unconfirmed++
+		default:
+			lr.model.commit(i, !prev.deactivated, time.Now())
+			waits.add(time.Duration(a.waitMs * float64(time.Millisecond)))
+		}
+	}
+}

@@ -1,0 +1,26 @@
+// Package bench is deact's load and propagation benchmark, driven by cmd/deactbench. Run every benchmark,
+// short, with report and plots in bench-out/ (about two minutes on 2 cores):
+//
+//	go run ./cmd/deactbench all --quick --out bench-out
+//
+// It drives deact from outside, over its APIs: the Envoy ext_authz gRPC Check and the HTTP check endpoint for
+// the load, the native admin API for the state. The modes:
+//
+//   - check: a realistic request mix (ZITADEL token, authorize, login; Commvault backup and restore; API calls
+//     with a JWT) over orgs and apps registered through the admin API, a share deactivated. Closed loop (N
+//     workers over M connections) or open loop at a fixed rate, with latency measured from each request's
+//     intended send time (corrected for coordinated omission) in HDR histograms. With a baseline (NullServer, or
+//     another ext_authz server) the same load is measured before and after deact and the ratio reported.
+//   - propagation: deactivate and reactivate an org through the admin API; every node is checked in a tight
+//     loop until it flips. Per node and all-node percentiles, from the write and from the admin's ack.
+//   - sync: a fresh deactd child process over an etcd holding 10⁵–10⁶ records: time to ready, memory.
+//   - admin: confirmed writes per second at a given concurrency.
+//
+// Every answer is compared with the state the generator knows (model): an allow of a deactivated subject or a
+// deny of an active one is counted, reported with examples, and fails the run (ErrCorrectness). With churn,
+// answers about an org are not judged between the start of a write and the admin's confirmation by every node.
+//
+// Guarantees: load goes only to loopback addresses; every loop is bounded in count and time; a run stops what
+// it started. The load generator, deact and the baseline share one machine (and, in-process, one Go runtime),
+// which every report says: compare ratios from one run, not absolute figures across machines.
+package bench

@@ -1,0 +1,316 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// PropagationConfig configures the propagation benchmark. Zero values take the defaults in brackets.
+type PropagationConfig struct {
+	// Deployment is the deact under test (admin URL and token, gateways' ext_authz addresses); nil starts the
+	// local cluster in Dir.
+	Deployment *Deployment
+	Dir        string
+
+	Iterations   int           // writes: deactivations and reactivations alternately [200]
+	MaxDuration  time.Duration // bound on the whole run [2m]
+	PollInterval time.Duration // pause between a node's checks; 0 polls in a tight loop
+	NodeTimeout  time.Duration // how long a node may take to flip before the iteration counts as failed [5s]
+	RunID        string        // prefix of the org's ID [random]
+	Progress     io.Writer
+}
+
+// PropagationReport is the time from an admin write to each node answering accordingly.
+//
+// Times are taken at the answer of each node's first check that shows the new state (an upper bound; the
+// resolution is one check's round trip, see PollRTT). "From write" starts when deactbench sends the admin
+// request, "from ack" when the admin's answer (sent after every node confirmed) arrives; a node that flips
+// before the ack counts 0 from the ack.
+type PropagationReport struct {
+	Deployment  string            `json:"deployment"`
+	Nodes       int               `json:"nodes"`
+	Iterations  int               `json:"iterations"`
+	Completed   int               `json:"completed"`
+	FromWrite   Percentiles       `json:"fromWrite"` // all nodes: the slowest node of each write
+	FromAck     Percentiles       `json:"fromAck"`
+	PerNode     []NodePropagation `json:"perNode"`
+	AdminAck    Percentiles       `json:"adminAck"`    // write sent → admin's answer
+	ConfirmWait Percentiles       `json:"confirmWait"` // X-Deact-Confirm-Wait-Ms as the admin reported it
+	PollRTT     Percentiles       `json:"pollRtt"`
+	// StaleAfterAck counts checks sent after the admin acknowledged a write as confirmed by every node that
+	// still answered the old state: the confirmation would have been wrong. Must be 0.
+	StaleAfterAck int      `json:"staleAfterAck"`
+	Unconfirmed   int      `json:"unconfirmed"` // admin answers not confirmed by every node
+	Failed        int      `json:"failed"`      // writes that failed or nodes that never flipped
+	GoalP99Ms     float64  `json:"goalP99Ms"`
+	Examples      []string `json:"examples,omitempty"`
+
+	// Raw samples in milliseconds (from write), for the CDF plot.
+	SamplesMs        []float64   `json:"samplesMs"`
+	PerNodeSamplesMs [][]float64 `json:"perNodeSamplesMs"`
+}
+
+// NodePropagation is one node's propagation times.
+type NodePropagation struct {
+	Addr      string      `json:"addr"`
+	FromWrite Percentiles `json:"fromWrite"`
+	FromAck   Percentiles `json:"fromAck"`
+}
+
+// GoalPropagationP99Ms is the propagation goal for 3 nodes on loopback.
+const GoalPropagationP99Ms = 10
+
+func (r *PropagationReport) err() error {
+	var errs []error
+	if r.StaleAfterAck > 0 {
+		errs = append(errs, fmt.Errorf("%w: propagation: %d checks sent after a confirmed ack answered the old state", ErrCorrectness, r.StaleAfterAck))
+	}
+	if r.Failed > 0 {
+		errs = append(errs, fmt.Errorf("%w: propagation: %d failed writes or nodes that never flipped", ErrCorrectness, r.Failed))
+	}
+	return errors.Join(errs...)
+}
+
+// poller checks one node in a loop for one write at a time.
+type poller struct {
+	s   sender
+	t   *template
+	rtt *hdrhistogram.Histogram
+}
+
+// pollJob asks a poller to confirm the old state, say so on armed, then check until the node answers want.
+type pollJob struct {
+	want     bool // deny
+	interval time.Duration
+	armed    chan<- error
+	deadline time.Time
+}
+
+type pollResult struct {
+	flipped  time.Time // answer of the first check showing want
+	lastOld  time.Time // send time of the last check that showed the old state
+	err      error
+	oldSeen  int
+	newFirst bool
+}
+
+func (p *poller) poll(ctx context.Context, job pollJob) pollResult {
+	ctx, cancel := context.WithDeadline(ctx, job.deadline)
+	defer cancel()
+	var r pollResult
+	check := func() (deny bool, sent time.Time, err error) {
+		sent = time.Now()
+		deny, err = p.s.send(ctx, 0, p.t)
+		_ = p.rtt.RecordValue(micros(time.Since(sent)))
+		return deny, sent, err
+	}
+	// Arm: the node must show the old state first, or the flip would not be observed.
+	for {
+		deny, sent, err := check()
+		if err == nil && deny != job.want {
+			r.lastOld = sent
+			break
+		}
+		if ctx.Err() != nil {
+			job.armed <- fmt.Errorf("%s never showed the state before the write: %v", p.s.target(0), err)
+			return pollResult{err: errors.New("not armed")}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	job.armed <- nil
+	for {
+		deny, sent, err := check()
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				r.err = fmt.Errorf("%s did not answer %s within the bound: %v", p.s.target(0), verdict(job.want), err)
+				return r
+			}
+		case deny == job.want:
+			r.flipped = time.Now()
+			return r
+		default:
+			r.lastOld = sent
+			r.oldSeen++
+		}
+		if job.interval > 0 {
+			time.Sleep(job.interval)
+		}
+	}
+}
+
+// RunPropagation deactivates and reactivates one org through the admin API, Iterations times, and measures
+// when each node's Check flips. It returns an error wrapping ErrCorrectness if a node answered the old state to
+// a check sent after the admin confirmed the write, or never flipped.
+func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationReport, error) {
+	if cfg.Iterations <= 0 {
+		cfg.Iterations = 200
+	}
+	if cfg.MaxDuration <= 0 {
+		cfg.MaxDuration = 2 * time.Minute
+	}
+	if cfg.NodeTimeout <= 0 {
+		cfg.NodeTimeout = 5 * time.Second
+	}
+	if cfg.RunID == "" {
+		cfg.RunID = newRunID()
+	}
+	dep := cfg.Deployment
+	if dep == nil {
+		if cfg.Dir == "" {
+			return nil, errors.New("propagation: starting the local cluster needs a directory (Dir)")
+		}
+		var err error
+		if dep, err = StartLocal(ctx, cfg.Dir); err != nil {
+			return nil, fmt.Errorf("start local cluster: %w", err)
+		}
+		defer dep.Close()
+	}
+	if len(dep.AuthzAddrs) == 0 {
+		return nil, errors.New("propagation: no gateway ext_authz address")
+	}
+	ac, err := newAdminClient(dep.AdminURL, dep.AdminToken, 2)
+	if err != nil {
+		return nil, err
+	}
+	defer ac.close()
+	if err := ac.waitNodes(ctx, len(dep.AuthzAddrs)); err != nil {
+		return nil, err
+	}
+
+	m := newModel(cfg.RunID+"-prop", 1, 0, 0, 1)
+	t := &template{kind: kindLogin, org: 0, app: -1}
+	t.grpc, t.header = m.requests(t, "")
+	var pollers []*poller
+	for _, addr := range dep.AuthzAddrs {
+		s, err := newGRPCSender([]string{addr}, 1)
+		if err != nil {
+			return nil, err
+		}
+		defer s.close()
+		pollers = append(pollers, &poller{s: s, t: t, rtt: newTotalHist()})
+	}
+
+	n := len(pollers)
+	rep := &PropagationReport{Deployment: dep.Desc, Nodes: n, Iterations: cfg.Iterations, GoalP99Ms: GoalPropagationP99Ms}
+	all, allAck := newSampleSet(cfg.Iterations), newSampleSet(0)
+	ackTimes, waits := newSampleSet(0), newSampleSet(0)
+	perNode := make([]*sampleSet, n)
+	perNodeAck := make([]*sampleSet, n)
+	for i := range perNode {
+		perNode[i], perNodeAck[i] = newSampleSet(cfg.Iterations), newSampleSet(0)
+	}
+	example := func(format string, args ...any) {
+		if len(rep.Examples) < maxExamples {
+			rep.Examples = append(rep.Examples, fmt.Sprintf(format, args...))
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, cfg.MaxDuration)
+	defer cancel()
+	lastProgress := time.Now()
+	deactivated := false
+	for it := 0; it < cfg.Iterations && ctx.Err() == nil; it++ {
+		want := !deactivated
+		armed := make(chan error, n)
+		results := make([]pollResult, n)
+		var wg sync.WaitGroup
+		ictx, icancel := context.WithCancel(ctx)
+		job := pollJob{want: want, interval: cfg.PollInterval, armed: armed, deadline: time.Now().Add(cfg.NodeTimeout + time.Second)}
+		for i, p := range pollers {
+			wg.Add(1)
+			go func() { defer wg.Done(); results[i] = p.poll(ictx, job) }()
+		}
+		var armErr error
+		for range n {
+			if err := <-armed; err != nil {
+				armErr = err
+			}
+		}
+		if armErr != nil {
+			icancel()
+			wg.Wait()
+			rep.Failed++
+			example("write %d: %v", it, armErr)
+			break
+		}
+		start := time.Now()
+		a, err := ac.setOrg(ctx, m.orgs[0].id, want)
+		ack := time.Now()
+		if err != nil || a.status != http.StatusOK {
+			icancel()
+			wg.Wait()
+			rep.Failed++
+			example("write %d: %v HTTP %d %s", it, err, a.status, a.body)
+			break
+		}
+		wg.Wait()
+		icancel()
+		deactivated = want
+		if !a.complete() {
+			rep.Unconfirmed++
+			example("write %d confirmed by %d/%d nodes", it, a.confirmed, a.total)
+		}
+		ackTimes.add(ack.Sub(start))
+		waits.add(time.Duration(a.waitMs * float64(time.Millisecond)))
+		var slowest, slowestAck time.Duration
+		ok := true
+		for i, r := range results {
+			if r.err != nil {
+				ok = false
+				rep.Failed++
+				example("write %d: %v", it, r.err)
+				continue
+			}
+			if a.complete() && r.lastOld.After(ack) {
+				rep.StaleAfterAck++
+				example("write %d: %s answered %s to a check sent %s after the confirmed ack", it, pollers[i].s.target(0),
+					verdict(!want), r.lastOld.Sub(ack))
+			}
+			d, da := r.flipped.Sub(start), max(r.flipped.Sub(ack), 0)
+			perNode[i].add(d)
+			perNodeAck[i].add(da)
+			slowest, slowestAck = max(slowest, d), max(slowestAck, da)
+		}
+		if ok {
+			all.add(slowest)
+			allAck.add(slowestAck)
+			rep.Completed++
+		}
+		if cfg.Progress != nil && time.Since(lastProgress) >= time.Second {
+			lastProgress = time.Now()
+			p := all.percentiles()
+			fmt.Fprintf(cfg.Progress, "%-24s %4d/%d writes  all nodes p50 %6.2fms  p99 %6.2fms  max %6.2fms  stale-after-ack %d  failed %d\n",
+				"propagation", it+1, cfg.Iterations, p.P50Ms, p.P99Ms, p.MaxMs, rep.StaleAfterAck, rep.Failed)
+		}
+	}
+	rep.FromWrite, rep.FromAck = all.percentiles(), allAck.percentiles()
+	rep.AdminAck, rep.ConfirmWait = ackTimes.percentiles(), waits.percentiles()
+	rtt := newTotalHist()
+	for i, p := range pollers {
+		rtt.Merge(p.rtt)
+		rep.PerNode = append(rep.PerNode, NodePropagation{Addr: p.s.target(0), FromWrite: perNode[i].percentiles(), FromAck: perNodeAck[i].percentiles()})
+		rep.PerNodeSamplesMs = append(rep.PerNodeSamplesMs, msOf(perNode[i].samples()))
+	}
+	rep.PollRTT = percentilesOf(rtt)
+	rep.SamplesMs = msOf(all.samples())
+	if ctx.Err() != nil && rep.Completed < cfg.Iterations {
+		example("stopped after %d of %d writes: %v", rep.Completed, cfg.Iterations, ctx.Err())
+	}
+	return rep, rep.err()
+}
+
+func msOf(ds []time.Duration) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = float64(d.Microseconds()) / 1000
+	}
+	return out
+}

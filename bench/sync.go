@@ -1,0 +1,291 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/deact/deact/state"
+	"github.com/deact/deact/state/etcdserver"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// SyncConfig configures the initial-sync benchmark. Zero values take the defaults in brackets.
+type SyncConfig struct {
+	Dir     string // etcd data, the built deactd and its log; required
+	Records int    // etcd keys to load: Records/4 orgs with a domain each, Records/4 apps with a client ID each [100000]
+	// Deactd is the deactd binary to start; empty builds ./cmd/deactd (go build, from the current module).
+	Deactd   string
+	RunID    string // prefix of the IDs [random]
+	Progress io.Writer
+}
+
+// SyncReport is a fresh gateway's time to ready over a loaded etcd, and its memory.
+type SyncReport struct {
+	Records     int      `json:"records"` // etcd keys under the state prefix
+	Orgs        int      `json:"orgs"`
+	Apps        int      `json:"apps"`
+	LoadS       float64  `json:"loadS"`
+	LoadPerS    float64  `json:"loadPerS"`
+	Deactd      string   `json:"deactd"`
+	BuildS      float64  `json:"buildS,omitempty"`
+	ListeningS  float64  `json:"listeningS"` // process start → listeners open (banner)
+	ReadyS      float64  `json:"readyS"`     // process start → /readyz 200 (first list applied)
+	RSSMiB      float64  `json:"rssMiB"`     // VmRSS when ready
+	PeakRSSMiB  float64  `json:"peakRssMiB"` // VmHWM when ready
+	Revision    int64    `json:"revision"`   // etcd revision after the load
+	Applied     int64    `json:"appliedRevision"`
+	SpotChecks  int      `json:"spotChecks"`
+	WrongChecks int      `json:"wrongChecks"`
+	Examples    []string `json:"examples,omitempty"`
+}
+
+// RunSync loads the records into a new embedded etcd (fsync off: only the load gets faster), starts deactd as a
+// child process with --role gateway on it, and measures the time until /readyz answers 200 and the child's
+// memory then. A few checks against the child confirm it holds the loaded state.
+func RunSync(ctx context.Context, cfg SyncConfig) (*SyncReport, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("sync: Dir is required")
+	}
+	if cfg.Records <= 0 {
+		cfg.Records = 100_000
+	}
+	if cfg.RunID == "" {
+		cfg.RunID = newRunID()
+	}
+	rep := &SyncReport{}
+	bin := cfg.Deactd
+	if bin == "" {
+		start := time.Now()
+		bin = filepath.Join(cfg.Dir, "deactd")
+		if cfg.Progress != nil {
+			fmt.Fprintln(cfg.Progress, "sync: building deactd (go build ./cmd/deactd)")
+		}
+		bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		out, err := exec.CommandContext(bctx, "go", "build", "-o", bin, "github.com/deact/deact/cmd/deactd").CombinedOutput()
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("build deactd (run from the deact module, or pass --deactd): %v: %s", err, out)
+		}
+		rep.BuildS = time.Since(start).Seconds()
+	}
+	rep.Deactd = bin
+
+	srv, err := etcdserver.Start(etcdserver.Config{Name: "sync", Dir: filepath.Join(cfg.Dir, "etcd"), UnsafeNoFsync: true, LogLevel: "fatal"})
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+
+	start := time.Now()
+	orgs, apps, err := loadRecords(ctx, state.NewStore(cli), cfg.RunID, cfg.Records, cfg.Progress)
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	rep.LoadS = time.Since(start).Seconds()
+	rep.Orgs, rep.Apps, rep.Records = orgs, apps, 2*orgs+2*apps
+	rep.LoadPerS = float64(rep.Records) / rep.LoadS
+	resp, err := cli.Get(ctx, "/", clientv3.WithCountOnly())
+	if err != nil {
+		return nil, err
+	}
+	rep.Revision = resp.Header.Revision
+
+	if cfg.Progress != nil {
+		fmt.Fprintf(cfg.Progress, "sync: %d records loaded in %.1fs; starting deactd --role gateway\n", rep.Records, rep.LoadS)
+	}
+	return rep, startChild(ctx, cfg, bin, srv.Endpoints(), rep)
+}
+
+// loadRecords imports n keys in 4 parallel streams: n/4 orgs, each with a domain (org {run}-s{i}, a tenth of
+// them deactivated for every op), and n/4 apps, each with a client ID, app i in org i.
+func loadRecords(ctx context.Context, store *state.Store, run string, n int, progress io.Writer) (orgs, apps int, _ error) {
+	const streams = 4
+	per := max(n/4, 1)
+	var wg sync.WaitGroup
+	errs := make([]error, streams)
+	for s := range streams {
+		pr, pw := io.Pipe()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := store.Import(ctx, pr, state.Change{Actor: "deactbench", Reason: "sync benchmark"})
+			pr.CloseWithError(err)
+			errs[s] = err
+		}()
+		go func() {
+			w := bufio.NewWriterSize(pw, 64<<10)
+			for i := s; i < per; i += streams {
+				off := i%10 == 0
+				fmt.Fprintf(w, `{"org":{"id":"%s-s%d","disableLogin":%t,"disableToken":%t,"disableBackup":%t,"disableRestore":%t,"domains":["s%d.%s.bench.example"]}}`+"\n",
+					run, i, off, off, off, off, i, run)
+				fmt.Fprintf(w, `{"app":{"id":"%s-sa%d","projectId":"%s-sp%d","orgId":"%s-s%d","clientIds":["%s-sa%d@sp"],"state":"active"}}`+"\n",
+					run, i, run, i%1000, run, i, run, i)
+			}
+			if err := w.Flush(); err != nil {
+				return
+			}
+			pw.Close()
+		}()
+	}
+	wg.Wait()
+	return per, per, errors.Join(errs...)
+}
+
+// startChild runs deactd on the loaded etcd, waits for ready, measures, checks a few answers and stops it.
+func startChild(ctx context.Context, cfg SyncConfig, bin string, endpoints []string, rep *SyncReport) error {
+	logf, err := os.Create(filepath.Join(cfg.Dir, "sync-deactd.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "--role", "gateway", "--etcd-endpoints", strings.Join(endpoints, ","),
+		"--data-dir", filepath.Join(cfg.Dir, "deactd"), "--node-id", "sync-bench",
+		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-level", "warn")
+	cmd.Stderr = logf
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", bin, err)
+	}
+	exited := make(chan error, 1)
+	addrs := make(chan [2]string, 1)
+	go func() {
+		var authz, adminURL string
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "authz gRPC (ext_authz):"); ok {
+				authz = strings.TrimSpace(v)
+			}
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "admin HTTP/gRPC:"); ok {
+				adminURL = strings.TrimSpace(v)
+				addrs <- [2]string{authz, adminURL}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	go func() { exited <- cmd.Wait() }()
+	defer stopChild(cmd, exited)
+
+	var a [2]string
+	select {
+	case a = <-addrs:
+	case err := <-exited:
+		exited <- err
+		return fmt.Errorf("deactd exited before it listened: %v (log %s)", err, logf.Name())
+	case <-time.After(2 * time.Minute):
+		return errors.New("deactd printed no addresses within 2 minutes")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	rep.ListeningS = time.Since(start).Seconds()
+	if err := waitReady(ctx, []string{a[1] + "/readyz"}); err != nil {
+		return err
+	}
+	rep.ReadyS = time.Since(start).Seconds()
+	rss, hwm, err := procMemory(cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	rep.RSSMiB, rep.PeakRSSMiB = float64(rss)/(1<<20), float64(hwm)/(1<<20)
+	rep.Applied = readyRevision(ctx, a[1]+"/readyz")
+
+	// Spot checks: the first 20 orgs by login (every tenth is deactivated).
+	s, err := newGRPCSender([]string{a[0]}, 1)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	m := &model{run: cfg.RunID, orgs: make([]subject, min(20, max(cfg.Records/4, 1)))}
+	for i := range m.orgs {
+		m.orgs[i].id = fmt.Sprintf("%s-s%d", cfg.RunID, i)
+		t := &template{kind: kindLogin, org: i, app: -1}
+		t.grpc, t.header = m.requests(t, "")
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		deny, err := s.send(cctx, 0, t)
+		cancel()
+		rep.SpotChecks++
+		if want := i%10 == 0; err != nil || deny != want {
+			rep.WrongChecks++
+			if len(rep.Examples) < maxExamples {
+				rep.Examples = append(rep.Examples, fmt.Sprintf("org %s: want %s, got deny=%v err=%v", m.orgs[i].id, verdict(want), deny, err))
+			}
+		}
+	}
+	if rep.WrongChecks > 0 {
+		return fmt.Errorf("%w: sync: %d of %d spot checks wrong", ErrCorrectness, rep.WrongChecks, rep.SpotChecks)
+	}
+	return nil
+}
+
+// stopChild sends SIGTERM and waits (10 s at most, then SIGKILL).
+func stopChild(cmd *exec.Cmd, exited chan error) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// procMemory reads VmRSS and VmHWM (bytes) of a process from /proc.
+func procMemory(pid int) (rss, hwm int64, _ error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, fmt.Errorf("memory of pid %d: %w", pid, err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		name, v, ok := strings.Cut(line, ":")
+		if !ok || (name != "VmRSS" && name != "VmHWM") {
+			continue
+		}
+		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if name == "VmRSS" {
+			rss = kb << 10
+		} else {
+			hwm = kb << 10
+		}
+	}
+	return rss, hwm, nil
+}
+
+// readyRevision reads appliedRevision from a /readyz answer; 0 when it cannot.
+func readyRevision(ctx context.Context, u string) int64 {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Revision int64 `json:"appliedRevision"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&r)
+	return r.Revision
+}

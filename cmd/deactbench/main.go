@@ -1,0 +1,241 @@
+// Command deactbench measures deact: check throughput and latency against a null baseline, propagation of
+// deactivations to every node, initial sync at scale and admin write throughput, checking every answer while it
+// measures. The logic is in package bench; this command parses flags.
+//
+//	deactbench check [flags]        ext_authz (or HTTP check) load, closed or open loop, with a baseline
+//	deactbench propagation [flags]  admin write → every node's Check flips
+//	deactbench sync [flags]         fresh deactd over 10⁵–10⁶ records: time to ready, memory
+//	deactbench admin [flags]        confirmed admin writes per second
+//	deactbench all [--quick]        all of them, report and plots in --out
+//
+// Exit status: 0 when every answer was right, 1 when a run failed or saw a wrong answer, 2 for bad usage.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/deact/deact/bench"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: deactbench <check|propagation|sync|admin|all> [flags]; deactbench <mode> -h lists a mode's flags`
+
+// common are the flags of every mode.
+type common struct {
+	out, jsonPath, dir string
+	gomaxprocs         int
+	quiet              bool
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.out, "out", "bench-out", "directory for report.json and the plots")
+	fs.StringVar(&c.jsonPath, "o", "", "JSON report path (default: OUT/report.json)")
+	fs.StringVar(&c.dir, "dir", "", "data and logs of what deactbench starts (default: a temporary directory, removed at exit)")
+	fs.IntVar(&c.gomaxprocs, "gomaxprocs", 0, "set GOMAXPROCS of this process (load generator and in-process servers); 0 keeps the default")
+	fs.BoolVar(&c.quiet, "quiet", false, "no progress lines on stderr")
+}
+
+// target are the flags naming a deployment under test.
+type target struct {
+	authz, httpCheck, adminURL, adminToken string
+	local                                  bool
+}
+
+func (t *target) register(fs *flag.FlagSet, local string) {
+	fs.StringVar(&t.authz, "authz", "", "comma-separated ext_authz gRPC addresses of deact gateways (loopback only)")
+	fs.StringVar(&t.httpCheck, "http-check", "", "comma-separated HTTP check addresses (host:port) of deact gateways")
+	fs.StringVar(&t.adminURL, "admin-url", "", "deact admin API base URL, e.g. http://127.0.0.1:8080")
+	fs.StringVar(&t.adminToken, "admin-token", os.Getenv("DEACT_ADMIN_TOKEN"), "admin token (default $DEACT_ADMIN_TOKEN)")
+	if local != "" {
+		fs.BoolVar(&t.local, "local", false, local)
+	}
+}
+
+// deployment is the deployment given by address, or nil to start one.
+func (t *target) deployment() *bench.Deployment {
+	if t.authz == "" && t.httpCheck == "" && t.adminURL == "" {
+		return nil
+	}
+	return &bench.Deployment{Desc: "given by address", AuthzAddrs: split(t.authz), HTTPAddrs: split(t.httpCheck),
+		AdminURL: t.adminURL, AdminToken: t.adminToken}
+}
+
+func split(s string) []string {
+	var out []string
+	for p := range strings.SplitSeq(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(stderr, usage)
+		return 2
+	}
+	mode := args[0]
+	fs := flag.NewFlagSet("deactbench "+mode, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	var t target
+	var (
+		check bench.CheckConfig
+		prop  bench.PropagationConfig
+		sync  bench.SyncConfig
+		adm   bench.AdminConfig
+		all   bench.AllConfig
+		mix   string
+	)
+	switch mode {
+	case "check":
+		t.register(fs, "start the local cluster (3 etcd members, 3 gateways, admin) in-process instead of one deactd")
+		fs.StringVar(&check.Transport, "transport", bench.TransportGRPC, "grpc (Envoy ext_authz) or http (/check, as nginx auth_request)")
+		fs.StringVar(&check.Baseline, "baseline", "", `"null" measures an in-process null ext_authz server before and after deact; an address measures that server`)
+		fs.IntVar(&check.Orgs, "orgs", 1000, "orgs to register")
+		fs.IntVar(&check.Apps, "apps", 0, "apps to register, one project and one client ID each (default: as many as orgs)")
+		fs.Float64Var(&check.Deactivated, "deactivated", 0.1, "share of orgs, and of the apps of active orgs, deactivated")
+		fs.StringVar(&mix, "mix", bench.DefaultMix, "request mix: weights of token, authorize, login, backup, restore, api")
+		fs.IntVar(&check.Pool, "pool", 0, "distinct prepared requests (default min(16384, 4·(orgs+apps)))")
+		fs.BoolVar(&check.NoRegister, "no-register", false, "the state is registered already (same --run-id and --seed)")
+		fs.StringVar(&check.RunID, "run-id", "", "prefix of every ID (default random)")
+		fs.Uint64Var(&check.Seed, "seed", 1, "seed of the deactivated subjects and the drawn requests")
+		fs.IntVar(&check.Workers, "c", 64, "closed loop: concurrent requests; open loop: most requests in flight")
+		fs.IntVar(&check.Conns, "conns", 0, "gRPC connections, or HTTP keep-alive connections (default grpc 4, http -c)")
+		fs.Float64Var(&check.Rate, "rate", 0, "open loop at this many requests per second; 0 runs a closed loop")
+		fs.DurationVar(&check.Duration, "duration", 10*time.Second, "length of each measured run")
+		fs.DurationVar(&check.Warmup, "warmup", time.Second, "closed-loop warm-up before each run (answers checked, not measured); negative for none")
+		fs.Int64Var(&check.MaxRequests, "max-requests", 0, "bound on each run's requests (0: none)")
+		fs.Float64Var(&check.Churn, "churn", 0, "flip this many orgs per second through the admin API during the deact run")
+	case "propagation":
+		t.register(fs, "")
+		fs.IntVar(&prop.Iterations, "iterations", 200, "writes (deactivate and reactivate alternately)")
+		fs.DurationVar(&prop.PollInterval, "poll-interval", 0, "pause between a node's checks (0: tight loop)")
+		fs.DurationVar(&prop.MaxDuration, "max-duration", 2*time.Minute, "bound on the run")
+	case "sync":
+		fs.IntVar(&sync.Records, "records", 100_000, "etcd records to load (orgs, domains, apps, client IDs), e.g. 1000000")
+		fs.StringVar(&sync.Deactd, "deactd", "", "deactd binary (default: go build ./cmd/deactd)")
+	case "admin":
+		t.register(fs, "")
+		fs.IntVar(&adm.Concurrency, "c", 64, "concurrent writers")
+		fs.DurationVar(&adm.Duration, "duration", 10*time.Second, "length of the run")
+		fs.Int64Var(&adm.MaxWrites, "max-writes", 0, "bound on writes (0: none)")
+		fs.IntVar(&adm.ExpectNodes, "expect-nodes", 0, "confirmations every write must get (default: the gateways given, 3 for the local cluster)")
+	case "all":
+		fs.BoolVar(&all.Quick, "quick", false, "short runs (about two minutes on 2 cores)")
+		fs.StringVar(&all.Transport, "transport", bench.TransportGRPC, "transport of the check runs: grpc or http")
+		fs.IntVar(&all.Records, "records", 100_000, "sync records")
+		fs.StringVar(&all.Deactd, "deactd", "", "deactd binary for sync (default: go build ./cmd/deactd)")
+	default:
+		fmt.Fprintf(stderr, "deactbench: unknown mode %q\n%s\n", mode, usage)
+		return 2
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "deactbench: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if c.gomaxprocs > 0 {
+		runtime.GOMAXPROCS(c.gomaxprocs)
+	}
+	var progress io.Writer = stderr
+	if c.quiet {
+		progress = nil
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	dir := c.dir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "deactbench-")
+		if err != nil {
+			fmt.Fprintln(stderr, "deactbench:", err)
+			return 1
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	}
+	rep := bench.NewReport(append([]string{"deactbench"}, args...))
+	var err error
+	switch mode {
+	case "check":
+		if check.Mix, err = bench.ParseMix(mix); err != nil {
+			fmt.Fprintln(stderr, "deactbench:", err)
+			return 2
+		}
+		check.Deployment, check.Local, check.Dir, check.Progress = t.deployment(), t.local, dir, progress
+		var r *bench.CheckReport
+		r, err = bench.RunCheck(ctx, check)
+		if r != nil {
+			rep.Check = append(rep.Check, r)
+		}
+	case "propagation":
+		prop.Deployment, prop.Dir, prop.Progress = t.deployment(), dir, progress
+		rep.Propagation, err = bench.RunPropagation(ctx, prop)
+	case "sync":
+		sync.Dir, sync.Progress = dir, progress
+		rep.Sync, err = bench.RunSync(ctx, sync)
+	case "admin":
+		adm.Deployment, adm.Dir, adm.Progress = t.deployment(), dir, progress
+		rep.Admin, err = bench.RunAdmin(ctx, adm)
+	case "all":
+		all.Out, all.Dir, all.Progress = c.out, dir, progress
+		err = bench.RunAll(ctx, all, rep)
+		rep.WriteSummary(stdout)
+		if c.jsonPath != "" {
+			if werr := rep.WriteJSON(c.jsonPath); werr != nil {
+				fmt.Fprintln(stderr, "deactbench:", werr)
+			}
+		}
+		fmt.Fprintf(stdout, "report: %s\n", filepath.Join(c.out, "report.json"))
+		return status(err, stderr)
+	}
+	rep.Fail(mode, err)
+	if err := os.MkdirAll(c.out, 0o755); err != nil {
+		fmt.Fprintln(stderr, "deactbench:", err)
+		return 1
+	}
+	if perr := rep.WritePlots(c.out); perr != nil {
+		fmt.Fprintln(stderr, "deactbench:", perr)
+	}
+	jsonPath := c.jsonPath
+	if jsonPath == "" {
+		jsonPath = filepath.Join(c.out, "report.json")
+	}
+	if werr := rep.WriteJSON(jsonPath); werr != nil {
+		fmt.Fprintln(stderr, "deactbench:", werr)
+	}
+	rep.WriteSummary(stdout)
+	fmt.Fprintf(stdout, "report: %s\n", jsonPath)
+	return status(err, stderr)
+}
+
+func status(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(stderr, "deactbench: interrupted")
+	} else {
+		fmt.Fprintln(stderr, "deactbench:", err)
+	}
+	return 1
+}
