@@ -183,6 +183,8 @@ type Daemon struct {
 	health   *health.Server
 	https    []*http.Server
 	draining chan struct{}
+	// registered is closed once this gateway is in the node registry; until then it is not ready.
+	registered <-chan struct{}
 
 	cancel context.CancelFunc // stops background components
 	bg     sync.WaitGroup
@@ -339,6 +341,7 @@ func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) err
 		return err
 	}
 	d.run(ctx, "node reporter", reporter.Run)
+	d.registered = reporter.Registered()
 
 	policy, _ := authz.ParseStalenessPolicy(cfg.Staleness) // validated
 	presets := cfg.Presets
@@ -378,15 +381,22 @@ func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) err
 			d.fail(fmt.Errorf("authz gRPC: %w", err))
 		}
 	}()
-	// Health follows readiness: SERVING once the first list is applied.
+	// Health follows readiness: SERVING once the first list is applied and the node is in the registry (so
+	// the admin API waits for it before it confirms a write).
 	go func() {
-		if d.replica.WaitReady(ctx) == nil {
-			select {
-			case <-d.draining:
-			default:
-				d.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-				d.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-			}
+		if d.replica.WaitReady(ctx) != nil {
+			return
+		}
+		select {
+		case <-d.registered:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-d.draining:
+		default:
+			d.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			d.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 		}
 	}()
 	if d.HTTPCheckAddr, err = d.serveHTTP(cfg.HTTPCheckAddr, a.HTTPHandler(), false); err != nil {
@@ -515,7 +525,13 @@ func (d *Daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 	default:
 	}
 	if d.replica != nil {
-		r.Ready = r.Ready && d.replica.Ready()
+		registered := false
+		select {
+		case <-d.registered:
+			registered = true
+		default:
+		}
+		r.Ready = r.Ready && d.replica.Ready() && registered
 		r.Revision = d.replica.AppliedRevision()
 		r.StalenessMs = d.replica.Staleness().Milliseconds()
 		r.Staleness = d.cfg.Staleness

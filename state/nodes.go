@@ -29,8 +29,10 @@ type NodeReporterConfig struct {
 // NodeReporter keeps this gateway node's record under NodesPrefix, on a lease, with the replica's applied
 // revision. Writes are coalesced: at most one is in flight, and the next one carries the latest revision.
 type NodeReporter struct {
-	cfg NodeReporterConfig
-	log *slog.Logger
+	cfg            NodeReporterConfig
+	log            *slog.Logger
+	registered     chan struct{}
+	registeredOnce sync.Once
 }
 
 // NewNodeReporter validates the node ID and returns a reporter; Run starts it.
@@ -47,8 +49,13 @@ func NewNodeReporter(cfg NodeReporterConfig) (*NodeReporter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &NodeReporter{cfg: cfg, log: cfg.Logger.With("component", "node-reporter")}, nil
+	return &NodeReporter{cfg: cfg, log: cfg.Logger.With("component", "node-reporter"), registered: make(chan struct{})}, nil
 }
+
+// Registered is closed once the node's record is first written. A gateway should not take traffic before:
+// writers only wait for nodes in the registry, so a node serving before it registers could miss the
+// confirmation of a write it has not applied yet.
+func (n *NodeReporter) Registered() <-chan struct{} { return n.registered }
 
 // Run reports until ctx ends, then revokes the lease so the node leaves the registry at once.
 func (n *NodeReporter) Run(ctx context.Context) error {
@@ -124,6 +131,7 @@ func (n *NodeReporter) write(ctx context.Context, lease clientv3.LeaseID, rev in
 	if _, err := n.cfg.Client.Put(ctx, NodeKey(n.cfg.NodeID), string(b), clientv3.WithLease(lease)); err != nil {
 		return fmt.Errorf("write node record: %w", err)
 	}
+	n.registeredOnce.Do(func() { close(n.registered) })
 	return nil
 }
 

@@ -148,6 +148,19 @@ func TestNginxEndToEnd(t *testing.T) {
 	}
 	t.Cleanup(func() { cancel(); _ = d.Wait() })
 	admin := "http://" + d.AdminAddr
+	// Ready means synced and registered: from then on the admin waits for this node before it answers.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if r, err := http.Get(admin + "/readyz"); err == nil {
+			r.Body.Close()
+			if r.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("deactd not ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	edge := startNginx(t, nginx.Options{
 		Upstream: strings.TrimPrefix(upstream.URL, "http://"),
