@@ -110,13 +110,15 @@ func StartLocal(ctx context.Context, dir string) (*Deployment, error) {
 func waitReady(ctx context.Context, urls []string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
 	for _, u := range urls {
 		if err := checkLoopbackURL(u); err != nil {
 			return err
 		}
 		for {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := client.Do(req)
 			if err == nil {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()

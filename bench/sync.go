@@ -158,7 +158,7 @@ func startChild(ctx context.Context, cfg SyncConfig, bin string, endpoints []str
 	}
 	defer logf.Close()
 	cmd := exec.Command(bin, "--role", "gateway", "--etcd-endpoints", strings.Join(endpoints, ","),
-		"--data-dir", filepath.Join(cfg.Dir, "deactd"), "--node-id", "sync-bench",
+		"--data-dir", filepath.Join(cfg.Dir, "deactd-data"), "--node-id", "sync-bench",
 		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-level", "warn")
 	cmd.Stderr = logf
 	stdout, err := cmd.StdoutPipe()
@@ -278,7 +278,9 @@ func readyRevision(ctx context.Context, u string) int64 {
 	if err != nil {
 		return 0
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0
 	}

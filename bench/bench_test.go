@@ -1,0 +1,224 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/deact/deact/daemon"
+	"go.uber.org/goleak"
+)
+
+// fakeDeactdEnv makes the test binary act as deactd (for the sync test's child process).
+const fakeDeactdEnv = "DEACTBENCH_TEST_AS_DEACTD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(fakeDeactdEnv) == "1" {
+		os.Exit(fakeDeactd(os.Args[1:]))
+	}
+	goleak.VerifyTestMain(m,
+		// process-wide goroutines of etcd's embedded server and client libraries, as in package daemon
+		goleak.IgnoreTopFunction("go.etcd.io/etcd/pkg/v3/traceutil.init.func1"),
+		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+		goleak.IgnoreTopFunction("gopkg.in/natefinch/lumberjack%2ev2.(*Logger).millRun"),
+		goleak.IgnoreAnyFunction("github.com/dgraph-io/ristretto/v2.(*defaultPolicy[...]).processItems"),
+		goleak.IgnoreAnyFunction("github.com/dgraph-io/ristretto/v2.(*Cache[...]).processItems"),
+		// Members of the local cluster's etcd probe each other over HTTP on their peer ports; a probe in flight
+		// when a member closes leaves both ends of its keep-alive connection behind (etcd's, not ours: deactbench
+		// closes its own HTTP clients' connections).
+		goleak.IgnoreAnyFunction("github.com/soheilhy/cmux.(*MuxConn).Read"),
+		goleak.IgnoreAnyFunction("net/http.(*connReader).abortPendingRead"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+	)
+}
+
+// fakeDeactd runs a daemon with the flags RunSync gives deactd: the real daemon package, started the way
+// cmd/deactd starts it, in a child process.
+func fakeDeactd(args []string) int {
+	var c daemon.Config
+	var etcd, level string
+	fs := flag.NewFlagSet("deactd", flag.ContinueOnError)
+	fs.StringVar(&c.Role, "role", "", "")
+	fs.StringVar(&etcd, "etcd-endpoints", "", "")
+	fs.StringVar(&c.DataDir, "data-dir", "", "")
+	fs.StringVar(&c.NodeID, "node-id", "", "")
+	fs.StringVar(&c.AuthzAddr, "authz-addr", "", "")
+	fs.StringVar(&c.HTTPCheckAddr, "http-check-addr", "", "")
+	fs.StringVar(&c.AdminAddr, "admin-addr", "", "")
+	fs.StringVar(&level, "log-level", "", "")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	c.EtcdEndpoints = strings.Split(etcd, ",")
+	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := signalContext()
+	defer cancel()
+	if err := daemon.Run(ctx, c); err != nil {
+		fmt.Fprintln(os.Stderr, "deactd:", err)
+		return 1
+	}
+	return 0
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestCheckCatchesWrongAllows: the null server allows everything; a run that claims 30% of the orgs and apps
+// are deactivated must count wrong allows (no wrong denies), name examples and fail.
+func TestCheckCatchesWrongAllows(t *testing.T) {
+	ns, err := StartNullServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	for _, tr := range []struct{ transport, addr string }{{TransportGRPC, ns.GRPCAddr}, {TransportHTTP, ns.HTTPAddr}} {
+		t.Run(tr.transport, func(t *testing.T) {
+			dep := &Deployment{Desc: "null server posing as deact", AuthzAddrs: []string{ns.GRPCAddr}, HTTPAddrs: []string{ns.HTTPAddr}}
+			rep, err := RunCheck(testContext(t), CheckConfig{
+				Deployment: dep, NoRegister: true, Transport: tr.transport, Orgs: 50, Deactivated: 0.3,
+				Workers: 4, Duration: 300 * time.Millisecond, Warmup: -1,
+			})
+			if !errors.Is(err, ErrCorrectness) {
+				t.Fatalf("err = %v, want ErrCorrectness", err)
+			}
+			r := rep.Runs[0]
+			if r.WrongAllows == 0 || r.WrongDenies != 0 || r.Denied != 0 || len(r.Examples) == 0 {
+				t.Fatalf("counts %+v, examples %q: want wrong allows only", r.Counts, r.Examples)
+			}
+			if !strings.Contains(r.Examples[0], "allowed") {
+				t.Fatalf("example %q does not say what was wrong", r.Examples[0])
+			}
+		})
+	}
+}
+
+// TestCheckEndToEnd runs the check benchmark for about a second per run against one in-process deactd, with
+// the null baseline and churn (gRPC), and over the HTTP check endpoint, and writes the report and plots.
+func TestCheckEndToEnd(t *testing.T) {
+	ctx := testContext(t)
+	dep, err := StartDaemon(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dep.Close()
+	var progress bytes.Buffer
+	rep := NewReport([]string{"test"})
+	grpcRep, err := RunCheck(ctx, CheckConfig{
+		Deployment: dep, Baseline: "null", Orgs: 100, Deactivated: 0.2, Workers: 8,
+		Duration: time.Second, Warmup: 200 * time.Millisecond, Churn: 10, Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("grpc: %v (%+v)", err, grpcRep)
+	}
+	rep.Check = append(rep.Check, grpcRep)
+	httpRep, err := RunCheck(ctx, CheckConfig{
+		Deployment: dep, Transport: TransportHTTP, Orgs: 100, Deactivated: 0.2, Workers: 8, Rate: 300,
+		Duration: 500 * time.Millisecond, Warmup: -1,
+	})
+	if err != nil {
+		t.Fatalf("http: %v (%+v)", err, httpRep)
+	}
+	rep.Check = append(rep.Check, httpRep)
+
+	if len(grpcRep.Runs) != 3 || grpcRep.Ratio == nil || grpcRep.Ratio.Throughput <= 0 {
+		t.Fatalf("want null-before, deact, null-after and a ratio; got %d runs, ratio %+v", len(grpcRep.Runs), grpcRep.Ratio)
+	}
+	deact := grpcRep.Runs[1]
+	if deact.Name != "deact" || !deact.Verified || deact.Requests == 0 || deact.Denied == 0 || deact.Allowed == 0 {
+		t.Fatalf("deact run %+v: want allows and denies, verified", deact.Counts)
+	}
+	if len(deact.ByKind) != int(numKinds) {
+		t.Errorf("by kind %v: want every kind of the default mix", deact.ByKind)
+	}
+	if deact.Churn == nil || deact.Churn.Flips == 0 {
+		t.Errorf("churn %+v: want flips", deact.Churn)
+	}
+	if hr := httpRep.Runs[0]; hr.Denied == 0 || hr.Allowed == 0 || hr.Service == nil {
+		t.Errorf("http run %+v: want allows, denies and the service latency of an open loop", hr.Counts)
+	}
+	if !strings.Contains(progress.String(), "check deact") {
+		t.Errorf("no progress line for the deact run in %q", progress.String())
+	}
+
+	out := t.TempDir()
+	if err := rep.WritePlots(out); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteJSON(filepath.Join(out, "report.json")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range append(rep.Plots, "report.json") {
+		if fi, err := os.Stat(filepath.Join(out, name)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	var sum bytes.Buffer
+	rep.WriteSummary(&sum)
+	for _, want := range []string{"deact/baseline: throughput", "share this machine", "every answer matched"} {
+		if !strings.Contains(sum.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, sum.String())
+		}
+	}
+}
+
+// TestPropagationAndAdmin runs a few propagation writes and a short admin run on the local cluster.
+func TestPropagationAndAdmin(t *testing.T) {
+	ctx := testContext(t)
+	dep, err := StartLocal(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dep.Close()
+	p, err := RunPropagation(ctx, PropagationConfig{Deployment: dep, Iterations: 6})
+	if err != nil {
+		t.Fatalf("propagation: %v (%+v)", err, p)
+	}
+	if p.Completed != 6 || len(p.PerNode) != 3 || p.FromWrite.Count != 6 || len(p.SamplesMs) != 6 || p.StaleAfterAck != 0 {
+		t.Fatalf("propagation report %+v", p)
+	}
+	a, err := RunAdmin(ctx, AdminConfig{Deployment: dep, Concurrency: 4, Duration: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("admin: %v (%+v)", err, a)
+	}
+	if a.Writes == 0 || a.ExpectNodes != 3 || a.NotConfirmed != 0 || a.ConfirmWait.Count == 0 {
+		t.Fatalf("admin report %+v", a)
+	}
+}
+
+// TestSync loads a few thousand records and measures a child deactd (this test binary, acting as deactd).
+func TestSync(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(fakeDeactdEnv, "1")
+	var progress bytes.Buffer
+	s, err := RunSync(testContext(t), SyncConfig{Dir: t.TempDir(), Records: 4000, Deactd: self, Progress: &progress})
+	if err != nil {
+		t.Fatalf("sync: %v (%+v)", err, s)
+	}
+	if s.Records != 4000 || s.ReadyS <= 0 || s.RSSMiB <= 0 || s.PeakRSSMiB < s.RSSMiB || s.Applied < s.Revision || s.SpotChecks != 20 || s.WrongChecks != 0 {
+		t.Fatalf("sync report %+v", s)
+	}
+	if !strings.Contains(progress.String(), "records loaded") {
+		t.Errorf("progress %q does not report the load", progress.String())
+	}
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
