@@ -62,18 +62,23 @@ func (n *NodeReporter) Run(ctx context.Context) error {
 	if err := n.cfg.Replica.WaitReady(ctx); err != nil {
 		return nil
 	}
+	untilDone(ctx, n.log, "node registration lost, registering again", 500*time.Millisecond, n.session)
+	return nil
+}
+
+// untilDone runs f again and again, pausing after each failure, until ctx ends.
+func untilDone(ctx context.Context, log *slog.Logger, msg string, pause time.Duration, f func(context.Context) error) {
 	for ctx.Err() == nil {
-		err := n.session(ctx)
+		err := f(ctx)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
-		n.log.Warn("node registration lost, registering again", "err", err)
+		log.Warn(msg, "err", err)
 		select {
 		case <-ctx.Done():
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(pause):
 		}
 	}
-	return nil
 }
 
 // session holds one lease and writes the record until the lease is lost or ctx ends.
@@ -157,17 +162,7 @@ func NewFanout(cli *clientv3.Client, log *slog.Logger) *Fanout {
 
 // Run follows the registry until ctx ends.
 func (f *Fanout) Run(ctx context.Context) error {
-	for ctx.Err() == nil {
-		err := f.follow(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		f.log.Warn("node registry watch broken, relisting", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	untilDone(ctx, f.log, "node registry watch broken, relisting", 200*time.Millisecond, f.follow)
 	return nil
 }
 
