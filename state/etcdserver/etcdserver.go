@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -33,6 +34,9 @@ type Config struct {
 	LogLevel string
 	// StartTimeout bounds the wait for the member to become ready (30 s when zero).
 	StartTimeout time.Duration
+	// TLS for clients (ClientURL must then be https): the member's certificate and key, and, with
+	// ClientCA, client certificates signed by that CA are required (mTLS).
+	CertFile, KeyFile, ClientCA string
 }
 
 // Server is one running member. Close stops it and releases its data directory; its data stays on disk.
@@ -97,6 +101,9 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
+	if cfg.CertFile != "" {
+		ec.ClientTLSInfo = transport.TLSInfo{CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, TrustedCAFile: cfg.ClientCA, ClientCertAuth: cfg.ClientCA != ""}
+	}
 	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
 	// Replicas confirm they are current through progress notifications; keep the server's own period short.
 	ec.WatchProgressNotifyInterval = 5 * time.Second
