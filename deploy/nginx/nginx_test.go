@@ -2,6 +2,7 @@ package nginx_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"context"
 	"fmt"
 	"io"
@@ -195,6 +196,18 @@ func TestNginxEndToEnd(t *testing.T) {
 		t.Errorf("deny without a reason header: %v", r.header)
 	}
 
+	// An access token issued to org 500 before its deactivation is refused at the resource API (op api), as a
+	// revoked token: 401 with an RFC 6750 challenge. deact reads the JWT's payload; the upstream verifies it.
+	jwt := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256","typ":"JWT"}`)) + "." +
+		base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"u1","urn:zitadel:iam:user:resourceowner:id":"500","exp":4102444800}`)) + ".c2ln"
+	r = do(t, "GET", edge+"/v2/users/me", map[string]string{"Authorization": "Bearer " + jwt}, "")
+	if r.status != 401 || !strings.Contains(r.header.Get("WWW-Authenticate"), `error="invalid_token"`) || strings.Contains(r.body, "upstream ok") {
+		t.Fatalf("API call with a token of a deactivated org: %d %q %s", r.status, r.header.Get("WWW-Authenticate"), r.body)
+	}
+	if strings.Contains(r.body, jwt) {
+		t.Fatal("the deny echoes the token")
+	}
+
 	// Commvault: disable backup only, for the tenant served as tenant7.backup.test.
 	cv := map[string]string{"Authtoken": "QSDK " + token, "Content-Type": "application/xml", "Accept": "application/xml"}
 	body := `<Api_DeactivateOrganizationRequest> <deactivateOptions disableLogin="0" disableBackup="1" disableRestore="0"/>
@@ -222,6 +235,9 @@ func TestNginxEndToEnd(t *testing.T) {
 	}
 	if r := tokenReq(); r.status != 200 {
 		t.Fatalf("token request after reactivation: %d %s", r.status, r.body)
+	}
+	if r := do(t, "GET", edge+"/v2/users/me", map[string]string{"Authorization": "Bearer " + jwt}, ""); r.status != 200 {
+		t.Fatalf("API call after reactivation: %d %s", r.status, r.body)
 	}
 	if r := do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", tenant, "{}"); r.status != 200 {
 		t.Fatalf("backup after activation: %d %s", r.status, r.body)
