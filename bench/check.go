@@ -9,8 +9,13 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -33,7 +38,7 @@ type CheckConfig struct {
 
 	Orgs        int     // orgs registered before the run [1000]
 	Apps        int     // apps (one project each, one client ID each), app j in org j mod Orgs [Orgs]
-	Deactivated float64 // share of orgs, and of apps of active orgs, deactivated [0.1]
+	Deactivated float64 // share of orgs, and of apps of active orgs, deactivated (0: none; the command's default is 0.1)
 	Mix         Mix     // request mix [DefaultMix]
 	Pool        int     // distinct prepared requests [min(16384, 4·(Orgs+Apps))]
 	// NoRegister skips registering the state: the deployment already holds it (same RunID and Seed). The
@@ -97,10 +102,17 @@ type RunResult struct {
 	Target   string `json:"target"`
 	Verified bool   `json:"verified"` // answers compared with the model
 	Counts
-	Warmup     Counts                `json:"warmup"`
-	ElapsedS   float64               `json:"elapsedS"`
-	Throughput float64               `json:"throughput"` // answers per second
-	Latency    Percentiles           `json:"latency"`    // open loop: from the intended send time; closed loop: service time
+	Warmup     Counts  `json:"warmup"`
+	ElapsedS   float64 `json:"elapsedS"`
+	Throughput float64 `json:"throughput"` // answers per second
+	// CPUPerReqUs is this process's CPU time (user + system, every thread) per answer: with in-process servers
+	// it covers the load generator and the server, so differences between runs are the servers' differences.
+	CPUPerReqUs float64 `json:"cpuPerReqUs"`
+	// Cores is the CPU this process used during the run, in cores; OtherCores what the rest of the machine
+	// used (from /proc/stat; -1 where unknown). Other load on a shared machine shows up here.
+	Cores      float64               `json:"cores"`
+	OtherCores float64               `json:"otherCores"`
+	Latency    Percentiles           `json:"latency"` // open loop: from the intended send time; closed loop: service time
 	Service    *Percentiles          `json:"serviceLatency,omitempty"`
 	ByKind     map[string]KindCounts `json:"byKind"`
 	Timeline   []Window              `json:"timeline"`
@@ -129,6 +141,8 @@ type Ratio struct {
 	P99        float64 `json:"p99"`
 	// Drift is baseline-after / baseline-before throughput: far from 1 means the machine's load changed.
 	Drift float64 `json:"drift"`
+	// CPUPerReq is deact's CPU per answer / the baseline's (process-wide, so it includes the load generator).
+	CPUPerReq float64 `json:"cpuPerReq"`
 }
 
 // GoalThroughputRatio is the throughput deact should keep relative to the null server.
@@ -352,6 +366,7 @@ func ratio(before, deact, after RunResult) *Ratio {
 		P50:        div(deact.Latency.P50Ms, mean(before.Latency.P50Ms, after.Latency.P50Ms)),
 		P99:        div(deact.Latency.P99Ms, mean(before.Latency.P99Ms, after.Latency.P99Ms)),
 		Drift:      div(after.Throughput, before.Throughput),
+		CPUPerReq:  div(deact.CPUPerReqUs, mean(before.CPUPerReqUs, after.CPUPerReqUs)),
 	}
 }
 
@@ -386,6 +401,41 @@ func waitConsistent(ctx context.Context, s sender, m *model, pool []*template) e
 		}
 	}
 	return nil
+}
+
+// processCPU is the CPU time this process has used (user and system), or 0 if the OS does not say.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineBusy is the CPU time every process on the machine has used (/proc/stat, all but idle and iowait), or
+// -1 if it cannot be read. Its resolution is the kernel's clock tick (USER_HZ, 100 per second on Linux).
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return -1
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return -1
+		}
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest times are already in user
+			continue
+		}
+		busy += n
+	}
+	return time.Duration(busy) * 10 * time.Millisecond
 }
 
 func verdict(deny bool) string {
@@ -523,7 +573,10 @@ func runLoad(ctx context.Context, lr loadRun) (RunResult, error) {
 		bg.Add(1)
 		go func() { defer bg.Done(); lr.runChurn(rctx, churn, stop) }()
 	}
+	runtime.GC() // every run starts without the garbage of the one before
+	cpu0, busy0 := processCPU(), machineBusy()
 	out := sched.run(rctx, lr.exec(&st, cfg.Workers), live)
+	cpu, busy := processCPU()-cpu0, machineBusy()-busy0
 	close(stop)
 	bg.Wait()
 	if ctx.Err() != nil {
@@ -533,6 +586,16 @@ func runLoad(ctx context.Context, lr loadRun) (RunResult, error) {
 	res.ElapsedS = out.Elapsed.Seconds()
 	if out.Elapsed > 0 {
 		res.Throughput = float64(out.Completed) / out.Elapsed.Seconds()
+	}
+	if out.Completed > 0 {
+		res.CPUPerReqUs = float64(cpu.Microseconds()) / float64(out.Completed)
+	}
+	res.OtherCores = -1
+	if out.Elapsed > 0 {
+		res.Cores = cpu.Seconds() / out.Elapsed.Seconds()
+		if busy0 >= 0 {
+			res.OtherCores = max(busy-cpu, 0).Seconds() / out.Elapsed.Seconds()
+		}
 	}
 	res.Latency = percentilesOf(out.Corrected)
 	if cfg.Rate > 0 {

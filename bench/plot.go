@@ -165,5 +165,6 @@ func propagationPlot(r *PropagationReport) (*plot.Plot, error) {
 	goal.Dashes = plotutil.Dashes(2)
 	p.Add(goal)
 	p.Legend.Add(fmt.Sprintf("goal p99 %.0f ms", r.GoalP99Ms), goal)
+	p.X.Min, p.X.Max = 0, max(p.X.Max, 1.1*r.GoalP99Ms)
 	return p, nil
 }

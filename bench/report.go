@@ -100,6 +100,8 @@ func (r *Report) WriteSummary(w io.Writer) {
 
 func ms(v float64) string {
 	switch {
+	case v <= 0.001:
+		return "0" // histograms hold 1 µs at least; propagation records a flip before the ack as 0
 	case v >= 100:
 		return fmt.Sprintf("%.0fms", v)
 	case v >= 10:
@@ -115,7 +117,7 @@ func (c *CheckReport) writeSummary(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\ncheck (%s): %s over %d connections, %.0fs per run; %s\n", c.Transport, load, c.Conns, c.DurationS, c.Deployment)
 	fmt.Fprintf(w, "  state: %d orgs (%d deactivated), %d apps (%d deactivated); mix %s\n", c.Orgs, c.DeactivatedOrgs, c.Apps, c.DeactivatedApps, c.Mix)
-	fmt.Fprintf(w, "  %-16s %9s %9s %9s %9s %9s %9s %7s %7s %7s\n", "run", "answers/s", "p50", "p90", "p99", "p99.9", "max", "denied", "wrong", "errors")
+	fmt.Fprintf(w, "  %-16s %9s %9s %9s %9s %9s %9s %7s %7s %7s %8s %10s\n", "run", "answers/s", "p50", "p90", "p99", "p99.9", "max", "denied", "wrong", "errors", "cpu/req", "cores")
 	for _, r := range c.Runs {
 		denied := "-"
 		if r.Requests > 0 {
@@ -126,8 +128,12 @@ func (c *CheckReport) writeSummary(w io.Writer) {
 			wrong = fmt.Sprint(r.WrongAllows + r.WrongDenies + r.Warmup.WrongAllows + r.Warmup.WrongDenies)
 		}
 		l := r.Latency
-		fmt.Fprintf(w, "  %-16s %9.0f %9s %9s %9s %9s %9s %7s %7s %7d\n", r.Name, r.Throughput, ms(l.P50Ms), ms(l.P90Ms), ms(l.P99Ms), ms(l.P999Ms), ms(l.MaxMs),
-			denied, wrong, r.Errors+r.Warmup.Errors)
+		cores := fmt.Sprintf("%.2f", r.Cores)
+		if r.OtherCores >= 0 {
+			cores += fmt.Sprintf("+%.2f", r.OtherCores)
+		}
+		fmt.Fprintf(w, "  %-16s %9.0f %9s %9s %9s %9s %9s %7s %7s %7d %6.1fµs %10s\n", r.Name, r.Throughput, ms(l.P50Ms), ms(l.P90Ms), ms(l.P99Ms), ms(l.P999Ms), ms(l.MaxMs),
+			denied, wrong, r.Errors+r.Warmup.Errors, r.CPUPerReqUs, cores)
 		if r.Service != nil {
 			s := r.Service
 			fmt.Fprintf(w, "  %-16s %9s %9s %9s %9s %9s %9s   (service time, not corrected)\n", "", "", ms(s.P50Ms), ms(s.P90Ms), ms(s.P99Ms), ms(s.P999Ms), ms(s.MaxMs))
@@ -148,8 +154,17 @@ func (c *CheckReport) writeSummary(w io.Writer) {
 		if c.Loop == "open" {
 			goal = "open loop: throughput is the offered rate; latency ratios are the point"
 		}
-		fmt.Fprintf(w, "  deact/baseline: throughput %.2f× (goal ≥ %.1f×: %s), p50 %.2f×, p99 %.2f×; baseline drift after/before %.2f\n",
-			rt.Throughput, GoalThroughputRatio, goal, rt.P50, rt.P99, rt.Drift)
+		fmt.Fprintf(w, "  deact/baseline: throughput %.3f× (goal ≥ %.1f×: %s), p50 %.2f×, p99 %.2f×, CPU per answer %.2f×\n",
+			rt.Throughput, GoalThroughputRatio, goal, rt.P50, rt.P99, rt.CPUPerReq)
+		other := 0.0
+		for _, r := range c.Runs {
+			other = max(other, r.OtherCores)
+		}
+		fmt.Fprintf(w, "  baseline after/before throughput %.2f; other processes used up to %.2f cores during a run\n", rt.Drift, other)
+		if rt.Drift < 0.9 || rt.Drift > 1.1 || other > 0.2 {
+			fmt.Fprintln(w, "  WARNING: the machine's other load changed during the runs: the ratios are unreliable; rerun when it is quiet")
+		}
+		fmt.Fprintln(w, "  cpu/req and cores: this process (load generator + in-process server), + other processes on the machine")
 	}
 }
 
