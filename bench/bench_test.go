@@ -207,11 +207,11 @@ func TestSync(t *testing.T) {
 	}
 	t.Setenv(fakeDeactdEnv, "1")
 	var progress bytes.Buffer
-	s, err := RunSync(testContext(t), SyncConfig{Dir: t.TempDir(), Records: 4000, Deactd: self, Progress: &progress})
+	s, err := RunSync(testContext(t), SyncConfig{Dir: t.TempDir(), Records: 4000, Deactd: self, Settle: 100 * time.Millisecond, Progress: &progress})
 	if err != nil {
 		t.Fatalf("sync: %v (%+v)", err, s)
 	}
-	if s.Records != 4000 || s.ReadyS <= 0 || s.RSSMiB <= 0 || s.PeakRSSMiB < s.RSSMiB || s.Applied < s.Revision || s.SpotChecks != 20 || s.WrongChecks != 0 {
+	if s.Records != 4000 || s.ReadyS <= 0 || s.RSSMiB <= 0 || s.PeakRSSMiB < s.RSSMiB || s.Applied < s.Revision || s.SpotChecks != 20 || s.WrongChecks != 0 || s.SettledMiB <= 0 {
 		t.Fatalf("sync report %+v", s)
 	}
 	if !strings.Contains(progress.String(), "records loaded") {

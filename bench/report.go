@@ -201,6 +201,10 @@ func (s *SyncReport) writeSummary(w io.Writer) {
 		s.Records, s.Orgs, s.Apps, s.LoadS, s.LoadPerS)
 	fmt.Fprintf(w, "  fresh deactd --role gateway (child process %s): listening after %.2fs, ready after %.2fs; RSS %.0f MiB (peak %.0f MiB)\n",
 		filepath.Base(s.Deactd), s.ListeningS, s.ReadyS, s.RSSMiB, s.PeakRSSMiB)
+	if s.SettleS > 0 {
+		fmt.Fprintf(w, "  RSS %.0fs after ready: %.0f MiB", s.SettleS, s.SettledMiB)
+	}
+	fmt.Fprintf(w, "; Go heap in use %.0f MiB (/metrics)\n", s.HeapInuseMiB)
 	fmt.Fprintf(w, "  applied revision %d of %d; spot checks %d, wrong %d\n", s.Applied, s.Revision, s.SpotChecks, s.WrongChecks)
 	for _, e := range s.Examples {
 		fmt.Fprintf(w, "  ! %s\n", e)

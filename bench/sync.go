@@ -28,29 +28,37 @@ type SyncConfig struct {
 	Dir     string // etcd data, the built deactd and its log; required
 	Records int    // etcd keys to load: Records/4 orgs with a domain each, Records/4 apps with a client ID each [100000]
 	// Deactd is the deactd binary to start; empty builds ./cmd/deactd (go build, from the current module).
-	Deactd   string
+	Deactd string
+	// Settle is how long after ready the child's memory is sampled again, once the garbage of the initial
+	// list has been collected and returned [3s]; negative for no second sample.
+	Settle   time.Duration
 	RunID    string // prefix of the IDs [random]
 	Progress io.Writer
 }
 
 // SyncReport is a fresh gateway's time to ready over a loaded etcd, and its memory.
 type SyncReport struct {
-	Records     int      `json:"records"` // etcd keys under the state prefix
-	Orgs        int      `json:"orgs"`
-	Apps        int      `json:"apps"`
-	LoadS       float64  `json:"loadS"`
-	LoadPerS    float64  `json:"loadPerS"`
-	Deactd      string   `json:"deactd"`
-	BuildS      float64  `json:"buildS,omitempty"`
-	ListeningS  float64  `json:"listeningS"` // process start → listeners open (banner)
-	ReadyS      float64  `json:"readyS"`     // process start → /readyz 200 (first list applied)
-	RSSMiB      float64  `json:"rssMiB"`     // VmRSS when ready
-	PeakRSSMiB  float64  `json:"peakRssMiB"` // VmHWM when ready
-	Revision    int64    `json:"revision"`   // etcd revision after the load
-	Applied     int64    `json:"appliedRevision"`
-	SpotChecks  int      `json:"spotChecks"`
-	WrongChecks int      `json:"wrongChecks"`
-	Examples    []string `json:"examples,omitempty"`
+	Records    int     `json:"records"` // etcd keys under the state prefix
+	Orgs       int     `json:"orgs"`
+	Apps       int     `json:"apps"`
+	LoadS      float64 `json:"loadS"`
+	LoadPerS   float64 `json:"loadPerS"`
+	Deactd     string  `json:"deactd"`
+	BuildS     float64 `json:"buildS,omitempty"`
+	ListeningS float64 `json:"listeningS"`              // process start → listeners open (banner)
+	ReadyS     float64 `json:"readyS"`                  // process start → /readyz 200 (first list applied)
+	RSSMiB     float64 `json:"rssMiB"`                  // VmRSS when ready
+	PeakRSSMiB float64 `json:"peakRssMiB"`              // VmHWM when ready
+	SettledMiB float64 `json:"settledRssMiB,omitempty"` // VmRSS Settle after ready
+	SettleS    float64 `json:"settleS,omitempty"`
+	// HeapInuseMiB is the child's Go heap in use (its /metrics), read after the RSS samples: the live
+	// snapshot plus garbage not yet collected. RSS is higher by the runtime's headroom and freed pages it keeps.
+	HeapInuseMiB float64  `json:"heapInuseMiB"`
+	Revision     int64    `json:"revision"` // etcd revision after the load
+	Applied      int64    `json:"appliedRevision"`
+	SpotChecks   int      `json:"spotChecks"`
+	WrongChecks  int      `json:"wrongChecks"`
+	Examples     []string `json:"examples,omitempty"`
 }
 
 // RunSync loads the records into a new embedded etcd (fsync off: only the load gets faster), starts deactd as a
@@ -65,6 +73,9 @@ func RunSync(ctx context.Context, cfg SyncConfig) (*SyncReport, error) {
 	}
 	if cfg.RunID == "" {
 		cfg.RunID = newRunID()
+	}
+	if cfg.Settle == 0 {
+		cfg.Settle = 3 * time.Second
 	}
 	rep := &SyncReport{}
 	bin := cfg.Deactd
@@ -211,6 +222,19 @@ func startChild(ctx context.Context, cfg SyncConfig, bin string, endpoints []str
 	}
 	rep.RSSMiB, rep.PeakRSSMiB = float64(rss)/(1<<20), float64(hwm)/(1<<20)
 	rep.Applied = readyRevision(ctx, a[1]+"/readyz")
+	if cfg.Settle > 0 {
+		select {
+		case <-time.After(cfg.Settle):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		rss, _, err := procMemory(cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
+		rep.SettledMiB, rep.SettleS = float64(rss)/(1<<20), cfg.Settle.Seconds()
+	}
+	rep.HeapInuseMiB = metricValue(ctx, a[1]+"/metrics", "go_memstats_heap_inuse_bytes") / (1 << 20)
 
 	// Spot checks: the first 20 orgs by login (every tenth is deactivated).
 	s, err := newGRPCSender([]string{a[0]}, 1)
@@ -270,6 +294,29 @@ func procMemory(pid int) (rss, hwm int64, _ error) {
 		}
 	}
 	return rss, hwm, nil
+}
+
+// metricValue reads one unlabelled gauge from a Prometheus text endpoint; 0 when it cannot.
+func metricValue(ctx context.Context, u, name string) float64 {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0
+	}
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
 }
 
 // readyRevision reads appliedRevision from a /readyz answer; 0 when it cannot.
