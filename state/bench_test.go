@@ -78,15 +78,24 @@ func BenchmarkPropagation(b *testing.B) {
 				}
 				committed := time.Now()
 				for _, r := range replicas {
-					for r.AppliedRevision() < res.Revision {
-						runtime.Gosched()
-					}
+					waitApplied(r, res.Revision)
 				}
 				lat = append(lat, time.Since(committed))
 				i++
 			}
 			reportPercentiles(b, lat)
 		})
+	}
+}
+
+// waitApplied blocks (without spinning, which would steal the CPU the replicas need) until r has applied rev.
+func waitApplied(r *state.Replica, rev int64) {
+	for {
+		changed := r.Changed()
+		if r.AppliedRevision() >= rev {
+			return
+		}
+		<-changed
 	}
 }
 
