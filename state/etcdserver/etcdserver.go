@@ -105,6 +105,10 @@ func Start(cfg Config) (*Server, error) {
 		ec.ClientTLSInfo = transport.TLSInfo{CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, TrustedCAFile: cfg.ClientCA, ClientCertAuth: cfg.ClientCA != ""}
 	}
 	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
+	// Keep an hour of history: enough for a replica that was briefly away to resume its watch, and bounded
+	// (every node report and audit record is a revision). A replica further behind relists.
+	ec.AutoCompactionMode = embed.CompactorModePeriodic
+	ec.AutoCompactionRetention = "1h"
 	// Replicas confirm they are current through progress notifications; keep the server's own period short.
 	ec.WatchProgressNotifyInterval = 5 * time.Second
 	// Bulk imports of a million records need room; etcd's 2 GiB default quota is the same.
