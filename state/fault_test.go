@@ -158,3 +158,45 @@ func TestReplicaClusterMemberDown(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaWatchCanceledOnLeaderLoss: when the member a replica watches loses its leader, etcd cancels the
+// watch (WithRequireLeader); the replica keeps its last snapshot, its staleness grows, and once a leader is back
+// it relists and applies what was written meanwhile.
+func TestReplicaWatchCanceledOnLeaderLoss(t *testing.T) {
+	c := etcdtest.StartCluster(t, 3)
+	eps := c.Endpoints()
+	r := startReplica(t, etcdtest.Client(t, eps[:1]), state.ReplicaConfig{})
+	store := state.NewStore(etcdtest.Client(t, eps))
+	ctx := context.Background()
+	if _, err := store.DeactivateOrg(ctx, "before", state.OpsAll, false, who); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "first write", func() bool { return r.Snapshot().Org("before") != nil })
+	relists := r.Stats().Relists
+
+	c.Stop(1)
+	c.Stop(2) // member 0 alone has no quorum and, after an election timeout, no leader
+	eventually(t, "staleness to grow without a leader", func() bool { return r.Staleness() > 1500*time.Millisecond })
+	if r.Snapshot().Org("before") == nil {
+		t.Fatal("last-known state lost without a leader")
+	}
+	if err := c.Restart(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(2); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	res, err := store.DeactivateOrg(wctx, "after", state.OpsAll, false, who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "write after the leader is back", func() bool { return r.AppliedRevision() >= res.Revision })
+	if r.Snapshot().Org("after") == nil || r.Snapshot().Org("before") == nil {
+		t.Fatal("replica did not converge after the leader came back")
+	}
+	if r.Stats().Relists <= relists {
+		t.Fatalf("the canceled watch did not lead to a relist: %+v", r.Stats())
+	}
+}
