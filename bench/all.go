@@ -36,8 +36,8 @@ func openRate(closed *CheckReport) float64 {
 	return openShare * lowest
 }
 
-// RunAll runs, in order: check (closed loop against one in-process deactd, with the null baseline before and
-// after), check again in an open loop at 30% of the lowest closed-loop throughput, propagation and admin writes
+// RunAll runs, in order: check (closed loop against one in-process deactd, alternating with the null baseline
+// for 3 rounds), check again in an open loop at 30% of the lowest closed-loop throughput, propagation and admin writes
 // on the local cluster, and sync. Each benchmark's failure is recorded in the report and the next one still
 // runs. It writes report.json and the plots into Out (also when something failed) and returns every failure.
 func RunAll(ctx context.Context, cfg AllConfig, rep *Report) error {
@@ -62,7 +62,7 @@ func RunAll(ctx context.Context, cfg AllConfig, rep *Report) error {
 	}
 	run, warm, iters, adminDur := 10*time.Second, time.Second, 500, 20*time.Second
 	if cfg.Quick {
-		run, warm, iters, adminDur = 5*time.Second, time.Second, 200, 5*time.Second
+		run, warm, iters, adminDur = 3*time.Second, 500*time.Millisecond, 200, 5*time.Second
 	}
 	var errs []error
 	fail := func(mode string, err error) {
@@ -77,8 +77,8 @@ func RunAll(ctx context.Context, cfg AllConfig, rep *Report) error {
 		}
 	}
 
-	note("== check, closed loop, null baseline before and after")
-	closed, err := RunCheck(ctx, CheckConfig{Dir: sub("check-closed"), Transport: cfg.Transport, Baseline: "null",
+	note("== check, closed loop, null baseline and deact alternately, 3 rounds")
+	closed, err := RunCheck(ctx, CheckConfig{Dir: sub("check-closed"), Transport: cfg.Transport, Baseline: "null", Rounds: 3,
 		Deactivated: 0.1, Duration: run, Warmup: warm, Progress: cfg.Progress})
 	if closed != nil {
 		rep.Check = append(rep.Check, closed)

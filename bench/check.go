@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,9 @@ type CheckConfig struct {
 	// Baseline is "" (none), "null" (a NullServer started in this process) or the address of another check
 	// server; it is measured with the same load right before and right after deact.
 	Baseline string
+	// Rounds of baseline and deact runs: base, deact, base for 1; base, deact, base, deact, base for 2 [1].
+	// The machine's load drifts; more, shorter rounds make the median ratio steadier.
+	Rounds int
 
 	Orgs        int     // orgs registered before the run [1000]
 	Apps        int     // apps (one project each, one client ID each), app j in org j mod Orgs [Orgs]
@@ -47,12 +51,15 @@ type CheckConfig struct {
 	RunID      string // prefix of every ID [random]
 	Seed       uint64 // which subjects are deactivated and which requests are drawn [1]
 
-	Workers     int           // closed loop: concurrent requests; open loop: most requests in flight [64]
-	Conns       int           // gRPC connections, or HTTP keep-alive connections [grpc 4, http Workers]
-	Rate        float64       // requests per second; 0 runs a closed loop
-	Duration    time.Duration // of each measured run [10s]
-	Warmup      time.Duration // closed-loop warm-up before each run, checked but not measured [1s]
-	MaxRequests int64         // bound on each measured run's requests; 0 for none
+	Workers  int           // closed loop: concurrent requests; open loop: most requests in flight [64]
+	Conns    int           // gRPC connections, or HTTP keep-alive connections [grpc 4, http Workers]
+	Rate     float64       // requests per second; 0 runs a closed loop
+	Duration time.Duration // of each measured run [10s]
+	Warmup   time.Duration // closed-loop warm-up before each run, checked but not measured [1s]
+	// Settle replaces Warmup before the first run against each server: fresh connections and a fresh heap take
+	// a few seconds to reach their steady state (without it the first run is ~15% slower) [3s, at least Warmup].
+	Settle      time.Duration
+	MaxRequests int64 // bound on each measured run's requests; 0 for none
 
 	// Churn flips this many orgs per second through the admin API during the deact run (deactivate, or
 	// reactivate, waiting for the confirmation each time). Answers about an org are not judged from the start
@@ -134,12 +141,14 @@ type ChurnResult struct {
 	ConfirmWait Percentiles `json:"confirmWait"`
 }
 
-// Ratio compares deact with the baseline (the mean of the runs before and after it).
+// Ratio compares deact with the baseline: each deact run with the mean of the baseline runs right before and
+// after it; with several rounds, the median over the rounds.
 type Ratio struct {
-	Throughput float64 `json:"throughput"` // deact / baseline; the goal is ≥ 0.9
-	P50        float64 `json:"p50"`
-	P99        float64 `json:"p99"`
-	// Drift is baseline-after / baseline-before throughput: far from 1 means the machine's load changed.
+	Throughput float64   `json:"throughput"` // deact / baseline; the goal is ≥ 0.9
+	PerRound   []float64 `json:"perRound"`   // throughput ratio of each round
+	P50        float64   `json:"p50"`
+	P99        float64   `json:"p99"`
+	// Drift is the last baseline run's throughput / the first one's: far from 1 means the machine changed.
 	Drift float64 `json:"drift"`
 	// CPUPerReq is deact's CPU per answer / the baseline's (process-wide, so it includes the load generator).
 	CPUPerReq float64 `json:"cpuPerReq"`
@@ -191,11 +200,18 @@ func (c *CheckConfig) setDefaults() error {
 	if c.Duration <= 0 {
 		c.Duration = 10 * time.Second
 	}
+	if c.Rounds <= 0 {
+		c.Rounds = 1
+	}
 	if c.Warmup < 0 {
 		c.Warmup = 0
 	} else if c.Warmup == 0 {
 		c.Warmup = time.Second
 	}
+	if c.Settle == 0 {
+		c.Settle = 3 * time.Second
+	}
+	c.Settle = max(c.Settle, c.Warmup)
 	if c.Rate < 0 || c.Churn < 0 {
 		return errors.New("rate and churn must be ≥ 0")
 	}
@@ -307,29 +323,49 @@ func RunCheck(ctx context.Context, cfg CheckConfig) (*CheckReport, error) {
 		defer base.close()
 	}
 
+	warmed := map[sender]bool{}
 	run := func(name string, s sender, verify bool, churn float64) error {
 		var mm *model
 		if verify {
 			mm = m
 		}
-		r, err := runLoad(ctx, loadRun{name: name, cfg: &cfg, sender: s, pool: pool, model: mm, churn: churn, admin: ac})
+		warm := cfg.Warmup
+		if !warmed[s] {
+			warm, warmed[s] = cfg.Settle, true
+		}
+		r, err := runLoad(ctx, loadRun{name: name, cfg: &cfg, sender: s, pool: pool, model: mm, churn: churn, admin: ac, warmup: warm})
 		rep.Runs = append(rep.Runs, r)
 		return err
 	}
-	if base != nil {
-		if err := run(baseName+"-before", base, false, 0); err != nil {
+	if base == nil {
+		if err := run("deact", deact, true, cfg.Churn); err != nil {
+			return rep, err
+		}
+		return rep, rep.err()
+	}
+	// Baseline and deact alternate, the baseline first and last: base, deact, base, ..., deact, base.
+	name := func(what string, i int) string {
+		if cfg.Rounds == 1 {
+			return what + map[bool]string{true: "-before", false: "-after"}[i == 0]
+		}
+		return fmt.Sprintf("%s-%d", what, i+1)
+	}
+	for i := range cfg.Rounds {
+		if err := run(name(baseName, i), base, false, 0); err != nil {
+			return rep, err
+		}
+		dn := "deact"
+		if cfg.Rounds > 1 {
+			dn = fmt.Sprintf("deact-%d", i+1)
+		}
+		if err := run(dn, deact, true, cfg.Churn); err != nil {
 			return rep, err
 		}
 	}
-	if err := run("deact", deact, true, cfg.Churn); err != nil {
+	if err := run(name(baseName, cfg.Rounds), base, false, 0); err != nil {
 		return rep, err
 	}
-	if base != nil {
-		if err := run(baseName+"-after", base, false, 0); err != nil {
-			return rep, err
-		}
-		rep.Ratio = ratio(rep.Runs[0], rep.Runs[1], rep.Runs[2])
-	}
+	rep.Ratio = ratio(rep.Runs)
 	return rep, rep.err()
 }
 
@@ -353,21 +389,43 @@ func (r *CheckReport) err() error {
 	return errors.Join(errs...)
 }
 
-func ratio(before, deact, after RunResult) *Ratio {
+// ratio compares each deact run with the mean of the baseline runs around it (runs alternate base, deact, ...,
+// base) and reports the median over the rounds.
+func ratio(runs []RunResult) *Ratio {
 	div := func(a, b float64) float64 {
 		if b == 0 {
 			return 0
 		}
 		return a / b
 	}
-	mean := func(a, b float64) float64 { return (a + b) / 2 }
-	return &Ratio{
-		Throughput: div(deact.Throughput, mean(before.Throughput, after.Throughput)),
-		P50:        div(deact.Latency.P50Ms, mean(before.Latency.P50Ms, after.Latency.P50Ms)),
-		P99:        div(deact.Latency.P99Ms, mean(before.Latency.P99Ms, after.Latency.P99Ms)),
-		Drift:      div(after.Throughput, before.Throughput),
-		CPUPerReq:  div(deact.CPUPerReqUs, mean(before.CPUPerReqUs, after.CPUPerReqUs)),
+	var r Ratio
+	var tput, p50, p99, cpu []float64
+	for i := 1; i+1 < len(runs); i += 2 {
+		before, deact, after := runs[i-1], runs[i], runs[i+1]
+		mean := func(f func(RunResult) float64) float64 { return (f(before) + f(after)) / 2 }
+		tput = append(tput, div(deact.Throughput, mean(func(r RunResult) float64 { return r.Throughput })))
+		p50 = append(p50, div(deact.Latency.P50Ms, mean(func(r RunResult) float64 { return r.Latency.P50Ms })))
+		p99 = append(p99, div(deact.Latency.P99Ms, mean(func(r RunResult) float64 { return r.Latency.P99Ms })))
+		cpu = append(cpu, div(deact.CPUPerReqUs, mean(func(r RunResult) float64 { return r.CPUPerReqUs })))
 	}
+	r.PerRound = tput
+	r.Throughput, r.P50, r.P99, r.CPUPerReq = median(tput), median(p50), median(p99), median(cpu)
+	if len(runs) > 0 {
+		r.Drift = div(runs[len(runs)-1].Throughput, runs[0].Throughput)
+	}
+	return &r
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // waitConsistent waits until every address of s answers like the model (one deactivated and one active request
@@ -454,6 +512,7 @@ type loadRun struct {
 	model  *model // nil: answers are not checked (baselines)
 	churn  float64
 	admin  *adminClient
+	warmup time.Duration
 }
 
 // runStats counts answers; shared by a run's workers.
@@ -549,10 +608,10 @@ func (lr *loadRun) appName(t *template) string {
 func runLoad(ctx context.Context, lr loadRun) (RunResult, error) {
 	cfg := lr.cfg
 	res := RunResult{Name: lr.name, Target: lr.sender.target(0), Verified: lr.model != nil}
-	if cfg.Warmup > 0 {
+	if lr.warmup > 0 {
 		var st runStats
-		wctx, cancel := context.WithTimeout(ctx, cfg.Warmup+30*time.Second)
-		schedule{Workers: cfg.Workers, Duration: cfg.Warmup}.run(wctx, lr.exec(&st, cfg.Workers), nil)
+		wctx, cancel := context.WithTimeout(ctx, lr.warmup+30*time.Second)
+		schedule{Workers: cfg.Workers, Duration: lr.warmup}.run(wctx, lr.exec(&st, cfg.Workers), nil)
 		cancel()
 		res.Warmup = st.counts()
 	}

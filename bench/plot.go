@@ -71,7 +71,8 @@ func checkPlot(c *CheckReport) (*plot.Plot, error) {
 	return timelinePlot(title, tls)
 }
 
-// timelinePlot draws p50 (solid), p99 (dashed) and p99.9 (dotted) per window of each timeline, on a log scale.
+// timelinePlot draws p50 (solid), p99 (dashed) and, for up to 3 timelines, p99.9 (dotted) per window of each
+// timeline, on a log scale.
 func timelinePlot(title string, tls []namedTimeline) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = title
@@ -83,11 +84,16 @@ func timelinePlot(title string, tls []namedTimeline) (*plot.Plot, error) {
 	p.Legend.TextStyle.Font.Size = vg.Points(8)
 	p.Add(plotter.NewGrid())
 	maxY := 0.0
+	type quantile struct {
+		name string
+		v    func(Window) float64
+	}
+	qs := []quantile{{"p50", func(w Window) float64 { return w.P50Ms }}, {"p99", func(w Window) float64 { return w.P99Ms }}}
+	if len(tls) <= 3 {
+		qs = append(qs, quantile{"p99.9", func(w Window) float64 { return w.P999Ms }})
+	}
 	for i, t := range tls {
-		for j, q := range []struct {
-			name string
-			v    func(Window) float64
-		}{{"p50", func(w Window) float64 { return w.P50Ms }}, {"p99", func(w Window) float64 { return w.P99Ms }}, {"p99.9", func(w Window) float64 { return w.P999Ms }}} {
+		for j, q := range qs {
 			var xys plotter.XYs
 			for _, w := range t.tl {
 				if w.Count > 0 && q.v(w) > 0 {

@@ -154,13 +154,21 @@ func (c *CheckReport) writeSummary(w io.Writer) {
 		if c.Loop == "open" {
 			goal = "open loop: throughput is the offered rate; latency ratios are the point"
 		}
-		fmt.Fprintf(w, "  deact/baseline: throughput %.3f× (goal ≥ %.1f×: %s), p50 %.2f×, p99 %.2f×, CPU per answer %.2f×\n",
-			rt.Throughput, GoalThroughputRatio, goal, rt.P50, rt.P99, rt.CPUPerReq)
+		rounds := ""
+		if len(rt.PerRound) > 1 {
+			rounds = fmt.Sprintf(" (median of %d rounds:", len(rt.PerRound))
+			for _, v := range rt.PerRound {
+				rounds += fmt.Sprintf(" %.3f", v)
+			}
+			rounds += ")"
+		}
+		fmt.Fprintf(w, "  deact/baseline: throughput %.3f×%s (goal ≥ %.1f×: %s), p50 %.2f×, p99 %.2f×, CPU per answer %.2f×\n",
+			rt.Throughput, rounds, GoalThroughputRatio, goal, rt.P50, rt.P99, rt.CPUPerReq)
 		other := 0.0
 		for _, r := range c.Runs {
 			other = max(other, r.OtherCores)
 		}
-		fmt.Fprintf(w, "  baseline after/before throughput %.2f; other processes used up to %.2f cores during a run\n", rt.Drift, other)
+		fmt.Fprintf(w, "  baseline last/first throughput %.2f; other processes used up to %.2f cores during a run\n", rt.Drift, other)
 		if rt.Drift < 0.9 || rt.Drift > 1.1 || other > 0.2 {
 			fmt.Fprintln(w, "  WARNING: the machine's other load changed during the runs: the ratios are unreliable; rerun when it is quiet")
 		}

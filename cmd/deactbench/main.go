@@ -121,8 +121,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.Float64Var(&check.Rate, "rate", 0, "open loop at this many requests per second; 0 runs a closed loop")
 		fs.DurationVar(&check.Duration, "duration", 10*time.Second, "length of each measured run")
 		fs.DurationVar(&check.Warmup, "warmup", time.Second, "closed-loop warm-up before each run (answers checked, not measured); negative for none")
+		fs.DurationVar(&check.Settle, "settle", 3*time.Second, "warm-up before the first run against each server (fresh connections and heap); negative for none")
 		fs.Int64Var(&check.MaxRequests, "max-requests", 0, "bound on each run's requests (0: none)")
 		fs.Float64Var(&check.Churn, "churn", 0, "flip this many orgs per second through the admin API during the deact run")
+		fs.IntVar(&check.Rounds, "rounds", 1, "with a baseline: rounds of baseline and deact runs (base, deact, base, ..., base); the ratio is the median")
 	case "propagation":
 		t.register(fs, "")
 		fs.IntVar(&prop.Iterations, "iterations", 200, "writes (deactivate and reactivate alternately)")
