@@ -38,8 +38,8 @@ func TestMain(m *testing.M) {
 		// member closes leaves both ends of its keep-alive connection behind (etcd's, not ours).
 		goleak.IgnoreAnyFunction("github.com/soheilhy/cmux.(*MuxConn).Read"),
 		goleak.IgnoreAnyFunction("net/http.(*connReader).abortPendingRead"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
 	)
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -142,6 +143,10 @@ func (n *NodeReporter) write(ctx context.Context, lease clientv3.LeaseID, rev in
 
 // Fanout follows the node registry (list then watch) so that writers can wait until every live gateway node
 // has applied their write. One Fanout serves any number of concurrent waiters.
+//
+// A wait for revision W also waits until the Fanout's view of the registry is itself at W or later, so every
+// node that had registered before the write is counted: a node that was ready (registered) when the write was
+// made cannot be missed because its registration was still on its way to this Fanout.
 type Fanout struct {
 	cli *clientv3.Client
 	log *slog.Logger
@@ -149,7 +154,11 @@ type Fanout struct {
 	mu      sync.Mutex
 	nodes   map[string]Node
 	synced  bool
+	rev     int64           // the registry as known here is complete up to this revision
+	wctx    context.Context // the current watch's context, for progress requests on its stream
 	changed chan struct{}
+
+	lastProgress atomic.Int64 // unix nanos of the last progress request, to send at most one per millisecond
 }
 
 // NewFanout returns a Fanout; Run starts following the registry.
@@ -178,15 +187,21 @@ func (f *Fanout) follow(ctx context.Context) error {
 			nodes[string(kv.Key)] = n
 		}
 	}
-	f.update(func() { f.nodes, f.synced = nodes, true })
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	for wr := range f.cli.Watch(wctx, NodesPrefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
+	f.update(func() { f.nodes, f.synced, f.wctx = nodes, true, wctx; f.rev = max(f.rev, resp.Header.Revision) })
+	wch := f.cli.Watch(wctx, NodesPrefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1), clientv3.WithProgressNotify())
+	for wr := range wch {
 		if err := wr.Err(); err != nil {
 			return err
 		}
 		f.update(func() {
+			if wr.IsProgressNotify() {
+				f.rev = max(f.rev, wr.Header.Revision)
+				return
+			}
 			for _, ev := range wr.Events {
+				f.rev = max(f.rev, ev.Kv.ModRevision)
 				key := string(ev.Kv.Key)
 				if ev.Type == clientv3.EventTypeDelete {
 					delete(f.nodes, key)
@@ -210,6 +225,21 @@ func (f *Fanout) update(change func()) {
 	f.mu.Unlock()
 }
 
+// requestProgress asks etcd to confirm, on the watch stream, how far the registry view is complete; the answer
+// advances rev even when no node writes. At most one request a millisecond is sent, however many wait.
+func (f *Fanout) requestProgress(wctx context.Context) {
+	now := time.Now().UnixNano()
+	last := f.lastProgress.Load()
+	if wctx == nil || now-last < int64(time.Millisecond) || !f.lastProgress.CompareAndSwap(last, now) {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(wctx, time.Second)
+		defer cancel()
+		_ = f.cli.RequestProgress(ctx)
+	}()
+}
+
 // Confirmation says how many live gateway nodes had applied a revision when a wait ended.
 type Confirmation struct {
 	Revision  int64         `json:"revision"`
@@ -229,17 +259,21 @@ func (f *Fanout) WaitApplied(ctx context.Context, rev int64) (Confirmation, erro
 	start := time.Now()
 	for {
 		f.mu.Lock()
-		c, synced, changed := f.count(rev), f.synced, f.changed
+		c, current, changed, wctx := f.count(rev), f.synced && f.rev >= rev, f.changed, f.wctx
 		f.mu.Unlock()
 		c.Waited = time.Since(start)
 		c.WaitedMs = float64(c.Waited.Microseconds()) / 1000
-		if synced && c.Complete() {
+		if current && c.Complete() {
 			return c, nil
+		}
+		if !current {
+			f.requestProgress(wctx)
 		}
 		select {
 		case <-ctx.Done():
 			return c, ctx.Err()
 		case <-changed:
+		case <-time.After(50 * time.Millisecond): // a lost progress answer must not stall the wait
 		}
 	}
 }
