@@ -3,6 +3,7 @@ package state_test
 import (
 	"context"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -198,5 +199,37 @@ func TestReplicaWatchCanceledOnLeaderLoss(t *testing.T) {
 	}
 	if r.Stats().Relists <= relists {
 		t.Fatalf("the canceled watch did not lead to a relist: %+v", r.Stats())
+	}
+}
+
+// TestFanoutSeesNodesRegisteredBeforeTheWrite: the Fanout hears of the registry through a slow link (200 ms);
+// a node that registered before a write must still be waited for, not skipped as unknown.
+func TestFanoutSeesNodesRegisteredBeforeTheWrite(t *testing.T) {
+	srv := etcdtest.Start(t)
+	direct := etcdtest.Client(t, srv.Endpoints())
+	proxy := newCutProxy(t, srv.Endpoints()[0])
+	if _, err := proxy.p.Toxics.AddToxicJson(strings.NewReader(`{"name":"slow","type":"latency","stream":"downstream","toxicity":1,"attributes":{"latency":200}}`)); err != nil {
+		t.Fatal(err)
+	}
+	f := startFanout(t, proxiedClient(t, proxy.endpoint()))
+	ctx := context.Background()
+	// A node that has applied everything, seen by the Fanout: from here on its view lags 200 ms behind etcd.
+	if _, err := direct.Put(ctx, state.NodeKey("fast"), `{"id":"fast","appliedRevision":1000000000}`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "fanout to see the first node", func() bool { return len(f.Nodes()) == 1 })
+	// A node that registered but will never apply anything.
+	if _, err := direct.Put(ctx, state.NodeKey("laggard"), `{"id":"laggard","appliedRevision":1}`); err != nil {
+		t.Fatal(err)
+	}
+	res, err := state.NewStore(direct).DeactivateOrg(ctx, "o1", state.OpsAll, false, who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancel()
+	c, err := f.WaitApplied(wctx, res.Revision)
+	if err == nil || c.Total != 2 || c.Confirmed != 1 || len(c.Pending) != 1 || c.Pending[0] != "laggard" {
+		t.Fatalf("confirmation %+v, %v: the registered node was not waited for", c, err)
 	}
 }

@@ -196,6 +196,12 @@ func TestNginxEndToEnd(t *testing.T) {
 		t.Errorf("deny without a reason header: %v", r.header)
 	}
 
+	// X-Deact-* headers are nginx's to set: a client's own never reach deact. Were they passed on, this request
+	// (naming the deactivated org 500 for a token op) would be denied.
+	if r := do(t, "GET", edge+"/elsewhere", map[string]string{"X-Deact-Op": "token", "X-Deact-Org-Id": "500"}, ""); r.status != 200 {
+		t.Fatalf("client-sent X-Deact-* headers reached deact: %d %s", r.status, r.body)
+	}
+
 	// An access token issued to org 500 before its deactivation is refused at the resource API (op api), as a
 	// revoked token: 401 with an RFC 6750 challenge. deact reads the JWT's payload; the upstream verifies it.
 	jwt := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256","typ":"JWT"}`)) + "." +
