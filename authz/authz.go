@@ -47,6 +47,9 @@ type Config struct {
 	Claims []ClaimMapping
 	// Logger receives deny lines at Info [discard].
 	Logger *slog.Logger
+	// DenyLogsPerSecond bounds the deny lines logged a second; the rest are counted, not logged [100]; negative
+	// logs every deny.
+	DenyLogsPerSecond int
 	// Registry receives the check metrics [not registered].
 	Registry prometheus.Registerer
 	// RevisionHeader adds x-deact-revision (the etcd revision of the snapshot decided on) to allows and denies.
@@ -85,6 +88,7 @@ type Authorizer struct {
 
 	revisionHeader bool
 	log            *slog.Logger
+	denyLogs       logBudget
 	metrics        *metrics
 	allowResp      atomic.Pointer[allowResponse] // the last allow CheckResponse, per revision
 }
@@ -110,6 +114,12 @@ func newAuthorizer(cfg Config, snapshot func() *state.Snapshot, staleness func()
 	}
 	if a.maxBody <= 0 {
 		a.maxBody = 64 << 10
+	}
+	switch {
+	case cfg.DenyLogsPerSecond == 0:
+		a.denyLogs.perSec = 100
+	case cfg.DenyLogsPerSecond > 0:
+		a.denyLogs.perSec = int64(cfg.DenyLogsPerSecond)
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)

@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,9 +12,29 @@ import (
 // metrics are the check counters and latency histogram. Every label combination is resolved at start, so
 // recording a check does not allocate.
 type metrics struct {
-	checks      [numOps][numOutcomes]prometheus.Counter
-	unavailable prometheus.Counter // op "unknown": a request is not classified before the replica is ready
-	latency     [numTransports]prometheus.Observer
+	checks         [numOps][numOutcomes]prometheus.Counter
+	unavailable    prometheus.Counter // op "unknown": a request is not classified before the replica is ready
+	latency        [numTransports]prometheus.Observer
+	logsSuppressed prometheus.Counter
+}
+
+// logBudget lets through at most perSec deny log lines a second, without a lock: a deactivated tenant retrying
+// in a loop must not flood the logs (the checks counter still counts every deny).
+type logBudget struct {
+	perSec int64
+	window atomic.Int64 // unix second of the current window
+	used   atomic.Int64
+}
+
+func (b *logBudget) take() bool {
+	if b.perSec <= 0 {
+		return true
+	}
+	now := time.Now().Unix()
+	if w := b.window.Load(); w != now && b.window.CompareAndSwap(w, now) {
+		b.used.Store(0)
+	}
+	return b.used.Add(1) <= b.perSec
 }
 
 type outcome uint8
@@ -46,14 +67,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help:    "Time to decide a check, from request conversion to response, by transport.",
 		Buckets: []float64{5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 5e-2},
 	}, []string{"transport"})
+	suppressed := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "deact", Subsystem: "authz", Name: "deny_logs_suppressed_total",
+		Help: "Deny log lines left out because more than the configured number a second were denied.",
+	})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{checks, latency} {
+		for _, c := range []prometheus.Collector{checks, latency, suppressed} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
 		}
 	}
-	m := &metrics{}
+	m := &metrics{logsSuppressed: suppressed}
 	for op := range numOps {
 		for o := range numOutcomes {
 			m.checks[op][o] = checks.WithLabelValues(op.String(), outcomeNames[o])
@@ -73,18 +98,26 @@ func (a *Authorizer) record(ctx context.Context, t transport, d *Decision, start
 		a.metrics.checks[d.Op][outcomeAllow].Inc()
 	} else {
 		a.metrics.checks[d.Op][outcomeDeny].Inc()
-		a.log.LogAttrs(ctx, slog.LevelInfo, "request denied",
-			slog.String("op", d.Op.String()),
-			slog.String("reason", string(d.Reason)),
-			slog.String("subject_kind", d.Subject.Kind.String()),
-			slog.String("subject_id", d.Subject.ID),
-			slog.String("via_kind", d.Via.Kind.String()),
-			slog.String("via_id", d.Via.ID),
-			slog.String("route", d.Route),
-			slog.Int64("revision", d.Revision),
-			slog.String("transport", transportNames[t]))
+		if !a.denyLogs.take() {
+			a.metrics.logsSuppressed.Inc()
+		} else {
+			a.logDeny(ctx, t, d)
+		}
 	}
 	a.metrics.latency[t].Observe(time.Since(start).Seconds())
+}
+
+func (a *Authorizer) logDeny(ctx context.Context, t transport, d *Decision) {
+	a.log.LogAttrs(ctx, slog.LevelInfo, "request denied",
+		slog.String("op", d.Op.String()),
+		slog.String("reason", string(d.Reason)),
+		slog.String("subject_kind", d.Subject.Kind.String()),
+		slog.String("subject_id", d.Subject.ID),
+		slog.String("via_kind", d.Via.Kind.String()),
+		slog.String("via_id", d.Via.ID),
+		slog.String("route", d.Route),
+		slog.Int64("revision", d.Revision),
+		slog.String("transport", transportNames[t]))
 }
 
 func (a *Authorizer) recordUnavailable(t transport, start time.Time) {
