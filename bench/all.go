@@ -19,6 +19,9 @@ type AllConfig struct {
 	Records   int    // sync records [100000]
 	Deactd    string // deactd binary for sync [built from ./cmd/deactd]
 	Progress  io.Writer
+
+	// tiny shrinks every run to a fraction of a second, for the package's own test of RunAll.
+	tiny bool
 }
 
 // openShare is the open loop's rate as a share of the lowest closed-loop throughput: a moderate load, below
@@ -61,8 +64,13 @@ func RunAll(ctx context.Context, cfg AllConfig, rep *Report) error {
 		return d
 	}
 	run, warm, iters, adminDur := 10*time.Second, time.Second, 500, 20*time.Second
+	settle, orgs, settleSync := 3*time.Second, 1000, time.Duration(0)
 	if cfg.Quick {
 		run, warm, iters, adminDur = 3*time.Second, 500*time.Millisecond, 200, 5*time.Second
+	}
+	if cfg.tiny {
+		run, warm, iters, adminDur, settle = 300*time.Millisecond, 100*time.Millisecond, 4, 300*time.Millisecond, 200*time.Millisecond
+		orgs, settleSync = 100, 100*time.Millisecond
 	}
 	var errs []error
 	fail := func(mode string, err error) {
@@ -79,7 +87,7 @@ func RunAll(ctx context.Context, cfg AllConfig, rep *Report) error {
 
 	note("== check, closed loop, null baseline and deact alternately, 3 rounds")
 	closed, err := RunCheck(ctx, CheckConfig{Dir: sub("check-closed"), Transport: cfg.Transport, Baseline: "null", Rounds: 3,
-		Deactivated: 0.1, Duration: run, Warmup: warm, Progress: cfg.Progress})
+		Orgs: orgs, Deactivated: 0.1, Duration: run, Warmup: warm, Settle: settle, Progress: cfg.Progress})
 	if closed != nil {
 		rep.Check = append(rep.Check, closed)
 	}
@@ -88,7 +96,7 @@ func RunAll(ctx context.Context, cfg AllConfig, rep *Report) error {
 	if rate := openRate(closed); rate > 0 {
 		note("== check, open loop at %.0f/s (%.0f%% of the lowest closed-loop throughput), null baseline", rate, 100*openShare)
 		open, err := RunCheck(ctx, CheckConfig{Dir: sub("check-open"), Transport: cfg.Transport, Baseline: "null",
-			Deactivated: 0.1, Rate: rate, Workers: 256, Duration: run, Warmup: warm, Progress: cfg.Progress})
+			Orgs: orgs, Deactivated: 0.1, Rate: rate, Workers: 256, Duration: run, Warmup: warm, Settle: settle, Progress: cfg.Progress})
 		if open != nil {
 			rep.Check = append(rep.Check, open)
 		}
@@ -112,7 +120,7 @@ func RunAll(ctx context.Context, cfg AllConfig, rep *Report) error {
 
 	if ctx.Err() == nil {
 		note("== sync")
-		s, err := RunSync(ctx, SyncConfig{Dir: sub("sync"), Records: cfg.Records, Deactd: cfg.Deactd, Progress: cfg.Progress})
+		s, err := RunSync(ctx, SyncConfig{Dir: sub("sync"), Records: cfg.Records, Deactd: cfg.Deactd, Settle: settleSync, Progress: cfg.Progress})
 		rep.Sync = s
 		fail("sync", err)
 	}

@@ -175,47 +175,46 @@ func TestCheckEndToEnd(t *testing.T) {
 	}
 }
 
-// TestPropagationAndAdmin runs a few propagation writes and a short admin run on the local cluster.
-func TestPropagationAndAdmin(t *testing.T) {
-	ctx := testContext(t)
-	dep, err := StartLocal(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dep.Close()
-	p, err := RunPropagation(ctx, PropagationConfig{Deployment: dep, Iterations: 6})
-	if err != nil {
-		t.Fatalf("propagation: %v (%+v)", err, p)
-	}
-	if p.Completed != 6 || len(p.PerNode) != 3 || p.FromWrite.Count != 6 || len(p.SamplesMs) != 6 || p.StaleAfterAck != 0 {
-		t.Fatalf("propagation report %+v", p)
-	}
-	a, err := RunAdmin(ctx, AdminConfig{Deployment: dep, Concurrency: 4, Duration: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatalf("admin: %v (%+v)", err, a)
-	}
-	if a.Writes == 0 || a.ExpectNodes != 3 || a.NotConfirmed != 0 || a.ConfirmWait.Count == 0 {
-		t.Fatalf("admin report %+v", a)
-	}
-}
-
-// TestSync loads a few thousand records and measures a child deactd (this test binary, acting as deactd).
-func TestSync(t *testing.T) {
+// TestAll runs every benchmark, each for a fraction of a second (sync with this test binary acting as the
+// deactd child), and checks each mode's report, the plots and the summary.
+func TestAll(t *testing.T) {
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv(fakeDeactdEnv, "1")
-	var progress bytes.Buffer
-	s, err := RunSync(testContext(t), SyncConfig{Dir: t.TempDir(), Records: 4000, Deactd: self, Settle: 100 * time.Millisecond, Progress: &progress})
-	if err != nil {
-		t.Fatalf("sync: %v (%+v)", err, s)
+	out := t.TempDir()
+	rep := NewReport([]string{"test"})
+	if err := RunAll(testContext(t), AllConfig{Out: out, Dir: t.TempDir(), Records: 2000, Deactd: self, tiny: true}, rep); err != nil {
+		t.Fatal(err)
 	}
-	if s.Records != 4000 || s.ReadyS <= 0 || s.RSSMiB <= 0 || s.PeakRSSMiB < s.RSSMiB || s.Applied < s.Revision || s.SpotChecks != 20 || s.WrongChecks != 0 || s.SettledMiB <= 0 {
-		t.Fatalf("sync report %+v", s)
+	if len(rep.Check) != 2 || rep.Check[1].Loop != "open" || len(rep.Check[0].Runs) != 7 || rep.Propagation == nil || rep.Admin == nil || rep.Sync == nil {
+		t.Fatalf("report lacks a mode: %+v", rep)
 	}
-	if !strings.Contains(progress.String(), "records loaded") {
-		t.Errorf("progress %q does not report the load", progress.String())
+	for _, name := range append(rep.Plots, "report.json") {
+		if fi, err := os.Stat(filepath.Join(out, name)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if p := rep.Propagation; p.Completed != 4 || len(p.PerNode) != 3 || p.FromWrite.Count != 4 || len(p.SamplesMs) != 4 || p.StaleAfterAck != 0 {
+		t.Errorf("propagation report %+v", p)
+	}
+	if a := rep.Admin; a.Writes == 0 || a.ExpectNodes != 3 || a.NotConfirmed != 0 || a.ConfirmWait.Count == 0 {
+		t.Errorf("admin report %+v", a)
+	}
+	if s := rep.Sync; s.Records != 2000 || s.ReadyS <= 0 || s.RSSMiB <= 0 || s.PeakRSSMiB < s.RSSMiB || s.SettledMiB <= 0 ||
+		s.HeapInuseMiB <= 0 || s.Applied < s.Revision || s.SpotChecks != 20 || s.WrongChecks != 0 {
+		t.Errorf("sync report %+v", s)
+	}
+	if len(rep.Plots) != 4 {
+		t.Errorf("plots %q: want check closed and open, propagation, admin", rep.Plots)
+	}
+	var sum bytes.Buffer
+	rep.WriteSummary(&sum)
+	for _, want := range []string{"check (grpc): closed loop", "open loop at", "median of 3 rounds", "propagation:", "sync:", "admin:", "every answer matched"} {
+		if !strings.Contains(sum.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, sum.String())
+		}
 	}
 }
 
