@@ -14,7 +14,7 @@ import (
 type AllConfig struct {
 	Out       string // report.json and the plots [bench-out]
 	Dir       string // data of the deployments it starts [a new temporary directory, removed at the end]
-	Quick     bool   // short runs: the whole takes about two minutes on 2 cores
+	Quick     bool   // short runs: the whole takes about a minute on 2 cores
 	Transport string // of the check runs [grpc]
 	Records   int    // sync records [100000]
 	Deactd    string // deactd binary for sync [built from ./cmd/deactd]

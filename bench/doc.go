@@ -1,5 +1,5 @@
 // Package bench is deact's load and propagation benchmark, driven by cmd/deactbench. Run every benchmark,
-// short, with report and plots in bench-out/ (about two minutes on 2 cores):
+// short, with report and plots in bench-out/ (about a minute on 2 cores, at most 5):
 //
 //	go run ./cmd/deactbench all --quick --out bench-out
 //
@@ -11,8 +11,10 @@
 //     workers over M connections) or open loop at a fixed rate, with latency measured from each request's
 //     intended send time (corrected for coordinated omission) in HDR histograms. With a baseline (NullServer, or
 //     another ext_authz server) the same load is measured before and after deact and the ratio reported.
-//   - propagation: deactivate and reactivate an org through the admin API; every node is checked in a tight
-//     loop until it flips. Per node and all-node percentiles, from the write and from the admin's ack.
+//   - propagation: deactivate and reactivate an org through the admin API; every node is checked in a loop
+//     (200 µs pauses by default; a tight loop on 2 cores slows etcd) until it flips. Per node and all-node
+//     percentiles, from the write and from the admin's ack; a check sent after a confirmed ack that still
+//     sees the old state is an error.
 //   - sync: a fresh deactd child process over an etcd holding 10⁵–10⁶ records: time to ready, memory.
 //   - admin: confirmed writes per second at a given concurrency.
 //

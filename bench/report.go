@@ -196,7 +196,7 @@ func (p *PropagationReport) writeSummary(w io.Writer) {
 	}
 	row("admin ack (write→answer)", p.AdminAck)
 	row("admin confirm wait", p.ConfirmWait)
-	row("poll round trip", p.PollRTT)
+	row(fmt.Sprintf("poll RTT (+%gms pause)", p.PollPauseMs), p.PollRTT)
 	fmt.Fprintf(w, "  goal p99 ≤ %.0fms from write on all nodes: %s; stale answers after a confirmed ack: %d; unconfirmed: %d; failed: %d\n",
 		p.GoalP99Ms, goal, p.StaleAfterAck, p.Unconfirmed, p.Failed)
 	for _, e := range p.Examples {

@@ -128,7 +128,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "propagation":
 		t.register(fs, "")
 		fs.IntVar(&prop.Iterations, "iterations", 200, "writes (deactivate and reactivate alternately)")
-		fs.DurationVar(&prop.PollInterval, "poll-interval", 0, "pause between a node's checks (0: tight loop)")
+		fs.DurationVar(&prop.PollInterval, "poll-interval", 200*time.Microsecond, "pause between a node's checks; negative for a tight loop (which, on 2 cores, takes the CPU etcd needs)")
 		fs.DurationVar(&prop.MaxDuration, "max-duration", 2*time.Minute, "bound on the run")
 	case "sync":
 		fs.IntVar(&sync.Records, "records", 100_000, "etcd records to load (orgs, domains, apps, client IDs), e.g. 1000000")
@@ -140,7 +140,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.Int64Var(&adm.MaxWrites, "max-writes", 0, "bound on writes (0: none)")
 		fs.IntVar(&adm.ExpectNodes, "expect-nodes", 0, "confirmations every write must get (default: the gateways given, 3 for the local cluster)")
 	case "all":
-		fs.BoolVar(&all.Quick, "quick", false, "short runs (about two minutes on 2 cores)")
+		fs.BoolVar(&all.Quick, "quick", false, "short runs (about a minute on 2 cores)")
 		fs.StringVar(&all.Transport, "transport", bench.TransportGRPC, "transport of the check runs: grpc or http")
 		fs.IntVar(&all.Records, "records", 100_000, "sync records")
 		fs.StringVar(&all.Deactd, "deactd", "", "deactd binary for sync (default: go build ./cmd/deactd)")
