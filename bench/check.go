@@ -109,9 +109,10 @@ type RunResult struct {
 	Target   string `json:"target"`
 	Verified bool   `json:"verified"` // answers compared with the model
 	Counts
-	Warmup     Counts  `json:"warmup"`
-	ElapsedS   float64 `json:"elapsedS"`
-	Throughput float64 `json:"throughput"` // answers per second
+	Warmup     Counts    `json:"warmup"`
+	Started    time.Time `json:"started"` // of the measured run, after its warm-up
+	ElapsedS   float64   `json:"elapsedS"`
+	Throughput float64   `json:"throughput"` // answers per second
 	// CPUPerReqUs is this process's CPU time (user + system, every thread) per answer: with in-process servers
 	// it covers the load generator and the server, so differences between runs are the servers' differences.
 	CPUPerReqUs float64 `json:"cpuPerReqUs"`
@@ -642,6 +643,7 @@ func runLoad(ctx context.Context, lr loadRun) (RunResult, error) {
 		return res, ctx.Err()
 	}
 	res.Counts = st.counts()
+	res.Started = out.Start
 	res.ElapsedS = out.Elapsed.Seconds()
 	if out.Elapsed > 0 {
 		res.Throughput = float64(out.Completed) / out.Elapsed.Seconds()

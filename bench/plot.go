@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -43,7 +44,7 @@ func (r *Report) WritePlots(dir string) error {
 	}
 	if r.Admin != nil && len(r.Admin.Timeline) > 0 {
 		p, err := timelinePlot(fmt.Sprintf("admin writes, %d writers: latency per second", r.Admin.Concurrency),
-			[]namedTimeline{{"writes", r.Admin.Timeline}})
+			"seconds since the run started", []namedTimeline{{name: "writes", tl: r.Admin.Timeline}})
 		if err != nil {
 			return err
 		}
@@ -54,29 +55,41 @@ func (r *Report) WritePlots(dir string) error {
 	return nil
 }
 
+// namedTimeline is a run's timeline placed at offset seconds on the plot's time axis; runs of the same group
+// share a colour and one legend entry.
 type namedTimeline struct {
-	name string
-	tl   []Window
+	name   string
+	group  int
+	offset float64
+	tl     []Window
 }
 
 func checkPlot(c *CheckReport) (*plot.Plot, error) {
 	var tls []namedTimeline
-	for _, r := range c.Runs {
-		tls = append(tls, namedTimeline{r.Name, r.Timeline})
+	var first time.Time
+	for i, r := range c.Runs {
+		if i == 0 {
+			first = r.Started
+		}
+		group, name := 1, "baseline"
+		if r.Verified {
+			group, name = 0, "deact"
+		}
+		tls = append(tls, namedTimeline{name: name, group: group, offset: r.Started.Sub(first).Seconds(), tl: r.Timeline})
 	}
-	title := fmt.Sprintf("check (%s, %s loop, %d workers): latency per second", c.Transport, c.Loop, c.Workers)
+	title := fmt.Sprintf("check (%s, closed loop, %d workers): latency per second, runs in order", c.Transport, c.Workers)
 	if c.Loop == "open" {
-		title = fmt.Sprintf("check (%s, open loop %.0f/s, from intended send time): latency per second", c.Transport, c.Rate)
+		title = fmt.Sprintf("check (%s, open loop %.0f/s, from intended send time): latency per second, runs in order", c.Transport, c.Rate)
 	}
-	return timelinePlot(title, tls)
+	return timelinePlot(title, "seconds since the first run started (gaps: warm-ups)", tls)
 }
 
-// timelinePlot draws p50 (solid), p99 (dashed) and, for up to 3 timelines, p99.9 (dotted) per window of each
-// timeline, on a log scale.
-func timelinePlot(title string, tls []namedTimeline) (*plot.Plot, error) {
+// timelinePlot draws p50 (solid), p99 (dashed) and p99.9 (dotted) per window of each timeline, on a log scale,
+// one colour per group.
+func timelinePlot(title, xlabel string, tls []namedTimeline) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = title
-	p.X.Label.Text = "seconds since the run started"
+	p.X.Label.Text = xlabel
 	p.Y.Label.Text = "latency (ms, log scale)"
 	p.Y.Scale = plot.LogScale{}
 	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
@@ -84,35 +97,37 @@ func timelinePlot(title string, tls []namedTimeline) (*plot.Plot, error) {
 	p.Legend.TextStyle.Font.Size = vg.Points(8)
 	p.Add(plotter.NewGrid())
 	maxY := 0.0
-	type quantile struct {
+	quantiles := []struct {
 		name string
 		v    func(Window) float64
-	}
-	qs := []quantile{{"p50", func(w Window) float64 { return w.P50Ms }}, {"p99", func(w Window) float64 { return w.P99Ms }}}
-	if len(tls) <= 3 {
-		qs = append(qs, quantile{"p99.9", func(w Window) float64 { return w.P999Ms }})
-	}
-	for i, t := range tls {
-		for j, q := range qs {
+	}{{"p50", func(w Window) float64 { return w.P50Ms }}, {"p99", func(w Window) float64 { return w.P99Ms }}, {"p99.9", func(w Window) float64 { return w.P999Ms }}}
+	named := map[string]bool{}
+	for _, t := range tls {
+		for j, q := range quantiles {
 			var xys plotter.XYs
 			for _, w := range t.tl {
 				if w.Count > 0 && q.v(w) > 0 {
-					xys = append(xys, plotter.XY{X: w.AtS + 0.5, Y: q.v(w)})
+					xys = append(xys, plotter.XY{X: t.offset + w.AtS + 0.5, Y: q.v(w)})
 					maxY = max(maxY, q.v(w))
 				}
 			}
 			if len(xys) == 0 {
 				continue
 			}
-			l, err := plotter.NewLine(xys)
+			l, pts, err := plotter.NewLinePoints(xys)
 			if err != nil {
 				return nil, err
 			}
-			l.Color = plotutil.Color(i)
+			l.Color, pts.Color = plotutil.Color(t.group), plotutil.Color(t.group)
 			l.Dashes = plotutil.Dashes(j)
 			l.Width = vg.Points(1.2)
-			p.Add(l)
-			p.Legend.Add(t.name+" "+q.name, l)
+			pts.Shape = plotutil.Shape(j)
+			pts.Radius = vg.Points(2)
+			p.Add(l, pts)
+			if label := t.name + " " + q.name; !named[label] {
+				named[label] = true
+				p.Legend.Add(label, l, pts)
+			}
 		}
 	}
 	if maxY > 0 {
