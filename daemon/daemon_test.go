@@ -249,3 +249,35 @@ func TestConfigValidate(t *testing.T) {
 }
 
 var who = state.Change{Actor: "test"}
+
+// TestListenerLimits: oversized headers and bodies get a clear 4xx from the listeners, never a 500.
+func TestListenerLimits(t *testing.T) {
+	d := start(t, nil)
+	big := strings.Repeat("a", 100<<10)
+	for name, tc := range map[string]struct {
+		url    string
+		header string
+		body   string
+		want   int
+	}{
+		"huge header on /check":        {"http://" + d.HTTPCheckAddr + "/check", big, "", http.StatusRequestHeaderFieldsTooLarge},
+		"huge header on the admin API": {"http://" + d.AdminAddr + "/v1/orgs", big, "", http.StatusRequestHeaderFieldsTooLarge},
+		"huge body on /check":          {"http://" + d.HTTPCheckAddr + "/check", "", big, http.StatusRequestEntityTooLarge},
+		"huge body on the admin API":   {"http://" + d.AdminAddr + "/v1/orgs/1/deactivate", "", big, http.StatusRequestEntityTooLarge},
+	} {
+		req, _ := http.NewRequest("POST", tc.url, strings.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		if tc.header != "" {
+			req.Header.Set("X-Padding", tc.header)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: %d, want %d", name, resp.StatusCode, tc.want)
+		}
+	}
+}
