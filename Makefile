@@ -4,7 +4,7 @@ FUZZTIME  ?= 5s
 PKGS      := ./...
 SOAK      ?= 10m
 
-.PHONY: run test unit fuzz-short fuzz bench bench-state bench-sync lint proto build soak
+.PHONY: run test unit fuzz-short fuzz bench bench-quick bench-state bench-sync lint proto build soak
 
 run:
 	$(GO) run ./cmd/deactd
@@ -47,7 +47,13 @@ bench-state:
 bench-sync:
 	$(GO) test -run '^$$' -bench InitialSync -benchtime 1x -timeout 30m ./state/
 
-bench: bench-state
+# Every deactbench mode, short (about a minute on 2 cores): check against a null ext_authz baseline in the
+# same run, propagation on a local 3-gateway cluster, sync of 10⁵ records into a fresh deactd, admin writes.
+# Writes bench-out/report.json and PNG plots; exits non-zero on any wrong answer.
+bench-quick:
+	$(GO) run ./cmd/deactbench all --quick --out bench-out
+
+bench: bench-quick bench-state
 
 # Churn soak on a local 3-gateway cluster: Checks on every gateway while deactivations churn; every decision
 # is checked against the state at the revision it was made at. make test runs it for 3 s.
