@@ -121,7 +121,21 @@ func (o *Org) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// orgFlags is the part of an org record a snapshot keeps: decoding only it leaves the other fields unallocated,
+// which matters when a million records are listed.
+type orgFlags struct {
+	State          string `json:"state"`
+	DisableLogin   bool   `json:"disableLogin"`
+	DisableToken   bool   `json:"disableToken"`
+	DisableBackup  bool   `json:"disableBackup"`
+	DisableRestore bool   `json:"disableRestore"`
+}
+
 func (j *orgJSON) disabled() Ops {
+	return orgFlags{j.State, j.DisableLogin, j.DisableToken, j.DisableBackup, j.DisableRestore}.disabled()
+}
+
+func (j orgFlags) disabled() Ops {
 	var d Ops
 	for _, f := range []struct {
 		on bool

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,6 +132,9 @@ func (r *Replica) Stats() ReplicaStats {
 
 var errResync = errors.New("anti-entropy resync")
 
+// bigList is the snapshot size from which a relist returns its garbage to the OS at once.
+const bigList = 100_000
+
 // Run syncs until ctx ends; it returns nil then. Errors from etcd are logged and retried: the replica keeps
 // serving its last snapshot while etcd is unreachable, and Staleness grows.
 func (r *Replica) Run(ctx context.Context) error {
@@ -156,7 +161,14 @@ func (r *Replica) Run(ctx context.Context) error {
 // server supports it (etcd ≥ 3.7), and otherwise reads it in pages, all at the revision of the first page.
 func (r *Replica) relist(ctx context.Context) (int64, error) {
 	b := newBuilder(nil)
+	seen := 0
 	add := func(kvs []*mvccpb.KeyValue) {
+		// A large list makes as much garbage as it keeps; collecting it as we go keeps the peak near the live
+		// heap instead of twice it (a sidecar's memory limit is set by the peak).
+		if seen += len(kvs); seen >= bigList {
+			seen = 0
+			runtime.GC()
+		}
 		for _, kv := range kvs {
 			if err := b.put(string(kv.Key), kv.Value, kv.ModRevision); err != nil {
 				r.badRecords.Add(1)
@@ -187,6 +199,11 @@ func (r *Replica) relist(ctx context.Context) (int64, error) {
 	}
 	r.relists.Add(1)
 	r.publish(b.s, rev)
+	if n := b.s.Len(); n >= bigList {
+		// A list of this size leaves as much garbage as it keeps (pages, decoded JSON, the old snapshot); give
+		// it back now rather than carry twice the live heap until the GC would next run.
+		debug.FreeOSMemory()
+	}
 	r.readyOnce.Do(func() {
 		close(r.ready)
 		r.log.Info("replica ready", "records", b.s.Len(), "revision", rev)

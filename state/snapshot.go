@@ -215,7 +215,7 @@ func (b *builder) bump(rev int64) {
 func decode(k kind, id string, value []byte) (any, error) {
 	switch k {
 	case kindOrg:
-		var o orgJSON
+		var o orgFlags
 		if err := json.Unmarshal(value, &o); err != nil {
 			return nil, err
 		}
