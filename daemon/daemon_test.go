@@ -15,6 +15,7 @@ import (
 
 	"github.com/deact/deact/daemon"
 	"github.com/deact/deact/state"
+	"github.com/deact/deact/state/etcdtest"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.uber.org/goleak"
@@ -27,20 +28,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// process-wide goroutines of etcd's embedded server and client libraries
-		goleak.IgnoreTopFunction("go.etcd.io/etcd/pkg/v3/traceutil.init.func1"),
-		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-		goleak.IgnoreTopFunction("gopkg.in/natefinch/lumberjack%2ev2.(*Logger).millRun"),
-		goleak.IgnoreAnyFunction("github.com/dgraph-io/ristretto/v2.(*defaultPolicy[...]).processItems"),
-		goleak.IgnoreAnyFunction("github.com/dgraph-io/ristretto/v2.(*Cache[...]).processItems"),
-		// Members of a 3-member cluster probe each other over HTTP on their peer ports; a probe in flight when a
-		// member closes leaves both ends of its keep-alive connection behind (etcd's, not ours).
-		goleak.IgnoreAnyFunction("github.com/soheilhy/cmux.(*MuxConn).Read"),
-		goleak.IgnoreAnyFunction("net/http.(*connReader).abortPendingRead"),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
-	)
+	goleak.VerifyTestMain(m, etcdtest.LeakOptions()...)
 }
 
 const token = "daemon-test-token-0123456789"

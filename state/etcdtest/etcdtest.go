@@ -8,6 +8,7 @@ import (
 
 	"github.com/deact/deact/state/etcdserver"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 )
 
@@ -57,4 +58,20 @@ func Restart(t testing.TB, cfg etcdserver.Config) *etcdserver.Server {
 	}
 	t.Cleanup(s.Close)
 	return s
+}
+
+// LeakOptions are the goleak options for packages whose tests run embedded etcd: they ignore goroutines that
+// etcd's server and client libraries keep for the whole process, and the keep-alive HTTP connections members
+// of a cluster probe each other with, which outlive a member's Close. Nothing of deact's is ignored.
+func LeakOptions() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreTopFunction("go.etcd.io/etcd/pkg/v3/traceutil.init.func1"),
+		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+		goleak.IgnoreTopFunction("gopkg.in/natefinch/lumberjack%2ev2.(*Logger).millRun"),
+		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
+		goleak.IgnoreAnyFunction("github.com/soheilhy/cmux.(*MuxConn).Read"),
+		goleak.IgnoreAnyFunction("net/http.(*connReader).abortPendingRead"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+	}
 }
