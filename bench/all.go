@@ -17,8 +17,11 @@ type AllConfig struct {
 	Quick     bool   // short runs: the whole takes about a minute on 2 cores
 	Transport string // of the check runs [grpc]
 	Records   int    // sync records [100000]
-	Deactd    string // deactd binary for sync [built from ./cmd/deactd]
-	Progress  io.Writer
+	Deactd    string // deactd binary for sync and process-mode check [built from ./cmd/deactd, once]
+	// Servers is where the check runs' servers run: ServersProcess or ServersInProcess [inprocess].
+	Servers  string
+	Pin      bool // process mode: pin the load generator and the servers to a CPU each (CheckConfig.Pin)
+	Progress io.Writer
 
 	// tiny shrinks every run to a fraction of a second, for the package's own test of RunAll.
 	tiny bool
@@ -39,8 +42,8 @@ func openRate(closed *CheckReport) float64 {
 	return openShare * lowest
 }
 
-// RunAll runs, in order: check (closed loop against one in-process deactd, alternating with the null baseline
-// for 3 rounds), check again in an open loop at 30% of the lowest closed-loop throughput, propagation and admin writes
+// RunAll runs, in order: check (closed loop against one deactd, alternating with the null baseline for 3
+// rounds; both in-process, or each in a child process with Servers ServersProcess), check again in an open loop at 30% of the lowest closed-loop throughput, propagation and admin writes
 // on the local cluster, and sync. Each benchmark's failure is recorded in the report and the next one still
 // runs. It writes report.json and the plots into Out (also when something failed) and returns every failure.
 func RunAll(ctx context.Context, cfg AllConfig, rep *Report) error {
@@ -85,8 +88,24 @@ func RunAll(ctx context.Context, cfg AllConfig, rep *Report) error {
 		}
 	}
 
-	note("== check, closed loop, null baseline and deact alternately, 3 rounds")
+	if cfg.Servers == ServersProcess && cfg.Deactd == "" {
+		bin, took, err := buildDeactd(ctx, cfg.Dir, cfg.Progress, "all")
+		if err != nil {
+			return err
+		}
+		cfg.Deactd = bin
+		note("built deactd in %.1fs, for check and sync", took.Seconds())
+	}
+	mode := "in-process servers"
+	if cfg.Servers == ServersProcess {
+		mode = "servers in child processes"
+		if cfg.Pin {
+			mode += ", pinned"
+		}
+	}
+	note("== check, closed loop, null baseline and deact alternately, 3 rounds, %s", mode)
 	closed, err := RunCheck(ctx, CheckConfig{Dir: sub("check-closed"), Transport: cfg.Transport, Baseline: "null", Rounds: 3,
+		Servers: cfg.Servers, Deactd: cfg.Deactd, Pin: cfg.Pin,
 		Orgs: orgs, Deactivated: 0.1, Duration: run, Warmup: warm, Settle: settle, Progress: cfg.Progress})
 	if closed != nil {
 		rep.Check = append(rep.Check, closed)
@@ -96,6 +115,7 @@ func RunAll(ctx context.Context, cfg AllConfig, rep *Report) error {
 	if rate := openRate(closed); rate > 0 {
 		note("== check, open loop at %.0f/s (%.0f%% of the lowest closed-loop throughput), null baseline", rate, 100*openShare)
 		open, err := RunCheck(ctx, CheckConfig{Dir: sub("check-open"), Transport: cfg.Transport, Baseline: "null",
+			Servers: cfg.Servers, Deactd: cfg.Deactd, Pin: cfg.Pin,
 			Orgs: orgs, Deactivated: 0.1, Rate: rate, Workers: 256, Duration: run, Warmup: warm, Settle: settle, Progress: cfg.Progress})
 		if open != nil {
 			rep.Check = append(rep.Check, open)

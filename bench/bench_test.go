@@ -1,15 +1,20 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,10 +24,14 @@ import (
 	"go.uber.org/goleak"
 )
 
-// fakeDeactdEnv makes the test binary act as deactd (for the sync test's child process).
+// fakeDeactdEnv makes the test binary act as deactd (for the child processes of sync and process mode).
 const fakeDeactdEnv = "DEACTBENCH_TEST_AS_DEACTD"
 
 func TestMain(m *testing.M) {
+	// Process mode starts os.Executable() (this test binary) with the null-server subcommand, as deactbench.
+	if len(os.Args) > 1 && os.Args[1] == NullServerCommand {
+		os.Exit(RunNullServer(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	if os.Getenv(fakeDeactdEnv) == "1" {
 		os.Exit(fakeDeactd(os.Args[1:]))
 	}
@@ -43,12 +52,14 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// fakeDeactd runs a daemon with the flags RunSync gives deactd: the real daemon package, started the way
-// cmd/deactd starts it, in a child process.
+// fakeDeactd runs a daemon with the flags RunSync and StartDaemonProcess give deactd: the real daemon
+// package, started the way cmd/deactd starts it, in a child process.
 func fakeDeactd(args []string) int {
 	var c daemon.Config
 	var etcd, level string
 	fs := flag.NewFlagSet("deactd", flag.ContinueOnError)
+	fs.StringVar(&c.AdminToken, "admin-token", "", "")
+	fs.StringVar(&c.EtcdLogLevel, "etcd-log-level", "", "")
 	fs.StringVar(&c.Role, "role", "", "")
 	fs.StringVar(&etcd, "etcd-endpoints", "", "")
 	fs.StringVar(&c.DataDir, "data-dir", "", "")
@@ -60,7 +71,9 @@ func fakeDeactd(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	c.EtcdEndpoints = strings.Split(etcd, ",")
+	if etcd != "" {
+		c.EtcdEndpoints = strings.Split(etcd, ",")
+	}
 	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := signalContext()
 	defer cancel()
@@ -175,8 +188,8 @@ func TestCheckEndToEnd(t *testing.T) {
 	}
 }
 
-// TestAll runs every benchmark, each for a fraction of a second (sync with this test binary acting as the
-// deactd child), and checks each mode's report, the plots and the summary.
+// TestAll runs every benchmark, each for a fraction of a second (sync and the check runs with this test binary
+// acting as the deactd child and the null server), and checks each mode's report, the plots and the summary.
 func TestAll(t *testing.T) {
 	self, err := os.Executable()
 	if err != nil {
@@ -185,7 +198,7 @@ func TestAll(t *testing.T) {
 	t.Setenv(fakeDeactdEnv, "1")
 	out := t.TempDir()
 	rep := NewReport([]string{"test"})
-	if err := RunAll(testContext(t), AllConfig{Out: out, Dir: t.TempDir(), Records: 2000, Deactd: self, tiny: true}, rep); err != nil {
+	if err := RunAll(testContext(t), AllConfig{Out: out, Dir: t.TempDir(), Records: 2000, Deactd: self, Servers: ServersProcess, tiny: true}, rep); err != nil {
 		t.Fatal(err)
 	}
 	if len(rep.Check) != 2 || rep.Check[1].Loop != "open" || len(rep.Check[0].Runs) != 7 || rep.Propagation == nil || rep.Admin == nil || rep.Sync == nil {
@@ -220,4 +233,99 @@ func TestAll(t *testing.T) {
 
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// TestCheckProcessMode runs a short check with deact (this test binary acting as deactd) and the null server
+// (this test binary's null-server subcommand) in child processes, pinned where the machine allows it: the
+// answers are checked, the servers' own CPU is measured, and both children are gone when RunCheck returns.
+func TestCheckProcessMode(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(fakeDeactdEnv, "1")
+	pin := runtime.GOOS == "linux" && runtime.NumCPU() >= 2
+	var progress bytes.Buffer
+	rep, err := RunCheck(testContext(t), CheckConfig{
+		Dir: t.TempDir(), Servers: ServersProcess, Deactd: self, Pin: pin, Baseline: "null", Orgs: 100, Deactivated: 0.2, Workers: 8,
+		Duration: 500 * time.Millisecond, Warmup: 100 * time.Millisecond, Settle: 200 * time.Millisecond, Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("%v (%+v)\n%s", err, rep, progress.String())
+	}
+	if rep.Servers != ServersProcess || len(rep.Runs) != 3 || rep.Ratio == nil || rep.Ratio.Throughput <= 0 {
+		t.Fatalf("report %+v: want process mode, 3 runs and a ratio", rep)
+	}
+	if pin != (rep.Pinning != "") {
+		t.Errorf("pin %v, pinning %q", pin, rep.Pinning)
+	}
+	for _, r := range rep.Runs {
+		if r.Requests == 0 || r.ServerCPUPerReqUs <= 0 {
+			t.Errorf("run %s: %d answers, server CPU %.1fµs per answer: want both", r.Name, r.Requests, r.ServerCPUPerReqUs)
+		}
+	}
+	if d := rep.Runs[1]; !d.Verified || d.Denied == 0 || d.Allowed == 0 {
+		t.Errorf("deact run %+v: want allows and denies, verified", d.Counts)
+	}
+	if rep.Ratio.ServerCPUPerReq <= 0 {
+		t.Errorf("no server CPU ratio: %+v", rep.Ratio)
+	}
+	pids := regexp.MustCompile(`pid (\d+)`)
+	for _, desc := range []string{rep.Deployment, rep.Baseline} {
+		m := pids.FindStringSubmatch(desc)
+		if m == nil {
+			t.Fatalf("%q names no pid", desc)
+		}
+		pid, _ := strconv.Atoi(m[1])
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("child %d (%s) still there after the run: %v", pid, desc, err)
+		}
+	}
+	var sum bytes.Buffer
+	(&Report{Check: []*CheckReport{rep}}).WriteSummary(&sum)
+	for _, want := range []string{"servers: process mode", "srv cpu", "server CPU per answer", "child process (pid"} {
+		if !strings.Contains(sum.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, sum.String())
+		}
+	}
+}
+
+// TestNullServerCommand: the null-server subcommand prints its addresses on one line, answers OK, and exits
+// 0 when its stdin closes.
+func TestNullServerCommand(t *testing.T) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	code := make(chan int, 1)
+	go func() { code <- RunNullServer(context.Background(), nil, inR, outW, io.Discard); outW.Close() }()
+	line, err := bufio.NewReader(outR).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, outR) }()
+	f := strings.Fields(line)
+	if len(f) != 3 || f[0] != NullServerCommand || !strings.HasPrefix(f[1], "grpc=127.0.0.1:") || !strings.HasPrefix(f[2], "http=127.0.0.1:") {
+		t.Fatalf("line %q", line)
+	}
+	s, err := newGRPCSender([]string{strings.TrimPrefix(f[1], "grpc=")}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mix, _ := ParseMix(DefaultMix)
+	deny, err := s.send(testContext(t), 0, buildPool(newModel("n", 1, 1, 0, 1), mix, 1, 1)[0])
+	s.close()
+	if err != nil || deny {
+		t.Fatalf("deny %v, err %v: want an allow", deny, err)
+	}
+	inW.Close()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("exit %d", c)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("null-server did not exit when stdin closed")
+	}
+	if RunNullServer(context.Background(), []string{"--addr", "192.0.2.1:0"}, nil, io.Discard, io.Discard) != 1 {
+		t.Error("a non-loopback address was accepted")
+	}
 }

@@ -10,6 +10,7 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -31,6 +32,19 @@ type CheckConfig struct {
 	Deployment *Deployment
 	Local      bool
 	Dir        string // required when a deployment is started
+
+	// Servers says where started servers run (deact when Deployment is nil, and the "null" baseline):
+	// ServersProcess (each in a child process of its own) or ServersInProcess (in this process) [inprocess].
+	// The local cluster (Local) always runs in-process.
+	Servers string
+	// Deactd is the deactd binary process mode starts; empty builds ./cmd/deactd into Dir.
+	Deactd string
+	// NullServerCmd is the executable process mode runs with the null-server subcommand (RunNullServer)
+	// [os.Executable(): deactbench itself].
+	NullServerCmd string
+	// Pin (process mode, Linux) pins the load generator to one CPU and the server processes to another, each
+	// started with GOMAXPROCS=1, so that neither competes with the other for a core.
+	Pin bool
 
 	Transport string // TransportGRPC or TransportHTTP [grpc]
 	// Baseline is "" (none), "null" (a NullServer started in this process) or the address of another check
@@ -72,6 +86,9 @@ type CheckConfig struct {
 // CheckReport is the outcome of a check benchmark.
 type CheckReport struct {
 	Deployment      string      `json:"deployment"`
+	Servers         string      `json:"servers"`            // "process", "inprocess", or "given" (by address)
+	Baseline        string      `json:"baseline,omitempty"` // what the baseline was
+	Pinning         string      `json:"pinning,omitempty"`  // what --pin pinned where
 	Transport       string      `json:"transport"`
 	Loop            string      `json:"loop"` // "closed" or "open"
 	Workers         int         `json:"workers"`
@@ -116,8 +133,14 @@ type RunResult struct {
 	// CPUPerReqUs is this process's CPU time (user + system, every thread) per answer: with in-process servers
 	// it covers the load generator and the server, so differences between runs are the servers' differences.
 	CPUPerReqUs float64 `json:"cpuPerReqUs"`
+	// ServerCPUPerReqUs is the measured server's own CPU time per answer, when it is a child process
+	// (/proc/PID/stat, user + system, every thread; 0 otherwise): the most robust comparison of deact with the
+	// null server on a shared machine. ServerCores is that process's CPU during the run, in cores.
+	ServerCPUPerReqUs float64 `json:"serverCpuPerReqUs,omitempty"`
+	ServerCores       float64 `json:"serverCores,omitempty"`
 	// Cores is the CPU this process used during the run, in cores; OtherCores what the rest of the machine
-	// used (from /proc/stat; -1 where unknown). Other load on a shared machine shows up here.
+	// used besides this process and the server processes it started (from /proc/stat; -1 where unknown).
+	// Other load on a shared machine shows up here.
 	Cores      float64               `json:"cores"`
 	OtherCores float64               `json:"otherCores"`
 	Latency    Percentiles           `json:"latency"` // open loop: from the intended send time; closed loop: service time
@@ -151,8 +174,11 @@ type Ratio struct {
 	P99        float64   `json:"p99"`
 	// Drift is the last baseline run's throughput / the first one's: far from 1 means the machine changed.
 	Drift float64 `json:"drift"`
-	// CPUPerReq is deact's CPU per answer / the baseline's (process-wide, so it includes the load generator).
+	// CPUPerReq is deact's CPU per answer / the baseline's, of this process (in-process servers: it includes
+	// the load generator; process mode: the load generator alone).
 	CPUPerReq float64 `json:"cpuPerReq"`
+	// ServerCPUPerReq is the ratio of the server processes' own CPU per answer (process mode only).
+	ServerCPUPerReq float64 `json:"serverCpuPerReq,omitempty"`
 }
 
 // GoalThroughputRatio is the throughput deact should keep relative to the null server.
@@ -216,8 +242,17 @@ func (c *CheckConfig) setDefaults() error {
 	if c.Rate < 0 || c.Churn < 0 {
 		return errors.New("rate and churn must be ≥ 0")
 	}
-	if c.Deployment == nil && c.Dir == "" {
-		return errors.New("a started deployment needs a directory (Dir)")
+	if c.Servers == "" {
+		c.Servers = ServersInProcess
+	}
+	if c.Servers != ServersProcess && c.Servers != ServersInProcess {
+		return fmt.Errorf("servers %q: want %s or %s", c.Servers, ServersProcess, ServersInProcess)
+	}
+	if c.Deployment == nil && c.Dir == "" || c.Servers == ServersProcess && c.Dir == "" {
+		return errors.New("a started deployment or server process needs a directory (Dir)")
+	}
+	if c.Pin && c.Servers != ServersProcess {
+		return errors.New("pinning needs the servers in processes of their own (servers process)")
 	}
 	return nil
 }
@@ -235,18 +270,31 @@ func RunCheck(ctx context.Context, cfg CheckConfig) (*CheckReport, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	var childEnv []string
+	if cfg.Pin {
+		childEnv = []string{"GOMAXPROCS=1"} // each server gets one CPU
+	}
+	servers := "given"
 	dep := cfg.Deployment
 	if dep == nil {
 		var err error
-		if cfg.Local {
+		servers = cfg.Servers
+		switch {
+		case cfg.Local:
+			servers = ServersInProcess
 			dep, err = StartLocal(ctx, cfg.Dir)
-		} else {
+		case cfg.Servers == ServersProcess:
+			dep, err = StartDaemonProcess(ctx, cfg.Dir, cfg.Deactd, childEnv, cfg.Progress)
+		default:
 			dep, err = StartDaemon(ctx, cfg.Dir)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("start deact: %w", err)
 		}
 		defer dep.Close()
+	}
+	if cfg.Pin && dep.PID == 0 {
+		return nil, errors.New("pinning needs deact in a child process (not given by address, not the local cluster)")
 	}
 	addrs := dep.AuthzAddrs
 	if cfg.Transport == TransportHTTP {
@@ -259,7 +307,7 @@ func RunCheck(ctx context.Context, cfg CheckConfig) (*CheckReport, error) {
 	m := newModel(cfg.RunID, cfg.Orgs, cfg.Apps, cfg.Deactivated, cfg.Seed)
 	pool := buildPool(m, cfg.Mix, cfg.Pool, cfg.Seed)
 	rep := &CheckReport{
-		Deployment: dep.Desc, Transport: cfg.Transport, Loop: "closed", Workers: cfg.Workers, Conns: cfg.Conns,
+		Deployment: dep.Desc, Servers: servers, Transport: cfg.Transport, Loop: "closed", Workers: cfg.Workers, Conns: cfg.Conns,
 		Rate: cfg.Rate, DurationS: cfg.Duration.Seconds(), RunID: cfg.RunID, Orgs: cfg.Orgs, Apps: cfg.Apps, Mix: cfg.Mix.String(),
 	}
 	if cfg.Rate > 0 {
@@ -298,17 +346,31 @@ func RunCheck(ctx context.Context, cfg CheckConfig) (*CheckReport, error) {
 
 	var base sender
 	var baseName string
+	var basePID int
 	switch cfg.Baseline {
 	case "":
 	case "null":
-		ns, err := StartNullServer()
-		if err != nil {
-			return nil, err
+		var grpcAddr, httpAddr string
+		if cfg.Servers == ServersProcess {
+			np, err := startNullProcess(ctx, cfg.NullServerCmd, filepath.Join(cfg.Dir, "null-server.log"), childEnv)
+			if err != nil {
+				return nil, fmt.Errorf("start null server: %w", err)
+			}
+			defer np.stop()
+			grpcAddr, httpAddr, basePID = np.grpcAddr, np.httpAddr, np.pid()
+			rep.Baseline = fmt.Sprintf("null ext_authz server, child process (pid %d)", basePID)
+		} else {
+			ns, err := StartNullServer()
+			if err != nil {
+				return nil, err
+			}
+			defer ns.Close()
+			grpcAddr, httpAddr = ns.GRPCAddr, ns.HTTPAddr
+			rep.Baseline = "null ext_authz server in this process"
 		}
-		defer ns.Close()
-		addr := ns.GRPCAddr
+		addr := grpcAddr
 		if cfg.Transport == TransportHTTP {
-			addr = ns.HTTPAddr
+			addr = httpAddr
 		}
 		if base, err = newSender(cfg.Transport, []string{addr}, cfg.Conns); err != nil {
 			return nil, err
@@ -319,9 +381,35 @@ func RunCheck(ctx context.Context, cfg CheckConfig) (*CheckReport, error) {
 			return nil, fmt.Errorf("baseline: %w", err)
 		}
 		baseName = "baseline"
+		rep.Baseline = "check server at " + cfg.Baseline
 	}
 	if base != nil {
 		defer base.close()
+	}
+	var children []int // the server processes this run started, whose CPU is not "other"
+	for _, pid := range []int{dep.PID, basePID} {
+		if pid > 0 {
+			children = append(children, pid)
+		}
+	}
+	if cfg.Pin {
+		ps := []pinned{{"deact", dep.PID}}
+		if basePID > 0 {
+			ps = append(ps, pinned{"null", basePID})
+		}
+		desc, undo, err := pinCPUs(ps)
+		if err != nil {
+			return nil, err
+		}
+		defer undo()
+		rep.Pinning = desc
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "pinned: %s\n", desc)
+		}
+	}
+	pids := map[sender]int{deact: dep.PID}
+	if base != nil {
+		pids[base] = basePID
 	}
 
 	warmed := map[sender]bool{}
@@ -334,7 +422,8 @@ func RunCheck(ctx context.Context, cfg CheckConfig) (*CheckReport, error) {
 		if !warmed[s] {
 			warm, warmed[s] = cfg.Settle, true
 		}
-		r, err := runLoad(ctx, loadRun{name: name, cfg: &cfg, sender: s, pool: pool, model: mm, churn: churn, admin: ac, warmup: warm})
+		r, err := runLoad(ctx, loadRun{name: name, cfg: &cfg, sender: s, pool: pool, model: mm, churn: churn, admin: ac, warmup: warm,
+			serverPID: pids[s], children: children})
 		rep.Runs = append(rep.Runs, r)
 		return err
 	}
@@ -400,7 +489,7 @@ func ratio(runs []RunResult) *Ratio {
 		return a / b
 	}
 	var r Ratio
-	var tput, p50, p99, cpu []float64
+	var tput, p50, p99, cpu, srv []float64
 	for i := 1; i+1 < len(runs); i += 2 {
 		before, deact, after := runs[i-1], runs[i], runs[i+1]
 		mean := func(f func(RunResult) float64) float64 { return (f(before) + f(after)) / 2 }
@@ -408,9 +497,12 @@ func ratio(runs []RunResult) *Ratio {
 		p50 = append(p50, div(deact.Latency.P50Ms, mean(func(r RunResult) float64 { return r.Latency.P50Ms })))
 		p99 = append(p99, div(deact.Latency.P99Ms, mean(func(r RunResult) float64 { return r.Latency.P99Ms })))
 		cpu = append(cpu, div(deact.CPUPerReqUs, mean(func(r RunResult) float64 { return r.CPUPerReqUs })))
+		if deact.ServerCPUPerReqUs > 0 && before.ServerCPUPerReqUs > 0 && after.ServerCPUPerReqUs > 0 {
+			srv = append(srv, div(deact.ServerCPUPerReqUs, mean(func(r RunResult) float64 { return r.ServerCPUPerReqUs })))
+		}
 	}
 	r.PerRound = tput
-	r.Throughput, r.P50, r.P99, r.CPUPerReq = median(tput), median(p50), median(p99), median(cpu)
+	r.Throughput, r.P50, r.P99, r.CPUPerReq, r.ServerCPUPerReq = median(tput), median(p50), median(p99), median(cpu), median(srv)
 	if len(runs) > 0 {
 		r.Drift = div(runs[len(runs)-1].Throughput, runs[0].Throughput)
 	}
@@ -514,6 +606,10 @@ type loadRun struct {
 	churn  float64
 	admin  *adminClient
 	warmup time.Duration
+	// serverPID is the measured server's process when it is a child (0: this process or unknown); children
+	// are every server process the run started.
+	serverPID int
+	children  []int
 }
 
 // runStats counts answers; shared by a run's workers.
@@ -634,9 +730,22 @@ func runLoad(ctx context.Context, lr loadRun) (RunResult, error) {
 		go func() { defer bg.Done(); lr.runChurn(rctx, churn, stop) }()
 	}
 	runtime.GC() // every run starts without the garbage of the one before
+	childCPU := func() (sum, server time.Duration) {
+		for _, pid := range lr.children {
+			c := max(procCPU(pid), 0)
+			sum += c
+			if pid == lr.serverPID {
+				server = c
+			}
+		}
+		return sum, server
+	}
 	cpu0, busy0 := processCPU(), machineBusy()
+	kids0, srv0 := childCPU()
 	out := sched.run(rctx, lr.exec(&st, cfg.Workers), live)
 	cpu, busy := processCPU()-cpu0, machineBusy()-busy0
+	kids1, srv1 := childCPU()
+	kids, srv := kids1-kids0, srv1-srv0
 	close(stop)
 	bg.Wait()
 	if ctx.Err() != nil {
@@ -651,11 +760,17 @@ func runLoad(ctx context.Context, lr loadRun) (RunResult, error) {
 	if out.Completed > 0 {
 		res.CPUPerReqUs = float64(cpu.Microseconds()) / float64(out.Completed)
 	}
+	if lr.serverPID > 0 && out.Completed > 0 {
+		res.ServerCPUPerReqUs = float64(srv.Microseconds()) / float64(out.Completed)
+	}
 	res.OtherCores = -1
 	if out.Elapsed > 0 {
 		res.Cores = cpu.Seconds() / out.Elapsed.Seconds()
+		if lr.serverPID > 0 {
+			res.ServerCores = srv.Seconds() / out.Elapsed.Seconds()
+		}
 		if busy0 >= 0 {
-			res.OtherCores = max(busy-cpu, 0).Seconds() / out.Elapsed.Seconds()
+			res.OtherCores = max(busy-cpu-kids, 0).Seconds() / out.Elapsed.Seconds()
 		}
 	}
 	res.Latency = percentilesOf(out.Corrected)

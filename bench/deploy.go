@@ -25,7 +25,10 @@ type Deployment struct {
 	AdminToken string
 	// ReadyURLs are the gateways' /readyz, when known.
 	ReadyURLs []string
-	close     func()
+	// PID is the process that serves the checks when deactbench started it as a child (0 otherwise): its CPU
+	// is measured per run.
+	PID   int
+	close func()
 }
 
 // Gateways is the number of gateway nodes.

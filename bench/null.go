@@ -37,12 +37,20 @@ func (nullAuthz) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResp
 }
 
 // StartNullServer listens on two free loopback ports and serves until Close. Its gRPC options match deactd's.
-func StartNullServer() (*NullServer, error) {
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
+func StartNullServer() (*NullServer, error) { return startNullServer("127.0.0.1:0", "127.0.0.1:0") }
+
+// startNullServer listens on the given loopback addresses (port 0 picks a free port).
+func startNullServer(grpcAddr, httpAddr string) (*NullServer, error) {
+	for _, a := range []string{grpcAddr, httpAddr} {
+		if err := checkLoopback(a); err != nil {
+			return nil, err
+		}
+	}
+	gl, err := net.Listen("tcp", grpcAddr)
 	if err != nil {
 		return nil, err
 	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	hl, err := net.Listen("tcp", httpAddr)
 	if err != nil {
 		gl.Close()
 		return nil, err

@@ -41,7 +41,7 @@ func NewReport(args []string) *Report {
 		Tool: "deactbench", Command: args, Started: time.Now(), Failures: []string{},
 		Machine: Machine{
 			NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
-			Note: fmt.Sprintf("load generator, deact, the null baseline and etcd share this machine's %d CPUs (in-process: one Go runtime, GOMAXPROCS=%d); "+
+			Note: fmt.Sprintf("load generator, deact, the null baseline and etcd share this machine's %d CPUs (in-process mode: one Go runtime, GOMAXPROCS=%d; process mode: one process each); "+
 				"absolute figures are this machine's, compare ratios from one run", runtime.NumCPU(), runtime.GOMAXPROCS(0)),
 		},
 	}
@@ -117,7 +117,29 @@ func (c *CheckReport) writeSummary(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\ncheck (%s): %s over %d connections, %.0fs per run; %s\n", c.Transport, load, c.Conns, c.DurationS, c.Deployment)
 	fmt.Fprintf(w, "  state: %d orgs (%d deactivated), %d apps (%d deactivated); mix %s\n", c.Orgs, c.DeactivatedOrgs, c.Apps, c.DeactivatedApps, c.Mix)
-	fmt.Fprintf(w, "  %-16s %9s %9s %9s %9s %9s %9s %7s %7s %7s %8s %10s\n", "run", "answers/s", "p50", "p90", "p99", "p99.9", "max", "denied", "wrong", "errors", "cpu/req", "cores")
+	switch c.Servers {
+	case ServersProcess:
+		fmt.Fprintf(w, "  servers: process mode, each server in a child process of its own (own Go runtime and GC); the load generator is this process\n")
+	case ServersInProcess:
+		fmt.Fprintf(w, "  servers: in-process mode, deact and the null server share the load generator's process (one Go runtime and GC)\n")
+	default:
+		fmt.Fprintf(w, "  servers: deact given by address\n")
+	}
+	if c.Baseline != "" {
+		fmt.Fprintf(w, "  baseline: %s\n", c.Baseline)
+	}
+	if c.Pinning != "" {
+		fmt.Fprintf(w, "  pinned: %s\n", c.Pinning)
+	}
+	srvCPU := false
+	for _, r := range c.Runs {
+		srvCPU = srvCPU || r.ServerCPUPerReqUs > 0
+	}
+	srvHead := ""
+	if srvCPU {
+		srvHead = fmt.Sprintf(" %9s", "srv cpu")
+	}
+	fmt.Fprintf(w, "  %-16s %9s %9s %9s %9s %9s %9s %7s %7s %7s %8s%s %15s\n", "run", "answers/s", "p50", "p90", "p99", "p99.9", "max", "denied", "wrong", "errors", "cpu/req", srvHead, "cores")
 	for _, r := range c.Runs {
 		denied := "-"
 		if r.Requests > 0 {
@@ -129,11 +151,16 @@ func (c *CheckReport) writeSummary(w io.Writer) {
 		}
 		l := r.Latency
 		cores := fmt.Sprintf("%.2f", r.Cores)
+		srvCol := ""
+		if srvCPU {
+			cores += fmt.Sprintf("+%.2f", r.ServerCores)
+			srvCol = fmt.Sprintf(" %7.1fµs", r.ServerCPUPerReqUs)
+		}
 		if r.OtherCores >= 0 {
 			cores += fmt.Sprintf("+%.2f", r.OtherCores)
 		}
-		fmt.Fprintf(w, "  %-16s %9.0f %9s %9s %9s %9s %9s %7s %7s %7d %6.1fµs %10s\n", r.Name, r.Throughput, ms(l.P50Ms), ms(l.P90Ms), ms(l.P99Ms), ms(l.P999Ms), ms(l.MaxMs),
-			denied, wrong, r.Errors+r.Warmup.Errors, r.CPUPerReqUs, cores)
+		fmt.Fprintf(w, "  %-16s %9.0f %9s %9s %9s %9s %9s %7s %7s %7d %6.1fµs%s %15s\n", r.Name, r.Throughput, ms(l.P50Ms), ms(l.P90Ms), ms(l.P99Ms), ms(l.P999Ms), ms(l.MaxMs),
+			denied, wrong, r.Errors+r.Warmup.Errors, r.CPUPerReqUs, srvCol, cores)
 		if r.Service != nil {
 			s := r.Service
 			fmt.Fprintf(w, "  %-16s %9s %9s %9s %9s %9s %9s   (service time, not corrected)\n", "", "", ms(s.P50Ms), ms(s.P90Ms), ms(s.P99Ms), ms(s.P999Ms), ms(s.MaxMs))
@@ -162,8 +189,12 @@ func (c *CheckReport) writeSummary(w io.Writer) {
 			}
 			rounds += ")"
 		}
-		fmt.Fprintf(w, "  deact/baseline: throughput %.3f×%s (goal ≥ %.1f×: %s), p50 %.2f×, p99 %.2f×, CPU per answer %.2f×\n",
-			rt.Throughput, rounds, GoalThroughputRatio, goal, rt.P50, rt.P99, rt.CPUPerReq)
+		srvRatio := ""
+		if rt.ServerCPUPerReq > 0 {
+			srvRatio = fmt.Sprintf(", server CPU per answer %.2f×", rt.ServerCPUPerReq)
+		}
+		fmt.Fprintf(w, "  deact/baseline: throughput %.3f×%s (goal ≥ %.1f×: %s), p50 %.2f×, p99 %.2f×, CPU per answer %.2f×%s\n",
+			rt.Throughput, rounds, GoalThroughputRatio, goal, rt.P50, rt.P99, rt.CPUPerReq, srvRatio)
 		other := 0.0
 		for _, r := range c.Runs {
 			other = max(other, r.OtherCores)
@@ -172,7 +203,11 @@ func (c *CheckReport) writeSummary(w io.Writer) {
 		if rt.Drift < 0.9 || rt.Drift > 1.1 || other > 0.2 {
 			fmt.Fprintln(w, "  WARNING: the machine's other load changed during the runs: the ratios are unreliable; rerun when it is quiet")
 		}
-		fmt.Fprintln(w, "  cpu/req and cores: this process (load generator + in-process server), + other processes on the machine")
+		if srvCPU {
+			fmt.Fprintln(w, "  cpu/req: the load generator's CPU per answer; srv cpu: the server process's own CPU per answer; cores: load generator + server + other processes")
+		} else {
+			fmt.Fprintln(w, "  cpu/req and cores: this process (load generator + in-process server), + other processes on the machine")
+		}
 	}
 }
 

@@ -9,12 +9,10 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/deact/deact/state"
@@ -80,18 +78,12 @@ func RunSync(ctx context.Context, cfg SyncConfig) (*SyncReport, error) {
 	rep := &SyncReport{}
 	bin := cfg.Deactd
 	if bin == "" {
-		start := time.Now()
-		bin = filepath.Join(cfg.Dir, "deactd")
-		if cfg.Progress != nil {
-			fmt.Fprintln(cfg.Progress, "sync: building deactd (go build ./cmd/deactd)")
+		var took time.Duration
+		var err error
+		if bin, took, err = buildDeactd(ctx, cfg.Dir, cfg.Progress, "sync"); err != nil {
+			return nil, err
 		}
-		bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		out, err := exec.CommandContext(bctx, "go", "build", "-o", bin, "github.com/deact/deact/cmd/deactd").CombinedOutput()
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("build deactd (run from the deact module, or pass --deactd): %v: %s", err, out)
-		}
-		rep.BuildS = time.Since(start).Seconds()
+		rep.BuildS = took.Seconds()
 	}
 	rep.Deactd = bin
 
@@ -163,60 +155,23 @@ func loadRecords(ctx context.Context, store *state.Store, run string, n int, pro
 
 // startChild runs deactd on the loaded etcd, waits for ready, measures, checks a few answers and stops it.
 func startChild(ctx context.Context, cfg SyncConfig, bin string, endpoints []string, rep *SyncReport) error {
-	logf, err := os.Create(filepath.Join(cfg.Dir, "sync-deactd.log"))
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "--role", "gateway", "--etcd-endpoints", strings.Join(endpoints, ","),
-		"--data-dir", filepath.Join(cfg.Dir, "deactd-data"), "--node-id", "sync-bench",
-		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-level", "warn")
-	cmd.Stderr = logf
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", bin, err)
+	var b deactdBanner
+	c, err := startChildProc(ctx, "deactd", []string{bin, "--role", "gateway", "--etcd-endpoints", strings.Join(endpoints, ","),
+		"--data-dir", filepath.Join(cfg.Dir, "deactd-data"), "--node-id", "sync-bench",
+		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-level", "warn"},
+		nil, filepath.Join(cfg.Dir, "sync-deactd.log"), false, 2*time.Minute, b.line)
+	if err != nil {
+		return err
 	}
-	exited := make(chan error, 1)
-	addrs := make(chan [2]string, 1)
-	go func() {
-		var authz, adminURL string
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "authz gRPC (ext_authz):"); ok {
-				authz = strings.TrimSpace(v)
-			}
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "admin HTTP/gRPC:"); ok {
-				adminURL = strings.TrimSpace(v)
-				addrs <- [2]string{authz, adminURL}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	go func() { exited <- cmd.Wait() }()
-	defer stopChild(cmd, exited)
-
-	var a [2]string
-	select {
-	case a = <-addrs:
-	case err := <-exited:
-		exited <- err
-		return fmt.Errorf("deactd exited before it listened: %v (log %s)", err, logf.Name())
-	case <-time.After(2 * time.Minute):
-		return errors.New("deactd printed no addresses within 2 minutes")
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	defer c.stop()
+	a := [2]string{b.authz, b.adminURL}
 	rep.ListeningS = time.Since(start).Seconds()
 	if err := waitReady(ctx, []string{a[1] + "/readyz"}); err != nil {
 		return err
 	}
 	rep.ReadyS = time.Since(start).Seconds()
-	rss, hwm, err := procMemory(cmd.Process.Pid)
+	rss, hwm, err := procMemory(c.pid())
 	if err != nil {
 		return err
 	}
@@ -228,7 +183,7 @@ func startChild(ctx context.Context, cfg SyncConfig, bin string, endpoints []str
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		rss, _, err := procMemory(cmd.Process.Pid)
+		rss, _, err := procMemory(c.pid())
 		if err != nil {
 			return err
 		}
@@ -262,17 +217,6 @@ func startChild(ctx context.Context, cfg SyncConfig, bin string, endpoints []str
 		return fmt.Errorf("%w: sync: %d of %d spot checks wrong", ErrCorrectness, rep.WrongChecks, rep.SpotChecks)
 	}
 	return nil
-}
-
-// stopChild sends SIGTERM and waits (10 s at most, then SIGKILL).
-func stopChild(cmd *exec.Cmd, exited chan error) {
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-	}
 }
 
 // procMemory reads VmRSS and VmHWM (bytes) of a process from /proc.

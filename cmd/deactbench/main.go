@@ -8,6 +8,11 @@
 //	deactbench admin [flags]        confirmed admin writes per second
 //	deactbench all [--quick]        all of them, report and plots in --out
 //
+// check and all run deact and the null baseline each in a child process of its own by default (--servers
+// process: deactd built from ./cmd/deactd or --deactd, the null server as "deactbench null-server");
+// --servers inprocess runs them in deactbench's own process. --pin pins the load generator and the servers to
+// a CPU each.
+//
 // Exit status: 0 when every answer was right, 1 when a run failed or saw a wrong answer, 2 for bad usage.
 package main
 
@@ -89,6 +94,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, usage)
 		return 2
 	}
+	if args[0] == bench.NullServerCommand { // internal: the null baseline as a child process of check
+		return bench.RunNullServer(context.Background(), args[1:], os.Stdin, stdout, stderr)
+	}
 	mode := args[0]
 	fs := flag.NewFlagSet("deactbench "+mode, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -107,7 +115,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "check":
 		t.register(fs, "start the local cluster (3 etcd members, 3 gateways, admin) in-process instead of one deactd")
 		fs.StringVar(&check.Transport, "transport", bench.TransportGRPC, "grpc (Envoy ext_authz) or http (/check, as nginx auth_request)")
-		fs.StringVar(&check.Baseline, "baseline", "", `"null" measures an in-process null ext_authz server before and after deact; an address measures that server`)
+		fs.StringVar(&check.Baseline, "baseline", "", `"null" measures a null ext_authz server (see --servers) before and after deact; an address measures that server`)
+		fs.StringVar(&check.Servers, "servers", bench.ServersProcess, "where the started deact and null server run: process (a child process each) or inprocess (in deactbench)")
+		fs.StringVar(&check.Deactd, "deactd", "", "deactd binary for --servers process (default: go build ./cmd/deactd)")
+		fs.BoolVar(&check.Pin, "pin", false, "--servers process, Linux: pin the load generator to one CPU and the servers to another")
 		fs.IntVar(&check.Orgs, "orgs", 1000, "orgs to register")
 		fs.IntVar(&check.Apps, "apps", 0, "apps to register, one project and one client ID each (default: as many as orgs)")
 		fs.Float64Var(&check.Deactivated, "deactivated", 0.1, "share of orgs, and of the apps of active orgs, deactivated")
@@ -143,7 +154,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.BoolVar(&all.Quick, "quick", false, "short runs (about a minute on 2 cores)")
 		fs.StringVar(&all.Transport, "transport", bench.TransportGRPC, "transport of the check runs: grpc or http")
 		fs.IntVar(&all.Records, "records", 100_000, "sync records")
-		fs.StringVar(&all.Deactd, "deactd", "", "deactd binary for sync (default: go build ./cmd/deactd)")
+		fs.StringVar(&all.Deactd, "deactd", "", "deactd binary for sync and the check runs (default: go build ./cmd/deactd)")
+		fs.StringVar(&all.Servers, "servers", bench.ServersProcess, "where the check runs' deact and null server run: process or inprocess")
+		fs.BoolVar(&all.Pin, "pin", false, "--servers process, Linux: pin the load generator to one CPU and the servers to another")
 	default:
 		fmt.Fprintf(stderr, "deactbench: unknown mode %q\n%s\n", mode, usage)
 		return 2
@@ -154,6 +167,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "deactbench: unexpected arguments %q\n", fs.Args())
 		return 2
+	}
+	for _, v := range []string{check.Servers, all.Servers} {
+		if v != "" && v != bench.ServersProcess && v != bench.ServersInProcess {
+			fmt.Fprintf(stderr, "deactbench: --servers %q: want %s or %s\n", v, bench.ServersProcess, bench.ServersInProcess)
+			return 2
+		}
 	}
 	if c.gomaxprocs > 0 {
 		runtime.GOMAXPROCS(c.gomaxprocs)
