@@ -1,6 +1,7 @@
 // Command deactlocal runs a whole deact deployment on loopback: a 3-member etcd cluster, 3 gateway nodes and an
-// admin node, on free ports, with data and one log file per node in a temporary directory (or --dir). It prints
-// the addresses and runs until Ctrl-C, then stops everything cleanly.
+// admin node, on free ports, with data and one log file per node in a temporary directory (or --dir). The
+// nodes run in this process, or with --processes as deactd child processes. It prints the addresses and runs
+// until Ctrl-C, then stops everything cleanly.
 package main
 
 import (
@@ -8,7 +9,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/deact/deact/deploy/local"
@@ -19,14 +22,16 @@ func main() {
 	members := flag.Int("etcd-members", 3, "etcd members")
 	gateways := flag.Int("gateways", 3, "gateway nodes")
 	token := flag.String("admin-token", os.Getenv("DEACT_ADMIN_TOKEN"), "admin token (default: generated)")
+	processes := flag.Bool("processes", false, "run each node as a deactd child process (built from ./cmd/deactd unless --deactd)")
+	deactd := flag.String("deactd", "", "deactd binary for --processes")
 	flag.Parse()
-	if err := run(*dir, *members, *gateways, *token); err != nil {
+	if err := run(*dir, *members, *gateways, *token, *processes, *deactd); err != nil {
 		fmt.Fprintln(os.Stderr, "deactlocal:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir string, members, gateways int, token string) error {
+func run(dir string, members, gateways int, token string, processes bool, deactd string) error {
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "deactlocal-")
 		if err != nil {
@@ -35,9 +40,16 @@ func run(dir string, members, gateways int, token string) error {
 		defer os.RemoveAll(tmp)
 		dir = tmp
 	}
+	if processes && deactd == "" {
+		deactd = filepath.Join(dir, "deactd")
+		fmt.Println("building ./cmd/deactd ...")
+		if out, err := exec.Command("go", "build", "-o", deactd, "./cmd/deactd").CombinedOutput(); err != nil {
+			return fmt.Errorf("go build ./cmd/deactd (run from the repository, or pass --deactd): %v\n%s", err, out)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c, err := local.Start(local.Config{Dir: dir, Members: members, Gateways: gateways, AdminToken: token})
+	c, err := local.Start(local.Config{Dir: dir, Members: members, Gateways: gateways, AdminToken: token, Exec: deactd})
 	if err != nil {
 		return err
 	}

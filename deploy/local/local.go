@@ -1,19 +1,24 @@
-// Package local runs a whole deact deployment on loopback in one process: an etcd cluster (embedded members),
-// gateway nodes and an admin node, each a real deactd (daemon.Start) with its own listeners, etcd client and
-// log file. cmd/deactlocal starts one from the command line; end-to-end tests and deactbench use it for
-// multi-node runs.
+// Package local runs a whole deact deployment on loopback: an etcd cluster (embedded members), gateway nodes
+// and an admin node, each a real deactd with its own listeners, etcd client and log file — in this process
+// (daemon.Start) by default, or as deactd child processes (Config.Exec). cmd/deactlocal starts one from the
+// command line; end-to-end tests and deactbench use it for multi-node runs.
 package local
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/deact/deact/admin"
 	"github.com/deact/deact/daemon"
@@ -27,8 +32,11 @@ type Config struct {
 	Gateways int    // gateway nodes [3]
 	// AdminToken for the admin node [generated].
 	AdminToken string
-	// Daemon, when set, adjusts each node's configuration before it starts (e.g. staleness policy).
+	// Daemon, when set, adjusts each in-process node's configuration before it starts (e.g. staleness policy).
 	Daemon func(*daemon.Config)
+	// Exec, when set, is a deactd binary: the nodes run as its child processes (SIGTERM to stop), each logging
+	// to its own file, instead of in this process. Daemon does not apply then.
+	Exec string
 	// LogLevel of the nodes' log files [info].
 	LogLevel slog.Level
 }
@@ -47,17 +55,19 @@ type Cluster struct {
 
 // Node is one running deactd.
 type Node struct {
-	*daemon.Daemon
-	ID      string
-	LogFile string
-	cancel  context.CancelFunc
-	once    sync.Once
+	ID            string
+	AuthzAddr     string // ext_authz gRPC (gateways)
+	HTTPCheckAddr string // HTTP check (gateways)
+	AdminAddr     string // admin API, /readyz, /metrics
+	LogFile       string
+	stop          func() error
+	once          sync.Once
 }
 
 // Stop stops the node (SIGTERM semantics: drain, leave the registry) and waits for it.
 func (n *Node) Stop() error {
 	var err error
-	n.once.Do(func() { n.cancel(); err = n.Wait() })
+	n.once.Do(func() { err = n.stop() })
 	return err
 }
 
@@ -83,6 +93,9 @@ func Start(cfg Config) (_ *Cluster, err error) {
 			c.Close()
 		}
 	}()
+	if cfg.Exec != "" && cfg.Daemon != nil {
+		return nil, errors.New("local: Daemon adjusts in-process nodes only; it cannot apply with Exec")
+	}
 	if c.Etcd, err = etcdserver.StartCluster(filepath.Join(cfg.Dir, "etcd"), cfg.Members, "error"); err != nil {
 		return nil, err
 	}
@@ -106,6 +119,9 @@ func (c *Cluster) startNode(id, role string) (*Node, error) {
 		return nil, err
 	}
 	c.files = append(c.files, f)
+	if c.cfg.Exec != "" {
+		return c.execNode(id, role, f)
+	}
 	dc := daemon.Config{
 		DataDir: filepath.Join(c.Dir, id), NodeID: id, Role: role,
 		EtcdEndpoints: c.Etcd.Endpoints(), AdminToken: c.AdminToken,
@@ -122,7 +138,74 @@ func (c *Cluster) startNode(id, role string) (*Node, error) {
 		cancel()
 		return nil, fmt.Errorf("%s: %w", id, err)
 	}
-	return &Node{Daemon: d, ID: id, LogFile: logPath, cancel: cancel}, nil
+	return &Node{
+		ID: id, AuthzAddr: d.AuthzAddr, HTTPCheckAddr: d.HTTPCheckAddr, AdminAddr: d.AdminAddr, LogFile: logPath,
+		stop: func() error { cancel(); return d.Wait() },
+	}, nil
+}
+
+// Lines of deactd's start banner that carry its addresses.
+var (
+	bannerAuthz = regexp.MustCompile(`authz gRPC \(ext_authz\):\s+(\S+)`)
+	bannerCheck = regexp.MustCompile(`check HTTP \(/check\):\s+http://(\S+)/check`)
+	bannerAdmin = regexp.MustCompile(`admin HTTP/gRPC:\s+http://(\S+)`)
+)
+
+// execNode runs a node as a deactd child process and reads its addresses from the banner it prints.
+func (c *Cluster) execNode(id, role string, logFile *os.File) (*Node, error) {
+	cmd := exec.Command(c.cfg.Exec,
+		"--data-dir", filepath.Join(c.Dir, id), "--node-id", id, "--role", role,
+		"--etcd-endpoints", strings.Join(c.Etcd.Endpoints(), ","), "--admin-token", c.AdminToken,
+		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+		"--log-level", strings.ToLower(c.cfg.LogLevel.String()))
+	cmd.Stderr = logFile
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w", id, err)
+	}
+	exited := make(chan error, 1)
+	n := &Node{ID: id, LogFile: logFile.Name()}
+	n.stop = func() error {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			return err
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			return fmt.Errorf("%s did not stop within 30s of SIGTERM", id)
+		}
+	}
+	banner := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(logFile, line)
+			for re, dst := range map[*regexp.Regexp]*string{bannerAuthz: &n.AuthzAddr, bannerCheck: &n.HTTPCheckAddr, bannerAdmin: &n.AdminAddr} {
+				if m := re.FindStringSubmatch(line); m != nil {
+					*dst = m[1]
+				}
+			}
+			if n.AdminAddr != "" {
+				close(banner)
+				break
+			}
+		}
+		_, _ = io.Copy(logFile, stdout)
+		exited <- cmd.Wait()
+	}()
+	select {
+	case <-banner:
+		return n, nil
+	case err := <-exited:
+		return nil, fmt.Errorf("%s exited before it listened (%v); see %s", id, err, logFile.Name())
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("%s printed no addresses within 60s; see %s", id, logFile.Name())
+	}
 }
 
 // AdminURL is the admin node's base URL.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +56,18 @@ func deactivate(t *testing.T, c *local.Cluster, org string, deactivate bool) (st
 // own gRPC Check the moment the admin answers 3/3), and with one etcd member stopped enforcement goes on and a
 // new deactivation still reaches every gateway.
 func TestLocalClusterFanOut(t *testing.T) {
-	c, err := local.Start(local.Config{Dir: t.TempDir()})
+	t.Run("in-process", func(t *testing.T) { testFanOut(t, local.Config{Dir: t.TempDir()}) })
+	t.Run("processes", func(t *testing.T) {
+		bin := filepath.Join(t.TempDir(), "deactd")
+		if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/deactd").CombinedOutput(); err != nil {
+			t.Fatalf("go build deactd: %v\n%s", err, out)
+		}
+		testFanOut(t, local.Config{Dir: t.TempDir(), Exec: bin})
+	})
+}
+
+func testFanOut(t *testing.T, cfg local.Config) {
+	c, err := local.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
