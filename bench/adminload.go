@@ -67,17 +67,11 @@ func RunAdmin(ctx context.Context, cfg AdminConfig) (*AdminReport, error) {
 	if cfg.RunID == "" {
 		cfg.RunID = newRunID()
 	}
-	dep := cfg.Deployment
-	if dep == nil {
-		if cfg.Dir == "" {
-			return nil, errors.New("admin: starting the local cluster needs a directory (Dir)")
-		}
-		var err error
-		if dep, err = StartLocal(ctx, cfg.Dir); err != nil {
-			return nil, fmt.Errorf("start local cluster: %w", err)
-		}
-		defer dep.Close()
+	dep, done, err := deploymentOrLocal(ctx, cfg.Deployment, cfg.Dir, "admin")
+	if err != nil {
+		return nil, err
 	}
+	defer done()
 	if cfg.ExpectNodes <= 0 {
 		cfg.ExpectNodes = dep.Gateways()
 	}

@@ -77,6 +77,20 @@ func StartDaemon(ctx context.Context, dir string) (*Deployment, error) {
 	return dep, nil
 }
 
+// deploymentOrLocal returns dep, or when it is nil starts the local cluster in dir; done stops what it started.
+func deploymentOrLocal(ctx context.Context, dep *Deployment, dir, mode string) (_ *Deployment, done func(), err error) {
+	if dep != nil {
+		return dep, func() {}, nil
+	}
+	if dir == "" {
+		return nil, nil, fmt.Errorf("%s: starting the local cluster needs a directory (Dir)", mode)
+	}
+	if dep, err = StartLocal(ctx, dir); err != nil {
+		return nil, nil, fmt.Errorf("start local cluster: %w", err)
+	}
+	return dep, dep.Close, nil
+}
+
 // StartLocal starts the local deployment (deploy/local: 3 etcd members, 3 gateways, 1 admin node) in this
 // process with data and logs in dir, and waits until every gateway is ready and registered.
 func StartLocal(ctx context.Context, dir string) (*Deployment, error) {

@@ -167,17 +167,11 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 	if cfg.RunID == "" {
 		cfg.RunID = newRunID()
 	}
-	dep := cfg.Deployment
-	if dep == nil {
-		if cfg.Dir == "" {
-			return nil, errors.New("propagation: starting the local cluster needs a directory (Dir)")
-		}
-		var err error
-		if dep, err = StartLocal(ctx, cfg.Dir); err != nil {
-			return nil, fmt.Errorf("start local cluster: %w", err)
-		}
-		defer dep.Close()
+	dep, done, err := deploymentOrLocal(ctx, cfg.Deployment, cfg.Dir, "propagation")
+	if err != nil {
+		return nil, err
 	}
+	defer done()
 	if len(dep.AuthzAddrs) == 0 {
 		return nil, errors.New("propagation: no gateway ext_authz address")
 	}

@@ -242,43 +242,40 @@ func procMemory(pid int) (rss, hwm int64, _ error) {
 
 // metricValue reads one unlabelled gauge from a Prometheus text endpoint; 0 when it cannot.
 func metricValue(ctx context.Context, u, name string) float64 {
+	var f float64
+	readURL(ctx, u, func(body io.Reader) {
+		sc := bufio.NewScanner(body)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+				f, _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+				return
+			}
+		}
+	})
+	return f
+}
+
+// readURL GETs u on a connection of its own and hands the body to read; it does nothing when the GET fails.
+func readURL(ctx context.Context, u string, read func(io.Reader)) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return 0
+		return
 	}
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0
+		return
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f
-		}
-	}
-	return 0
+	read(resp.Body)
 }
 
 // readyRevision reads appliedRevision from a /readyz answer; 0 when it cannot.
 func readyRevision(ctx context.Context, u string) int64 {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return 0
-	}
-	client := &http.Client{Transport: &http.Transport{}}
-	defer client.CloseIdleConnections()
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
 	var r struct {
 		Revision int64 `json:"appliedRevision"`
 	}
-	_ = json.NewDecoder(resp.Body).Decode(&r)
+	readURL(ctx, u, func(body io.Reader) { _ = json.NewDecoder(body).Decode(&r) })
 	return r.Revision
 }
