@@ -70,6 +70,7 @@ type Config struct {
 
 	AdminToken     string        // bootstrap admin token; empty uses the one stored in DataDir or makes one
 	ConfirmTimeout time.Duration // admin's wait for gateway nodes after a write [2s]
+	AuditRetention time.Duration // admin nodes delete audit records older than this, hourly [90 days]; <0 keeps all
 
 	Presets   []string // authz route presets [zitadel, commvault]
 	RulesFile string   // custom authz rules (YAML or JSON)
@@ -105,6 +106,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 10 * time.Second
+	}
+	if c.AuditRetention == 0 {
+		c.AuditRetention = 90 * 24 * time.Hour
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -238,6 +242,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 		adminMux.Handle("/", api.Handler())
+		if cfg.AuditRetention > 0 {
+			d.run(bgctx, "audit pruning", func(ctx context.Context) error { d.pruneAudit(ctx, store); return nil })
+		}
 	}
 	adminMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	adminMux.HandleFunc("GET /readyz", d.readyz)
@@ -544,6 +551,27 @@ func (d *Daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	_ = json.NewEncoder(w).Encode(r)
+}
+
+// pruneAudit deletes audit records older than the retention, at start and then hourly. Several admin nodes
+// doing it at once is harmless: it is one idempotent range delete.
+func (d *Daemon) pruneAudit(ctx context.Context, store *state.Store) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := store.PruneAudit(ctx, time.Now().Add(-d.cfg.AuditRetention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			d.log.Warn("pruning the audit log failed", "err", err)
+		case n > 0:
+			d.log.Info("pruned the audit log", "records", n, "retention", d.cfg.AuditRetention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // run starts a background component that stops when ctx ends.

@@ -305,3 +305,14 @@ func BuildSnapshot(rev int64, recs ...Record) (*Snapshot, error) {
 	b.s.revision = rev
 	return b.s, nil
 }
+
+// PruneAudit deletes the audit records made before cutoff and returns how many it deleted. Audit keys start
+// with their time, so this is one range delete.
+func (s *Store) PruneAudit(ctx context.Context, cutoff time.Time) (int64, error) {
+	end := fmt.Sprintf("%s%019d", AuditPrefix, cutoff.UnixNano())
+	resp, err := s.cli.Delete(ctx, AuditPrefix, clientv3.WithRange(end))
+	if err != nil {
+		return 0, err
+	}
+	return resp.Deleted, nil
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
@@ -205,4 +206,26 @@ func itoa(i int) string {
 		return digits[i : i+1]
 	}
 	return itoa(i/10) + digits[i%10:i%10+1]
+}
+
+func TestPruneAudit(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	for _, id := range []string{"a", "b"} {
+		if _, err := s.DeactivateOrg(ctx, id, state.OpLogin, false, who); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cutoff := time.Now()
+	if _, err := s.DeactivateOrg(ctx, "c", state.OpLogin, false, who); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.PruneAudit(ctx, cutoff)
+	if err != nil || n != 2 {
+		t.Fatalf("pruned %d, %v", n, err)
+	}
+	left, err := s.Audit(ctx, "", 100)
+	if err != nil || len(left) != 1 || !strings.HasSuffix(left[0].Key, "/c") {
+		t.Fatalf("left %+v, %v", left, err)
+	}
 }
