@@ -604,10 +604,10 @@ func (a *API) importNDJSON(r *http.Request, p *principal) (int, any, error) {
 	return http.StatusOK, ImportResponse{ImportResult: res, Confirmation: c}, nil
 }
 
-// badImportLine tells a bad input line (the caller's mistake: Store.Import says "line N: ...") from a store
-// failure (ours: "import batch N: ...").
+// badImportLine tells a bad input line (the caller's mistake) from a store failure (ours).
 func badImportLine(err error) bool {
-	return strings.HasPrefix(err.Error(), "line ") && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	var le *state.ImportLineError
+	return errors.As(err, &le) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 type limitedBody struct {

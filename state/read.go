@@ -151,6 +151,16 @@ type Record struct {
 	Account *Account `json:"account,omitempty"`
 }
 
+// ImportLineError is an import stopped by its input: a line that is not a valid record, or a body that could
+// not be read. The batches before it are committed. Failures of etcd are other errors.
+type ImportLineError struct {
+	Line int
+	Err  error
+}
+
+func (e *ImportLineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+func (e *ImportLineError) Unwrap() error { return e.Err }
+
 // ImportResult counts what an import wrote.
 type ImportResult struct {
 	Records  int   `json:"records"`
@@ -197,7 +207,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader, c Change) (ImportResult
 		}
 		recOps, err := s.recordOps(b, c)
 		if err != nil {
-			return res, fmt.Errorf("line %d: %w", line, err)
+			return res, &ImportLineError{Line: line, Err: err}
 		}
 		if len(ops)+len(recOps) > importBatchOps {
 			if err := flush(); err != nil {
@@ -208,7 +218,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader, c Change) (ImportResult
 		res.Records++
 	}
 	if err := sc.Err(); err != nil {
-		return res, fmt.Errorf("line %d: %w", line+1, err)
+		return res, &ImportLineError{Line: line + 1, Err: err}
 	}
 	return res, flush()
 }
