@@ -216,6 +216,18 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.connectEtcd(); err != nil {
 		return nil, err
 	}
+	if d.embedded != nil {
+		// A fatal error of the embedded etcd (disk full, corrupt data) stops deactd rather than leave it serving
+		// ever staler state with no store behind it.
+		go func() {
+			for err := range d.embedded.Err() {
+				if err != nil {
+					d.fail(fmt.Errorf("embedded etcd: %w", err))
+					return
+				}
+			}
+		}()
+	}
 	bgctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.cancel = cancel
 	store := state.NewStore(d.cli)
