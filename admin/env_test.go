@@ -2,7 +2,6 @@ package admin_test
 
 import (
 	"bufio"
-	"bytes"
 	"connectrpc.com/connect"
 	"context"
 	"encoding/json"
@@ -235,15 +234,6 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-}
-
-func compact(t testing.TB, s string) string {
-	t.Helper()
-	var b bytes.Buffer
-	if err := json.Compact(&b, []byte(s)); err != nil {
-		t.Fatalf("not JSON: %q", s)
-	}
-	return b.String()
 }
 
 func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }

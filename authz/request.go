@@ -37,8 +37,6 @@ const (
 	FactClientID  = "client_id"
 )
 
-func (r *Request) header(name string) string { return r.Headers[name] }
-
 // canonicalPath returns the path the upstream will most likely route on: percent-decoded, dot segments and
 // repeated slashes removed. A path that needs none of that is returned as is, without allocating; an encoded
 // "/oauth/v2/%74oken" must not slip past a rule for "/oauth/v2/token".

@@ -136,9 +136,6 @@ func Start(cfg Config) (*Server, error) {
 // Endpoints are the client URLs to give to clientv3.
 func (s *Server) Endpoints() []string { return []string{s.clientURL} }
 
-// Name is the member name.
-func (s *Server) Name() string { return s.cfg.Name }
-
 // Config returns the configuration the member runs with, real ports filled in; Start(s.Config()) restarts it.
 func (s *Server) Config() Config { return s.cfg }
 
