@@ -1,6 +1,7 @@
 package state
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -12,6 +13,9 @@ func FuzzApplyRecord(f *testing.F) {
 		{OrgKey("1"), `{"id":"1","state":"deactivated","disableLogin":true}`},
 		{OrgKey("1"), `{"state":"deactivated"}`},
 		{OrgKey("1"), `{"disableBackup":"yes"}`},
+		{OrgKey("1"), `{"state":"Deactivated"}`},
+		{ProjectKey("p"), `{"orgId":"1","state":"disabled"}`},
+		{AppKey("p", "a"), `{"orgId":"1","state":"DEACTIVATED"}`},
 		{ProjectKey("p"), `{"orgId":"1","state":"active"}`},
 		{AppKey("p", "a"), `{"orgId":"1","projectId":"p","state":"deactivated"}`},
 		{ClientKey("c@p"), `{"appId":"a","projectId":"p","orgId":"1"}`},
@@ -45,8 +49,12 @@ func FuzzApplyRecord(f *testing.F) {
 				t.Fatalf("unreadable project held as %+v", p)
 			}
 		case kindApp:
-			if a := b.s.App(id); a == nil || !a.IsDeactivated() {
+			project, app, _ := strings.Cut(id, "/")
+			if a := b.s.App(project, app); a == nil || !a.IsDeactivated() {
 				t.Fatalf("unreadable app held as %+v", a)
+			}
+			if set := b.s.Apps(app); set == nil || !set.Deactivated {
+				t.Fatalf("unreadable app's set held as %+v", set)
 			}
 		}
 	})
@@ -62,6 +70,9 @@ func FuzzImportLine(f *testing.F) {
 		`{"account":{"id":"u","orgId":"1"}}`,
 		`{"org":{"id":"../nodes/x"}}`,
 		`{}`, `null`, `{"org":null,"app":{}}`,
+		`{"org":{"id":"1","state":"Deactivated"}}`,
+		`{"org":{"id":"1","disabledBy":{"commvault":"backup"}}}`,
+		`{"app":{"id":"a","projectId":"p","orgId":"1","stat":"deactivated"}}`,
 	} {
 		f.Add(seed)
 	}
@@ -73,7 +84,7 @@ func FuzzImportLine(f *testing.F) {
 		}
 		for _, op := range ops {
 			key := string(op.KeyBytes())
-			if k, _ := parseKey(key); k == kindUnknown {
+			if k, _ := parseKey(key); k == kindUnknown && !strings.HasPrefix(key, AppIDsPrefix) {
 				t.Fatalf("line %q writes %q, outside the state keys", line, key)
 			}
 		}
