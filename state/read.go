@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -200,6 +201,10 @@ func (s *Store) Import(ctx context.Context, r io.Reader, c Change) (ImportResult
 		return nil
 	}
 	line := 0
+	// appProjects is the project each app ID of this import is under: app IDs are unique (as in ZITADEL), so a
+	// second project for one is a bad line. inBatch holds the keys of the open batch, which etcd refuses twice.
+	appProjects := map[string]string{}
+	inBatch := map[string]bool{}
 	for sc.Scan() {
 		line++
 		b := sc.Bytes()
@@ -210,10 +215,27 @@ func (s *Store) Import(ctx context.Context, r io.Reader, c Change) (ImportResult
 		if err != nil {
 			return res, &ImportLineError{Line: line, Err: err}
 		}
-		if len(ops)+len(recOps) > importBatchOps {
+		repeated := len(ops)+len(recOps) > importBatchOps
+		for _, op := range recOps {
+			key := string(op.KeyBytes())
+			repeated = repeated || inBatch[key]
+			if appID, ok := strings.CutPrefix(key, AppIDsPrefix); ok {
+				var e AppID
+				_ = json.Unmarshal(op.ValueBytes(), &e)
+				if p, seen := appProjects[appID]; seen && p != e.ProjectID {
+					return res, &ImportLineError{Line: line, Err: fmt.Errorf("app id %s is already under project %s: %w", appID, p, ErrConflict)}
+				}
+				appProjects[appID] = e.ProjectID
+			}
+		}
+		if repeated {
 			if err := flush(); err != nil {
 				return res, err
 			}
+			clear(inBatch)
+		}
+		for _, op := range recOps {
+			inBatch[string(op.KeyBytes())] = true
 		}
 		ops = append(ops, recOps...)
 		res.Records++
