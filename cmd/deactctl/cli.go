@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.StringVar(&c.token, "token", getenv("DEACT_ADMIN_TOKEN"), "admin token (env DEACT_ADMIN_TOKEN)")
 	fs.StringVar(&c.output, "o", "table", "output: table or json")
 	fs.StringVar(&c.ops, "ops", "", "operations an org deactivation disables (default login,token)")
-	fs.BoolVar(&c.exact, "exact", false, "the org's disabled operations become exactly --ops")
+	fs.BoolVar(&c.exact, "exact", false, "what the native API disabled becomes exactly --ops (other APIs' deactivations stay)")
 	fs.StringVar(&c.reason, "reason", "", "reason recorded in the audit log")
 	fs.StringVar(&c.org, "org", "", "owning org (projects, apps, accounts) or home org (tokens)")
 	fs.StringVar(&c.scope, "scope", "", "token scope: all, or a comma-separated list of orgs")
