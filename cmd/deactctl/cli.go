@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.StringVar(&c.addr, "addr", addr, "admin API address (env DEACT_ADMIN_ADDR)")
 	fs.StringVar(&c.token, "token", getenv("DEACT_ADMIN_TOKEN"), "admin token (env DEACT_ADMIN_TOKEN)")
 	fs.StringVar(&c.output, "o", "table", "output: table or json")
-	fs.StringVar(&c.ops, "ops", "", "operations an org deactivation disables (default login,token)")
+	fs.StringVar(&c.ops, "ops", "", "operations an org deactivation disables (default login,token), or a reactivation enables whichever API disabled them (default all)")
 	fs.BoolVar(&c.exact, "exact", false, "what the native API disabled becomes exactly --ops (other APIs' deactivations stay)")
 	fs.StringVar(&c.reason, "reason", "", "reason recorded in the audit log")
 	fs.StringVar(&c.org, "org", "", "owning org (projects, apps, accounts) or home org (tokens)")
