@@ -208,7 +208,10 @@ func (o *Org) fromJSON(j *orgJSON, strict bool) error {
 			return fmt.Errorf("state %q contradicts the disabled ops %s", Active, (flags.flags() | union(by)).String())
 		}
 	}
-	d, _ := flags.disabled()
+	d, err := flags.disabled()
+	if err == nil && flags.flags() == 0 && len(by) > 0 {
+		d = 0 // "state":"deactivated" without flags: disabledBy says what is disabled
+	}
 	if len(by) == 0 {
 		by = nil
 	}

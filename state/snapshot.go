@@ -131,9 +131,9 @@ func (a *AppState) IsDeactivated() bool { return a.Deactivated }
 // AppSet is every app record of one app ID, ordered by project ID. Deactivated is true when any of them is: one
 // record can never shadow another's deactivation.
 type AppSet struct {
-	ID          string
 	Deactivated bool
 	Apps        []*AppState
+	one         [1]*AppState // Apps of the usual set of one record: one allocation per set, not two
 }
 
 // Revision is the etcd revision of the newest change in this snapshot.
@@ -217,6 +217,9 @@ func (b *builder) appIDShard(appID string) map[string]item {
 // immutable once published: a change makes a new one.
 func (b *builder) reindexApp(projectID, appID string, next *AppState) {
 	var apps []*AppState
+	if next != nil {
+		appID = next.ID // the key's own string, shared with the record, rather than the caller's
+	}
 	if old := b.s.Apps(appID); old != nil {
 		apps = make([]*AppState, 0, len(old.Apps)+1)
 		for _, a := range old.Apps {
@@ -234,7 +237,11 @@ func (b *builder) reindexApp(projectID, appID string, next *AppState) {
 		delete(m, appID)
 		return
 	}
-	set := &AppSet{ID: appID, Apps: apps}
+	set := &AppSet{Apps: apps}
+	if len(apps) == 1 {
+		set.one[0] = apps[0]
+		set.Apps = set.one[:]
+	}
 	for _, a := range apps {
 		set.Deactivated = set.Deactivated || a.Deactivated
 	}

@@ -331,6 +331,13 @@ func TestImportRejectsUnknownValues(t *testing.T) {
 	if err != nil || o.Record.Disabled != state.OpsAll {
 		t.Fatalf("org 1 = %+v %v", o.Record, err)
 	}
+	// A deactivated state with disabledBy and no flags disables what disabledBy says.
+	if _, err := s.Import(ctx, strings.NewReader(`{"org":{"id":"4","state":"deactivated","disabledBy":{"commvault":"backup"}}}`), who); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := s.GetOrg(ctx, "4"); err != nil || o.Record.Disabled != state.OpBackup {
+		t.Fatalf("org 4 = %+v %v", o.Record, err)
+	}
 	// What deact writes is what it reads back: an exported org imports unchanged.
 	line := `{"org":{"id":"3","name":"n","state":"deactivated","disableLogin":true,"disableToken":true,"disableBackup":false,"disableRestore":false,"disabledBy":{"zitadel":"login,token"},"reason":"r"}}`
 	if _, err := s.Import(ctx, strings.NewReader(line), who); err != nil {
