@@ -612,3 +612,42 @@ func normalizeAll(kind string, ids []string, norm func(string) string) ([]string
 	}
 	return out, nil
 }
+
+// IndexAppIDs adds the app-ID index entry of every app record that has none (records written before deact kept
+// the index), so that the store's uniqueness checks cover them too. Where several records share an app ID, the
+// first in key order gets the entry and the others are counted in conflicts: they stay, and the replica denies
+// the app ID while any of them is deactivated. It is idempotent and safe to run while the store is written.
+func (s *Store) IndexAppIDs(ctx context.Context) (added, conflicts int, err error) {
+	after := ""
+	for {
+		page, err := list[App](ctx, s, appsPrefix, after, 500)
+		if err != nil {
+			return added, conflicts, err
+		}
+		for _, v := range page.Items {
+			a := v.Record
+			if ValidateID("app", a.ID) != nil || ValidateID("project", a.ProjectID) != nil {
+				continue
+			}
+			b, _ := json.Marshal(AppID{AppID: a.ID, ProjectID: a.ProjectID, OrgID: a.OrgID})
+			resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(AppIDKey(a.ID)), "=", 0)).
+				Then(clientv3.OpPut(AppIDKey(a.ID), string(b))).Else(clientv3.OpGet(AppIDKey(a.ID))).Commit()
+			if err != nil {
+				return added, conflicts, err
+			}
+			if resp.Succeeded {
+				added++
+				continue
+			}
+			var e AppID
+			if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) == 1 && json.Unmarshal(kvs[0].Value, &e) == nil && e.ProjectID == a.ProjectID {
+				continue
+			}
+			conflicts++
+		}
+		if page.Next == "" {
+			return added, conflicts, nil
+		}
+		after = page.Next
+	}
+}

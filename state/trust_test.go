@@ -384,3 +384,33 @@ func TestReplicaHoldsUnknownStatesDeactivated(t *testing.T) {
 		t.Errorf("active records = %+v %+v %+v", o, p, set)
 	}
 }
+
+// TestIndexAppIDsCoversOlderRecords: app records written before the app-ID index existed get their entry, so
+// that another org cannot register their app ID under its own project afterwards.
+func TestIndexAppIDsCoversOlderRecords(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	for key, value := range map[string]string{
+		state.AppKey("projB", "X"): `{"id":"X","projectId":"projB","orgId":"B","state":"deactivated"}`,
+		state.AppKey("projB", "Y"): `{"id":"Y","projectId":"projB","orgId":"B","state":"active"}`,
+		state.AppKey("projC", "Y"): `{"id":"Y","projectId":"projC","orgId":"C","state":"active"}`,
+	} {
+		if _, err := s.Client().Put(ctx, key, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PutApp(ctx, state.App{ID: "Z", ProjectID: "projA", OrgID: "A"}, scoped("A")); err != nil {
+		t.Fatal(err)
+	}
+	added, conflicts, err := s.IndexAppIDs(ctx)
+	if err != nil || added != 2 || conflicts != 1 {
+		t.Fatalf("IndexAppIDs = %d added, %d conflicts, %v; want 2, 1", added, conflicts, err)
+	}
+	if added, conflicts, err := s.IndexAppIDs(ctx); err != nil || added != 0 || conflicts != 1 {
+		t.Fatalf("IndexAppIDs again = %d added, %d conflicts, %v", added, conflicts, err)
+	}
+	if _, err := s.SetAppState(ctx, "projA", "X", "A", true, scoped("A")); !errors.Is(err, state.ErrConflict) {
+		t.Fatalf("A deactivating B's older app id: %v", err)
+	}
+}
