@@ -156,7 +156,7 @@ func (s *Store) auditOp(e AuditEntry) (clientv3.Op, error) {
 // DeactivateOrg disables ops for the org through the change's source (c.Via), creating its record if deact had
 // none. The ops are added to what that source disabled before; with exact, the source's own set becomes exactly
 // ops. What other sources disabled is never touched: deactivations through different APIs add up. It fails
-// with ErrAlreadyDeactivated when the source's set would not change.
+// with ErrAlreadyDeactivated when the source's set, with the unattributed ops, already holds ops.
 func (s *Store) DeactivateOrg(ctx context.Context, id string, ops Ops, exact bool, c Change) (Result, error) {
 	src := c.source()
 	if err := errors.Join(ValidateID("org", id), checkSource(src)); err != nil {
@@ -174,7 +174,9 @@ func (s *Store) DeactivateOrg(ctx context.Context, id string, ops Ops, exact boo
 		if exact {
 			next = ops
 		}
-		if exists && next == had {
+		// Ops no source is named for (records from before sources were kept) count as the source's own: any
+		// source's reactivate takes them away, and a deactivation they already cover changes nothing.
+		if exists && (next == had || (!exact && ops&^(had|o.Unattributed()) == 0)) {
 			return nil, txnParts{}, fmt.Errorf("org %s: %w", id, ErrAlreadyDeactivated)
 		}
 		before := o.Disabled

@@ -285,6 +285,13 @@ func TestStoreDeactivationsAddUp(t *testing.T) {
 	if o, err := s.GetOrg(ctx, "2"); err != nil || o.Record.Disabled != state.OpRestore || o.Record.DisabledBy[state.SourceCommvault] != state.OpRestore {
 		t.Fatalf("org 2 = %+v %v", o.Record, err)
 	}
+	// A ZITADEL deactivation that unattributed ops already cover is "already deactivated", as before.
+	if _, err := s.Import(ctx, strings.NewReader(`{"org":{"id":"5","disableLogin":true,"disableToken":true}}`), who); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeactivateOrg(ctx, "5", state.OpLogin|state.OpToken, false, zitadel); !errors.Is(err, state.ErrAlreadyDeactivated) {
+		t.Fatalf("zitadel on an older deactivation: %v", err)
+	}
 }
 
 // TestImportRejectsUnknownValues: an import line whose state is not exactly one deact knows, whose fields deact
