@@ -20,10 +20,11 @@ import (
 // answers in XML (the default, as Commvault's) or JSON by Accept, and the token in the Authtoken header
 // ("QSDK <token>", a bare token, or "Bearer <token>").
 //
-// Deactivation semantics: the org's disabled operations become exactly the options given (disableLogin also
-// refuses tokens, since a Commvault login is how a token is obtained). A body without deactivateOptions (or an
-// empty body) disables login, backup and restore; options that are all 0 are refused (errorCode 2): to enable
-// everything, activate. Activate enables every operation.
+// Deactivation semantics: the options given are added to what Commvault deactivated before (disableLogin also
+// refuses tokens, since a Commvault login is how a token is obtained); what other APIs deactivated stays. A
+// body without deactivateOptions (or an empty body) disables login, backup and restore; options that are all 0
+// are refused (errorCode 2): to enable, activate. Activate enables what Commvault deactivated, not what the
+// ZITADEL or native API did; GET shows every operation that is disabled, through whichever API.
 //
 // Errors: the HTTP status says what went wrong (4xx for the caller's mistakes, 5xx for ours), and the body is
 // Commvault's generic error, <App_GenericResp errorCode="N" errorMessage="..."/> or {"errorCode":N,
@@ -153,7 +154,7 @@ func (a *API) commvault(w http.ResponseWriter, r *http.Request, id, action strin
 		if err != nil {
 			return err
 		}
-		res, err = a.store.DeactivateOrg(ctx, id, ops, true, change(p, "commvault deactivate "+ops.String()))
+		res, err = a.store.DeactivateOrg(ctx, id, ops, false, changeVia(p, state.SourceCommvault, "commvault deactivate "+ops.String()))
 		if err != nil {
 			return err
 		}
@@ -161,7 +162,7 @@ func (a *API) commvault(w http.ResponseWriter, r *http.Request, id, action strin
 		if _, err := parseBodyFormat(r.Header.Get("Content-Type"), body); err != nil {
 			return err
 		}
-		if res, err = a.store.ReactivateOrg(ctx, id, change(p, "commvault activate")); err != nil {
+		if res, err = a.store.ReactivateOrg(ctx, id, changeVia(p, state.SourceCommvault, "commvault activate")); err != nil {
 			return err
 		}
 	}

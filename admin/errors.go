@@ -68,6 +68,8 @@ func classify(err error) *apiError {
 		return &apiError{kind: kindNotDeactivated, id: "DEACT-NotDeactivated", msg: msg, err: err}
 	case errors.Is(err, state.ErrNotFound):
 		return &apiError{kind: kindNotFound, id: "DEACT-NotFound", msg: msg, err: err}
+	case errors.Is(err, state.ErrForbidden):
+		return &apiError{kind: kindForbidden, id: "DEACT-Forbidden", msg: msg, err: err}
 	case errors.Is(err, state.ErrConflict):
 		return &apiError{kind: kindConflict, id: "DEACT-Conflict", msg: msg, err: err}
 	case errors.Is(err, state.ErrContention):

@@ -65,10 +65,12 @@ type TokenCreated struct {
 	WriteResult
 }
 
-// DeactivateRequest is the body of the native deactivate and reactivate calls (every field optional).
+// DeactivateRequest is the body of the native deactivate and reactivate calls (every field optional). For orgs,
+// deactivate adds Ops (default "login,token") to what the native API disabled, and never touches what the
+// ZITADEL or Commvault API disabled; reactivate enables Ops (default "all") whichever API disabled them.
 type DeactivateRequest struct {
-	Ops    string `json:"ops,omitempty"`   // orgs: "login,token" (default), "all", ...
-	Exact  bool   `json:"exact,omitempty"` // orgs: the disabled set becomes exactly Ops
+	Ops    string `json:"ops,omitempty"`   // orgs: "login,token", "all", ...
+	Exact  bool   `json:"exact,omitempty"` // orgs, deactivate: what the native API disabled becomes exactly Ops
 	OrgID  string `json:"orgId,omitempty"` // projects and apps: the owning org
 	Reason string `json:"reason,omitempty"`
 }
@@ -365,6 +367,9 @@ func (a *API) setOrg(deactivate bool) nativeHandler {
 			return 0, nil, err
 		}
 		ops := zitadelOps
+		if !deactivate {
+			ops = state.OpsAll
+		}
 		if req.Ops != "" {
 			var err error
 			if ops, err = state.ParseOps(req.Ops); err != nil {
@@ -381,16 +386,21 @@ func (a *API) setOrg(deactivate bool) nativeHandler {
 			res, err := a.store.DeactivateOrg(r.Context(), id, ops, req.Exact, change(p, req.Reason))
 			return a.write(r, p, "deactivate org "+ops.String(), "org "+id, res, err)
 		}
-		res, err := a.store.ReactivateOrg(r.Context(), id, change(p, req.Reason))
-		return a.write(r, p, "reactivate org", "org "+id, res, err)
+		res, err := a.store.EnableOrgOps(r.Context(), id, ops, change(p, req.Reason))
+		return a.write(r, p, "reactivate org "+ops.String(), "org "+id, res, err)
 	}
 }
 
 // --- projects and apps
 
 // ownerOrg decides the org a project or app write acts for, and checks the token may act on it: the org given
-// in the request, else the record's own org; a scoped token must name one when the record is new.
+// in the request, else the record's own org; a scoped token must name one when the record is new, and may not
+// touch a record without an owner. (The store checks the same again inside its transaction; this read gives
+// the caller the clearer answer.)
 func (a *API) ownerOrg(p *principal, given, stored string, exists bool) (string, error) {
+	if exists && stored == "" && !p.tok.AllOrgs {
+		return "", newError(kindForbidden, "DEACT-Ownerless", "the record has no owning org: only a token for all orgs may change it")
+	}
 	org := given
 	if org == "" {
 		org = stored

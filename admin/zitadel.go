@@ -291,8 +291,17 @@ func hostOf(addr string) string {
 	return addr
 }
 
+// change is a write by p through the native API: the store checks, inside its transaction, that the records it
+// touches are in the token's scope.
 func change(p *principal, reason string) state.Change {
-	return state.Change{Actor: p.actor, Reason: reason}
+	return state.Change{Actor: p.actor, Reason: reason, Via: state.SourceNative, Scoped: !p.tok.AllOrgs, Orgs: p.tok.Orgs}
+}
+
+// changeVia is a write by p through another API than the native one.
+func changeVia(p *principal, via state.Source, reason string) state.Change {
+	c := change(p, reason)
+	c.Via = via
+	return c
 }
 
 func respond[T any](msg *T, hdr http.Header) *connect.Response[T] {
@@ -305,7 +314,7 @@ func respond[T any](msg *T, hdr http.Header) *connect.Response[T] {
 
 func (s *zitadelService) DeactivateOrg(ctx context.Context, req *connect.Request[management.DeactivateOrgRequest]) (*connect.Response[management.DeactivateOrgResponse], error) {
 	d, h, err := s.a.zitadelWrite(ctx, "DeactivateOrg", req, nil, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.DeactivateOrg(ctx, org, zitadelOps, false, change(p, "zitadel DeactivateOrg"))
+		return s.a.store.DeactivateOrg(ctx, org, zitadelOps, false, changeVia(p, state.SourceZitadel, "zitadel DeactivateOrg"))
 	})
 	if err != nil {
 		return nil, err
@@ -315,7 +324,7 @@ func (s *zitadelService) DeactivateOrg(ctx context.Context, req *connect.Request
 
 func (s *zitadelService) ReactivateOrg(ctx context.Context, req *connect.Request[management.ReactivateOrgRequest]) (*connect.Response[management.ReactivateOrgResponse], error) {
 	d, h, err := s.a.zitadelWrite(ctx, "ReactivateOrg", req, nil, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.ReactivateOrg(ctx, org, change(p, "zitadel ReactivateOrg"))
+		return s.a.store.ReactivateOrg(ctx, org, changeVia(p, state.SourceZitadel, "zitadel ReactivateOrg"))
 	})
 	if err != nil {
 		return nil, err
@@ -326,7 +335,7 @@ func (s *zitadelService) ReactivateOrg(ctx context.Context, req *connect.Request
 func (s *zitadelService) DeactivateProject(ctx context.Context, req *connect.Request[management.DeactivateProjectRequest]) (*connect.Response[management.DeactivateProjectResponse], error) {
 	ids := [][2]string{{"project", req.Msg.GetId()}}
 	d, h, err := s.a.zitadelWrite(ctx, "DeactivateProject", req, ids, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.SetProjectState(ctx, req.Msg.GetId(), org, true, change(p, "zitadel DeactivateProject"))
+		return s.a.store.SetProjectState(ctx, req.Msg.GetId(), org, true, changeVia(p, state.SourceZitadel, "zitadel DeactivateProject"))
 	})
 	if err != nil {
 		return nil, err
@@ -337,7 +346,7 @@ func (s *zitadelService) DeactivateProject(ctx context.Context, req *connect.Req
 func (s *zitadelService) ReactivateProject(ctx context.Context, req *connect.Request[management.ReactivateProjectRequest]) (*connect.Response[management.ReactivateProjectResponse], error) {
 	ids := [][2]string{{"project", req.Msg.GetId()}}
 	d, h, err := s.a.zitadelWrite(ctx, "ReactivateProject", req, ids, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.SetProjectState(ctx, req.Msg.GetId(), org, false, change(p, "zitadel ReactivateProject"))
+		return s.a.store.SetProjectState(ctx, req.Msg.GetId(), org, false, changeVia(p, state.SourceZitadel, "zitadel ReactivateProject"))
 	})
 	if err != nil {
 		return nil, err
@@ -348,7 +357,7 @@ func (s *zitadelService) ReactivateProject(ctx context.Context, req *connect.Req
 func (s *zitadelService) DeactivateApp(ctx context.Context, req *connect.Request[management.DeactivateAppRequest]) (*connect.Response[management.DeactivateAppResponse], error) {
 	ids := [][2]string{{"project", req.Msg.GetProjectId()}, {"app", req.Msg.GetAppId()}}
 	d, h, err := s.a.zitadelWrite(ctx, "DeactivateApp", req, ids, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.SetAppState(ctx, req.Msg.GetProjectId(), req.Msg.GetAppId(), org, true, change(p, "zitadel DeactivateApp"))
+		return s.a.store.SetAppState(ctx, req.Msg.GetProjectId(), req.Msg.GetAppId(), org, true, changeVia(p, state.SourceZitadel, "zitadel DeactivateApp"))
 	})
 	if err != nil {
 		return nil, err
@@ -359,7 +368,7 @@ func (s *zitadelService) DeactivateApp(ctx context.Context, req *connect.Request
 func (s *zitadelService) ReactivateApp(ctx context.Context, req *connect.Request[management.ReactivateAppRequest]) (*connect.Response[management.ReactivateAppResponse], error) {
 	ids := [][2]string{{"project", req.Msg.GetProjectId()}, {"app", req.Msg.GetAppId()}}
 	d, h, err := s.a.zitadelWrite(ctx, "ReactivateApp", req, ids, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.SetAppState(ctx, req.Msg.GetProjectId(), req.Msg.GetAppId(), org, false, change(p, "zitadel ReactivateApp"))
+		return s.a.store.SetAppState(ctx, req.Msg.GetProjectId(), req.Msg.GetAppId(), org, false, changeVia(p, state.SourceZitadel, "zitadel ReactivateApp"))
 	})
 	if err != nil {
 		return nil, err

@@ -254,6 +254,14 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 		adminMux.Handle("/", api.Handler())
+		// App records from before the app-ID index get their entries, so the store's uniqueness checks cover them.
+		d.run(bgctx, "app-id index", func(ctx context.Context) error {
+			added, conflicts, err := store.IndexAppIDs(ctx)
+			if (err != nil && ctx.Err() == nil) || conflicts > 0 {
+				d.log.Warn("app-id index", "added", added, "conflicts", conflicts, "err", err)
+			}
+			return nil
+		})
 		if cfg.AuditRetention > 0 {
 			d.run(bgctx, "audit pruning", func(ctx context.Context) error { d.pruneAudit(ctx, store); return nil })
 		}

@@ -2,11 +2,13 @@ package state
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -199,6 +201,10 @@ func (s *Store) Import(ctx context.Context, r io.Reader, c Change) (ImportResult
 		return nil
 	}
 	line := 0
+	// appProjects is the project each app ID of this import is under: app IDs are unique (as in ZITADEL), so a
+	// second project for one is a bad line. inBatch holds the keys of the open batch, which etcd refuses twice.
+	appProjects := map[string]string{}
+	inBatch := map[string]bool{}
 	for sc.Scan() {
 		line++
 		b := sc.Bytes()
@@ -209,10 +215,27 @@ func (s *Store) Import(ctx context.Context, r io.Reader, c Change) (ImportResult
 		if err != nil {
 			return res, &ImportLineError{Line: line, Err: err}
 		}
-		if len(ops)+len(recOps) > importBatchOps {
+		repeated := len(ops)+len(recOps) > importBatchOps
+		for _, op := range recOps {
+			key := string(op.KeyBytes())
+			repeated = repeated || inBatch[key]
+			if appID, ok := strings.CutPrefix(key, AppIDsPrefix); ok {
+				var e AppID
+				_ = json.Unmarshal(op.ValueBytes(), &e)
+				if p, seen := appProjects[appID]; seen && p != e.ProjectID {
+					return res, &ImportLineError{Line: line, Err: fmt.Errorf("app id %s is already under project %s: %w", appID, p, ErrConflict)}
+				}
+				appProjects[appID] = e.ProjectID
+			}
+		}
+		if repeated {
 			if err := flush(); err != nil {
 				return res, err
 			}
+			clear(inBatch)
+		}
+		for _, op := range recOps {
+			inBatch[string(op.KeyBytes())] = true
 		}
 		ops = append(ops, recOps...)
 		res.Records++
@@ -223,10 +246,47 @@ func (s *Store) Import(ctx context.Context, r io.Reader, c Change) (ImportResult
 	return res, flush()
 }
 
+// importLine is one import line as it is read: each kind decoded strictly on its own.
+type importLine struct {
+	Org     json.RawMessage `json:"org"`
+	Project json.RawMessage `json:"project"`
+	App     json.RawMessage `json:"app"`
+	Account json.RawMessage `json:"account"`
+}
+
+// strict decodes b into v, refusing unknown fields and trailing data: a misspelt field ("stat", "disabledLogin")
+// must not silently leave a deactivation out.
+func strict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the record")
+	}
+	return nil
+}
+
+// present reports whether a field of the line was given a value other than null.
+func present(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }
+
+// recordOps validates one import line and returns its writes. A line holds exactly one record; its fields must
+// be ones deact knows, with the right types; "state" must be exactly "active" or "deactivated" (or absent,
+// which is active), and an org's state must agree with its flags.
 func (s *Store) recordOps(line []byte, c Change) ([]clientv3.Op, error) {
-	var rec Record
-	if err := json.Unmarshal(line, &rec); err != nil {
+	var rec importLine
+	if err := strict(line, &rec); err != nil {
 		return nil, err
+	}
+	n := 0
+	for _, raw := range []json.RawMessage{rec.Org, rec.Project, rec.App, rec.Account} {
+		if present(raw) {
+			n++
+		}
+	}
+	if n != 1 {
+		return nil, errors.New(`a record needs exactly one of "org", "project", "app" or "account"`)
 	}
 	meta := Meta{Reason: c.Reason, ChangedBy: c.Actor, ChangedAt: s.now()}
 	put := func(key string, v any) clientv3.Op {
@@ -234,8 +294,15 @@ func (s *Store) recordOps(line []byte, c Change) ([]clientv3.Op, error) {
 		return clientv3.OpPut(key, string(b))
 	}
 	switch {
-	case rec.Org != nil:
-		o := *rec.Org
+	case present(rec.Org):
+		var j orgJSON
+		if err := strict(rec.Org, &j); err != nil {
+			return nil, fmt.Errorf("org: %w", err)
+		}
+		var o Org
+		if err := o.fromJSON(&j, true); err != nil {
+			return nil, fmt.Errorf("org %s: %w", j.ID, err)
+		}
 		if err := ValidateID("org", o.ID); err != nil {
 			return nil, err
 		}
@@ -249,47 +316,48 @@ func (s *Store) recordOps(line []byte, c Change) ([]clientv3.Op, error) {
 			ops = append(ops, put(DomainKey(d), Domain{Domain: d, OrgID: o.ID}))
 		}
 		return ops, nil
-	case rec.Project != nil:
-		p := *rec.Project
-		if err := errors.Join(ValidateID("project", p.ID), ValidateID("org", p.OrgID), validState(p.State)); err != nil {
+	case present(rec.Project):
+		var p Project
+		if err := strict(rec.Project, &p); err != nil {
+			return nil, fmt.Errorf("project: %w", err)
+		}
+		if err := errors.Join(ValidateID("project", p.ID), ValidateID("org", p.OrgID), checkState(p.State)); err != nil {
 			return nil, err
 		}
+		p.State = stateName(p.State == Deactivated)
 		p.Meta = meta
 		return []clientv3.Op{put(ProjectKey(p.ID), p)}, nil
-	case rec.App != nil:
-		a := *rec.App
-		if err := errors.Join(ValidateID("project", a.ProjectID), ValidateID("app", a.ID), ValidateID("org", a.OrgID), validState(a.State)); err != nil {
+	case present(rec.App):
+		var a App
+		if err := strict(rec.App, &a); err != nil {
+			return nil, fmt.Errorf("app: %w", err)
+		}
+		if err := errors.Join(ValidateID("project", a.ProjectID), ValidateID("app", a.ID), ValidateID("org", a.OrgID), checkState(a.State)); err != nil {
 			return nil, err
 		}
 		clients, err := normalizeAll("client", a.ClientIDs, func(s string) string { return s })
 		if err != nil {
 			return nil, err
 		}
-		if len(clients) > importBatchOps-1 {
-			return nil, fmt.Errorf("app %s has more than %d client ids", a.ID, importBatchOps-1)
+		if len(clients) > importBatchOps-2 {
+			return nil, fmt.Errorf("app %s has more than %d client ids", a.ID, importBatchOps-2)
 		}
+		a.State = stateName(a.State == Deactivated)
 		a.ClientIDs, a.Meta = clients, meta
-		ops := []clientv3.Op{put(AppKey(a.ProjectID, a.ID), a)}
+		ops := []clientv3.Op{put(AppKey(a.ProjectID, a.ID), a), put(AppIDKey(a.ID), AppID{AppID: a.ID, ProjectID: a.ProjectID, OrgID: a.OrgID})}
 		for _, id := range clients {
 			ops = append(ops, put(ClientKey(id), Client{ClientID: id, AppID: a.ID, ProjectID: a.ProjectID, OrgID: a.OrgID}))
 		}
 		return ops, nil
-	case rec.Account != nil:
-		a := *rec.Account
-		if err := errors.Join(ValidateID("account", a.ID), ValidateID("org", a.OrgID)); err != nil {
-			return nil, err
-		}
-		return []clientv3.Op{put(AccountKey(a.ID), a)}, nil
 	}
-	return nil, errors.New(`a record needs one of "org", "project", "app" or "account"`)
-}
-
-func validState(s string) error {
-	switch s {
-	case "", Active, Deactivated:
-		return nil
+	var a Account
+	if err := strict(rec.Account, &a); err != nil {
+		return nil, fmt.Errorf("account: %w", err)
 	}
-	return fmt.Errorf("state %q is neither %q nor %q", s, Active, Deactivated)
+	if err := errors.Join(ValidateID("account", a.ID), ValidateID("org", a.OrgID)); err != nil {
+		return nil, err
+	}
+	return []clientv3.Op{put(AccountKey(a.ID), a)}, nil
 }
 
 // BuildSnapshot makes a snapshot from records at revision rev, through the same code the replica applies
