@@ -36,12 +36,14 @@ const zitadelOps = state.OpLogin | state.OpToken
 func (a *API) newZitadel() (http.Handler, error) {
 	limit := int(a.cfg.MaxBodyBytes)
 	path, h := managementconnect.NewManagementServiceHandler(&zitadelService{a: a}, connect.WithReadMaxBytes(limit))
-	svc := vanguard.NewService(path, h,
+	opts := []vanguard.ServiceOption{
 		vanguard.WithMaxMessageBufferBytes(uint32(limit)),
 		// Always transcode REST through binary, so REST answers are written by zitadelJSON, not connect's JSON.
 		vanguard.WithTargetCodecs(vanguard.CodecProto),
-		vanguard.WithRESTUnmarshalOptions(vanguard.RESTUnmarshalOptions{DiscardUnknownQueryParams: true}))
-	return vanguard.NewTranscoder([]*vanguard.Service{svc},
+		vanguard.WithRESTUnmarshalOptions(vanguard.RESTUnmarshalOptions{DiscardUnknownQueryParams: true}),
+	}
+	svcs := append([]*vanguard.Service{vanguard.NewService(path, h, opts...)}, a.zitadelV2Services(limit, opts)...)
+	return vanguard.NewTranscoder(svcs,
 		vanguard.WithCodec(newZitadelJSON),
 		vanguard.WithUnknownHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			writeZitadelError(w, newError(kindNotFound, "DEACT-NoRoute", "no route for %s %s", r.Method, r.URL.Path))
@@ -211,10 +213,31 @@ func connectError(e *apiError) *connect.Error {
 	return ce
 }
 
-// zitadelWrite runs one ZITADEL write: authenticate, pick and check the org, write, wait for the nodes.
+// zitadelWrite runs one ZITADEL write on the org of the x-zitadel-orgid header or the token's home org.
 func (a *API) zitadelWrite(ctx context.Context, op string, req connect.AnyRequest, ids [][2]string,
-	write func(p *principal, org string) (state.Result, error)) (*zitadel.ObjectDetails, http.Header, error) {
-	details, hdr, err := a.zitadelWriteInner(ctx, req, ids, write, op)
+	write zitadelWriteFunc) (*zitadel.ObjectDetails, http.Header, error) {
+	return a.zitadelWriteOrg(ctx, op, req, orgFromHeader, ids, write)
+}
+
+// orgPicker names the org a ZITADEL call acts on, once the caller is known.
+type orgPicker func(h http.Header, p *principal) (string, error)
+
+// orgFromHeader is the v1 rule: the x-zitadel-orgid header, else the token's home org.
+func orgFromHeader(h http.Header, p *principal) (string, error) {
+	if org := h.Get(HeaderZitadelOrg); org != "" {
+		return org, nil
+	}
+	if p.tok.HomeOrg != "" {
+		return p.tok.HomeOrg, nil
+	}
+	return "", newError(kindInvalid, "DEACT-NoOrg", "no organization: send the %s header (the token has no home org)", HeaderZitadelOrg)
+}
+
+// zitadelWriteOrg runs one ZITADEL write (v1 or v2): authenticate, pick and check the org, write, wait for the
+// nodes. The error it returns is a connect error in ZITADEL's shape.
+func (a *API) zitadelWriteOrg(ctx context.Context, op string, req connect.AnyRequest, pick orgPicker, ids [][2]string,
+	write zitadelWriteFunc) (*zitadel.ObjectDetails, http.Header, error) {
+	details, hdr, err := a.zitadelWriteInner(ctx, req, pick, ids, write, op)
 	var e *apiError
 	if err != nil {
 		e = classify(err)
@@ -226,8 +249,8 @@ func (a *API) zitadelWrite(ctx context.Context, op string, req connect.AnyReques
 	return details, hdr, nil
 }
 
-func (a *API) zitadelWriteInner(ctx context.Context, req connect.AnyRequest, ids [][2]string,
-	write func(p *principal, org string) (state.Result, error), op string) (*zitadel.ObjectDetails, http.Header, error) {
+func (a *API) zitadelWriteInner(ctx context.Context, req connect.AnyRequest, pick orgPicker, ids [][2]string,
+	write zitadelWriteFunc, op string) (*zitadel.ObjectDetails, http.Header, error) {
 	h := req.Header()
 	ip := ipFromContext(ctx)
 	if ip == "" {
@@ -237,12 +260,9 @@ func (a *API) zitadelWriteInner(ctx context.Context, req connect.AnyRequest, ids
 	if err != nil {
 		return nil, nil, err
 	}
-	org := h.Get(HeaderZitadelOrg)
-	if org == "" {
-		org = p.tok.HomeOrg
-	}
-	if org == "" {
-		return nil, nil, newError(kindInvalid, "DEACT-NoOrg", "no organization: send the %s header (the token has no home org)", HeaderZitadelOrg)
+	org, err := pick(h, p)
+	if err != nil {
+		return nil, nil, err
 	}
 	if err := state.ValidateID("org", org); err != nil {
 		return nil, nil, err
@@ -303,10 +323,35 @@ func respond[T any](msg *T, hdr http.Header) *connect.Response[T] {
 	return resp
 }
 
+// zitadelWriteFunc is the store write of one ZITADEL call, on the org the call was checked for.
+type zitadelWriteFunc func(p *principal, org string) (state.Result, error)
+
+// zitadelSetOrg is the store write of every ZITADEL API version's org deactivation or reactivation.
+func (a *API) zitadelSetOrg(ctx context.Context, deactivate bool, op string) zitadelWriteFunc {
+	return func(p *principal, org string) (state.Result, error) {
+		if deactivate {
+			return a.store.DeactivateOrg(ctx, org, zitadelOps, false, change(p, "zitadel "+op))
+		}
+		return a.store.ReactivateOrg(ctx, org, change(p, "zitadel "+op))
+	}
+}
+
+// zitadelSetProject is the store write of every ZITADEL API version's project deactivation or reactivation.
+func (a *API) zitadelSetProject(ctx context.Context, projectID string, deactivate bool, op string) zitadelWriteFunc {
+	return func(p *principal, org string) (state.Result, error) {
+		return a.store.SetProjectState(ctx, projectID, org, deactivate, change(p, "zitadel "+op))
+	}
+}
+
+// zitadelSetApp is the store write of every ZITADEL API version's app deactivation or reactivation.
+func (a *API) zitadelSetApp(ctx context.Context, projectID, appID string, deactivate bool, op string) zitadelWriteFunc {
+	return func(p *principal, org string) (state.Result, error) {
+		return a.store.SetAppState(ctx, projectID, appID, org, deactivate, change(p, "zitadel "+op))
+	}
+}
+
 func (s *zitadelService) DeactivateOrg(ctx context.Context, req *connect.Request[management.DeactivateOrgRequest]) (*connect.Response[management.DeactivateOrgResponse], error) {
-	d, h, err := s.a.zitadelWrite(ctx, "DeactivateOrg", req, nil, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.DeactivateOrg(ctx, org, zitadelOps, false, change(p, "zitadel DeactivateOrg"))
-	})
+	d, h, err := s.a.zitadelWrite(ctx, "DeactivateOrg", req, nil, s.a.zitadelSetOrg(ctx, true, "DeactivateOrg"))
 	if err != nil {
 		return nil, err
 	}
@@ -314,9 +359,7 @@ func (s *zitadelService) DeactivateOrg(ctx context.Context, req *connect.Request
 }
 
 func (s *zitadelService) ReactivateOrg(ctx context.Context, req *connect.Request[management.ReactivateOrgRequest]) (*connect.Response[management.ReactivateOrgResponse], error) {
-	d, h, err := s.a.zitadelWrite(ctx, "ReactivateOrg", req, nil, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.ReactivateOrg(ctx, org, change(p, "zitadel ReactivateOrg"))
-	})
+	d, h, err := s.a.zitadelWrite(ctx, "ReactivateOrg", req, nil, s.a.zitadelSetOrg(ctx, false, "ReactivateOrg"))
 	if err != nil {
 		return nil, err
 	}
@@ -325,9 +368,7 @@ func (s *zitadelService) ReactivateOrg(ctx context.Context, req *connect.Request
 
 func (s *zitadelService) DeactivateProject(ctx context.Context, req *connect.Request[management.DeactivateProjectRequest]) (*connect.Response[management.DeactivateProjectResponse], error) {
 	ids := [][2]string{{"project", req.Msg.GetId()}}
-	d, h, err := s.a.zitadelWrite(ctx, "DeactivateProject", req, ids, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.SetProjectState(ctx, req.Msg.GetId(), org, true, change(p, "zitadel DeactivateProject"))
-	})
+	d, h, err := s.a.zitadelWrite(ctx, "DeactivateProject", req, ids, s.a.zitadelSetProject(ctx, req.Msg.GetId(), true, "DeactivateProject"))
 	if err != nil {
 		return nil, err
 	}
@@ -336,9 +377,7 @@ func (s *zitadelService) DeactivateProject(ctx context.Context, req *connect.Req
 
 func (s *zitadelService) ReactivateProject(ctx context.Context, req *connect.Request[management.ReactivateProjectRequest]) (*connect.Response[management.ReactivateProjectResponse], error) {
 	ids := [][2]string{{"project", req.Msg.GetId()}}
-	d, h, err := s.a.zitadelWrite(ctx, "ReactivateProject", req, ids, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.SetProjectState(ctx, req.Msg.GetId(), org, false, change(p, "zitadel ReactivateProject"))
-	})
+	d, h, err := s.a.zitadelWrite(ctx, "ReactivateProject", req, ids, s.a.zitadelSetProject(ctx, req.Msg.GetId(), false, "ReactivateProject"))
 	if err != nil {
 		return nil, err
 	}
@@ -347,9 +386,7 @@ func (s *zitadelService) ReactivateProject(ctx context.Context, req *connect.Req
 
 func (s *zitadelService) DeactivateApp(ctx context.Context, req *connect.Request[management.DeactivateAppRequest]) (*connect.Response[management.DeactivateAppResponse], error) {
 	ids := [][2]string{{"project", req.Msg.GetProjectId()}, {"app", req.Msg.GetAppId()}}
-	d, h, err := s.a.zitadelWrite(ctx, "DeactivateApp", req, ids, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.SetAppState(ctx, req.Msg.GetProjectId(), req.Msg.GetAppId(), org, true, change(p, "zitadel DeactivateApp"))
-	})
+	d, h, err := s.a.zitadelWrite(ctx, "DeactivateApp", req, ids, s.a.zitadelSetApp(ctx, req.Msg.GetProjectId(), req.Msg.GetAppId(), true, "DeactivateApp"))
 	if err != nil {
 		return nil, err
 	}
@@ -358,9 +395,7 @@ func (s *zitadelService) DeactivateApp(ctx context.Context, req *connect.Request
 
 func (s *zitadelService) ReactivateApp(ctx context.Context, req *connect.Request[management.ReactivateAppRequest]) (*connect.Response[management.ReactivateAppResponse], error) {
 	ids := [][2]string{{"project", req.Msg.GetProjectId()}, {"app", req.Msg.GetAppId()}}
-	d, h, err := s.a.zitadelWrite(ctx, "ReactivateApp", req, ids, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.SetAppState(ctx, req.Msg.GetProjectId(), req.Msg.GetAppId(), org, false, change(p, "zitadel ReactivateApp"))
-	})
+	d, h, err := s.a.zitadelWrite(ctx, "ReactivateApp", req, ids, s.a.zitadelSetApp(ctx, req.Msg.GetProjectId(), req.Msg.GetAppId(), false, "ReactivateApp"))
 	if err != nil {
 		return nil, err
 	}
