@@ -15,6 +15,7 @@ import (
 	"github.com/deact/deact/admin/proto/zitadel/management/v1/managementconnect"
 	"github.com/deact/deact/state"
 	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -64,6 +65,15 @@ func (c zitadelJSON) MarshalAppend(b []byte, msg proto.Message) ([]byte, error) 
 	return c.JSONCodec.MarshalAppendStable(b, msg)
 }
 
+// Unmarshal reads a request body. A body that does not fit the message (a number for a string field, say) is
+// the client's mistake: InvalidArgument in ZITADEL's shape, where vanguard would answer a bare 500.
+func (c zitadelJSON) Unmarshal(b []byte, msg proto.Message) error {
+	if err := c.JSONCodec.Unmarshal(b, msg); err != nil {
+		return connectError(newError(kindInvalid, "DEACT-BadBody", "the request body does not fit %s: %v", msg.ProtoReflect().Descriptor().Name(), err))
+	}
+	return nil
+}
+
 // serveZitadel handles the ZITADEL routes. Unary bodies (REST, Connect unary) are read and checked here, so that
 // an oversized one gets 413 and a malformed one 400, in ZITADEL's error shape, before vanguard (which may start
 // the method before it finds the body malformed) sees them; gRPC and gRPC-Web bodies stream through, with the
@@ -102,13 +112,24 @@ func (a *API) serveZitadel(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("confirmTimeout"); v != "" && r.Header.Get(HeaderConfirmTimeout) == "" {
 		r.Header.Set(HeaderConfirmTimeout, v)
 	}
+	// Every route here has body "*", for which ZITADEL's gateway takes no field from the query. Vanguard would,
+	// and after the path: ?organizationId=B on /v2/organizations/A/deactivate would write B while the path, all
+	// that proxies and access logs see, says A.
+	r.URL.RawQuery = ""
+	if r.Method == http.MethodPost && r.Header.Get("Connect-Protocol-Version") == "" && strings.HasPrefix(r.URL.Path, "/zitadel.") {
+		// connect-go servers, ZITADEL's among them, take a Connect unary call without this header (curl -d
+		// '{"projectId":"1"}' .../zitadel.project.v2.ProjectService/DeactivateProject); vanguard needs it to tell
+		// the call from REST. No REST route starts with /zitadel.
+		r.Header.Set("Connect-Protocol-Version", "1")
+	}
 	rw := &plainErrorWriter{ResponseWriter: w}
 	a.zitadel.ServeHTTP(rw, r)
 	rw.finish()
 }
 
 // plainErrorWriter turns the few plain-text errors vanguard writes itself (405, 415) into ZITADEL's JSON error
-// shape, so that every REST error parses the same way. JSON answers pass through untouched.
+// shape, so that every REST error parses the same way. JSON answers pass through untouched, and so does a JSON
+// status vanguard labels with the server's content type (it does for a request body it cannot decode).
 type plainErrorWriter struct {
 	http.ResponseWriter
 	status int
@@ -125,7 +146,7 @@ func (w *plainErrorWriter) WriteHeader(status int) {
 
 func (w *plainErrorWriter) Write(b []byte) (int, error) {
 	if w.status != 0 {
-		if w.text.Len() < 1024 {
+		if w.text.Len() < 64<<10 {
 			w.text.Write(b)
 		}
 		return len(b), nil
@@ -143,6 +164,13 @@ func (w *plainErrorWriter) finish() {
 	if w.status == 0 {
 		return
 	}
+	w.Header().Del("Content-Length")
+	if text := w.text.Bytes(); json.Valid(text) && protojson.Unmarshal(text, new(status.Status)) == nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.ResponseWriter.WriteHeader(w.status)
+		_, _ = w.ResponseWriter.Write(text)
+		return
+	}
 	msg := strings.TrimSpace(w.text.String())
 	if msg == "" {
 		msg = http.StatusText(w.status)
@@ -152,7 +180,6 @@ func (w *plainErrorWriter) finish() {
 	if w.status == http.StatusMethodNotAllowed {
 		code, id = connect.CodeUnimplemented, "DEACT-Method"
 	}
-	w.Header().Del("Content-Length")
 	writeZitadelErrorStatus(w.ResponseWriter, &apiError{kind: kindInvalid, id: id, msg: msg}, code, w.status)
 }
 
