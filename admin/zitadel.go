@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/vanguard"
@@ -100,6 +101,10 @@ func (a *API) serveZitadel(w http.ResponseWriter, r *http.Request) {
 		// Routes match the decoded path, where an escaped "/" would split an id into two segments: it is an
 		// invalid id, not another route.
 		err = fmt.Errorf("%w: a path segment holds an escaped \"/\"", state.ErrInvalidID)
+	}
+	if !utf8.ValidString(r.URL.Path) {
+		// A path variable becomes a proto string, which must be UTF-8; vanguard would fail on it with a 500.
+		err = fmt.Errorf("%w: the path is not UTF-8", state.ErrInvalidID)
 	}
 	if err != nil {
 		e := classify(err)
