@@ -108,6 +108,12 @@ func (a *API) serveZitadel(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		e := classify(err)
+		if ew := connect.NewErrorWriter(); strings.HasPrefix(r.URL.Path, "/zitadel.") && ew.IsSupported(r) {
+			// A Connect unary call: its client reads only Connect's error shape.
+			a.metrics.request("zitadel", "connect", e)
+			_ = ew.Write(w, r, connectError(e))
+			return
+		}
 		a.metrics.request("zitadel", "rest", e)
 		writeZitadelError(w, e)
 		return

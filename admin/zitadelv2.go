@@ -61,65 +61,60 @@ func orgInRequest(id string) orgPicker {
 	}
 }
 
-// zitadelV2Write runs a v2 call through the shared ZITADEL write path and answers with the message answer
-// builds from the change date.
-func zitadelV2Write[T any](ctx context.Context, a *API, op string, req connect.AnyRequest, pick orgPicker, ids [][2]string,
-	write zitadelWriteFunc, answer func(*timestamppb.Timestamp) *T) (*connect.Response[T], error) {
+// zitadelV2Write runs a v2 call through the shared ZITADEL write path; v2 answers carry only the change date.
+func (a *API) zitadelV2Write(ctx context.Context, op string, req connect.AnyRequest, pick orgPicker, ids [][2]string,
+	write zitadelWriteFunc) (*timestamppb.Timestamp, http.Header, error) {
 	d, h, err := a.zitadelWriteOrg(ctx, op, req, pick, ids, write)
+	return d.GetChangeDate(), h, err
+}
+
+// answer is the response to a v2 call: msg with the confirmation headers, or the call's error.
+func answer[T any](msg *T, h http.Header, err error) (*connect.Response[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	return respond(answer(d.GetChangeDate()), h), nil
+	return respond(msg, h), nil
+}
+
+func (s *orgV2Service) set(ctx context.Context, req connect.AnyRequest, id string, deactivate bool, op string) (*timestamppb.Timestamp, http.Header, error) {
+	return s.a.zitadelV2Write(ctx, op, req, orgInRequest(id), nil, s.a.zitadelSetOrg(ctx, deactivate, op))
 }
 
 func (s *orgV2Service) DeactivateOrganization(ctx context.Context, req *connect.Request[org.DeactivateOrganizationRequest]) (*connect.Response[org.DeactivateOrganizationResponse], error) {
-	const op = "v2.DeactivateOrganization"
-	return zitadelV2Write(ctx, s.a, op, req, orgInRequest(req.Msg.GetOrganizationId()), nil, s.a.zitadelSetOrg(ctx, true, op),
-		func(t *timestamppb.Timestamp) *org.DeactivateOrganizationResponse {
-			return &org.DeactivateOrganizationResponse{ChangeDate: t}
-		})
+	t, h, err := s.set(ctx, req, req.Msg.GetOrganizationId(), true, "v2.DeactivateOrganization")
+	return answer(&org.DeactivateOrganizationResponse{ChangeDate: t}, h, err)
 }
 
 func (s *orgV2Service) ActivateOrganization(ctx context.Context, req *connect.Request[org.ActivateOrganizationRequest]) (*connect.Response[org.ActivateOrganizationResponse], error) {
-	const op = "v2.ActivateOrganization"
-	return zitadelV2Write(ctx, s.a, op, req, orgInRequest(req.Msg.GetOrganizationId()), nil, s.a.zitadelSetOrg(ctx, false, op),
-		func(t *timestamppb.Timestamp) *org.ActivateOrganizationResponse {
-			return &org.ActivateOrganizationResponse{ChangeDate: t}
-		})
+	t, h, err := s.set(ctx, req, req.Msg.GetOrganizationId(), false, "v2.ActivateOrganization")
+	return answer(&org.ActivateOrganizationResponse{ChangeDate: t}, h, err)
+}
+
+func (s *projectV2Service) set(ctx context.Context, req connect.AnyRequest, id string, deactivate bool, op string) (*timestamppb.Timestamp, http.Header, error) {
+	return s.a.zitadelV2Write(ctx, op, req, orgFromHeader, [][2]string{{"project", id}}, s.a.zitadelSetProject(ctx, id, deactivate, op))
 }
 
 func (s *projectV2Service) DeactivateProject(ctx context.Context, req *connect.Request[project.DeactivateProjectRequest]) (*connect.Response[project.DeactivateProjectResponse], error) {
-	const op = "v2.DeactivateProject"
-	id := req.Msg.GetProjectId()
-	return zitadelV2Write(ctx, s.a, op, req, orgFromHeader, [][2]string{{"project", id}}, s.a.zitadelSetProject(ctx, id, true, op),
-		func(t *timestamppb.Timestamp) *project.DeactivateProjectResponse {
-			return &project.DeactivateProjectResponse{ChangeDate: t}
-		})
+	t, h, err := s.set(ctx, req, req.Msg.GetProjectId(), true, "v2.DeactivateProject")
+	return answer(&project.DeactivateProjectResponse{ChangeDate: t}, h, err)
 }
 
 func (s *projectV2Service) ActivateProject(ctx context.Context, req *connect.Request[project.ActivateProjectRequest]) (*connect.Response[project.ActivateProjectResponse], error) {
-	const op = "v2.ActivateProject"
-	id := req.Msg.GetProjectId()
-	return zitadelV2Write(ctx, s.a, op, req, orgFromHeader, [][2]string{{"project", id}}, s.a.zitadelSetProject(ctx, id, false, op),
-		func(t *timestamppb.Timestamp) *project.ActivateProjectResponse {
-			return &project.ActivateProjectResponse{ChangeDate: t}
-		})
+	t, h, err := s.set(ctx, req, req.Msg.GetProjectId(), false, "v2.ActivateProject")
+	return answer(&project.ActivateProjectResponse{ChangeDate: t}, h, err)
+}
+
+func (s *applicationV2Service) set(ctx context.Context, req connect.AnyRequest, projectID, appID string, deactivate bool, op string) (*timestamppb.Timestamp, http.Header, error) {
+	return s.a.zitadelV2Write(ctx, op, req, orgFromHeader, [][2]string{{"project", projectID}, {"app", appID}},
+		s.a.zitadelSetApp(ctx, projectID, appID, deactivate, op))
 }
 
 func (s *applicationV2Service) DeactivateApplication(ctx context.Context, req *connect.Request[application.DeactivateApplicationRequest]) (*connect.Response[application.DeactivateApplicationResponse], error) {
-	const op = "v2.DeactivateApplication"
-	pid, aid := req.Msg.GetProjectId(), req.Msg.GetApplicationId()
-	return zitadelV2Write(ctx, s.a, op, req, orgFromHeader, [][2]string{{"project", pid}, {"app", aid}}, s.a.zitadelSetApp(ctx, pid, aid, true, op),
-		func(t *timestamppb.Timestamp) *application.DeactivateApplicationResponse {
-			return &application.DeactivateApplicationResponse{DeactivationDate: t}
-		})
+	t, h, err := s.set(ctx, req, req.Msg.GetProjectId(), req.Msg.GetApplicationId(), true, "v2.DeactivateApplication")
+	return answer(&application.DeactivateApplicationResponse{DeactivationDate: t}, h, err)
 }
 
 func (s *applicationV2Service) ReactivateApplication(ctx context.Context, req *connect.Request[application.ReactivateApplicationRequest]) (*connect.Response[application.ReactivateApplicationResponse], error) {
-	const op = "v2.ReactivateApplication"
-	pid, aid := req.Msg.GetProjectId(), req.Msg.GetApplicationId()
-	return zitadelV2Write(ctx, s.a, op, req, orgFromHeader, [][2]string{{"project", pid}, {"app", aid}}, s.a.zitadelSetApp(ctx, pid, aid, false, op),
-		func(t *timestamppb.Timestamp) *application.ReactivateApplicationResponse {
-			return &application.ReactivateApplicationResponse{ReactivationDate: t}
-		})
+	t, h, err := s.set(ctx, req, req.Msg.GetProjectId(), req.Msg.GetApplicationId(), false, "v2.ReactivateApplication")
+	return answer(&application.ReactivateApplicationResponse{ReactivationDate: t}, h, err)
 }

@@ -472,6 +472,8 @@ func TestZitadelV2ConnectByHand(t *testing.T) {
 			regexp.MustCompile(`^\{"deactivationDate":"[^"]+Z"\}$`)},
 		{"org", "/zitadel.org.v2.OrganizationService/DeactivateOrganization", `{"organizationId":"13"}`, 200,
 			regexp.MustCompile(`^\{"changeDate":"[^"]+Z"\}$`)},
+		{"bad json, in Connect's error shape", "/zitadel.org.v2.OrganizationService/DeactivateOrganization", `{"organizationId":`, 400,
+			regexp.MustCompile(`^\{"code":"invalid_argument","message":"the request body is not a JSON object \(DEACT-BadBody\)","details":\[\{"type":"zitadel.v1.ErrorDetail"`)},
 		{"unknown method", "/zitadel.org.v2.OrganizationService/DeleteOrganization", `{"organizationId":"13"}`, 404,
 			regexp.MustCompile(`"code":"unimplemented"|"code":5`)},
 	} {
