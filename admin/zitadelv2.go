@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"connectrpc.com/connect"
@@ -12,6 +13,7 @@ import (
 	"github.com/deact/deact/admin/proto/zitadel/org/v2/orgconnect"
 	project "github.com/deact/deact/admin/proto/zitadel/project/v2"
 	"github.com/deact/deact/admin/proto/zitadel/project/v2/projectconnect"
+	"github.com/deact/deact/state"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -21,8 +23,9 @@ import (
 //
 //   - zitadel.org.v2.OrganizationService names the org in the request (REST: the path); x-zitadel-orgid is not
 //     consulted. It is the only one of the three with REST routes, in ZITADEL as here.
-//   - zitadel.project.v2.ProjectService and zitadel.application.v2.ApplicationService act in the org of
-//     x-zitadel-orgid or the token's home org, as v1 does; gRPC, gRPC-Web and Connect only.
+//   - zitadel.project.v2.ProjectService and zitadel.application.v2.ApplicationService name no org: they act
+//     in the org of x-zitadel-orgid, else the record's own org, else the token's home org (orgOfRecord); gRPC,
+//     gRPC-Web and Connect only.
 //   - Answers carry only the change date (v2 has no sequence or resource owner); the X-Deact-Confirmed headers
 //     are the same as v1's.
 type (
@@ -61,6 +64,41 @@ func orgInRequest(id string) orgPicker {
 	}
 }
 
+// orgOfRecord is the v2 rule for projects and apps, whose requests name no org: x-zitadel-orgid if sent; else
+// the org owning the record, if the token may act on it (ZITADEL checks permissions on the resource's owner, so
+// its v2 clients send no org); else the v1 rule. So a record of an org outside the token's scope is NOT_FOUND, as
+// in v1, without naming its owner, and an unknown record is created in the token's home org. The store checks
+// the owner again in the write's transaction.
+func orgOfRecord(owner func() (string, error)) orgPicker {
+	return func(h http.Header, p *principal) (string, error) {
+		if h.Get(HeaderZitadelOrg) != "" {
+			return orgFromHeader(h, p)
+		}
+		org, err := owner()
+		switch {
+		case err == nil && org != "" && p.tok.Allows(org):
+			return org, nil
+		case err != nil && !errors.Is(err, state.ErrNotFound) && !errors.Is(err, state.ErrInvalidID):
+			return "", err
+		}
+		return orgFromHeader(h, p)
+	}
+}
+
+func (a *API) projectOwner(ctx context.Context, id string) func() (string, error) {
+	return func() (string, error) {
+		v, err := a.store.GetProject(ctx, id)
+		return v.Record.OrgID, err
+	}
+}
+
+func (a *API) appOwner(ctx context.Context, projectID, appID string) func() (string, error) {
+	return func() (string, error) {
+		v, err := a.store.GetApp(ctx, projectID, appID)
+		return v.Record.OrgID, err
+	}
+}
+
 // zitadelV2Write runs a v2 call through the shared ZITADEL write path; v2 answers carry only the change date.
 func (a *API) zitadelV2Write(ctx context.Context, op string, req connect.AnyRequest, pick orgPicker, ids [][2]string,
 	write zitadelWriteFunc) (*timestamppb.Timestamp, http.Header, error) {
@@ -91,7 +129,8 @@ func (s *orgV2Service) ActivateOrganization(ctx context.Context, req *connect.Re
 }
 
 func (s *projectV2Service) set(ctx context.Context, req connect.AnyRequest, id string, deactivate bool, op string) (*timestamppb.Timestamp, http.Header, error) {
-	return s.a.zitadelV2Write(ctx, op, req, orgFromHeader, [][2]string{{"project", id}}, s.a.zitadelSetProject(ctx, id, deactivate, op))
+	return s.a.zitadelV2Write(ctx, op, req, orgOfRecord(s.a.projectOwner(ctx, id)), [][2]string{{"project", id}},
+		s.a.zitadelSetProject(ctx, id, deactivate, op))
 }
 
 func (s *projectV2Service) DeactivateProject(ctx context.Context, req *connect.Request[project.DeactivateProjectRequest]) (*connect.Response[project.DeactivateProjectResponse], error) {
@@ -105,7 +144,7 @@ func (s *projectV2Service) ActivateProject(ctx context.Context, req *connect.Req
 }
 
 func (s *applicationV2Service) set(ctx context.Context, req connect.AnyRequest, projectID, appID string, deactivate bool, op string) (*timestamppb.Timestamp, http.Header, error) {
-	return s.a.zitadelV2Write(ctx, op, req, orgFromHeader, [][2]string{{"project", projectID}, {"app", appID}},
+	return s.a.zitadelV2Write(ctx, op, req, orgOfRecord(s.a.appOwner(ctx, projectID, appID)), [][2]string{{"project", projectID}, {"app", appID}},
 		s.a.zitadelSetApp(ctx, projectID, appID, deactivate, op))
 }
 

@@ -250,13 +250,17 @@ func TestZitadelV2GRPC(t *testing.T) {
 	e := newEnv(t, envOpts{nodes: 3})
 	tokA := e.token("token-for-org-a-only-123", state.Token{Name: "a", HomeOrg: "100", Orgs: []string{"100"}, Role: state.RoleAdmin})
 	tokRO := e.token("read-only-token-for-a-123", state.Token{Name: "ro", HomeOrg: "7", Orgs: []string{"7"}, Role: state.RoleReadOnly})
+	tokAB := e.token("token-for-orgs-a-and-b-12", state.Token{Name: "ab", HomeOrg: "100", Orgs: []string{"100", "200"}, Role: state.RoleAdmin})
 	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	as := func(tok, org string) context.Context {
-		kv := []string{"x-zitadel-orgid", org}
+		var kv []string
+		if org != "" {
+			kv = append(kv, "x-zitadel-orgid", org)
+		}
 		if tok != "" {
 			kv = append(kv, "authorization", "Bearer "+tok)
 		}
@@ -330,6 +334,19 @@ func TestZitadelV2GRPC(t *testing.T) {
 		{"app read-only", as(tokRO, "7"), appSvc + "DeactivateApplication", &application.DeactivateApplicationRequest{ProjectId: "p1", ApplicationId: "a1"}, &application.DeactivateApplicationResponse{}, codes.PermissionDenied, "DEACT-ReadOnly"},
 		{"app in a foreign org", as(tokA, "7"), appSvc + "DeactivateApplication", &application.DeactivateApplicationRequest{ProjectId: "p1", ApplicationId: "a1"}, &application.DeactivateApplicationResponse{}, codes.PermissionDenied, "DEACT-OrgNotAllowed"},
 	}
+	// Without x-zitadel-orgid, a known project or app acts in its own org when the token may act there (v2 clients
+	// send no org: ZITADEL checks the resource's owner); outside the token's scope it is NOT_FOUND, as in v1.
+	calls = append(calls, []call{
+		{"project of org 200", as(bootstrapToken, "200"), prjSvc + "DeactivateProject", &project.DeactivateProjectRequest{ProjectId: "pB"}, &project.DeactivateProjectResponse{}, codes.OK, ""},
+		{"project in its own org, multi-org token", as(tokAB, ""), prjSvc + "ActivateProject", &project.ActivateProjectRequest{ProjectId: "pB"}, &project.ActivateProjectResponse{}, codes.OK, ""},
+		{"project in its own org, token without home org", as(bootstrapToken, ""), prjSvc + "DeactivateProject", &project.DeactivateProjectRequest{ProjectId: "pB"}, &project.DeactivateProjectResponse{}, codes.OK, ""},
+		{"project outside the token's scope", as(tokA, ""), prjSvc + "ActivateProject", &project.ActivateProjectRequest{ProjectId: "pB"}, &project.ActivateProjectResponse{}, codes.NotFound, "DEACT-NotFound"},
+		{"header beats the record's org", as(tokAB, "100"), prjSvc + "ActivateProject", &project.ActivateProjectRequest{ProjectId: "pB"}, &project.ActivateProjectResponse{}, codes.NotFound, "DEACT-NotFound"},
+		{"unknown project goes to the home org", as(tokAB, ""), prjSvc + "DeactivateProject", &project.DeactivateProjectRequest{ProjectId: "pA"}, &project.DeactivateProjectResponse{}, codes.OK, ""},
+		{"app of org 200", as(tokAB, "200"), appSvc + "DeactivateApplication", &application.DeactivateApplicationRequest{ProjectId: "pB", ApplicationId: "aB"}, &application.DeactivateApplicationResponse{}, codes.OK, ""},
+		{"app in its own org", as(tokAB, ""), appSvc + "ReactivateApplication", &application.ReactivateApplicationRequest{ProjectId: "pB", ApplicationId: "aB"}, &application.ReactivateApplicationResponse{}, codes.OK, ""},
+		{"app outside the token's scope", as(tokA, ""), appSvc + "DeactivateApplication", &application.DeactivateApplicationRequest{ProjectId: "pB", ApplicationId: "aB"}, &application.DeactivateApplicationResponse{}, codes.NotFound, "DEACT-NotFound"},
+	}...)
 	for _, c := range calls {
 		before := e.stateRevision(t)
 		err := conn.Invoke(c.ctx, c.method, c.req, c.resp)
@@ -345,6 +362,19 @@ func TestZitadelV2GRPC(t *testing.T) {
 				t.Errorf("%s: a refused call wrote", c.name)
 			}
 		}
+	}
+	// Refusing a record outside the token's scope does not name its owner.
+	err = conn.Invoke(as(tokA, ""), appSvc+"DeactivateApplication", &application.DeactivateApplicationRequest{ProjectId: "pB", ApplicationId: "aB"}, &application.DeactivateApplicationResponse{})
+	if msg := grpcstatus.Convert(err).Message(); strings.Contains(msg, "200") {
+		t.Errorf("the refusal names the owner: %q", msg)
+	}
+	for _, want := range []struct{ project, org string }{{"p1", "7"}, {"pB", "200"}, {"pA", "100"}} {
+		if v, err := e.store.GetProject(context.Background(), want.project); err != nil || v.Record.OrgID != want.org {
+			t.Errorf("project %s = %+v %v, want org %s", want.project, v, err, want.org)
+		}
+	}
+	if a, err := e.store.GetApp(context.Background(), "pB", "aB"); err != nil || a.Record.OrgID != "200" || a.Record.IsDeactivated() {
+		t.Errorf("app aB = %+v %v", a, err)
 	}
 	p, err := e.store.GetProject(context.Background(), "p1")
 	if err != nil || p.Record.OrgID != "7" || p.Record.IsDeactivated() {
