@@ -111,8 +111,9 @@ func New(cfg Config) (*API, error) {
 	}
 	for _, root := range cfg.CommvaultRoots {
 		root = strings.TrimSuffix(strings.ToLower(root), "/")
-		if !strings.HasPrefix(root, "/") || root == "/v1" || strings.HasPrefix(root, "/management") {
-			return nil, fmt.Errorf("admin: Commvault root %q must be an absolute path outside /v1 and /management", root)
+		if !strings.HasPrefix(root, "/") || root == "/v1" || root == "/v2" || strings.HasPrefix(root, "/v2/") ||
+			strings.HasPrefix(root, "/management") || strings.HasPrefix(root, "/zitadel.") {
+			return nil, fmt.Errorf("admin: Commvault root %q must be an absolute path outside /v1, /v2, /management and /zitadel.*", root)
 		}
 		a.roots = append(a.roots, root)
 	}
@@ -128,8 +129,10 @@ func New(cfg Config) (*API, error) {
 	return a, nil
 }
 
-// Handler returns the handler for everything the admin API serves: /management/v1/... (ZITADEL REST),
-// /zitadel.management.v1.ManagementService/... (gRPC, gRPC-Web, Connect), the Commvault roots, and /v1/.
+// Handler returns the handler for everything the admin API serves: /management/v1/... and
+// /v2/organizations/... (ZITADEL REST), /zitadel.management.v1.ManagementService/...,
+// /zitadel.org.v2.OrganizationService/..., /zitadel.project.v2.ProjectService/... and
+// /zitadel.application.v2.ApplicationService/... (gRPC, gRPC-Web, Connect), the Commvault roots, and /v1/.
 // gRPC needs HTTP/2: serve it with http.Server.Protocols including UnencryptedHTTP2 (or TLS).
 func (a *API) Handler() http.Handler { return a.handler }
 
