@@ -14,6 +14,7 @@ import (
 
 	"github.com/deact/deact/state"
 	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/time/rate"
 )
 
@@ -27,6 +28,12 @@ type Config struct {
 	// with the header X-Deact-Confirm-Timeout or the query parameter confirmTimeout (e.g. "500ms"; "0" = do
 	// not wait), up to MaxConfirmTimeout.
 	ConfirmTimeout time.Duration
+	// WriteTimeout bounds the etcd calls of one admin request [5s]: authentication, the reads before a write
+	// and the write itself. When etcd does not answer in time (no quorum, no leader), the request answers its
+	// API's "unavailable" (503; ZITADEL code 14; Commvault errorCode 12). The confirmation wait after a commit is
+	// bounded by ConfirmTimeout, separately; an import bounds each batch by WriteTimeout and the whole body by
+	// ImportTimeout.
+	WriteTimeout time.Duration
 	// CommvaultRoots are the web service roots of the Commvault-compatible API, matched case-insensitively
 	// [/webconsole/api, /commandcenter/api].
 	CommvaultRoots []string
@@ -42,6 +49,9 @@ type Config struct {
 	AuthFailureRate  rate.Limit
 	AuthFailureBurst int
 }
+
+// DefaultWriteTimeout is Config.WriteTimeout's default.
+const DefaultWriteTimeout = 5 * time.Second
 
 // MaxConfirmTimeout caps the confirmation wait a request may ask for.
 const MaxConfirmTimeout = time.Minute
@@ -83,6 +93,12 @@ func New(cfg Config) (*API, error) {
 	}
 	if cfg.ConfirmTimeout < 0 || cfg.ConfirmTimeout > MaxConfirmTimeout {
 		return nil, fmt.Errorf("admin: ConfirmTimeout %v is outside [0, %v]", cfg.ConfirmTimeout, MaxConfirmTimeout)
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.WriteTimeout < 0 {
+		return nil, fmt.Errorf("admin: WriteTimeout %v must be positive", cfg.WriteTimeout)
 	}
 	if len(cfg.CommvaultRoots) == 0 {
 		cfg.CommvaultRoots = []string{"/webconsole/api", "/commandcenter/api"}
@@ -145,7 +161,10 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "internal error", http.StatusInternalServerError)
 		}
 	}()
-	r = r.WithContext(context.WithValue(r.Context(), clientIPKey, clientIP(r)))
+	base := context.WithValue(r.Context(), clientIPKey, clientIP(r))
+	ctx, cancel := a.storeContext(base)
+	defer cancel()
+	r = r.WithContext(ctx)
 	if id, action, ok := a.commvaultRoute(r.URL.EscapedPath()); ok {
 		a.serveCommvault(w, r, id, action)
 		return
@@ -207,9 +226,27 @@ func parseConfirmTimeout(v string) (time.Duration, error) {
 	return d, nil
 }
 
+// storeContext bounds the etcd calls made under ctx by the write timeout, and makes them fail at once on a
+// member that has no leader instead of waiting for one.
+func (a *API) storeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	base := requestContext(ctx)
+	return context.WithTimeout(clientv3.WithRequireLeader(context.WithValue(base, requestCtxKey, base)), a.cfg.WriteTimeout)
+}
+
+// requestContext is the request's own context, without the write timeout that serve puts on it: for the
+// confirmation wait and the import, which have bounds of their own.
+func requestContext(ctx context.Context) context.Context {
+	if base, ok := ctx.Value(requestCtxKey).(context.Context); ok {
+		return base
+	}
+	return ctx
+}
+
 // confirm waits until every live gateway node applied rev, or the timeout passes. A timeout is not an error:
-// the write is committed either way; the confirmation says how many nodes had it.
+// the write is committed either way; the confirmation says how many nodes had it. The wait is bounded by
+// timeout alone, not by the write timeout of the request.
 func (a *API) confirm(ctx context.Context, rev int64, timeout time.Duration) state.Confirmation {
+	ctx = requestContext(ctx)
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c, err := a.fanout.WaitApplied(wctx, rev)

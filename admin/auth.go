@@ -213,7 +213,10 @@ func commvaultToken(h http.Header) string {
 
 type ctxKey int
 
-const clientIPKey ctxKey = iota
+const (
+	clientIPKey   ctxKey = iota
+	requestCtxKey        // the request's context before serve bounded it by the write timeout
+)
 
 // clientIP is the address failed authentications are counted against: the peer's, proxies are not trusted.
 func clientIP(r *http.Request) string {
