@@ -41,11 +41,13 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxImportBytes bounds the NDJSON body of /v1/import [256 MiB].
 	MaxImportBytes int64
-	// TokenCacheTTL is how long a found token record is trusted without reading etcd again [2s]: a token
-	// deleted elsewhere keeps working on this instance for at most that long.
+	// TokenCacheTTL is how long an answer about a token is trusted without reading etcd again [2s]: a token
+	// deleted elsewhere keeps working on this instance for at most that long, and one created elsewhere may, while
+	// bad tokens flood this instance, be refused for that long.
 	TokenCacheTTL time.Duration
-	// AuthFailureRate and AuthFailureBurst limit failed authentications per client address [1/s, burst 20]:
-	// once the burst is spent, the address gets 429 until its budget refills.
+	// AuthFailureRate and AuthFailureBurst count failed authentications per client address [1/s, burst 20]:
+	// once the burst is spent, the address's failures get 429 instead of 401 until its budget refills. A valid
+	// token is never refused for them: the limit shapes answers to failures only.
 	AuthFailureRate  rate.Limit
 	AuthFailureBurst int
 }
