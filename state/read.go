@@ -311,7 +311,9 @@ type duplicateError struct {
 	line int
 }
 
-func (e *duplicateError) Error() string { return fmt.Sprintf("%s is already given on line %d", e.what, e.line) }
+func (e *duplicateError) Error() string {
+	return fmt.Sprintf("%s is already given on line %d", e.what, e.line)
+}
 
 // add records the keys of one line's operations, or fails when one of them was written by an earlier line
 // (etcd refuses a key twice in one transaction; across batches the later line would silently win).
