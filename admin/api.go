@@ -41,6 +41,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxImportBytes bounds the NDJSON body of /v1/import [256 MiB].
 	MaxImportBytes int64
+	// ImportTimeout bounds one /v1/import from its authentication to its last batch [30m]. An authenticated
+	// import is exempt from the listener's read timeout (it streams); this is its bound instead.
+	ImportTimeout time.Duration
 	// TokenCacheTTL is how long an answer about a token is trusted without reading etcd again [2s]: a token
 	// deleted elsewhere keeps working on this instance for at most that long, and one created elsewhere may, while
 	// bad tokens flood this instance, be refused for that long.
@@ -52,8 +55,11 @@ type Config struct {
 	AuthFailureBurst int
 }
 
-// DefaultWriteTimeout is Config.WriteTimeout's default.
-const DefaultWriteTimeout = 5 * time.Second
+// Defaults of Config.
+const (
+	DefaultWriteTimeout  = 5 * time.Second
+	DefaultImportTimeout = 30 * time.Minute
+)
 
 // MaxConfirmTimeout caps the confirmation wait a request may ask for.
 const MaxConfirmTimeout = time.Minute
@@ -111,8 +117,11 @@ func New(cfg Config) (*API, error) {
 	if cfg.MaxImportBytes == 0 {
 		cfg.MaxImportBytes = 256 << 20
 	}
-	if cfg.MaxBodyBytes < 0 || cfg.MaxImportBytes < 0 {
-		return nil, errors.New("admin: body limits must be positive")
+	if cfg.ImportTimeout == 0 {
+		cfg.ImportTimeout = DefaultImportTimeout
+	}
+	if cfg.MaxBodyBytes < 0 || cfg.MaxImportBytes < 0 || cfg.ImportTimeout < 0 {
+		return nil, errors.New("admin: body limits and ImportTimeout must be positive")
 	}
 	if cfg.TokenCacheTTL == 0 {
 		cfg.TokenCacheTTL = 2 * time.Second

@@ -45,13 +45,16 @@ type env struct {
 	h2c    *http.Client // HTTP/2 without TLS, as gRPC needs
 	errors *errorLog
 	// cluster is the etcd cluster behind the API when envOpts.cluster asked for one.
-	cluster *etcdserver.Cluster
+	cluster     *etcdserver.Cluster
+	readTimeout time.Duration
 }
 
 type envOpts struct {
 	nodes   int
 	cluster int // members of an etcd cluster to run instead of one embedded member
 	config  func(*admin.Config)
+	// readTimeout is the listener's http.Server.ReadTimeout (the daemon's is 30s); zero: none.
+	readTimeout time.Duration
 }
 
 // errorLog records every log record at error level: client mistakes must never produce one.
@@ -123,6 +126,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if _, err := admin.Bootstrap(context.Background(), e.store, bootstrapToken); err != nil {
 		t.Fatal(err)
 	}
+	e.readTimeout = o.readTimeout
 	e.serve(api.Handler())
 	return e
 }
@@ -133,7 +137,7 @@ func (e *env) serve(h http.Handler) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	hs := &http.Server{Handler: h, Protocols: new(http.Protocols), ReadHeaderTimeout: 5 * time.Second}
+	hs := &http.Server{Handler: h, Protocols: new(http.Protocols), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: e.readTimeout}
 	hs.Protocols.SetHTTP1(true)
 	hs.Protocols.SetUnencryptedHTTP2(true)
 	done := make(chan struct{})

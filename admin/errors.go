@@ -38,6 +38,9 @@ type apiError struct {
 	id   string // stable id, e.g. "DEACT-AlreadyDeactivated" (ZITADEL's ErrorDetail.id)
 	msg  string
 	err  error // the cause, for logs
+	// line is the input line at fault, and imported what an import committed before it stopped (native API).
+	line     int
+	imported *ImportResponse
 }
 
 func (e *apiError) Error() string { return e.msg }

@@ -198,8 +198,12 @@ type ImportOptions struct {
 	BatchTimeout time.Duration
 }
 
-// importBatchOps stays below etcd's default --max-txn-ops (128).
-const importBatchOps = 120
+// importBatchOps stays below etcd's default --max-txn-ops (128), importBatchBytes below its default
+// --max-request-bytes (1.5 MiB): a batch is flushed before it would pass either.
+const (
+	importBatchOps   = 120
+	importBatchBytes = 1 << 20
+)
 
 // MaxImportLine is the longest line Import accepts.
 const MaxImportLine = 1 << 20
@@ -221,7 +225,7 @@ func (s *Store) ImportWith(ctx context.Context, r io.Reader, c Change, opts Impo
 	sc.Buffer(make([]byte, 64<<10), MaxImportLine)
 	var ops []clientv3.Op
 	seen := newKeySet()
-	pendingRecords, pendingFirst, line := 0, 0, 0
+	pendingRecords, pendingFirst, pendingBytes, line := 0, 0, 0, 0
 	flush := func() error {
 		if len(ops) == 0 {
 			res.Lines = max(res.Lines, line)
@@ -245,7 +249,7 @@ func (s *Store) ImportWith(ctx context.Context, r io.Reader, c Change, opts Impo
 		res.Records += pendingRecords
 		res.Revision = resp.Header.Revision
 		res.Lines = line
-		ops, pendingRecords, pendingFirst = ops[:0], 0, 0
+		ops, pendingRecords, pendingFirst, pendingBytes = ops[:0], 0, 0, 0
 		return nil
 	}
 	for sc.Scan() {
@@ -268,7 +272,11 @@ func (s *Store) ImportWith(ctx context.Context, r io.Reader, c Change, opts Impo
 			}
 			return res, le
 		}
-		if len(ops)+len(recOps) > importBatchOps {
+		recBytes := 0
+		for _, op := range recOps {
+			recBytes += len(op.KeyBytes()) + len(op.ValueBytes())
+		}
+		if len(ops)+len(recOps) > importBatchOps || pendingBytes+recBytes > importBatchBytes {
 			if err := flush(); err != nil {
 				return res, err
 			}
@@ -284,6 +292,7 @@ func (s *Store) ImportWith(ctx context.Context, r io.Reader, c Change, opts Impo
 			}
 			ops = append(ops, recOps...)
 			pendingRecords++
+			pendingBytes += recBytes
 		}
 	}
 	if err := sc.Err(); err != nil {
