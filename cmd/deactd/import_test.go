@@ -56,10 +56,10 @@ func TestImportKill9Resume(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
+	pw.Close() // the client's transport waits for the body to end before it reports the broken connection
 	if err := <-answered; err == nil || strings.HasPrefix(err.Error(), "answered") {
 		t.Fatalf("the client of the killed import got %v, want a broken connection", err)
 	}
-	pw.Close()
 
 	_, url = startChild(t, bin, dataDir)
 	n := lastImportLine(t, url)
