@@ -170,3 +170,40 @@ func TestImportStreamsPastReadTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestImportTimeout: an import is bounded by ImportTimeout as a whole: a body still arriving after it is cut,
+// and the answer says so and what was committed (the whole batches before the cut; the lines of the batch being
+// filled are not).
+func TestImportTimeout(t *testing.T) {
+	t.Parallel()
+	const bound = 500 * time.Millisecond
+	e := newEnv(t, envOpts{config: func(c *admin.Config) { c.ImportTimeout = bound }})
+	pr, pw := io.Pipe()
+	sent := make(chan struct{})
+	defer func() { <-sent }()
+	go func() {
+		defer close(sent)
+		if _, err := io.WriteString(pw, strings.Join(importLines(0, 120, 1), "\n")+"\n"); err != nil {
+			return
+		}
+		time.Sleep(4 * bound)
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", e.url+"/v1/import", pr)
+	req.Header.Set("Authorization", "Bearer "+bootstrapToken)
+	start := time.Now()
+	resp, err := e.http1.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var eb admin.ErrorBody
+	if resp.StatusCode != 400 || json.Unmarshal(b, &eb) != nil || eb.Error.ID != "DEACT-ImportTimeout" || eb.Import == nil ||
+		eb.Import.Lines != 60 || eb.Import.Records != 60 || !strings.Contains(eb.Error.Message, "cut after line 120; committed: lines 1-60") {
+		t.Fatalf("got %d %s", resp.StatusCode, b)
+	}
+	if d := time.Since(start); d > bound+2*time.Second {
+		t.Errorf("answered after %v, bound %v", d, bound)
+	}
+}

@@ -37,7 +37,7 @@ type WriteResult struct {
 type ImportResponse struct {
 	state.ImportResult
 	Complete     bool               `json:"complete"`
-	Confirmation state.Confirmation `json:"confirmation"`
+	Confirmation state.Confirmation `json:"confirmation,omitzero"`
 }
 
 // NodeStatus is one gateway node in /v1/nodes.
