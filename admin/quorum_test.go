@@ -150,3 +150,52 @@ func TestWritesWithoutQuorum(t *testing.T) {
 		}
 	}
 }
+
+// TestConfirmWaitIsNotTheWriteTimeout: the wait for gateways after a commit has its own bound: a confirmation
+// wait longer than the write timeout still answers success (with the count of nodes that confirmed), on every
+// API, and the Commvault answer still names the org's domain (read after the wait, under a fresh bound).
+func TestConfirmWaitIsNotTheWriteTimeout(t *testing.T) {
+	t.Parallel()
+	const writeTimeout, wait = 200 * time.Millisecond, 700 * time.Millisecond
+	e := newEnv(t, envOpts{config: func(c *admin.Config) { c.WriteTimeout = writeTimeout }})
+	ctx := context.Background()
+	lease, err := e.cli.Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = e.cli.Revoke(ctx, lease.ID) }()
+	if _, err := e.cli.Put(ctx, state.NodeKey("stuck"), `{"id":"stuck","appliedRevision":1}`, clientv3WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "stuck node seen", func() bool { return len(e.fanout.Nodes()) == 1 })
+	if _, err := e.store.PutOrg(ctx, state.Org{ID: "31", Domains: []string{"thirtyone.example"}}, state.Change{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	confirm := "X-Deact-Confirm-Timeout: " + wait.String()
+	adm := bearer(bootstrapToken)
+
+	r := e.do("POST", "/management/v1/orgs/me/_deactivate", "{}", adm, "x-zitadel-orgid: 30", confirm, "Content-Type: application/json")
+	if r.status != 200 || r.header.Get("X-Deact-Confirmed") != "0/1" {
+		t.Errorf("ZITADEL REST: %d %q %s", r.status, r.header.Get("X-Deact-Confirmed"), r.body)
+	}
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	gctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+bootstrapToken, "x-zitadel-orgid", "32",
+		"x-deact-confirm-timeout", wait.String())
+	var resp management.DeactivateOrgResponse
+	if err := conn.Invoke(gctx, "/"+managementconnect.ManagementServiceName+"/DeactivateOrg", &management.DeactivateOrgRequest{}, &resp); err != nil {
+		t.Errorf("ZITADEL gRPC: %v", err)
+	}
+	r = e.do("POST", "/webconsole/api/organization/31/action/deactivate", "", "Authtoken: QSDK "+bootstrapToken,
+		"Accept: application/json", confirm)
+	if r.status != 200 || !strings.Contains(r.body, `"providerDomainName":"thirtyone.example"`) {
+		t.Errorf("Commvault: %d %s", r.status, r.body)
+	}
+	r = e.do("POST", "/v1/orgs/33/deactivate", "", adm, confirm)
+	if r.status != 200 || !strings.Contains(r.body, `"confirmed":0,"total":1`) {
+		t.Errorf("native: %d %s", r.status, r.body)
+	}
+}
