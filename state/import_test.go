@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/deact/deact/state"
+	"github.com/deact/deact/state/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -141,4 +142,36 @@ func TestImportLimits(t *testing.T) {
 			t.Errorf("%s: %v", c.name, err)
 		}
 	}
+}
+
+// FuzzImport: whatever the input, an import either succeeds or stops at a line it names (*ImportLineError):
+// no input reaches etcd as a transaction it refuses (a key twice, too many operations, too many bytes), which
+// the admin API would answer as its own failure. What it reports committed is never more than it read.
+func FuzzImport(f *testing.F) {
+	for _, seed := range []string{
+		`{"org":{"id":"x"}}` + "\n" + `{"org":{"id":"y"}}` + "\n" + `{"org":{"id":"x"}}`,
+		`{"org":{"id":"x","domains":["A.example"]}}` + "\n" + `{"org":{"id":"y","domains":["a.example."]}}`,
+		`{"app":{"id":"a","projectId":"p","orgId":"1","clientIds":["c1"]}}` + "\n" + `{"app":{"id":"b","projectId":"p","orgId":"1","clientIds":["c2","c1"]}}`,
+		`{"project":{"id":"p","orgId":"1"}}` + "\n\n" + `{"project":{"id":"p","orgId":"1"}}`,
+		`{"account":{"id":"u","orgId":"1"}}` + "\n" + `{"account":{"id":"u","orgId":"2"}}`,
+		strings.Join(orgLines(0, 130), "\n"),
+		`{"org":{"id":"a","domains":["a.example","a.example","A.EXAMPLE"]}}`,
+	} {
+		f.Add(seed, 0)
+	}
+	srv := etcdtest.Start(f)
+	s := state.NewStore(etcdtest.Client(f, srv.Endpoints()))
+	f.Fuzz(func(t *testing.T, input string, skip int) {
+		if skip < 0 || skip > 1000 {
+			skip = 0
+		}
+		res, err := s.ImportWith(context.Background(), strings.NewReader(input), who, state.ImportOptions{Skip: skip})
+		var le *state.ImportLineError
+		if err != nil && !errors.As(err, &le) {
+			t.Fatalf("input %q: %v is not a line's fault", input, err)
+		}
+		if lines := strings.Count(input, "\n") + 1; res.Lines > lines || res.Records > res.Lines {
+			t.Fatalf("input of %d lines: result %+v", lines, res)
+		}
+	})
 }
