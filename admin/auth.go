@@ -265,7 +265,15 @@ func (a *authenticator) knownBad(hash string) bool {
 	return ok
 }
 
-// forget drops a cached token (after it was deleted or created through this API).
+// remember caches a token created through this API, so that it works here at once, even during a flood.
+func (a *authenticator) remember(tok state.Token) {
+	a.mu.Lock()
+	delete(a.bad, tok.Hash)
+	a.cache[tok.Hash] = cachedToken{tok: tok, expires: a.now().Add(a.cacheTTL)}
+	a.mu.Unlock()
+}
+
+// forget drops a cached token (after it was deleted through this API).
 func (a *authenticator) forget(hash string) {
 	a.mu.Lock()
 	delete(a.cache, hash)

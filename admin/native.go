@@ -806,7 +806,9 @@ func (a *API) createToken(r *http.Request, p *principal) (int, any, error) {
 		return 0, nil, newError(kindForbidden, "DEACT-TokenScope", "a token can only create tokens within its own scope")
 	}
 	res, err := a.store.CreateToken(r.Context(), tok, change(p, "create token "+req.Name))
-	a.auth.forget(tok.Hash)
+	if err == nil {
+		a.auth.remember(tok)
+	}
 	_, body, err := a.write(r, p, "create token", "token "+tok.Hash[:12], res, err)
 	if err != nil {
 		return 0, nil, err
