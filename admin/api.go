@@ -28,9 +28,9 @@ type Config struct {
 	// with the header X-Deact-Confirm-Timeout or the query parameter confirmTimeout (e.g. "500ms"; "0" = do
 	// not wait), up to MaxConfirmTimeout.
 	ConfirmTimeout time.Duration
-	// WriteTimeout bounds the etcd calls of one admin request [5s]: authentication, the reads before a write
-	// and the write itself. When etcd does not answer in time (no quorum, no leader), the request answers its
-	// API's "unavailable" (503; ZITADEL code 14; Commvault errorCode 12). The confirmation wait after a commit is
+	// WriteTimeout bounds the etcd calls of one admin request, counted from its start [5s]: authentication, the
+	// reads before a write and the write itself. When etcd does not answer in time (no quorum, no leader), the
+	// request answers its API's "unavailable" (503; ZITADEL code 14; Commvault errorCode 12). The confirmation wait after a commit is
 	// bounded by ConfirmTimeout, separately; an import bounds each batch by WriteTimeout and the whole body by
 	// ImportTimeout.
 	WriteTimeout time.Duration
