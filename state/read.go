@@ -253,10 +253,10 @@ func (s *Store) ImportWith(ctx context.Context, r io.Reader, c Change, opts Impo
 		return nil
 	}
 	for sc.Scan() {
-		b := sc.Bytes()
-		recOps, err := s.recordOps(b, c)
-		if len(b) == 0 {
-			recOps, err = nil, nil
+		var recOps []clientv3.Op
+		var err error
+		if b := sc.Bytes(); len(b) > 0 {
+			recOps, err = s.recordOps(b, c)
 		}
 		if err == nil && len(recOps) > importBatchOps {
 			err = fmt.Errorf("the record needs %d writes (its index entries included), more than the %d of one transaction", len(recOps), importBatchOps)
