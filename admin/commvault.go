@@ -30,7 +30,7 @@ import (
 // Commvault's generic error, <App_GenericResp errorCode="N" errorMessage="..."/> or {"errorCode":N,
 // "errorMessage":"..."}, with these codes:
 const (
-	cvErrInternal        = 1  // 500/503: the store failed
+	cvErrInternal        = 1  // 500: the store failed
 	cvErrInvalid         = 2  // 400: malformed body, DTD, bad id, no option set, bad confirm timeout
 	cvErrNotFound        = 3  // 404: unknown organization (GET, activate of an org deact never saw is 4)
 	cvErrState           = 4  // 409: already deactivated with these options / not deactivated
@@ -41,6 +41,7 @@ const (
 	cvErrUnsupported     = 9  // 415: body neither XML nor JSON
 	cvErrConflict        = 10 // 409: conflicting record
 	cvErrMethod          = 11 // 405: wrong method for the path
+	cvErrUnavailable     = 12 // 503: etcd did not answer within the write timeout (no quorum); retry
 	cvEntityTypeProvider = 61 // Commvault's entity type of an organization (provider)
 )
 
@@ -169,7 +170,10 @@ func (a *API) commvault(w http.ResponseWriter, r *http.Request, id, action strin
 	c := a.confirm(ctx, res.Revision, timeout)
 	a.logWrite("commvault", action, p, "org "+id, res, c)
 	domain := id
-	if v, err := a.store.GetOrg(ctx, id); err == nil {
+	// The confirmation wait may have used up the request's store bound: the read for the answer gets its own.
+	rctx, cancel := a.storeContext(ctx)
+	defer cancel()
+	if v, err := a.store.GetOrg(rctx, id); err == nil {
 		domain = providerDomain(v.Record)
 	}
 	setConfirmHeaders(w.Header(), c)
@@ -202,6 +206,8 @@ func commvaultCode(e *apiError, action string) (int, int) {
 		return http.StatusTooManyRequests, cvErrRateLimited
 	case kindUnsupportedMedia:
 		return http.StatusUnsupportedMediaType, cvErrUnsupported
+	case kindUnavailable:
+		return http.StatusServiceUnavailable, cvErrUnavailable
 	}
 	return e.httpStatus(), cvErrInternal
 }

@@ -70,6 +70,7 @@ type Config struct {
 
 	AdminToken     string        // bootstrap admin token; empty uses the one stored in DataDir or makes one
 	ConfirmTimeout time.Duration // admin's wait for gateway nodes after a write [2s]
+	WriteTimeout   time.Duration // admin's bound on the etcd calls of one request; past it, 503 [5s]
 	AuditRetention time.Duration // admin nodes delete audit records older than this, hourly [90 days]; <0 keeps all
 
 	Presets   []string // authz route presets [zitadel, commvault]
@@ -246,7 +247,8 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if cfg.admin() {
 		fanout := state.NewFanout(d.cli, d.log)
 		d.run(bgctx, "fanout", fanout.Run)
-		api, err := admin.New(admin.Config{Store: store, Fanout: fanout, Logger: d.log, Registry: reg, ConfirmTimeout: cfg.ConfirmTimeout})
+		api, err := admin.New(admin.Config{Store: store, Fanout: fanout, Logger: d.log, Registry: reg, ConfirmTimeout: cfg.ConfirmTimeout,
+			WriteTimeout: cfg.WriteTimeout})
 		if err != nil {
 			return nil, err
 		}
