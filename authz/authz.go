@@ -62,7 +62,9 @@ type Config struct {
 	TokenCacheTTL time.Duration
 	// MaxTokenBytes is the largest JWT deact reads; a larger one is denied (token_too_large) [32 KiB].
 	MaxTokenBytes int
-	// MaxBodyBytes is the largest body the HTTP check endpoint accepts; a larger one gets 413 [64 KiB].
+	// MaxBodyBytes is how much of a body the HTTP check endpoint reads; of a larger one it decides the prefix,
+	// so a route whose decision depends on the body refuses it (413, body_incomplete) [1 MiB, what
+	// deactctl envoy-config buffers at most].
 	MaxBodyBytes int64
 }
 
@@ -113,7 +115,7 @@ func newAuthorizer(cfg Config, snapshot func() *state.Snapshot, staleness func()
 		a.maxToken = 32 << 10
 	}
 	if a.maxBody <= 0 {
-		a.maxBody = 64 << 10
+		a.maxBody = 1 << 20
 	}
 	switch {
 	case cfg.DenyLogsPerSecond == 0:
