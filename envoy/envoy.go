@@ -131,7 +131,7 @@ func Bootstrap(o Options) (*bootstrapv3.Bootstrap, error) {
 		// binary protobuf, which the UTF-8 body field would mangle. Envoy adds x-envoy-auth-partial-body: true to
 		// a Check whose body it cut, which deact refuses where the body decides.
 		WithRequestBody: bodySettings(o.OtherRequestBytes),
-		StatusOnError:       &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
+		StatusOnError:   &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
 	}
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: "ingress",
