@@ -151,7 +151,9 @@ func zitadelRoutes() []*route {
 	sessions.body = bodyLoginName
 	sessionsBeta := presetRoute("zitadel-sessions-beta", "", "/v2beta/sessions/**", false, OpLogin, SurfaceZITADEL)
 	sessionsBeta.body = bodyLoginName
+	// gRPC, gRPC-Web and Connect calls of the same service: login names in the protobuf or JSON message.
 	sessionsGRPC := presetRoute("zitadel-sessions-grpc", "", "/zitadel.session.v2*.SessionService/*", false, OpLogin, SurfaceZITADEL)
+	sessionsGRPC.body = bodyLoginName
 	authRequests := presetRoute("zitadel-oidc-auth-requests", "", "/v2/oidc/auth_requests/**", false, OpLogin, SurfaceZITADEL)
 	saml := presetRoute("zitadel-saml-sso", "", "/saml/v2/SSO", false, OpLogin, SurfaceZITADEL)
 	return []*route{
