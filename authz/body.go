@@ -294,7 +294,7 @@ func walkRPC(req *Request, ct string, w *bodyWalker) bodyStatus {
 		body = d
 	}
 	jsonCodec := hasMediaSubstring(ct, "json")
-	method := lastSegment(canonicalPath(req.Path))
+	method := rpcMethod(req.Path)
 	fields := rpcLoginFields(method)
 	read := func(msg []byte) bool {
 		if jsonCodec {
@@ -420,7 +420,14 @@ func walkProto(msg []byte, path []protowire.Number, w *bodyWalker) error {
 	return nil
 }
 
-// lastSegment returns the part of a path after its last '/'.
-func lastSegment(p string) string {
+// rpcMethod returns the method name of a gRPC or Connect path: its last segment, canonical, without a trailing
+// slash or ";params". A gRPC server routes only the exact path, but deact matched the route on those readings
+// too, so it reads the body on them as well.
+func rpcMethod(p string) string {
+	p = canonicalPath(p)
+	if alt, ok := servletPath(p); ok {
+		p = alt
+	}
+	p = strings.TrimRight(p, "/")
 	return p[strings.LastIndexByte(p, '/')+1:]
 }
