@@ -237,7 +237,9 @@ func encodeAt(s string, k int) string {
 	return s[:k] + fmt.Sprintf("%%%02X", s[k]) + s[k+1:]
 }
 
-func isAlnum(c byte) bool { return c < unicode.MaxASCII && (unicode.IsLetter(rune(c)) || unicode.IsDigit(rune(c))) }
+func isAlnum(c byte) bool {
+	return c < unicode.MaxASCII && (unicode.IsLetter(rune(c)) || unicode.IsDigit(rune(c)))
+}
 
 func (r *mReq) checkRequest() *authv3.CheckRequest {
 	target := r.path
