@@ -221,7 +221,9 @@ func (a *Authorizer) decideNow(req *Request, d *Decision) error {
 }
 
 // Classify returns the op of req and every subject it names, in the order the decision checks them, without
-// consulting any state. For diagnostics (deactctl explain) and tests; it allocates.
+// consulting any state. A path that a Go server and a servlet container read differently (';', '\') is
+// classified both ways: the op is the first reading's that is not other, the subjects those of both. For
+// diagnostics (deactctl explain) and tests; it allocates.
 func (a *Authorizer) Classify(req *Request) (Op, []Subject) {
 	var subjects []Subject
 	var d Decision

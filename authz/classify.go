@@ -370,16 +370,23 @@ func (a *Authorizer) loadToken(req *Request, tv *tokenView) {
 		return
 	}
 	tok := bearerToken(req.Headers["authorization"])
+	if tok == "" {
+		tok = bearerToken(req.Headers[grpcMetadataAuthorization])
+	}
 	if tok == "" || !looksLikeJWT(tok) {
 		return // no token, or an opaque one: nothing to read, pass through
 	}
 	tv.c, tv.tooLarge = a.parsedClaims(tok)
 }
 
+// grpcMetadataAuthorization is another spelling of Authorization: grpc-gateway (ZITADEL's REST APIs) passes a
+// "Grpc-Metadata-" header on as the metadata it names.
+const grpcMetadataAuthorization = "grpc-metadata-authorization"
+
 // eachToken calls f with the claims of every bearer JWT of the request, the first from tv (parsed once per
 // decision), until f returns true. An Authorization header repeated with another token reaches deact as one
-// joined value; the upstream reads one of them, so each counts. jwt_authn metadata, when present, stands for the
-// token and f is not called.
+// joined value, and Grpc-Metadata-Authorization is the same header to grpc-gateway; the upstream reads one of
+// them, so each counts. jwt_authn metadata, when present, stands for the token and f is not called.
 func (a *Authorizer) eachToken(req *Request, tv *tokenView, f func(c *claims) bool) bool {
 	a.loadToken(req, tv)
 	if tv.meta != nil {
@@ -388,11 +395,24 @@ func (a *Authorizer) eachToken(req *Request, tv *tokenView, f func(c *claims) bo
 	if tv.c != nil && f(tv.c) {
 		return true
 	}
-	it := newBearerTokens(req.Headers["authorization"])
 	first := true
+	for _, h := range [...]string{"authorization", grpcMetadataAuthorization} {
+		if a.moreTokens(req.Headers[h], &first, tv, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// moreTokens is eachToken for one header; first is set until the token tv holds has gone by.
+func (a *Authorizer) moreTokens(auth string, first *bool, tv *tokenView, f func(c *claims) bool) bool {
+	if auth == "" {
+		return false
+	}
+	it := newBearerTokens(auth)
 	for tok, ok := it.next(); ok; tok, ok = it.next() {
-		if first {
-			first = false // tv holds it
+		if *first {
+			*first = false // tv holds it
 			continue
 		}
 		if !looksLikeJWT(tok) {

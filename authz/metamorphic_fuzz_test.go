@@ -211,8 +211,14 @@ func (r *mReq) apply(p []byte) {
 				r.headers = append(r.headers, [2]string{HeaderPartialBody, "true"}, [2]string{"content-length", strconv.Itoa(whole)})
 				return // nothing more to change in a cut body
 			}
-		case 15: // an encoded query parameter name
+		case 15: // an encoded query parameter name; grpc-gateway's Grpc-Metadata- spelling of a header
 			r.query = strings.Replace(r.query, "scope=", "sc%6Fpe=", 1)
+			for k := range r.headers {
+				switch name := strings.ToLower(r.headers[k][0]); {
+				case name == "authorization" && strings.HasPrefix(r.headers[k][1], "Bearer "), name == "x-zitadel-orgid":
+					r.headers[k][0] = "Grpc-Metadata-" + r.headers[k][0]
+				}
+			}
 		}
 	}
 }

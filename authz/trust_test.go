@@ -241,6 +241,10 @@ func TestTrustRepeatedHeaders(t *testing.T) {
 			headers: hdr("Authorization", "Bearer "+live, "Authorization", "Bearer "+live)})
 		add("Basic of an active client, then of a deactivated org's client", ReasonOrgDeactivated, trustReq{method: "POST", path: "/oauth/v2/token",
 			headers: hdr("content-type", ctForm, "Authorization", "Basic "+basicActive, "Authorization", "Basic "+basicCLI), body: "grant_type=client_credentials"})
+		add("Grpc-Metadata-Authorization (grpc-gateway passes it on as authorization)", ReasonOrgDeactivated, trustReq{method: "GET", path: "/v2/users/me",
+			headers: hdr("Grpc-Metadata-Authorization", "Bearer "+dead)})
+		add("Authorization and Grpc-Metadata-Authorization", ReasonOrgDeactivated, trustReq{method: "GET", path: "/v2/users/me",
+			headers: hdr("Authorization", "Bearer "+live, "Grpc-Metadata-Authorization", "Bearer "+dead)})
 		add("x-zitadel-orgid repeated", ReasonOrgDeactivated, trustReq{method: "GET", path: "/management/v1/orgs/me",
 			headers: hdr("x-zitadel-orgid", orgOther, "X-Zitadel-Orgid", orgAcme)})
 		add("Grpc-Metadata-X-Zitadel-Orgid (grpc-gateway passes it on as x-zitadel-orgid)", ReasonOrgDeactivated, trustReq{method: "GET", path: "/management/v1/orgs/me",
