@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"io"
+	"mime"
+	"mime/multipart"
 	"strconv"
 	"strings"
 
@@ -132,8 +134,8 @@ func walkBody(req *Request, f func(k, v string) bool) bodyStatus {
 			}
 		}
 	}
-	if !w.done && hasMediaSubstring(ct, "multipart/") {
-		tried = true // deact does not read multipart bodies
+	if !w.done && hasMediaSubstring(ct, "multipart/form-data") {
+		try(walkMultipart(body, ct, w))
 	}
 	switch {
 	case incomplete:
@@ -254,6 +256,40 @@ func walkXML(body string, w *bodyWalker) bool {
 		case xml.EndElement:
 			depth--
 			elem = ""
+		}
+	}
+	return true
+}
+
+// walkMultipart walks the fields of a multipart/form-data body (a Next.js server action posts its form so, the
+// login v2 UI among them): each part that is not a file is a field, and a field whose value is JSON (the
+// encoded arguments of a server action) is walked as JSON too. It reports whether the body parsed to its end.
+func walkMultipart(body, ct string, w *bodyWalker) bool {
+	_, params, err := mime.ParseMediaType(ct)
+	if err != nil || params["boundary"] == "" {
+		return false
+	}
+	mr := multipart.NewReader(strings.NewReader(body), params["boundary"])
+	for !w.done && w.budget > 0 {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+		if part.FileName() != "" {
+			continue
+		}
+		v, err := io.ReadAll(io.LimitReader(part, maxBodyItems*16))
+		if err != nil {
+			return false
+		}
+		if w.emit(part.FormName(), string(v)) {
+			return true
+		}
+		if t := strings.TrimSpace(string(v)); t != "" && (t[0] == '{' || t[0] == '[') {
+			walkJSON(t, w)
 		}
 	}
 	return true

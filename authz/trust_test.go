@@ -205,6 +205,16 @@ func TestTrustPartialBodies(t *testing.T) {
 			req: trustReq{method: "POST", path: "/v2/sessions", body: `{"checks":{"user":{"loginName":"bob@other.example"`, headers: hdr("content-type", ctJSON)}},
 		{name: "Commvault login XML that does not parse", want: ReasonBodyUnreadable,
 			req: trustReq{method: "POST", path: "/webconsole/api/Login", body: `<DM2ContentIndexing_CheckCredentialReq username="alice@other.example"`, headers: hdr("content-type", ctXML)}},
+		{name: "login v2 server action, multipart form", want: ReasonOrgDeactivated,
+			req: trustReq{method: "POST", path: "/ui/v2/login/loginname", headers: hdr("content-type", "multipart/form-data; boundary=XX"),
+				body: "--XX\r\nContent-Disposition: form-data; name=\"$ACTION_ID_1\"\r\n\r\n\r\n--XX\r\nContent-Disposition: form-data; name=\"1\"\r\n\r\n" +
+					`[{"loginName":"bob@acme.example"}]` + "\r\n--XX--\r\n"}},
+		{name: "login v2 server action, text/plain JSON arguments", want: ReasonOrgDeactivated,
+			req: trustReq{method: "POST", path: "/ui/v2/login/loginname", headers: hdr("content-type", "text/plain;charset=UTF-8"),
+				body: `[{"loginName":"bob@acme.example","organization":"x"}]`}},
+		{name: "multipart form that does not parse", want: ReasonBodyUnreadable,
+			req: trustReq{method: "POST", path: "/ui/v2/login/loginname", headers: hdr("content-type", "multipart/form-data; boundary=XX"),
+				body: "--XX\r\nContent-Disposition: form-data; name=\"loginName\"\r\n\r\nalice@other.example"}},
 		{name: "session of an active org, whole", want: ReasonNone,
 			req: trustReq{method: "POST", path: "/v2/sessions", body: strings.Replace(session, "acme", "other", 1), headers: hdr("content-type", ctJSON)}},
 	})
