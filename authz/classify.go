@@ -396,12 +396,14 @@ func (a *Authorizer) eachToken(req *Request, tv *tokenView, f func(c *claims) bo
 		return true
 	}
 	first := true
-	for _, h := range [...]string{"authorization", grpcMetadataAuthorization} {
-		if a.moreTokens(req.Headers[h], &first, tv, f) {
+	if auth := req.Headers["authorization"]; strings.IndexByte(auth, ',') >= 0 {
+		if a.moreTokens(auth, &first, tv, f) {
 			return true
 		}
+	} else if auth != "" {
+		first = false // one value: tv holds its token, if it has one
 	}
-	return false
+	return a.moreTokens(req.Headers[grpcMetadataAuthorization], &first, tv, f)
 }
 
 // moreTokens is eachToken for one header; first is set until the token tv holds has gone by.
