@@ -358,6 +358,8 @@ type tokenView struct {
 	meta     *structpb.Struct // Envoy jwt_authn metadata: verified payloads as struct fields
 	c        *claims
 	tooLarge bool
+	// auth and mdAuth are the Authorization and Grpc-Metadata-Authorization headers, looked up once.
+	auth, mdAuth string
 }
 
 func (a *Authorizer) loadToken(req *Request, tv *tokenView) {
@@ -369,9 +371,10 @@ func (a *Authorizer) loadToken(req *Request, tv *tokenView) {
 		tv.meta = req.JWTMetadata
 		return
 	}
-	tok := bearerToken(req.Headers["authorization"])
+	tv.auth, tv.mdAuth = req.Headers["authorization"], req.Headers[grpcMetadataAuthorization]
+	tok := bearerToken(tv.auth)
 	if tok == "" {
-		tok = bearerToken(req.Headers[grpcMetadataAuthorization])
+		tok = bearerToken(tv.mdAuth)
 	}
 	if tok == "" || !looksLikeJWT(tok) {
 		return // no token, or an opaque one: nothing to read, pass through
@@ -396,14 +399,14 @@ func (a *Authorizer) eachToken(req *Request, tv *tokenView, f func(c *claims) bo
 		return true
 	}
 	first := true
-	if auth := req.Headers["authorization"]; strings.IndexByte(auth, ',') >= 0 {
+	if auth := tv.auth; strings.IndexByte(auth, ',') >= 0 {
 		if a.moreTokens(auth, &first, tv, f) {
 			return true
 		}
 	} else if auth != "" {
 		first = false // one value: tv holds its token, if it has one
 	}
-	return a.moreTokens(req.Headers[grpcMetadataAuthorization], &first, tv, f)
+	return a.moreTokens(tv.mdAuth, &first, tv, f)
 }
 
 // moreTokens is eachToken for one header; first is set until the token tv holds has gone by.
