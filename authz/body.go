@@ -69,19 +69,26 @@ func (r *Request) encoded() bool {
 	return false
 }
 
-// maxBodyItems bounds the fields a body walk visits, so a hostile body costs bounded work.
-const maxBodyItems = 4096
+// maxBodyItems bounds the fields a body walk visits, so a hostile body costs bounded work. A body with more is
+// not read whole: where the decision depends on it, it is refused like a cut one (fields after the bound could
+// name anything).
+const maxBodyItems = 1 << 16
 
 // bodyWalker calls f for every (name, scalar value) of a body, until f returns true. Names are as the body
 // spells them; callers compare them with fieldIs.
 type bodyWalker struct {
-	f      func(k, v string) bool
-	budget int
-	done   bool
+	f         func(k, v string) bool
+	budget    int
+	done      bool
+	exhausted bool // the body has more fields than maxBodyItems, or a field too long to read
 }
 
 func (w *bodyWalker) emit(k, v string) bool {
-	if w.done || w.budget <= 0 {
+	if w.done {
+		return true
+	}
+	if w.budget <= 0 {
+		w.exhausted = true
 		return true
 	}
 	w.budget--
@@ -138,9 +145,11 @@ func walkBody(req *Request, f func(k, v string) bool) bodyStatus {
 		try(walkMultipart(body, ct, w))
 	}
 	switch {
-	case incomplete:
+	case w.done:
+		return bodyRead // denied: the rest does not matter
+	case incomplete, w.exhausted:
 		return bodyIncomplete
-	case tried && !parsed && !w.done:
+	case tried && !parsed:
 		return bodyUnreadable
 	}
 	return bodyRead
@@ -218,6 +227,7 @@ func walkJSON(body string, w *bodyWalker) bool {
 			values++
 		}
 		if w.budget <= 0 {
+			w.exhausted = true
 			return true
 		}
 	}
@@ -256,7 +266,16 @@ func walkXML(body string, w *bodyWalker) bool {
 		case xml.EndElement:
 			depth--
 			elem = ""
+		case xml.Directive:
+			// Go's decoder does not expand entities a DOCTYPE declares; the upstream's parser may, so a value
+			// could hide behind one.
+			if bytes.Contains(t, []byte("ENTITY")) {
+				return false
+			}
 		}
+	}
+	if w.budget <= 0 {
+		w.exhausted = true
 	}
 	return true
 }
@@ -281,9 +300,13 @@ func walkMultipart(body, ct string, w *bodyWalker) bool {
 		if part.FileName() != "" {
 			continue
 		}
-		v, err := io.ReadAll(io.LimitReader(part, maxBodyItems*16))
+		v, err := io.ReadAll(io.LimitReader(part, 1<<20+1))
 		if err != nil {
 			return false
+		}
+		if len(v) > 1<<20 {
+			w.exhausted = true
+			return true
 		}
 		if w.emit(part.FormName(), string(v)) {
 			return true
@@ -345,9 +368,11 @@ func walkRPC(req *Request, ct string, w *bodyWalker) bodyStatus {
 	if !framed {
 		ok := read(body)
 		switch {
-		case incomplete:
+		case w.done:
+			return bodyRead
+		case incomplete, w.exhausted:
 			return bodyIncomplete
-		case !ok && !w.done:
+		case !ok:
 			return bodyUnreadable
 		}
 		return bodyRead
@@ -377,7 +402,7 @@ func walkRPC(req *Request, ct string, w *bodyWalker) bodyStatus {
 			return bodyUnreadable
 		}
 	}
-	if incomplete && !w.done {
+	if (incomplete || w.exhausted) && !w.done {
 		return bodyIncomplete
 	}
 	return bodyRead

@@ -215,6 +215,12 @@ func TestTrustPartialBodies(t *testing.T) {
 		{name: "multipart form that does not parse", want: ReasonBodyUnreadable,
 			req: trustReq{method: "POST", path: "/ui/v2/login/loginname", headers: hdr("content-type", "multipart/form-data; boundary=XX"),
 				body: "--XX\r\nContent-Disposition: form-data; name=\"loginName\"\r\n\r\nalice@other.example"}},
+		{name: "session with more fields than deact reads before its loginName", want: ReasonBodyIncomplete,
+			req: trustReq{method: "POST", path: "/v2/sessions", headers: hdr("content-type", ctJSON),
+				body: `{"metadata":{` + strings.Repeat(`"k":"v",`, maxBodyItems) + `"k":"v"},"checks":{"user":{"loginName":"bob@other.example"}}}`}},
+		{name: "Commvault login behind an XML entity", want: ReasonBodyUnreadable,
+			req: trustReq{method: "POST", path: "/webconsole/api/Login", headers: hdr("content-type", ctXML),
+				body: `<!DOCTYPE r [<!ENTITY u "tenant9\bob">]><DM2ContentIndexing_CheckCredentialReq username="&u;" password="cA=="/>`}},
 		{name: "session of an active org, whole", want: ReasonNone,
 			req: trustReq{method: "POST", path: "/v2/sessions", body: strings.Replace(session, "acme", "other", 1), headers: hdr("content-type", ctJSON)}},
 	})
