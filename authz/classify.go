@@ -249,7 +249,7 @@ const (
 	scopeProject   = "urn:zitadel:iam:org:project:id:"
 )
 
-var oauthKeys = [...]string{"client_id", "scope", "login_hint", "assertion", "client_assertion", "subject_token", "actor_token"}
+var oauthKeys = [...]string{"client_id", "scope", "login_hint", "assertion", "client_assertion", "subject_token", "actor_token", "access_token"}
 
 func (a *Authorizer) oauthFrom(raw string, e *evaluator) bool {
 	it := params{raw}
@@ -289,7 +289,7 @@ func (a *Authorizer) oauthFrom(raw string, e *evaluator) bool {
 			if iss != sub {
 				e.check(kind, iss)
 			}
-		case "subject_token", "actor_token":
+		case "subject_token", "actor_token", "access_token": // access_token: RFC 6750 §2.2/2.3, userinfo takes it
 			if looksLikeJWT(val) {
 				c, tooLarge := a.parsedClaims(val)
 				if tooLarge {

@@ -28,7 +28,7 @@ import (
 
 // trustReq is one request of a trust case.
 type trustReq struct {
-	method, path, body string
+	method, path, query, body string
 	headers            [][2]string // in order; a name may repeat
 	route              map[string]string
 	rawHeaders         bool // send as Envoy's header_map (encode_raw_headers) instead of the merged map
@@ -43,8 +43,15 @@ type trustCase struct {
 	noHTTP bool // HTTP cannot carry it (a header the Go client would refuse)
 }
 
+func (r trustReq) target() string {
+	if r.query != "" {
+		return r.path + "?" + r.query
+	}
+	return r.path
+}
+
 func (r trustReq) check() *authv3.CheckRequest {
-	h := &authv3.AttributeContext_HttpRequest{Method: r.method, Path: r.path, RawBody: []byte(r.body)}
+	h := &authv3.AttributeContext_HttpRequest{Method: r.method, Path: r.target(), RawBody: []byte(r.body)}
 	if r.rawHeaders {
 		hm := &corev3.HeaderMap{}
 		for _, kv := range r.headers {
@@ -70,7 +77,7 @@ func (r trustReq) check() *authv3.CheckRequest {
 // headers repeated as sent, route facts as X-Deact-* headers.
 func (r trustReq) http(t *testing.T, base string) *http.Request {
 	t.Helper()
-	req, err := http.NewRequest(r.method, base+"/check"+r.path, strings.NewReader(r.body))
+	req, err := http.NewRequest(r.method, base+"/check"+r.target(), strings.NewReader(r.body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +316,12 @@ func TestTrustOtherSpellings(t *testing.T) {
 	frame := grpcFrame(0, login)
 	tenant := map[string]string{FactOrgID: orgTenant}
 	cvHdr := hdr("accept", ctJSON)
+	dead := e.sign(t, zitadelClaims(orgAcme, clientPortal, projMain))
 	cases := []trustCase{
+		{name: "userinfo, the access token in the query", want: ReasonOrgDeactivated,
+			req: trustReq{method: "GET", path: "/oidc/v1/userinfo", query: "access_token=" + dead}},
+		{name: "userinfo, the access token in the form", want: ReasonOrgDeactivated,
+			req: trustReq{method: "POST", path: "/oidc/v1/userinfo", body: "access_token=" + dead, headers: hdr("content-type", ctForm)}},
 		{name: "REST session, login_name", want: ReasonOrgDeactivated,
 			req: trustReq{method: "POST", path: "/v2/sessions", body: `{"checks":{"user":{"login_name":"bob@acme.example"}}}`, headers: hdr("content-type", ctJSON)}},
 		{name: "REST session, user_id of an account of the org", want: ReasonOrgDeactivated,
