@@ -29,9 +29,9 @@ import (
 // trustReq is one request of a trust case.
 type trustReq struct {
 	method, path, query, body string
-	headers            [][2]string // in order; a name may repeat
-	route              map[string]string
-	rawHeaders         bool // send as Envoy's header_map (encode_raw_headers) instead of the merged map
+	headers                   [][2]string // in order; a name may repeat
+	route                     map[string]string
+	rawHeaders                bool // send as Envoy's header_map (encode_raw_headers) instead of the merged map
 }
 
 type trustCase struct {
