@@ -156,10 +156,10 @@ func (a *Authorizer) checkSource(req *Request, m *match, s *source, e *evaluator
 	case fromQuery:
 		return checkParam(req.Query, s, e)
 	case fromForm:
+		if formDeclared(req) && req.bodyIncomplete() {
+			e.bodyFailed(bodyIncomplete)
+		}
 		if isForm(req) {
-			if req.bodyIncomplete() {
-				e.bodyFailed(bodyIncomplete)
-			}
 			return checkParam(req.Body, s, e)
 		}
 	case fromJWT:
@@ -213,9 +213,13 @@ func checkParam(raw string, s *source, e *evaluator) bool {
 	return e.denied
 }
 
-func isForm(req *Request) bool {
-	return req.Body != "" && hasMediaSubstring(req.Headers["content-type"], "application/x-www-form-urlencoded")
+// formDeclared reports whether the request says its body is a form: the upstream (Go's ParseForm, a servlet's
+// getParameter) reads the body only then.
+func formDeclared(req *Request) bool {
+	return hasMediaSubstring(req.Headers["content-type"], "application/x-www-form-urlencoded")
 }
+
+func isForm(req *Request) bool { return req.Body != "" && formDeclared(req) }
 
 // oauthParams checks the OAuth 2 parameters of a request to an authorization server: client_id (query, form
 // body, HTTP Basic), scopes naming orgs, domains and projects, login_hint, and the JWTs of the jwt-bearer grant
@@ -226,13 +230,11 @@ func (a *Authorizer) oauthParams(req *Request, e *evaluator) bool {
 	if a.oauthFrom(req.Query, e) {
 		return true
 	}
-	if isForm(req) {
-		if req.bodyIncomplete() {
-			e.bodyFailed(bodyIncomplete)
-		}
-		if a.oauthFrom(req.Body, e) {
-			return true
-		}
+	if formDeclared(req) && req.bodyIncomplete() {
+		e.bodyFailed(bodyIncomplete) // a prefix, or none of the form the upstream will read
+	}
+	if isForm(req) && a.oauthFrom(req.Body, e) {
+		return true
 	}
 	c := credentials{list{req.Headers["authorization"]}}
 	for scheme, cred, ok := c.next(); ok; scheme, cred, ok = c.next() {

@@ -207,7 +207,7 @@ func (r *mReq) apply(p []byte) {
 		case 14: // cut the body at the proxy's limit: Envoy says so
 			if len(r.body) > 1 {
 				whole := len(r.body)
-				r.body = r.body[:1+n*len(r.body)/256]
+				r.body = r.body[:n*len(r.body)/256] // none of it, when the proxy forwards no body
 				r.headers = append(r.headers, [2]string{HeaderPartialBody, "true"}, [2]string{"content-length", strconv.Itoa(whole)})
 				return // nothing more to change in a cut body
 			}

@@ -178,6 +178,8 @@ func TestTrustPartialBodies(t *testing.T) {
 		{name: "token form shorter than Content-Length, no partial header", want: ReasonBodyIncomplete, noHTTP: true,
 			req: trustReq{method: "POST", path: "/oauth/v2/token", body: cut(token, 8192),
 				headers: hdr("content-type", ctForm, "content-length", strconv.Itoa(len(token)))}},
+		{name: "token form not forwarded at all, Content-Length announced", want: ReasonBodyIncomplete, noHTTP: true,
+			req: trustReq{method: "POST", path: "/oauth/v2/token", headers: hdr("content-type", ctForm, "content-length", strconv.Itoa(len(token)))}},
 		{name: "token form cut, of an active client", want: ReasonBodyIncomplete,
 			req: trustReq{method: "POST", path: "/oauth/v2/token", body: cut(token, 40), headers: partial(token, ctForm, len(token))}},
 		{name: "token form cut, but Basic auth already names a deactivated client", want: ReasonOrgDeactivated,
