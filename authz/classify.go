@@ -230,8 +230,13 @@ func (a *Authorizer) oauthParams(req *Request, e *evaluator) bool {
 	if a.oauthFrom(req.Query, e) {
 		return true
 	}
-	if formDeclared(req) && req.bodyIncomplete() {
-		e.bodyFailed(bodyIncomplete) // a prefix, or none of the form the upstream will read
+	if formDeclared(req) {
+		switch {
+		case req.bodyIncomplete():
+			e.bodyFailed(bodyIncomplete) // a prefix, or none of the form the upstream will read
+		case req.Body != "" && req.encoded():
+			e.bodyFailed(bodyUnreadable)
+		}
 	}
 	if isForm(req) && a.oauthFrom(req.Body, e) {
 		return true

@@ -210,6 +210,8 @@ func TestTrustPartialBodies(t *testing.T) {
 			req: trustReq{method: "PUT", path: "/management/v1/policies/label/logo", body: pad, headers: partial(pad, "image/png", 1<<20)}},
 		{name: "gzip-encoded session", want: ReasonBodyUnreadable, status: 400,
 			req: trustReq{method: "POST", path: "/v2/sessions", body: gz.String(), headers: hdr("content-type", ctJSON, "content-encoding", "gzip")}},
+		{name: "gzip-encoded token form", want: ReasonBodyUnreadable,
+			req: trustReq{method: "POST", path: "/oauth/v2/token", body: "\x1f\x8b\x08", headers: hdr("content-type", ctForm, "content-encoding", "gzip")}},
 		{name: "malformed session JSON", want: ReasonBodyUnreadable,
 			req: trustReq{method: "POST", path: "/v2/sessions", body: `{"checks":{"user":{"loginName":"bob@other.example"`, headers: hdr("content-type", ctJSON)}},
 		{name: "Commvault login XML that does not parse", want: ReasonBodyUnreadable,
