@@ -62,7 +62,9 @@ type Config struct {
 	TokenCacheTTL time.Duration
 	// MaxTokenBytes is the largest JWT deact reads; a larger one is denied (token_too_large) [32 KiB].
 	MaxTokenBytes int
-	// MaxBodyBytes is the largest body the HTTP check endpoint accepts; a larger one gets 413 [64 KiB].
+	// MaxBodyBytes is how much of a body the HTTP check endpoint reads; of a larger one it decides the prefix,
+	// so a route whose decision depends on the body refuses it (413, body_incomplete) [1 MiB, what
+	// deactctl envoy-config buffers at most].
 	MaxBodyBytes int64
 }
 
@@ -113,7 +115,7 @@ func newAuthorizer(cfg Config, snapshot func() *state.Snapshot, staleness func()
 		a.maxToken = 32 << 10
 	}
 	if a.maxBody <= 0 {
-		a.maxBody = 64 << 10
+		a.maxBody = 1 << 20
 	}
 	switch {
 	case cfg.DenyLogsPerSecond == 0:
@@ -219,7 +221,9 @@ func (a *Authorizer) decideNow(req *Request, d *Decision) error {
 }
 
 // Classify returns the op of req and every subject it names, in the order the decision checks them, without
-// consulting any state. For diagnostics (deactctl explain) and tests; it allocates.
+// consulting any state. A path that a Go server and a servlet container read differently (';', '\') is
+// classified both ways: the op is the first reading's that is not other, the subjects those of both. For
+// diagnostics (deactctl explain) and tests; it allocates.
 func (a *Authorizer) Classify(req *Request) (Op, []Subject) {
 	var subjects []Subject
 	var d Decision
