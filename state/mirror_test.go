@@ -223,7 +223,11 @@ func TestMirrorDenyWinsThroughReplica(t *testing.T) {
 	// claiming the same client ID; app p/la active upstream.
 	res, err := s.ApplyMirror(ctx, []state.MirrorRecord{
 		mirrorOrg("L", 4, state.OpToken),
-		func() state.MirrorRecord { o := mirrorOrg("M", 2, state.OpLogin|state.OpToken); o.Domains = []string{"M.example"}; return o }(),
+		func() state.MirrorRecord {
+			o := mirrorOrg("M", 2, state.OpLogin|state.OpToken)
+			o.Domains = []string{"M.example"}
+			return o
+		}(),
 		mirrorApp("p", "la", "L", 3, false),
 		mirrorApp("p", "ma", "M", 3, false, "shared@p", "ma@p"),
 	}, upstream)
