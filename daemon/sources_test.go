@@ -38,7 +38,10 @@ func (mirrorSource) Sync(ctx context.Context, env source.Env) error {
 // TestDaemonRunsSources: an admin node runs its sources: the mirrored deactivation denies on the ext_authz
 // listener, the handler is served under /v1/sources/{name}/, and /v1/sources names this node as the leader.
 func TestDaemonRunsSources(t *testing.T) {
-	d := start(t, func(c *daemon.Config) { c.Sources = []source.Source{mirrorSource{}}; c.SourceLeaderTTL = 2 * time.Second })
+	d := start(t, func(c *daemon.Config) {
+		c.Sources = []source.Source{mirrorSource{}}
+		c.SourceLeaderTTL = 2 * time.Second
+	})
 	check := authv3.NewAuthorizationClient(d.authz(t))
 	eventually(t, "mirrored org denied", func() bool {
 		resp, err := check.Check(context.Background(), tokenRequest("4242"))
