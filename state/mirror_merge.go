@@ -336,23 +336,44 @@ func (b *builder) reindexMirror(ref string, rev int64, mk MirrorKind, projectID,
 	}
 }
 
-// decodeMirror reads a stored mirrored record; the key, not the record's fields, says whose it is.
-func decodeMirror(source string, mk MirrorKind, projectID, id string, value []byte) (*mirrorState, error) {
-	var r MirrorRecord
-	if err := json.Unmarshal(value, &r); err != nil {
+// decodeMirror reads a stored mirrored record; the key, not the record's fields, says whose it is. It decodes
+// only what decisions need (a relist decodes every record), and refuses values it does not know, which the
+// caller turns into a deny.
+func decodeMirror(_ string, mk MirrorKind, projectID, _ string, value []byte) (*mirrorState, error) {
+	var j struct {
+		OrgID       string   `json:"orgId"`
+		Disabled    string   `json:"disabled"`
+		Deactivated bool     `json:"deactivated"`
+		Removed     bool     `json:"removed"`
+		ClientIDs   []string `json:"clientIds"`
+		Domains     []string `json:"domains"`
+	}
+	if err := json.Unmarshal(value, &j); err != nil {
 		return nil, err
 	}
-	r.Source, r.Kind, r.ProjectID, r.ID = source, mk, projectID, id
-	if r.Sequence == 0 {
-		r.Sequence = 1 // a hand-written record without one still says something
+	ms := &mirrorState{projectID: projectID, orgID: j.OrgID, deactivated: j.Deactivated || j.Removed}
+	if j.Disabled != "" && j.Disabled != "none" {
+		ops, err := ParseOps(j.Disabled)
+		if err != nil {
+			return nil, err
+		}
+		ms.disabled = ops
 	}
-	if err := r.normalize(); err != nil {
-		return nil, err
-	}
-	ms := &mirrorState{projectID: projectID, orgID: r.OrgID, disabled: r.Disabled, deactivated: r.Deactivated || r.Removed,
-		clientIDs: r.ClientIDs, domains: r.Domains}
-	if r.Removed {
+	if j.Removed {
 		ms.disabled = OpsAll
+	}
+	switch mk {
+	case MirrorOrg:
+		if j.Deactivated {
+			ms.disabled = OpsAll // an org written by hand as "deactivated": deny rather than ignore
+		}
+		ms.orgID = ""
+		for i, d := range j.Domains {
+			j.Domains[i] = NormalizeDomain(d)
+		}
+		ms.domains = slices.Compact(slices.Clip(j.Domains))
+	case MirrorApp:
+		ms.clientIDs = slices.Compact(slices.Clip(j.ClientIDs))
 	}
 	return ms, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -324,4 +325,81 @@ func TestMergeProperty(t *testing.T) {
 			}
 		}
 	})
+}
+
+// mirroredOrgs builds a snapshot of n orgs, each mirrored by a source, half of them with a local record too;
+// with local set, n local org records only.
+func mirroredOrgs(tb testing.TB, n int, local ...bool) (*Snapshot, []string) {
+	ids := make([]string, n)
+	bl := newBuilder(nil)
+	rev := int64(0)
+	for i := range ids {
+		ids[i] = fmt.Sprint(69629023906488334 + i)
+		rev++
+		if len(local) > 0 {
+			lv, _ := json.Marshal(Org{ID: ids[i], Disabled: Ops(i % 2)})
+			if err := bl.put(OrgKey(ids[i]), lv, rev); err != nil {
+				tb.Fatal(err)
+			}
+			continue
+		}
+		v, _ := json.Marshal(MirrorRecord{Source: "zitadel", Kind: MirrorOrg, ID: ids[i], Disabled: Ops(i % 2), Sequence: 1})
+		if err := bl.put(MirrorKey("zitadel", MirrorOrg, "", ids[i]), v, rev); err != nil {
+			tb.Fatal(err)
+		}
+		if i%2 == 0 {
+			rev++
+			lv, _ := json.Marshal(Org{ID: ids[i], Disabled: OpBackup})
+			if err := bl.put(OrgKey(ids[i]), lv, rev); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	return bl.s, ids
+}
+
+// BenchmarkSnapshotLookupMirrored measures the lookups of BenchmarkSnapshotLookup when every org is mirrored by
+// a source and half of them have a local record too: the merged record is precomputed, so the cost is the same
+// one map read, with no allocation. "heap" reports what the snapshot holds per such org, "heap-local-only" per
+// org of a snapshot of local records only.
+func BenchmarkSnapshotLookupMirrored(b *testing.B) {
+	const n = 100_000
+	snap, ids := mirroredOrgs(b, n)
+	b.Run("hit", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if snap.Org(ids[i%n]) == nil {
+				b.Fatal("missing")
+			}
+			i++
+		}
+	})
+	b.Run("miss", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if snap.Org("1") != nil {
+				b.Fatal("found")
+			}
+		}
+	})
+	for _, c := range []struct {
+		name  string
+		local []bool
+	}{{"heap", nil}, {"heap-local-only", []bool{true}}} {
+		b.Run(c.name, func(b *testing.B) {
+			var per float64
+			for b.Loop() {
+				runtime.GC()
+				var m0, m1 runtime.MemStats
+				runtime.ReadMemStats(&m0)
+				s, _ := mirroredOrgs(b, n, c.local...)
+				runtime.GC()
+				runtime.ReadMemStats(&m1)
+				runtime.KeepAlive(s)
+				per = float64(m1.HeapAlloc-m0.HeapAlloc) / n
+			}
+			b.ReportMetric(per, "heapB/org")
+		})
+	}
 }
