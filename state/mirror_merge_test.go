@@ -403,3 +403,72 @@ func BenchmarkSnapshotLookupMirrored(b *testing.B) {
 		})
 	}
 }
+
+// FuzzApplyMirrorRecord: any bytes under any mirror key are applied without a panic; a mirrored record deact
+// cannot read, or a tombstone, denies its subject; deleting the record leaves no trace in the snapshot.
+func FuzzApplyMirrorRecord(f *testing.F) {
+	for _, seed := range []struct{ key, value string }{
+		{MirrorKey("zitadel", MirrorOrg, "", "1"), `{"disabled":"login,token","sequence":3,"domains":["A.example"]}`},
+		{MirrorKey("zitadel", MirrorOrg, "", "1"), `{"removed":true,"sequence":4}`},
+		{MirrorKey("zitadel", MirrorOrg, "", "1"), `{"disabled":"everything"}`},
+		{MirrorKey("zitadel", MirrorOrg, "", "1"), `{"deactivated":true}`},
+		{MirrorKey("zitadel", MirrorProject, "", "p"), `{"orgId":"1","deactivated":true,"sequence":1}`},
+		{MirrorKey("zitadel", MirrorApp, "p", "a"), `{"orgId":"1","clientIds":["c@p","c@p"],"sequence":1}`},
+		{MirrorKey("zitadel", MirrorApp, "p", "a"), `{"deactivated":"maybe"}`},
+		{MirrorKey("zitadel", MirrorApp, "p", "a"), `[`},
+		{MirrorPrefix + "zitadel/app/p", `{}`},
+		{MirrorPrefix + "zitadel/user/u", `{}`},
+		{MirrorPrefix + "/org/1", `{}`},
+	} {
+		f.Add(seed.key, []byte(seed.value))
+	}
+	f.Fuzz(func(t *testing.T, key string, value []byte) {
+		b := newBuilder(nil)
+		err := b.put(key, value, 7)
+		_, mk, project, id, ok := parseMirrorKey(key)
+		if !ok {
+			if !strings.HasPrefix(key, MirrorPrefix) {
+				return // a local key: FuzzApplyRecord
+			}
+			if b.s.Len() != 0 || b.s.layers != nil {
+				t.Fatalf("non-mirror key %q was applied", key)
+			}
+			return
+		}
+		k, sid := mirrorSubject(mk, project, id)
+		var removed struct {
+			Removed bool `json:"removed"`
+		}
+		denyAll := err != nil || (json.Unmarshal(value, &removed) == nil && removed.Removed)
+		if denyAll {
+			switch k {
+			case kindOrg:
+				if o := b.s.Org(sid); o == nil || o.Disabled != OpsAll {
+					t.Fatalf("%s %q: org held as %+v (err %v)", key, value, o, err)
+				}
+			case kindProject:
+				if p := b.s.Project(sid); p == nil || !p.Deactivated {
+					t.Fatalf("%s %q: project held as %+v (err %v)", key, value, p, err)
+				}
+			case kindApp:
+				if a := b.s.App(sid); a == nil || !a.Deactivated {
+					t.Fatalf("%s %q: app held as %+v (err %v)", key, value, a, err)
+				}
+			}
+		}
+		b2 := newBuilder(b.s)
+		b2.del(key, 8)
+		if n := b2.s.Len(); n != 0 {
+			t.Fatalf("%d records left after deleting %s", n, key)
+		}
+		if b2.s.layers != nil {
+			for k := range b2.s.layers.subjects {
+				for _, m := range b2.s.layers.subjects[k].shards {
+					if len(m) != 0 {
+						t.Fatalf("layers left after deleting %s: %v", key, m)
+					}
+				}
+			}
+		}
+	})
+}
