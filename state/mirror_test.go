@@ -151,10 +151,27 @@ func TestApplyMirrorKeepsWhatEventsOmit(t *testing.T) {
 	if !got.Removed || got.RemovedAt.IsZero() || got.OrgID != "o" || len(got.ClientIDs) != 1 || got.ClientIDs[0] != "a@p" {
 		t.Fatalf("tombstone = %+v", got)
 	}
-	// A listing at the tombstone's sequence that still shows the app does not bring it back.
-	res, err := s.ApplyMirror(ctx, []state.MirrorRecord{mirrorApp("p", "a", "o", 5, false, "a@p")}, upstream)
+	// An older listing that still shows the app does not bring it back.
+	res, err := s.ApplyMirror(ctx, []state.MirrorRecord{mirrorApp("p", "a", "o", 4, false, "a@p")}, upstream)
 	if err != nil || res.Stale != 1 {
-		t.Fatalf("resurrection: %+v, %v", res, err)
+		t.Fatalf("older listing after the removal: %+v, %v", res, err)
+	}
+	// A tombstone a reconcile wrote at the held sequence (the listing missed the app) is undone by a listing at
+	// that sequence that shows it again.
+	synth := state.MirrorRecord{Source: "zitadel", Kind: state.MirrorApp, ID: "b", ProjectID: "p", OrgID: "o", Sequence: 8}
+	if _, err := s.ApplyMirror(ctx, []state.MirrorRecord{synth}, upstream); err != nil {
+		t.Fatal(err)
+	}
+	synth.Removed = true
+	if res, err := s.ApplyMirror(ctx, []state.MirrorRecord{synth}, upstream); err != nil || res.Written != 1 {
+		t.Fatalf("synthesized tombstone: %+v, %v", res, err)
+	}
+	synth.Removed = false
+	if res, err := s.ApplyMirror(ctx, []state.MirrorRecord{synth}, upstream); err != nil || res.Written != 1 {
+		t.Fatalf("listing that shows it again: %+v, %v", res, err)
+	}
+	if got := heldMirror(t, s, state.MirrorApp)[synth.Key()]; got.Removed || !got.RemovedAt.IsZero() {
+		t.Fatalf("after the listing: %+v", got)
 	}
 }
 
