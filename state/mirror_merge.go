@@ -93,15 +93,19 @@ func (b *builder) layerShard(k kind, id string) map[string]item {
 // mirrorSubject is the snapshot kind and ID of a mirrored record's subject: the ones the local record of the
 // same entity has, whatever key layout the local tables use.
 func mirrorSubject(k MirrorKind, projectID, id string) (kind, string) {
+	var key string
 	switch k {
 	case MirrorOrg:
-		return parseKey(OrgKey(id))
+		key = OrgKey(id)
 	case MirrorProject:
-		return parseKey(ProjectKey(id))
+		key = ProjectKey(id)
 	case MirrorApp:
-		return parseKey(AppKey(projectID, id))
+		key = AppKey(projectID, id)
+	default:
+		return kindUnknown, ""
 	}
-	return kindUnknown, ""
+	kd, sid := parseKey(key)
+	return kd, strings.Clone(sid) // not the whole key we just built
 }
 
 // relayer is called after the builder changed the local record (k, id) in the visible table: when the subject
@@ -198,6 +202,9 @@ func merge(k kind, id string, l *layers) any {
 		}
 		return &a
 	case kindClient:
+		if l.local.val == nil && len(l.mirrors) == 1 {
+			return l.mirrors[0].val // one claim: its entry is immutable and has no Next
+		}
 		var chain []Client
 		if lc, ok := l.local.val.(*Client); ok {
 			chain = append(chain, *lc)
@@ -213,6 +220,9 @@ func merge(k kind, id string, l *layers) any {
 		}
 		return &chain[0]
 	case kindDomain:
+		if l.local.val == nil && len(l.mirrors) == 1 {
+			return l.mirrors[0].val
+		}
 		var chain []Domain
 		if ld, ok := l.local.val.(*Domain); ok {
 			chain = append(chain, *ld)
