@@ -358,10 +358,34 @@ func mirroredOrgs(tb testing.TB, n int, local ...bool) (*Snapshot, []string) {
 	return bl.s, ids
 }
 
+// mirroredApps builds a snapshot of n apps with one client ID each: mirrored by a source, or (local) local
+// app records and their client index entries.
+func mirroredApps(tb testing.TB, n int, local bool) *Snapshot {
+	bl := newBuilder(nil)
+	for i := range n {
+		app, client, rev := fmt.Sprint(69629023906488334+i), fmt.Sprintf("%d@project", 69629023906488334+i), int64(2*i+1)
+		if local {
+			v, _ := json.Marshal(App{ProjectID: "69629023906400000", OrgID: "69629023906300000", State: Active})
+			c, _ := json.Marshal(Client{AppID: app, ProjectID: "69629023906400000", OrgID: "69629023906300000"})
+			if bl.put(AppKey("69629023906400000", app), v, rev) != nil || bl.put(ClientKey(client), c, rev+1) != nil {
+				tb.Fatal("put")
+			}
+			continue
+		}
+		v, _ := json.Marshal(MirrorRecord{Source: "zitadel", Kind: MirrorApp, ID: app, ProjectID: "69629023906400000",
+			OrgID: "69629023906300000", ClientIDs: []string{client}, Sequence: 1})
+		if err := bl.put(MirrorKey("zitadel", MirrorApp, "69629023906400000", app), v, rev); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return bl.s
+}
+
 // BenchmarkSnapshotLookupMirrored measures the lookups of BenchmarkSnapshotLookup when every org is mirrored by
 // a source and half of them have a local record too: the merged record is precomputed, so the cost is the same
 // one map read, with no allocation. "heap" reports what the snapshot holds per such org, "heap-local-only" per
-// org of a snapshot of local records only.
+// org of a snapshot of local records only; "heap-apps" per mirrored app with one client ID, against local app
+// records with their client index entries.
 func BenchmarkSnapshotLookupMirrored(b *testing.B) {
 	const n = 100_000
 	snap, ids := mirroredOrgs(b, n)
@@ -384,22 +408,27 @@ func BenchmarkSnapshotLookupMirrored(b *testing.B) {
 		}
 	})
 	for _, c := range []struct {
-		name  string
-		local []bool
-	}{{"heap", nil}, {"heap-local-only", []bool{true}}} {
+		name, unit string
+		build      func() *Snapshot
+	}{
+		{"heap", "heapB/org", func() *Snapshot { s, _ := mirroredOrgs(b, n); return s }},
+		{"heap-local-only", "heapB/org", func() *Snapshot { s, _ := mirroredOrgs(b, n, true); return s }},
+		{"heap-apps", "heapB/app", func() *Snapshot { return mirroredApps(b, n, false) }},
+		{"heap-apps-local-only", "heapB/app", func() *Snapshot { return mirroredApps(b, n, true) }},
+	} {
 		b.Run(c.name, func(b *testing.B) {
 			var per float64
 			for b.Loop() {
 				runtime.GC()
 				var m0, m1 runtime.MemStats
 				runtime.ReadMemStats(&m0)
-				s, _ := mirroredOrgs(b, n, c.local...)
+				s := c.build()
 				runtime.GC()
 				runtime.ReadMemStats(&m1)
 				runtime.KeepAlive(s)
 				per = float64(m1.HeapAlloc-m0.HeapAlloc) / n
 			}
-			b.ReportMetric(per, "heapB/org")
+			b.ReportMetric(per, c.unit)
 		})
 	}
 }
