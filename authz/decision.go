@@ -120,8 +120,9 @@ func (e *evaluator) check(kind SubjectKind, id string) bool {
 	case SubjectApp:
 		e.app(id, via)
 	case SubjectClient:
-		if c := e.snap.Client(id); c != nil {
-			// The client entry names its app exactly (project and app), and its org: check both.
+		// The entry names its app exactly (project and app), and its org: check both. It is a chain when layers
+		// disagree about whose client this is (state.Client.Next): every entry is checked.
+		for c := e.snap.Client(id); c != nil && !e.denied; c = c.Next {
 			if a := e.snap.App(c.ProjectID, c.AppID); a != nil {
 				e.appRecord(a, via)
 			} else {
@@ -134,7 +135,7 @@ func (e *evaluator) check(kind SubjectKind, id string) bool {
 			e.org(a.OrgID, via)
 		}
 	case SubjectDomain:
-		if d := e.snap.Domain(id); d != nil {
+		for d := e.snap.Domain(id); d != nil && !e.denied; d = d.Next {
 			e.org(d.OrgID, via)
 		}
 	}
@@ -163,6 +164,9 @@ func (e *evaluator) project(id string, via Subject) {
 		return
 	}
 	e.org(p.OrgID, via)
+	for _, o := range p.OtherOrgIDs {
+		e.org(o, via)
+	}
 }
 
 // app checks a request that names an app ID alone: it is denied if any app record with that ID is deactivated,
@@ -180,8 +184,7 @@ func (e *evaluator) app(id string, via Subject) {
 		return
 	}
 	for _, a := range set.Apps {
-		e.project(a.ProjectID, via)
-		e.org(a.OrgID, via)
+		e.appRecord(a, via)
 	}
 }
 
@@ -196,6 +199,9 @@ func (e *evaluator) appRecord(a *state.AppState, via Subject) {
 	}
 	e.project(a.ProjectID, via)
 	e.org(a.OrgID, via)
+	for _, o := range a.OtherOrgIDs {
+		e.org(o, via)
+	}
 }
 
 // checkList checks every item of a comma-separated list.

@@ -19,6 +19,7 @@ type Snapshot struct {
 	// appIDs indexes the app table (keyed "project/app") by app ID: each item holds an *AppSet. It is derived,
 	// so it is not counted as records.
 	appIDs table
+	layers   *layerSet // the mirrored layers of subjects some source mirrors (mirror_merge.go); nil if none
 }
 
 const (
@@ -114,6 +115,9 @@ type OrgState struct {
 type ProjectState struct {
 	ID, OrgID   string
 	Deactivated bool
+	// OtherOrgIDs are owning orgs other layers name when they disagree with OrgID (mirror_merge.go); a decision
+	// checks them as well. Nil almost always.
+	OtherOrgIDs []string
 }
 
 // IsDeactivated reports whether the project is deactivated.
@@ -123,6 +127,7 @@ func (p *ProjectState) IsDeactivated() bool { return p.Deactivated }
 type AppState struct {
 	ID, ProjectID, OrgID string
 	Deactivated          bool
+	OtherOrgIDs          []string // as for ProjectState
 }
 
 // IsDeactivated reports whether the app is deactivated.
@@ -174,6 +179,7 @@ type builder struct {
 	s         *Snapshot
 	copied    [nKinds][nShards]bool
 	copiedIDs [nShards]bool
+	lb        layerBuild
 }
 
 func newBuilder(base *Snapshot) *builder {
@@ -250,6 +256,9 @@ func (b *builder) reindexApp(projectID, appID string, next *AppState) {
 
 // put applies a put of key at rev; an older revision than the one held is ignored (per-key guard).
 func (b *builder) put(key string, value []byte, rev int64) error {
+	if strings.HasPrefix(key, MirrorPrefix) {
+		return b.putMirror(key, value, rev)
+	}
 	k, id := parseKey(key)
 	if k == kindUnknown {
 		return nil // a key we do not understand (a newer deact's record): ignore, never fail the batch
@@ -276,16 +285,18 @@ func (b *builder) put(key string, value []byte, rev int64) error {
 			return err
 		}
 	}
-	b.shard(k, id)[id] = item{val: v, rev: rev}
-	if a, ok := v.(*AppState); ok {
-		b.reindexApp(a.ProjectID, a.ID, a)
-	}
+	b.show(k, id, item{val: v, rev: rev})
+	b.relayer(k, id)
 	b.bump(rev)
 	return err
 }
 
 // del applies a delete of key at rev.
 func (b *builder) del(key string, rev int64) {
+	if strings.HasPrefix(key, MirrorPrefix) {
+		b.delMirror(key, rev)
+		return
+	}
 	k, id := parseKey(key)
 	if k == kindUnknown {
 		return
@@ -294,10 +305,8 @@ func (b *builder) del(key string, rev int64) {
 	if !ok || it.rev >= rev {
 		return
 	}
-	if a, ok := it.val.(*AppState); ok {
-		b.reindexApp(a.ProjectID, a.ID, nil)
-	}
-	delete(b.shard(k, id), id)
+	b.hide(k, id)
+	b.relayer(k, id)
 	b.bump(rev)
 }
 
