@@ -423,10 +423,13 @@ type Confirmation struct {
 	Waited    time.Duration `json:"-"`
 	WaitedMs  float64       `json:"waitedMs"`
 	Pending   []string      `json:"pending,omitempty"` // nodes that had not applied it
+	// NotNeeded marks a write no gateway reads (outside StatePrefix, such as admin tokens): nothing was waited
+	// for, and Confirmed and Total are 0.
+	NotNeeded bool `json:"notNeeded,omitempty"`
 }
 
-// Complete reports whether every live node confirmed.
-func (c Confirmation) Complete() bool { return c.Confirmed == c.Total }
+// Complete reports whether every live node confirmed (trivially for a write no gateway reads).
+func (c Confirmation) Complete() bool { return c.NotNeeded || c.Confirmed == c.Total }
 
 // WaitApplied returns when every live gateway node has applied revision rev (nil error), or when ctx ends
 // (ctx's error, with how many had). Nodes that leave the registry while it waits stop counting.
