@@ -243,8 +243,8 @@ func (n *NodeReporter) session(ctx context.Context) error {
 }
 
 // awaitFree returns once no record holds the node ID, or the one there is this instance's (left by a session
-// whose revoke failed; it is removed). A record of another instance is waited for up to its lease's TTL and a
-// second: a crashed predecessor's expires by then, a live one is renewed and makes this ErrNodeIDInUse.
+// whose revoke failed; it is removed). A record of another instance is waited for up to its lease's TTL and two
+// seconds: a crashed predecessor's expires by then, a live one is renewed and makes this ErrNodeIDInUse.
 func (n *NodeReporter) awaitFree(ctx context.Context) error {
 	cli := n.cfg.Client
 	key := NodeKey(n.cfg.NodeID)
@@ -274,7 +274,8 @@ func (n *NodeReporter) awaitFree(ctx context.Context) error {
 					wait = time.Duration(ttl.GrantedTTL) * time.Second
 				}
 			}
-			deadline = time.Now().Add(wait + time.Second)
+			// etcd revokes expired leases in batches; the margin covers that delay.
+			deadline = time.Now().Add(wait + 2*time.Second)
 			n.log.Warn("node ID registered by another instance; waiting for its lease to expire",
 				"node", n.cfg.NodeID, "other_instance", other.Instance, "wait", wait)
 		}
