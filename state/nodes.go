@@ -226,6 +226,8 @@ func (n *NodeReporter) session(ctx context.Context) error {
 			ka, err := cli.KeepAliveOnce(kctx, lease.ID)
 			kcancel()
 			switch {
+			case ctx.Err() != nil:
+				return ctx.Err()
 			case errors.Is(err, rpctypes.ErrLeaseNotFound):
 				return fmt.Errorf("lease expired: %w", err)
 			case err != nil:
