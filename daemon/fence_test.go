@@ -77,8 +77,29 @@ func TestGatewayCutFromEtcdFencesItself(t *testing.T) {
 		t.Fatalf("fenced gateway readiness %+v, want 503 fenced", r)
 	}
 	eventually(t, "health NOT_SERVING", func() bool { return !serving() })
+	if code := httpCheck(t, d.HTTPCheckAddr); code != http.StatusServiceUnavailable {
+		t.Fatalf("fenced HTTP check: %d, want 503", code)
+	}
 
 	fnet.restoreAll(t)
 	eventually(t, "the gateway to serve again", func() bool { return decide() == codes.OK })
 	eventually(t, "ready again", func() bool { return readyz(t, d.AdminAddr).code == 200 && serving() })
+	if code := httpCheck(t, d.HTTPCheckAddr); code != http.StatusOK {
+		t.Fatalf("HTTP check after the return: %d, want 200", code)
+	}
+}
+
+// httpCheck asks the HTTP check endpoint about a login of org good, as nginx's auth_request would.
+func httpCheck(t *testing.T, addr string) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+addr+"/check", nil)
+	req.Header.Set("X-Original-URI", "/oauth/v2/authorize")
+	req.Header.Set("X-Deact-Op", "login")
+	req.Header.Set("X-Deact-Org-Id", "good")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
