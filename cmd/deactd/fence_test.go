@@ -250,6 +250,7 @@ func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
 	if err := g.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
+	resumed := time.Now()
 	refused := 0
 	for range queued {
 		switch c := <-results; c {
@@ -272,6 +273,7 @@ func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
 			return false
 		}
 	})
+	t.Logf("frozen %v; refused after SIGCONT until it caught up %v later", resumed.Sub(stopped), time.Since(resumed))
 	if c := checkCode(check, "300", 5*time.Second); c != codes.PermissionDenied {
 		t.Fatalf("org deactivated while the gateway was out of the registry: %v, want denied", c)
 	}
