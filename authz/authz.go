@@ -56,6 +56,10 @@ type Config struct {
 	RevisionHeader bool
 	// Staleness is the fail-closed policy per op [serve last known state for every op].
 	Staleness StalenessPolicy
+	// Fenced, when set, is asked on every decision whose op reads state (all but other); while it is true the
+	// decision is refused with ErrFenced (gRPC UNAVAILABLE, HTTP 503). A gateway passes its node reporter's
+	// Fenced: a node that cannot prove it is still counted by writers must not answer [never fenced].
+	Fenced func() bool
 	// TokenCacheEntries bounds the parsed-claims cache [100000]; negative disables it.
 	TokenCacheEntries int64
 	// TokenCacheTTL bounds how long parsed claims are kept; never past the token's exp [10m].
@@ -71,6 +75,9 @@ type Config struct {
 // ErrNotReady is returned by Decide while the replica has not loaded the state.
 var ErrNotReady = errors.New("authz: state replica not ready")
 
+// ErrFenced is returned by Decide while Config.Fenced says the node must not decide.
+var ErrFenced = errors.New("authz: node fenced: not known to be current in the node registry")
+
 // Authorizer decides requests against the replica's current snapshot. It implements Envoy's
 // envoy.service.auth.v3.AuthorizationServer and serves the HTTP check endpoint. All methods are safe for
 // concurrent use; a decision takes no lock of deact's (the parsed-claims cache, ristretto, takes sharded read
@@ -81,6 +88,7 @@ type Authorizer struct {
 	snapshot  func() *state.Snapshot // nil until ready
 	staleness func() time.Duration
 	stale     [numOps]time.Duration // deny-after bounds; 0 = serve last known
+	fenced    func() bool           // nil = never
 
 	routes   []*route
 	claims   claimMapper
@@ -109,7 +117,7 @@ func newAuthorizer(cfg Config, snapshot func() *state.Snapshot, staleness func()
 	a := &Authorizer{
 		snapshot: snapshot, staleness: staleness,
 		maxToken: cfg.MaxTokenBytes, maxBody: cfg.MaxBodyBytes,
-		revisionHeader: cfg.RevisionHeader, log: cfg.Logger,
+		revisionHeader: cfg.RevisionHeader, log: cfg.Logger, fenced: cfg.Fenced,
 	}
 	if a.maxToken <= 0 {
 		a.maxToken = 32 << 10
@@ -198,7 +206,7 @@ func (a *Authorizer) Close() {
 }
 
 // Decide classifies req and decides it against the current snapshot, applying the staleness policy. It returns
-// ErrNotReady (and no decision) before the replica is ready. It neither logs nor counts; Check and the HTTP
+// ErrNotReady (and no decision) before the replica is ready, and ErrFenced while the node is fenced. It neither logs nor counts; Check and the HTTP
 // handler do.
 func (a *Authorizer) Decide(req *Request) (Decision, error) {
 	var d Decision
@@ -212,6 +220,11 @@ func (a *Authorizer) decideNow(req *Request, d *Decision) error {
 		return ErrNotReady
 	}
 	a.decide(snap, req, d, nil)
+	// Checked after the decision, so that the snapshot it read is no older than the moment the fence held. Op
+	// other reads no state, so no answer for it can be stale.
+	if d.Op != OpOther && a.fenced != nil && a.fenced() {
+		return ErrFenced
+	}
 	if d.Allow && d.Op != OpOther {
 		if bound := a.stale[d.Op]; bound > 0 && a.staleness() > bound {
 			d.Allow, d.Reason = false, ReasonStale

@@ -37,8 +37,8 @@ var factHeaders = [...]struct{ header, fact string }{
 //   - Allow: 200 with an empty body (Envoy's HTTP mode treats only 200 as OK; nginx any 2xx), plus
 //     x-deact-revision if configured. Deny: 403, or 401 for op api and unreadable tokens (the statuses nginx
 //     passes on), with the body and headers of the gRPC denied response and x-deact-reason (body_incomplete and
-//     body_unreadable refusals too: nginx passes only 401 and 403 on). Replica not ready: 503. A body over
-//     MaxBodyBytes is read as a prefix (see Request.Body).
+//     body_unreadable refusals too: nginx passes only 401 and 403 on). Replica not ready or node fenced: 503. A
+//     body over MaxBodyBytes is read as a prefix (see Request.Body).
 //
 // For nginx, set proxy_pass_request_body off and proxy_set_header Content-Length "" in the auth location, as
 // nginx's documentation does: a Content-Length without its body would make the handler wait for it.
@@ -94,7 +94,7 @@ func (a *Authorizer) serveCheck(w http.ResponseWriter, r *http.Request) {
 	if err := a.decideNow(&req, &d); err != nil {
 		a.recordUnavailable(transportHTTP, start)
 		w.Header().Set("Retry-After", "1")
-		http.Error(w, "deact: state replica not ready", http.StatusServiceUnavailable)
+		http.Error(w, unavailableMessage(err), http.StatusServiceUnavailable)
 		return
 	}
 	if d.Allow {

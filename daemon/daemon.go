@@ -87,6 +87,7 @@ type Config struct {
 	Staleness string   // per-op staleness policy, e.g. "backup=deny-after:5m" [serve last known state]
 
 	ProgressInterval time.Duration // how often the replica asks etcd to confirm it is current [500ms]
+	NodeTTL          time.Duration // lease TTL of the gateway's registry record, whole seconds ≥ 5s [10s]
 	ResyncInterval   time.Duration // anti-entropy relist period [10m]
 	DrainDelay       time.Duration // after health turns NOT_SERVING, wait this long before draining [0]
 	DrainTimeout     time.Duration // bound on draining in-flight requests [10s]
@@ -174,6 +175,9 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.NodeTTL != 0 && (c.NodeTTL < 5*time.Second || c.NodeTTL%time.Second != 0) {
+		errs = append(errs, fmt.Errorf("--node-ttl %v: want whole seconds, at least 5s", c.NodeTTL))
+	}
 	if _, err := authz.ParseStalenessPolicy(c.Staleness); err != nil {
 		errs = append(errs, fmt.Errorf("--staleness: %w", err))
 	}
@@ -200,8 +204,9 @@ type Daemon struct {
 	health   *health.Server
 	https    []*http.Server
 	draining chan struct{}
-	// registered is closed once this gateway is in the node registry; until then it is not ready.
-	registered <-chan struct{}
+	// reporter keeps this gateway in the node registry; while it is fenced the gateway refuses to decide and
+	// is not ready.
+	reporter *state.NodeReporter
 
 	cancel context.CancelFunc // stops background components
 	bg     sync.WaitGroup
@@ -380,18 +385,20 @@ func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) err
 	})
 	registerReplicaMetrics(reg, d.replica)
 	d.run(ctx, "replica", d.replica.Run)
-	reporter, err := state.NewNodeReporter(state.NodeReporterConfig{Client: d.cli, Replica: d.replica, NodeID: cfg.NodeID, Version: Version, Logger: d.log})
+	reporter, err := state.NewNodeReporter(state.NodeReporterConfig{
+		Client: d.cli, Replica: d.replica, NodeID: cfg.NodeID, Version: Version, Logger: d.log, TTL: cfg.NodeTTL,
+	})
 	if err != nil {
 		return err
 	}
-	d.run(ctx, "node reporter", reporter.Run)
-	d.registered = reporter.Registered()
+	d.run(ctx, "node reporter", reporter.Run) // ErrNodeIDInUse stops the daemon
+	d.reporter = reporter
 
 	policy, _ := authz.ParseStalenessPolicy(cfg.Staleness) // validated
 	presets := cfg.Presets
 	a, err := authz.New(authz.Config{
 		Replica: d.replica, Presets: presets, RulesFile: cfg.RulesFile, Logger: d.log, Registry: reg,
-		RevisionHeader: true, Staleness: policy,
+		RevisionHeader: true, Staleness: policy, Fenced: reporter.Fenced,
 	})
 	if err != nil {
 		return err
@@ -425,22 +432,35 @@ func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) err
 			d.fail(fmt.Errorf("authz gRPC: %w", err))
 		}
 	}()
-	// Health follows readiness: SERVING once the first list is applied and the node is in the registry (so
-	// the admin API waits for it before it confirms a write).
+	// Health follows readiness: SERVING while the replica is synced and the node is not fenced (registered,
+	// caught up with its registration, its lease proven alive), so the admin API waits for every node that
+	// serves. Polled: the fence closes by the clock, not by an event.
 	go func() {
-		if d.replica.WaitReady(ctx) != nil {
-			return
-		}
-		select {
-		case <-d.registered:
-		case <-ctx.Done():
-			return
-		}
-		select {
-		case <-d.draining:
-		default:
-			d.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-			d.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		serving := false
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-d.draining:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if now := d.replica.Ready() && !reporter.Fenced(); now != serving {
+				serving = now
+				st := healthpb.HealthCheckResponse_NOT_SERVING
+				if serving {
+					st = healthpb.HealthCheckResponse_SERVING
+				}
+				select {
+				case <-d.draining: // Shutdown has set NOT_SERVING for good
+					return
+				default:
+					d.health.SetServingStatus("", st)
+					d.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
+				}
+			}
 		}
 	}()
 	if d.HTTPCheckAddr, err = d.serveHTTP(cfg.HTTPCheckAddr, a.HTTPHandler(), false); err != nil {
@@ -550,7 +570,8 @@ func (d *Daemon) banner(token string, tokenNew bool) {
 	d.log.Info("deactd started", "node", d.cfg.NodeID, "authz", d.AuthzAddr, "check", d.HTTPCheckAddr, "admin", d.AdminAddr)
 }
 
-// readyz reports readiness with detail: 200 only while the replica is synced (gateway) and not draining.
+// readyz reports readiness with detail: 200 only while not draining and, on a gateway, while the replica is
+// synced and the node is not fenced.
 func (d *Daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 	type detail struct {
 		Ready       bool   `json:"ready"`
@@ -558,6 +579,7 @@ func (d *Daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 		Node        string `json:"node"`
 		Role        string `json:"role"`
 		Version     string `json:"version"`
+		Fenced      bool   `json:"fenced,omitempty"` // the node refuses to decide: not provably in the registry and current
 		Revision    int64  `json:"appliedRevision,omitempty"`
 		StalenessMs int64  `json:"stalenessMs,omitempty"`
 		Staleness   string `json:"stalenessPolicy,omitempty"`
@@ -569,13 +591,8 @@ func (d *Daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 	default:
 	}
 	if d.replica != nil {
-		registered := false
-		select {
-		case <-d.registered:
-			registered = true
-		default:
-		}
-		r.Ready = r.Ready && d.replica.Ready() && registered
+		r.Fenced = d.reporter.Fenced()
+		r.Ready = r.Ready && d.replica.Ready() && !r.Fenced
 		r.Revision = d.replica.AppliedRevision()
 		r.StalenessMs = d.replica.Staleness().Milliseconds()
 		r.Staleness = d.cfg.Staleness

@@ -57,6 +57,7 @@ func parse(args []string) (daemon.Config, error) {
 	fs.StringVar(&presets, "presets", "zitadel,commvault", "authz route presets to enable (zitadel, commvault; empty for none)")
 	fs.StringVar(&c.RulesFile, "rules", "", "YAML or JSON file of custom authz route rules")
 	fs.StringVar(&c.Staleness, "staleness", "", "per-op staleness policy, e.g. backup=deny-after:5m,login=serve-last-known (default: serve last known state)")
+	fs.DurationVar(&c.NodeTTL, "node-ttl", 0, "lease TTL of this gateway's registry record, whole seconds (default 10s): a gateway that cannot renew it stops deciding a tenth (at least 1s) before it expires")
 	fs.DurationVar(&c.ResyncInterval, "resync-interval", 0, "anti-entropy full relist period (default 10m)")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 0, "on SIGTERM, report NOT_SERVING this long before draining")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 0, "bound on draining in-flight requests (default 10s)")

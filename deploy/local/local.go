@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,7 +110,30 @@ func Start(cfg Config) (_ *Cluster, err error) {
 	if c.Admin, err = c.startNode("admin", daemon.RoleAdmin); err != nil {
 		return nil, err
 	}
+	for _, n := range c.Gateways {
+		if err := waitReady(n); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
+}
+
+// waitReady waits until a gateway's /readyz says 200: synced, registered and not fenced, so that it decides.
+func waitReady(n *Node) error {
+	hc := http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if r, err := hc.Get("http://" + n.AdminAddr + "/readyz"); err == nil {
+			r.Body.Close()
+			if r.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready within 60s; see %s", n.ID, n.LogFile)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (c *Cluster) startNode(id, role string) (*Node, error) {
