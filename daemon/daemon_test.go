@@ -241,6 +241,7 @@ var who = state.Change{Actor: "test"}
 // TestListenerLimits: oversized headers and bodies get a clear 4xx from the listeners, never a 500.
 func TestListenerLimits(t *testing.T) {
 	d := start(t, nil)
+	eventually(t, "gateway ready", func() bool { return readyz(t, d.AdminAddr).code == 200 })
 	big := strings.Repeat("a", 100<<10)
 	for name, tc := range map[string]struct {
 		url    string
