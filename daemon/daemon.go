@@ -241,8 +241,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		}
 	}
 	adminMux := http.NewServeMux()
-	var token string
-	var tokenNew bool
+	var bs bootstrap
 	if cfg.admin() {
 		fanout := state.NewFanout(d.cli, d.log)
 		d.run(bgctx, "fanout", fanout.Run)
@@ -250,7 +249,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		if err != nil {
 			return nil, err
 		}
-		if token, tokenNew, err = d.bootstrapToken(ctx, store); err != nil {
+		if bs, err = d.bootstrapToken(ctx, store); err != nil {
 			return nil, err
 		}
 		adminMux.Handle("/", api.Handler())
@@ -264,7 +263,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if d.AdminAddr, err = d.serveHTTP(cfg.AdminAddr, adminMux, true); err != nil {
 		return nil, fmt.Errorf("--admin-addr: %w", err)
 	}
-	d.banner(token, tokenNew)
+	d.banner(bs)
 	go d.stopWhenDone(ctx)
 	return d, nil
 }
@@ -474,33 +473,57 @@ func (d *Daemon) serveHTTP(addr string, h http.Handler, h2c bool) (string, error
 	return lis.Addr().String(), nil
 }
 
-// bootstrapToken makes sure an admin token exists: the one given, else the one kept in the data dir, else a new
-// one written there (0600) and shown once.
-func (d *Daemon) bootstrapToken(ctx context.Context, store *state.Store) (token string, created bool, err error) {
-	token = d.cfg.AdminToken
+// bootstrap is what bootstrapToken did, for the banner.
+type bootstrap struct {
+	token  string // shown only when generated here
+	source string // "flag", "file" or "generated"
+	result admin.BootstrapResult
+}
+
+// bootstrapToken offers a bootstrap admin token to the store: the one given, else the one kept in the data dir,
+// else a new one written there (0600) and shown once. admin.Bootstrap creates it only while no all-orgs admin
+// token exists and never re-creates a revoked one; a revoked or unneeded token is reported, not fatal, so that
+// revoking the token a Kubernetes Secret still holds does not take the admin API down.
+func (d *Daemon) bootstrapToken(ctx context.Context, store *state.Store) (bootstrap, error) {
+	bs := bootstrap{source: "flag"}
+	token := d.cfg.AdminToken
 	path := filepath.Join(d.cfg.DataDir, "admin-token")
 	if token == "" {
+		bs.source = "file"
 		if b, err := os.ReadFile(path); err == nil {
 			token = strings.TrimSpace(string(b))
 		} else {
+			bs.source = "generated"
 			if token, err = admin.NewToken(); err != nil {
-				return "", false, err
+				return bs, err
 			}
+			// Written before it is created: a token in etcd that nobody holds would lock the operator out.
 			if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
-				return "", false, fmt.Errorf("store admin token: %w", err)
+				return bs, fmt.Errorf("store admin token: %w", err)
 			}
-			created = true
 		}
 	}
 	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if _, err := admin.Bootstrap(bctx, store, token); err != nil {
-		return "", false, fmt.Errorf("admin token: %w", err)
+	res, err := admin.Bootstrap(bctx, store, token)
+	if err != nil {
+		return bs, fmt.Errorf("admin token: %w", err)
 	}
-	return token, created, nil
+	bs.result = res
+	switch {
+	case bs.source == "generated" && res == admin.BootstrapCreated:
+		bs.token = token
+	case bs.source == "generated":
+		_ = os.Remove(path) // not a token: do not leave a secret that means nothing
+	case res == admin.BootstrapRevoked:
+		d.log.Warn("the bootstrap admin token was revoked; it stays revoked and is not re-created", "from", bs.source)
+	case res == admin.BootstrapNotNeeded:
+		d.log.Warn("the bootstrap admin token is not a token: the store holds an all-orgs admin token already; create tokens through the admin API", "from", bs.source)
+	}
+	return bs, nil
 }
 
-func (d *Daemon) banner(token string, tokenNew bool) {
+func (d *Daemon) banner(bs bootstrap) {
 	w := d.cfg.Out
 	fmt.Fprintf(w, "deactd %s node=%s role=%s\n", Version, d.cfg.NodeID, d.cfg.Role)
 	if d.AuthzAddr != "" {
@@ -513,14 +536,20 @@ func (d *Daemon) banner(token string, tokenNew bool) {
 	} else {
 		fmt.Fprintf(w, "  etcd:                   %s\n", strings.Join(d.EtcdEndpoints, ","))
 	}
+	file := filepath.Join(d.cfg.DataDir, "admin-token")
+	given := map[string]string{"flag": "given by --admin-token / DEACT_ADMIN_TOKEN", "file": "in " + file}[bs.source]
 	switch {
 	case !d.cfg.admin():
-	case tokenNew:
-		fmt.Fprintf(w, "  admin token (shown once, kept in %s): %s\n", filepath.Join(d.cfg.DataDir, "admin-token"), token)
-	case d.cfg.AdminToken == "":
-		fmt.Fprintf(w, "  admin token:            in %s\n", filepath.Join(d.cfg.DataDir, "admin-token"))
+	case bs.token != "":
+		fmt.Fprintf(w, "  admin token (shown once, kept in %s): %s\n", file, bs.token)
+	case bs.result == admin.BootstrapRevoked:
+		fmt.Fprintf(w, "  admin token:            the one %s was revoked and stays revoked\n", given)
+	case bs.result == admin.BootstrapNotNeeded && bs.source == "generated":
+		fmt.Fprintf(w, "  admin token:            none created (the store holds admin tokens)\n")
+	case bs.result == admin.BootstrapNotNeeded:
+		fmt.Fprintf(w, "  admin token:            the one %s is not a token (the store holds admin tokens)\n", given)
 	default:
-		fmt.Fprintf(w, "  admin token:            as given by --admin-token / DEACT_ADMIN_TOKEN\n")
+		fmt.Fprintf(w, "  admin token:            %s\n", given)
 	}
 	d.log.Info("deactd started", "node", d.cfg.NodeID, "authz", d.AuthzAddr, "check", d.HTTPCheckAddr, "admin", d.AdminAddr)
 }
