@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -76,6 +75,15 @@ type Config struct {
 	RulesFile string   // custom authz rules (YAML or JSON)
 	Staleness string   // per-op staleness policy, e.g. "backup=deny-after:5m" [serve last known state]
 
+	// Connection limits of the three listeners. MaxConns bounds each listener's open connections [derived from
+	// the open-file limit: what is left after a reserve for etcd and the data dir, shared equally]; when full,
+	// the connection quiet the longest is closed for a new one. A connection must send its first request (TLS
+	// and HTTP/2 handshakes included) within HandshakeTimeout [5s]; one without requests is closed after
+	// IdleTimeout [2m] (HTTP keep-alive, gRPC MaxConnectionIdle).
+	MaxConns         int
+	HandshakeTimeout time.Duration
+	IdleTimeout      time.Duration
+
 	ProgressInterval time.Duration // how often the replica asks etcd to confirm it is current [500ms]
 	ResyncInterval   time.Duration // anti-entropy relist period [10m]
 	DrainDelay       time.Duration // after health turns NOT_SERVING, wait this long before draining [0]
@@ -106,6 +114,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 10 * time.Second
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 5 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 2 * time.Minute
 	}
 	if c.AuditRetention == 0 {
 		c.AuditRetention = 90 * 24 * time.Hour
@@ -161,6 +175,9 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.MaxConns < 0 || c.HandshakeTimeout < 0 || c.IdleTimeout < 0 {
+		errs = append(errs, errors.New("--max-conns, --handshake-timeout and --idle-timeout cannot be negative"))
+	}
 	if _, err := authz.ParseStalenessPolicy(c.Staleness); err != nil {
 		errs = append(errs, fmt.Errorf("--staleness: %w", err))
 	}
@@ -186,6 +203,8 @@ type Daemon struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	https    []*http.Server
+	maxConns int // per listener
+	reg      *prometheus.Registry
 	draining chan struct{}
 	// registered is closed once this gateway is in the node registry; until then it is not ready.
 	registered <-chan struct{}
@@ -213,6 +232,11 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	// The data dir holds the embedded etcd's socket and the admin token: this user's alone, even if it was
+	// made before with looser permissions. (The socket and the token file are 0600 themselves.)
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		d.log.Warn("cannot make the data dir private (0700)", "dir", cfg.DataDir, "err", err)
+	}
 	if err := d.connectEtcd(); err != nil {
 		return nil, err
 	}
@@ -234,6 +258,10 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := d.connectionBudget(); err != nil {
+		return nil, err
+	}
+	d.reg = reg
 
 	if cfg.gateway() {
 		if err := d.startGateway(bgctx, reg); err != nil {
@@ -260,7 +288,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	adminMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	adminMux.HandleFunc("GET /readyz", d.readyz)
 	adminMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	if d.AdminAddr, err = d.serveHTTP(cfg.AdminAddr, adminMux, true); err != nil {
+	if d.AdminAddr, err = d.serveHTTP("admin", cfg.AdminAddr, adminMux, true); err != nil {
 		return nil, fmt.Errorf("--admin-addr: %w", err)
 	}
 	d.banner(bs)
@@ -315,34 +343,27 @@ func (d *Daemon) connectEtcd() error {
 	return nil
 }
 
-// embeddedURLs are the embedded etcd's ports, chosen free at the first start and kept for the next ones.
-type embeddedURLs struct {
-	Client string `json:"client"`
-	Peer   string `json:"peer"`
-}
+// maxSocketPath is the longest path a unix socket can have (sun_path less its NUL on Linux).
+const maxSocketPath = 107
 
+// startEmbedded starts the single-node etcd that only this process (and this user) can reach: its clients
+// come through a unix socket in the data dir (0600, the dir 0700), it opens no TCP port and no peer listener.
+// There is no etcd authentication on top: a password would have to sit in the same data dir, readable by the
+// same user that can open the socket.
 func startEmbedded(cfg Config) (*etcdserver.Server, error) {
-	path := filepath.Join(cfg.DataDir, "embedded-etcd.json")
-	var urls embeddedURLs
-	if b, err := os.ReadFile(path); err == nil {
-		if err := json.Unmarshal(b, &urls); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-	} else {
-		var err error
-		if urls.Client, err = etcdserver.FreeURL("http://127.0.0.1:0"); err != nil {
-			return nil, err
-		}
-		if urls.Peer, err = etcdserver.FreeURL("http://127.0.0.1:0"); err != nil {
-			return nil, err
-		}
-		b, _ := json.Marshal(urls)
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			return nil, err
-		}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	sock := filepath.Join(dir, "etcd.sock")
+	if len(sock) > maxSocketPath {
+		return nil, fmt.Errorf("--data-dir %s: the embedded etcd's socket %s is longer than %d bytes; choose a shorter path", cfg.DataDir, sock, maxSocketPath)
+	}
+	// Earlier versions listened on loopback TCP ports kept in this file; the ports are gone.
+	_ = os.Remove(filepath.Join(dir, "embedded-etcd.json"))
 	return etcdserver.Start(etcdserver.Config{
-		Name: "deactd", Dir: filepath.Join(cfg.DataDir, "etcd"), ClientURL: urls.Client, PeerURL: urls.Peer,
+		Name: "deactd", Dir: filepath.Join(dir, "etcd"), ClientURL: "unix://" + sock,
+		PeerURL: "unix://" + filepath.Join(dir, "etcd-peer.unused"), NoPeerListener: true,
 		LogLevel: cfg.EtcdLogLevel,
 	})
 }
@@ -375,6 +396,10 @@ func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) err
 	opts := []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(1024),
 		grpc.MaxRecvMsgSize(4 << 20),
+		// A connection that has not finished its HTTP/2 handshake in time is closed (gRPC waits 120 s by default).
+		grpc.ConnectionTimeout(cfg.HandshakeTimeout),
+		// Idle connections are closed; quiet ones are pinged, and closed when the peer is gone.
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.IdleTimeout, Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	}
 	if tlsCfg, err := d.serverTLS(); err != nil {
@@ -389,7 +414,7 @@ func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) err
 	d.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(d.grpc, d.health)
 	reflection.Register(d.grpc)
-	lis, err := net.Listen("tcp", cfg.AuthzAddr)
+	lis, err := d.listen("authz", cfg.AuthzAddr)
 	if err != nil {
 		return fmt.Errorf("--authz-addr: %w", err)
 	}
@@ -417,7 +442,7 @@ func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) err
 			d.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 		}
 	}()
-	if d.HTTPCheckAddr, err = d.serveHTTP(cfg.HTTPCheckAddr, a.HTTPHandler(), false); err != nil {
+	if d.HTTPCheckAddr, err = d.serveHTTP("check", cfg.HTTPCheckAddr, a.HTTPHandler(), false); err != nil {
 		return fmt.Errorf("--http-check-addr: %w", err)
 	}
 	return nil
@@ -436,14 +461,14 @@ func (d *Daemon) serverTLS() (*tls.Config, error) {
 }
 
 // serveHTTP listens on addr and serves h; with h2c it also speaks HTTP/2 without TLS (gRPC on the admin port).
-func (d *Daemon) serveHTTP(addr string, h http.Handler, h2c bool) (string, error) {
-	lis, err := net.Listen("tcp", addr)
+func (d *Daemon) serveHTTP(name, addr string, h http.Handler, h2c bool) (string, error) {
+	lis, err := d.listen(name, addr)
 	if err != nil {
 		return "", err
 	}
 	srv := &http.Server{
-		Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
-		MaxHeaderBytes: 64 << 10, Protocols: new(http.Protocols),
+		Handler: h, ReadHeaderTimeout: d.cfg.HandshakeTimeout, ReadTimeout: 30 * time.Second, IdleTimeout: d.cfg.IdleTimeout,
+		MaxHeaderBytes: 64 << 10, Protocols: new(http.Protocols), ConnState: trackHTTPState,
 		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
 	srv.Protocols.SetHTTP1(true)

@@ -1,0 +1,194 @@
+package daemon
+
+import (
+	"container/list"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// limitListener bounds the connections open through one listener, so that a flood of connections cannot take
+// the process's file descriptors (the embedded etcd dies of "too many open files", and with it deactd).
+//
+// When the listener is full, a new connection evicts the connection that has been quiet the longest, found
+// with a second-chance sweep over the connections in accept order: a connection that read something since it
+// was last passed over, or that an HTTP server reports busy with a request, goes to the back; the first one that
+// did neither is closed. A flood of silent sockets therefore evicts itself, oldest first, while connections that
+// carry requests (Envoy's, nginx's) stay. Only when every connection swept is in use is the new one closed, at
+// once: a connection is never left waiting in the kernel's backlog behind a flood.
+type limitListener struct {
+	net.Listener
+	max   int
+	epoch time.Time // clock origin of limitConn.read and placed
+
+	mu    sync.Mutex
+	conns list.List // of *limitConn, in the order they were (re)placed
+
+	evicted, rejected atomic.Uint64
+}
+
+// sweepLimit bounds the work of one accept on a full listener.
+const sweepLimit = 64
+
+func newLimitListener(l net.Listener, max int) *limitListener {
+	return &limitListener{Listener: l, max: max, epoch: time.Now()}
+}
+
+func (l *limitListener) now() int64 { return int64(time.Since(l.epoch)) }
+
+// Accept returns the next connection admitted; connections refused while the listener is full are closed here.
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		lc := &limitConn{Conn: c, l: l}
+		victim, ok := l.admit(lc)
+		if victim != nil {
+			l.evicted.Add(1)
+			_ = victim.Conn.Close() // its server sees the error and lets go of it
+		}
+		if !ok {
+			l.rejected.Add(1)
+			_ = c.Close()
+			continue
+		}
+		return lc, nil
+	}
+}
+
+// admit registers c, making room by evicting a quiet connection when the listener is full.
+func (l *limitListener) admit(c *limitConn) (victim *limitConn, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conns.Len() >= l.max {
+		for range min(sweepLimit, l.conns.Len()) {
+			e := l.conns.Front()
+			cand := e.Value.(*limitConn)
+			if !cand.busy.Load() && cand.read.Load() <= cand.placed {
+				l.conns.Remove(e)
+				cand.elem = nil
+				victim = cand
+				break
+			}
+			cand.placed = l.now()
+			l.conns.MoveToBack(e)
+		}
+		if victim == nil {
+			return nil, false
+		}
+	}
+	c.placed = l.now()
+	c.elem = l.conns.PushBack(c)
+	return victim, true
+}
+
+// Len is the number of connections open through the listener.
+func (l *limitListener) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.conns.Len()
+}
+
+func (l *limitListener) forget(c *limitConn) {
+	l.mu.Lock()
+	if c.elem != nil {
+		l.conns.Remove(c.elem)
+		c.elem = nil
+	}
+	l.mu.Unlock()
+}
+
+// limitConn is a connection admitted by a limitListener.
+type limitConn struct {
+	net.Conn
+	l      *limitListener
+	read   atomic.Int64  // l.now() of the last read that returned data
+	busy   atomic.Bool   // an HTTP request is in flight (http.Server.ConnState)
+	elem   *list.Element // guarded by l.mu; nil once closed or evicted
+	placed int64         // guarded by l.mu: when the sweep last passed over it (or it was admitted)
+	once   sync.Once
+}
+
+func (c *limitConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.read.Store(c.l.now())
+	}
+	return n, err
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.forget(c) })
+	return err
+}
+
+// trackHTTPState is an http.Server.ConnState hook that keeps connections with a request in flight from being
+// evicted, including HTTP/2 connections with open streams.
+func trackHTTPState(c net.Conn, s http.ConnState) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if lc, ok := c.(*limitConn); ok {
+		lc.busy.Store(s == http.StateActive)
+	}
+}
+
+// fdReserve is what the connection budget leaves to everything else: the embedded etcd's files (WAL segments,
+// snapshots, the database), its socket and deactd's connections to it or to an external cluster, the data
+// dir, the runtime's own descriptors. A quarter of the limit, at least 128.
+func fdReserve(limit int) int { return max(128, limit/4) }
+
+// connectionBudget raises the open-file limit and sets the per-listener connection bound from it.
+func (d *Daemon) connectionBudget() error {
+	soft, hard, err := raiseFileLimit()
+	if err != nil {
+		return fmt.Errorf("open-file limit: %w", err)
+	}
+	limit := int(min(soft, 1<<30))
+	listeners := 1
+	if d.cfg.gateway() {
+		listeners = 3
+	}
+	budget := (limit - fdReserve(limit)) / listeners
+	d.maxConns = d.cfg.MaxConns
+	switch {
+	case d.maxConns == 0 && budget < 16:
+		return fmt.Errorf("the open-file limit %d is too low for deactd's listeners and its etcd: raise it (ulimit -n, LimitNOFILE) to at least %d", limit, 128+16*listeners+fdReserve(limit))
+	case d.maxConns == 0:
+		d.maxConns = budget
+	case d.maxConns > budget:
+		d.log.Warn("--max-conns leaves less than the reserve of file descriptors for etcd and the data dir", "max_conns", d.maxConns, "listeners", listeners, "open_file_limit", limit, "reserve", fdReserve(limit))
+	}
+	d.log.Info("connection limits", "open_file_limit", soft, "hard_limit", hard, "max_conns_per_listener", d.maxConns,
+		"handshake_timeout", d.cfg.HandshakeTimeout, "idle_timeout", d.cfg.IdleTimeout)
+	return nil
+}
+
+// listen opens a TCP listener bounded to d.maxConns connections and exports its counts.
+func (d *Daemon) listen(name, addr string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	l := newLimitListener(lis, d.maxConns)
+	labels := prometheus.Labels{"listener": name}
+	opts := func(n, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: "deact", Subsystem: "listener", Name: n, Help: help, ConstLabels: labels}
+	}
+	d.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("connections", "Connections open through the listener.")), func() float64 { return float64(l.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("max_connections", "Bound on the listener's open connections.")), func() float64 { return float64(l.max) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("evicted_total", "Quiet connections closed to make room for a new one.")), func() float64 { return float64(l.evicted.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("rejected_total", "New connections closed because every connection was in use.")), func() float64 { return float64(l.rejected.Load()) }),
+	)
+	return l, nil
+}
