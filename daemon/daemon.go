@@ -467,8 +467,9 @@ func (d *Daemon) serveHTTP(name, addr string, h http.Handler, h2c bool) (string,
 		return "", err
 	}
 	srv := &http.Server{
-		Handler: h, ReadHeaderTimeout: d.cfg.HandshakeTimeout, ReadTimeout: 30 * time.Second, IdleTimeout: d.cfg.IdleTimeout,
-		MaxHeaderBytes: 64 << 10, Protocols: new(http.Protocols), ConnState: trackHTTPState,
+		Handler: markBusy(h), ConnContext: connContext,
+		ReadHeaderTimeout: d.cfg.HandshakeTimeout, ReadTimeout: 30 * time.Second, IdleTimeout: d.cfg.IdleTimeout,
+		MaxHeaderBytes: 64 << 10, Protocols: new(http.Protocols),
 		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
 	srv.Protocols.SetHTTP1(true)

@@ -2,7 +2,10 @@
 
 package daemon
 
-import "syscall"
+import (
+	"net"
+	"syscall"
+)
 
 // raiseFileLimit raises the soft limit on open files to the hard limit and returns the limit in force. (Go
 // raises it at start too; this says what was obtained, and covers programs that lowered it.)
@@ -19,4 +22,23 @@ func raiseFileLimit() (soft, hard uint64, err error) {
 		}
 	}
 	return uint64(rl.Cur), uint64(rl.Max), nil
+}
+
+// peek reports whether the peer of c sent bytes not read yet, or closed the connection: a connection whose
+// server has not got round to reading it is not quiet.
+func peek(c net.Conn) (waiting, closed bool) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false, false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false, false
+	}
+	var b [1]byte
+	_ = rc.Control(func(fd uintptr) {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		waiting, closed = err == nil && n > 0, err == nil && n == 0
+	})
+	return waiting, closed
 }

@@ -2,10 +2,12 @@ package daemon
 
 import (
 	"container/list"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +22,8 @@ import (
 // with a second-chance sweep over the connections in accept order: a connection that read something since it
 // was last passed over, or that an HTTP server reports busy with a request, goes to the back; the first one that
 // did neither is closed. A flood of silent sockets therefore evicts itself, oldest first, while connections that
-// carry requests (Envoy's, nginx's) stay. Only when every connection swept is in use is the new one closed, at
+// carry requests (Envoy's, nginx's) stay. Bytes waiting in the socket count as activity too, so a client whose
+// request the server has not read yet (a busy process under a flood) is not taken for a quiet one. Only when every connection swept is in use is the new one closed, at
 // once: a connection is never left waiting in the kernel's backlog behind a flood.
 type limitListener struct {
 	net.Listener
@@ -54,6 +57,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if victim != nil {
 			l.evicted.Add(1)
 			_ = victim.Conn.Close() // its server sees the error and lets go of it
+			// Under a flood the next accept is always ready: let the goroutines of connections admitted before
+			// (a real client's, about to read its request) run first, or the sweep may reach them unread.
+			runtime.Gosched()
 		}
 		if !ok {
 			l.rejected.Add(1)
@@ -72,7 +78,7 @@ func (l *limitListener) admit(c *limitConn) (victim *limitConn, ok bool) {
 		for range min(sweepLimit, l.conns.Len()) {
 			e := l.conns.Front()
 			cand := e.Value.(*limitConn)
-			if !cand.busy.Load() && cand.read.Load() <= cand.placed {
+			if cand.busy.Load() == 0 && cand.read.Load() <= cand.placed && !cand.waiting() {
 				l.conns.Remove(e)
 				cand.elem = nil
 				victim = cand
@@ -111,10 +117,16 @@ type limitConn struct {
 	net.Conn
 	l      *limitListener
 	read   atomic.Int64  // l.now() of the last read that returned data
-	busy   atomic.Bool   // an HTTP request is in flight (http.Server.ConnState)
+	busy   atomic.Int32  // HTTP requests in flight (markBusy)
 	elem   *list.Element // guarded by l.mu; nil once closed or evicted
 	placed int64         // guarded by l.mu: when the sweep last passed over it (or it was admitted)
 	once   sync.Once
+}
+
+// waiting reports whether the peer sent something the server has not read yet; a peer that closed is not.
+func (c *limitConn) waiting() bool {
+	w, _ := peek(c.Conn)
+	return w
 }
 
 func (c *limitConn) Read(b []byte) (int, error) {
@@ -131,15 +143,30 @@ func (c *limitConn) Close() error {
 	return err
 }
 
-// trackHTTPState is an http.Server.ConnState hook that keeps connections with a request in flight from being
-// evicted, including HTTP/2 connections with open streams.
-func trackHTTPState(c net.Conn, s http.ConnState) {
+type connKey struct{}
+
+// connContext is an http.Server.ConnContext hook that gives markBusy the connection a request came on.
+func connContext(ctx context.Context, c net.Conn) context.Context {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
 	if lc, ok := c.(*limitConn); ok {
-		lc.busy.Store(s == http.StateActive)
+		return context.WithValue(ctx, connKey{}, lc)
 	}
+	return ctx
+}
+
+// markBusy keeps a connection from being evicted while one of its requests is being handled (an admin write
+// waiting for the gateways sends nothing meanwhile); HTTP/2 streams count one each. Only handlers count: a
+// connection that sent part of a request is not busy, so a flood of such cannot hold the listener.
+func markBusy(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if lc, ok := r.Context().Value(connKey{}).(*limitConn); ok {
+			lc.busy.Add(1)
+			defer lc.busy.Add(-1)
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // fdReserve is what the connection budget leaves to everything else: the embedded etcd's files (WAL segments,

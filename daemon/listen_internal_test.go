@@ -102,7 +102,7 @@ func TestLimitListenerEvictsQuietConnectionsFirst(t *testing.T) {
 	// Every connection busy: a newcomer is refused, nothing else is touched.
 	l.mu.Lock()
 	for e := l.conns.Front(); e != nil; e = e.Next() {
-		e.Value.(*limitConn).busy.Store(true)
+		e.Value.(*limitConn).busy.Store(1)
 	}
 	l.mu.Unlock()
 	refused := dial(t, addr)
@@ -117,9 +117,9 @@ func TestLimitListenerEvictsQuietConnectionsFirst(t *testing.T) {
 	}
 }
 
-// TestHTTPStateKeepsRequestsInFlight: with an HTTP server on the listener, a connection whose request is being
+// TestRequestsInFlightAreNotEvicted: with an HTTP server on the listener, a connection whose request is being
 // handled is not evicted by newcomers, even though it sends nothing while it waits.
-func TestHTTPStateKeepsRequestsInFlight(t *testing.T) {
+func TestRequestsInFlightAreNotEvicted(t *testing.T) {
 	t.Parallel()
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -127,8 +127,8 @@ func TestHTTPStateKeepsRequestsInFlight(t *testing.T) {
 	}
 	l := newLimitListener(raw, 2)
 	release := make(chan struct{})
-	srv := &http.Server{ConnState: trackHTTPState, ReadHeaderTimeout: 5 * time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { <-release; _, _ = io.WriteString(w, "ok") })}
+	srv := &http.Server{ConnContext: connContext, ReadHeaderTimeout: 5 * time.Second,
+		Handler: markBusy(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { <-release; _, _ = io.WriteString(w, "ok") }))}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(l) }()
 	t.Cleanup(func() { srv.Close(); <-done })
@@ -148,7 +148,7 @@ func TestHTTPStateKeepsRequestsInFlight(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		l.mu.Lock()
-		busy := l.conns.Len() == 1 && l.conns.Front().Value.(*limitConn).busy.Load()
+		busy := l.conns.Len() == 1 && l.conns.Front().Value.(*limitConn).busy.Load() == 1
 		l.mu.Unlock()
 		if busy {
 			break
