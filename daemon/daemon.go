@@ -407,18 +407,18 @@ func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) err
 	} else if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
-	d.grpc = grpc.NewServer(opts...)
+	lis, err := d.listen("authz", cfg.AuthzAddr)
+	if err != nil {
+		return fmt.Errorf("--authz-addr: %w", err)
+	}
+	d.AuthzAddr = lis.Addr().String()
+	d.grpc = grpc.NewServer(append(opts, grpc.UnaryInterceptor(lis.unaryBusy))...)
 	authv3.RegisterAuthorizationServer(d.grpc, a)
 	d.health = health.NewServer()
 	d.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	d.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(d.grpc, d.health)
 	reflection.Register(d.grpc)
-	lis, err := d.listen("authz", cfg.AuthzAddr)
-	if err != nil {
-		return fmt.Errorf("--authz-addr: %w", err)
-	}
-	d.AuthzAddr = lis.Addr().String()
 	go func() {
 		if err := d.grpc.Serve(lis); err != nil {
 			d.fail(fmt.Errorf("authz gRPC: %w", err))

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/peer"
 )
 
 // limitListener bounds the connections open through one listener, so that a flood of connections cannot take
@@ -32,6 +34,9 @@ type limitListener struct {
 
 	mu    sync.Mutex
 	conns list.List // of *limitConn, in the order they were (re)placed
+	// byPeer finds a connection by its RemoteAddr (the same net.Addr value gRPC reports as the peer), for
+	// unaryBusy. Read without l.mu: the hot path takes no lock.
+	byPeer sync.Map
 
 	evicted, rejected atomic.Uint64
 }
@@ -93,6 +98,10 @@ func (l *limitListener) admit(c *limitConn) (victim *limitConn, ok bool) {
 	}
 	c.placed = l.now()
 	c.elem = l.conns.PushBack(c)
+	l.byPeer.Store(c.RemoteAddr(), c)
+	if victim != nil {
+		l.byPeer.CompareAndDelete(victim.RemoteAddr(), victim)
+	}
 	return victim, true
 }
 
@@ -110,6 +119,7 @@ func (l *limitListener) forget(c *limitConn) {
 		c.elem = nil
 	}
 	l.mu.Unlock()
+	l.byPeer.CompareAndDelete(c.RemoteAddr(), c)
 }
 
 // limitConn is a connection admitted by a limitListener.
@@ -169,6 +179,20 @@ func markBusy(h http.Handler) http.Handler {
 	})
 }
 
+// unaryBusy is a gRPC unary interceptor that keeps a connection from being evicted while one of its calls is
+// being handled. Streams do not count: a stream can last for ever, and a flood of them must stay evictable
+// (their keepalive pings are reads).
+func (l *limitListener) unaryBusy(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if p, ok := peer.FromContext(ctx); ok {
+		if v, ok := l.byPeer.Load(p.Addr); ok {
+			c := v.(*limitConn)
+			c.busy.Add(1)
+			defer c.busy.Add(-1)
+		}
+	}
+	return h(ctx, req)
+}
+
 // fdReserve is what the connection budget leaves to everything else: the embedded etcd's files (WAL segments,
 // snapshots, the database), its socket and deactd's connections to it or to an external cluster, the data
 // dir, the runtime's own descriptors. A quarter of the limit, at least 128.
@@ -201,7 +225,7 @@ func (d *Daemon) connectionBudget() error {
 }
 
 // listen opens a TCP listener bounded to d.maxConns connections and exports its counts.
-func (d *Daemon) listen(name, addr string) (net.Listener, error) {
+func (d *Daemon) listen(name, addr string) (*limitListener, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err

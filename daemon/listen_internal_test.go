@@ -1,12 +1,19 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
 )
 
 // serveEcho accepts from l and echoes every connection, the way a server keeps reading its clients.
@@ -164,5 +171,106 @@ func TestRequestsInFlightAreNotEvicted(t *testing.T) {
 	close(release)
 	if err := <-got; err != nil {
 		t.Fatalf("request in flight: %v", err)
+	}
+}
+
+// TestUnreadBytesAreNotQuiet: a connection whose request waits unread in its socket (its server is slow to
+// get to it) is not evicted; silent ones around it are.
+func TestUnreadBytesAreNotQuiet(t *testing.T) {
+	t.Parallel()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLimitListener(raw, 2)
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := l.Accept() // held, never read
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		for c := range accepted {
+			c.Close()
+		}
+	})
+	addr := raw.Addr().String()
+	talker := dial(t, addr)
+	if _, err := talker.Write([]byte("GET / HTTP/1.1\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	silent := dial(t, addr)
+	waitLen(t, l, 2)
+	deadline := time.Now().Add(5 * time.Second)
+	for !peekWaiting(l) {
+		if time.Now().After(deadline) {
+			t.Fatal("the talker's bytes never arrived")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	dial(t, addr)
+	if !closed(silent, 5*time.Second) {
+		t.Fatal("the silent connection was not evicted")
+	}
+	if closed(talker, 200*time.Millisecond) {
+		t.Fatal("the connection with an unread request was evicted")
+	}
+}
+
+// peekWaiting reports whether the oldest connection has unread bytes.
+func peekWaiting(l *limitListener) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.conns.Front().Value.(*limitConn).waiting()
+}
+
+// TestGRPCCallsMarkTheirConnectionBusy: while a unary call is handled, the connection it came on counts as busy
+// (gRPC's peer address finds it), and not after.
+func TestGRPCCallsMarkTheirConnectionBusy(t *testing.T) {
+	t.Parallel()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLimitListener(raw, 8)
+	busyInCall := make(chan int32, 1)
+	probe := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		p, _ := peer.FromContext(ctx)
+		v, ok := l.byPeer.Load(p.Addr)
+		if !ok {
+			busyInCall <- -1
+		} else {
+			busyInCall <- v.(*limitConn).busy.Load()
+		}
+		return h(ctx, req)
+	}
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(l.unaryBusy, probe))
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Stop(); <-done })
+	conn, err := grpc.NewClient(raw.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-busyInCall; got != 1 {
+		t.Fatalf("busy during the call = %d, want 1", got)
+	}
+	l.mu.Lock()
+	after := l.conns.Front().Value.(*limitConn).busy.Load()
+	l.mu.Unlock()
+	if after != 0 {
+		t.Fatalf("busy after the call = %d", after)
 	}
 }
