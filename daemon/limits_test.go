@@ -32,7 +32,8 @@ func TestSilentAndIdleConnectionsAreClosed(t *testing.T) {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			t.Errorf("%s: a silent connection was kept 10 s (%v)", name, err)
-		} else if took := time.Since(began); took < handshake/2 || took > handshake+2*time.Second {
+		} else if took := time.Since(began); took < handshake/2 || took > 8*time.Second {
+			// The kernel may hold it up to a second before deactd sees it (TCP_DEFER_ACCEPT).
 			t.Errorf("%s: a silent connection was closed after %v, handshake timeout %v", name, took, handshake)
 		}
 	}

@@ -22,11 +22,12 @@ import (
 //
 // When the listener is full, a new connection evicts the connection that has been quiet the longest, found
 // with a second-chance sweep over the connections in accept order: a connection that read something since it
-// was last passed over, or that an HTTP server reports busy with a request, goes to the back; the first one that
-// did neither is closed. A flood of silent sockets therefore evicts itself, oldest first, while connections that
+// was last passed over, or that has a request in progress, goes to the back, and one that carried a request
+// before may stay quiet through a few sweeps (requestCredit); the first one that did none of that is closed. A flood of silent sockets therefore evicts itself, oldest first, while connections that
 // carry requests (Envoy's, nginx's) stay. Bytes waiting in the socket count as activity too, so a client whose
 // request the server has not read yet (a busy process under a flood) is not taken for a quiet one. Only when every connection swept is in use is the new one closed, at
-// once: a connection is never left waiting in the kernel's backlog behind a flood.
+// once: a connection is never left waiting in the kernel's backlog behind a flood. (On Linux the kernel keeps
+// silent connections away for the handshake timeout already: see deferAccept.)
 type limitListener struct {
 	net.Listener
 	max   int
@@ -41,7 +42,8 @@ type limitListener struct {
 	evicted, rejected atomic.Uint64
 }
 
-// sweepLimit bounds the work of one accept on a full listener.
+// sweepLimit bounds the connections one accept on a full listener passes over without finding them quiet
+// (busy, or with bytes waiting).
 const sweepLimit = 64
 
 func newLimitListener(l net.Listener, max int) *limitListener {
@@ -80,14 +82,26 @@ func (l *limitListener) admit(c *limitConn) (victim *limitConn, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.conns.Len() >= l.max {
-		for range min(sweepLimit, l.conns.Len()) {
+		// A second chance earned by a read is paid for by that read; passing over busy connections and ones with
+		// bytes waiting is not, so only those count against sweepLimit. Two passes find any victim there is.
+		budget := sweepLimit
+	sweep:
+		for steps := 2 * l.conns.Len(); steps > 0 && budget > 0; steps-- {
 			e := l.conns.Front()
 			cand := e.Value.(*limitConn)
-			if cand.busy.Load() == 0 && cand.read.Load() <= cand.placed && !cand.waiting() {
+			switch {
+			case cand.busy.Load() != 0:
+				budget--
+			case cand.read.Load() > cand.placed: // read since the sweep last passed
+			case cand.waiting():
+				budget--
+			case cand.credit.Load() > 0: // it carried requests: quiet for longer before it goes
+				cand.credit.Add(-1)
+			default:
 				l.conns.Remove(e)
 				cand.elem = nil
 				victim = cand
-				break
+				break sweep
 			}
 			cand.placed = l.now()
 			l.conns.MoveToBack(e)
@@ -127,10 +141,22 @@ type limitConn struct {
 	net.Conn
 	l      *limitListener
 	read   atomic.Int64  // l.now() of the last read that returned data
-	busy   atomic.Int32  // HTTP requests in flight (markBusy)
+	busy   atomic.Int32  // HTTP requests or unary gRPC calls in flight (markBusy, unaryBusy)
+	credit atomic.Int32  // extra sweeps it may stay quiet through, earned by a request it carried
 	elem   *list.Element // guarded by l.mu; nil once closed or evicted
 	placed int64         // guarded by l.mu: when the sweep last passed over it (or it was admitted)
 	once   sync.Once
+}
+
+// requestCredit is how many sweeps a connection that carried a request may stay quiet through before it can be
+// evicted; one that never did (a flood's) goes on the first sweep that finds it quiet. A client like Envoy,
+// pausing between requests, or slow to be scheduled on a loaded machine, keeps its connection a while longer.
+const requestCredit = 3
+
+// done ends a request on c.
+func (c *limitConn) done() {
+	c.credit.Store(requestCredit)
+	c.busy.Add(-1)
 }
 
 // waiting reports whether the peer sent something the server has not read yet; a peer that closed is not.
@@ -173,7 +199,7 @@ func markBusy(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if lc, ok := r.Context().Value(connKey{}).(*limitConn); ok {
 			lc.busy.Add(1)
-			defer lc.busy.Add(-1)
+			defer lc.done()
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -187,7 +213,7 @@ func (l *limitListener) unaryBusy(ctx context.Context, req any, _ *grpc.UnarySer
 		if v, ok := l.byPeer.Load(p.Addr); ok {
 			c := v.(*limitConn)
 			c.busy.Add(1)
-			defer c.busy.Add(-1)
+			defer c.done()
 		}
 	}
 	return h(ctx, req)
@@ -226,7 +252,8 @@ func (d *Daemon) connectionBudget() error {
 
 // listen opens a TCP listener bounded to d.maxConns connections and exports its counts.
 func (d *Daemon) listen(name, addr string) (*limitListener, error) {
-	lis, err := net.Listen("tcp", addr)
+	lc := net.ListenConfig{Control: deferAccept(d.cfg.HandshakeTimeout)}
+	lis, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, err
 	}

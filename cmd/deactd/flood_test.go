@@ -25,7 +25,7 @@ import (
 const fdLimit = 512
 
 // TestConnectionFloodUnderLowFileLimit: deactd runs under ulimit -n 512 while every listener is flooded with
-// silent TCP connections, several times the limit in all, held open. Throughout, it keeps answering: ext_authz
+// idle TCP connections (silent, or one byte and silent), several times the limit in all, held open. Throughout, it keeps answering: ext_authz
 // Check (allow and deny) over gRPC, the HTTP check, /readyz and admin writes that go through its embedded etcd;
 // its descriptors stay below the limit, each listener's connections stay within its bound, and the process and
 // its etcd survive (a write after the flood is stored).
@@ -59,8 +59,10 @@ func TestConnectionFloodUnderLowFileLimit(t *testing.T) {
 	defer conn.Close()
 	authz := authv3.NewAuthorizationClient(conn)
 
-	// The flood: per listener, 3 × the whole limit in connections that never send a byte, opened as fast as
-	// one dialer can and held until the end (the server closes those it evicts).
+	// The flood: per listener, 3 × the whole limit in connections, opened as fast as one dialer can and held
+	// until the end (the server closes those it evicts). Half never send a byte (the kernel keeps those from
+	// deactd for a while: TCP_DEFER_ACCEPT), half send the first byte of a request and nothing more, so they
+	// are accepted and fill the listeners.
 	const perListener = 3 * fdLimit
 	var held sync.Map
 	var dialed atomic.Int64
@@ -70,7 +72,7 @@ func TestConnectionFloodUnderLowFileLimit(t *testing.T) {
 		flood.Add(1)
 		go func() {
 			defer flood.Done()
-			for range perListener {
+			for i := range perListener {
 				select {
 				case <-stop:
 					return
@@ -82,6 +84,9 @@ func TestConnectionFloodUnderLowFileLimit(t *testing.T) {
 				}
 				dialed.Add(1)
 				held.Store(nc, true)
+				if i%2 == 0 {
+					_, _ = nc.Write([]byte("P")) // "PRI * HTTP/2.0" or "POST", cut short
+				}
 			}
 		}()
 	}
@@ -129,7 +134,7 @@ func TestConnectionFloodUnderLowFileLimit(t *testing.T) {
 	}
 	close(stop)
 	<-sampled
-	t.Logf("%d silent connections dialed, %d probe rounds; deactd's descriptors peaked at %d of %d", dialed.Load(), probes, maxFDs.Load(), fdLimit)
+	t.Logf("%d idle connections dialed, %d probe rounds; deactd's descriptors peaked at %d of %d", dialed.Load(), probes, maxFDs.Load(), fdLimit)
 	if dialed.Load() < fdLimit {
 		t.Errorf("only %d connections dialed: no flood", dialed.Load())
 	}
@@ -141,7 +146,7 @@ func TestConnectionFloodUnderLowFileLimit(t *testing.T) {
 	var evicted float64
 	for _, l := range []string{"authz", "check", "admin"} {
 		open, bound, ev := metric(metrics, "deact_listener_connections", l), metric(metrics, "deact_listener_max_connections", l), metric(metrics, "deact_listener_evicted_total", l)
-		t.Logf("listener %s: %v open, bound %v, %v evicted", l, open, bound, ev)
+		t.Logf("listener %s: %v open, bound %v, %v evicted, %v rejected", l, open, bound, ev, metric(metrics, "deact_listener_rejected_total", l))
 		if open > bound || bound <= 0 || bound*3 > fdLimit {
 			t.Errorf("listener %s: %v open, bound %v (limit %d)", l, open, bound, fdLimit)
 		}
