@@ -20,14 +20,14 @@ import (
 // limitListener bounds the connections open through one listener, so that a flood of connections cannot take
 // the process's file descriptors (the embedded etcd dies of "too many open files", and with it deactd).
 //
-// When the listener is full, a new connection evicts the connection that has been quiet the longest, found
-// with a second-chance sweep over the connections in accept order: a connection that read something since it
-// was last passed over, or that has a request in progress, goes to the back, and one that carried a request
-// before may stay quiet through a few sweeps (requestCredit); the first one that did none of that is closed. A flood of silent sockets therefore evicts itself, oldest first, while connections that
-// carry requests (Envoy's, nginx's) stay. Bytes waiting in the socket count as activity too, so a client whose
-// request the server has not read yet (a busy process under a flood) is not taken for a quiet one. Only when every connection swept is in use is the new one closed, at
-// once: a connection is never left waiting in the kernel's backlog behind a flood. (On Linux the kernel keeps
-// silent connections away for the handshake timeout already: see deferAccept.)
+// When the listener is full, a new connection evicts the one that has been quiet the longest, found by a
+// second-chance sweep over the connections in accept order. A connection goes to the back instead when it read
+// something since the sweep last passed, has bytes waiting unread (its server has not got to it yet), or has a
+// request in progress; one that carried a request before may stay quiet through requestCredit sweeps. The
+// first connection that did none of that is closed. A flood of idle sockets therefore evicts itself, oldest
+// first, while the connections that carry requests (Envoy's, nginx's) stay. Only when every connection swept is
+// in use is the new one closed, at once: it is never left waiting in the kernel's backlog behind a flood. (On
+// Linux the kernel keeps silent connections away for the handshake timeout already: see deferAccept.)
 type limitListener struct {
 	net.Listener
 	max   int

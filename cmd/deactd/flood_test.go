@@ -159,7 +159,7 @@ func TestConnectionFloodUnderLowFileLimit(t *testing.T) {
 	if code, body := httpDo(admin+"/v1/orgs/777/deactivate", "POST", auth, `{"ops":"all"}`); code != 200 {
 		t.Fatalf("deactivate after the flood: %d %s", code, body)
 	}
-	if got := check(t, authz, "777"); got != int32(code.Code_PERMISSION_DENIED) {
+	if got := checkOrg(t, authz, "777"); got != int32(code.Code_PERMISSION_DENIED) {
 		t.Errorf("after the flood, org 777: code %d", got)
 	}
 	if c.cmd.ProcessState != nil {
@@ -209,8 +209,6 @@ func checkOrg(t *testing.T, c authv3.AuthorizationClient, org string) int32 {
 	}
 	return resp.Status.Code
 }
-
-func check(t *testing.T, c authv3.AuthorizationClient, org string) int32 { return checkOrg(t, c, org) }
 
 // httpDo sends one request on a new connection (as nginx's auth_request does without keepalive).
 func httpDo(url, method string, hdr map[string]string, body string) (int, string) {
