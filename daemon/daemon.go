@@ -237,6 +237,10 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
 		d.log.Warn("cannot make the data dir private (0700)", "dir", cfg.DataDir, "err", err)
 	}
+	// Before etcd starts: the limit is raised for it too.
+	if err := d.connectionBudget(); err != nil {
+		return nil, err
+	}
 	if err := d.connectEtcd(); err != nil {
 		return nil, err
 	}
@@ -258,9 +262,6 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if err := d.connectionBudget(); err != nil {
-		return nil, err
-	}
 	d.reg = reg
 
 	if cfg.gateway() {
