@@ -768,7 +768,12 @@ func auditOrgs(e state.AuditEntry) []string {
 	return orgs
 }
 
-func (a *API) nodes(r *http.Request, _ *principal) (int, any, error) {
+// nodes shows the fleet (node IDs, versions, revisions): it belongs to no org, so only all-orgs tokens (admin
+// or read-only) may read it.
+func (a *API) nodes(r *http.Request, p *principal) (int, any, error) {
+	if !p.tok.AllOrgs {
+		return 0, nil, newError(kindForbidden, "DEACT-NodesScope", "only a token for all orgs may read the node registry")
+	}
 	nodes, err := a.store.ListNodes(r.Context())
 	if err != nil {
 		return 0, nil, err

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,6 +62,7 @@ type Node struct {
 	HTTPCheckAddr string // HTTP check (gateways)
 	AdminAddr     string // admin API, /readyz, /metrics
 	LogFile       string
+	PID           int // the child process with Config.Exec, 0 in process
 	stop          func() error
 	once          sync.Once
 }
@@ -175,13 +177,18 @@ var (
 	bannerAdmin = regexp.MustCompile(`admin HTTP/gRPC:\s+http://(\S+)`)
 )
 
-// execNode runs a node as a deactd child process and reads its addresses from the banner it prints.
+// execNode runs a node as a deactd child process and reads its addresses from the banner it prints. The admin
+// token goes to the admin node only, through its environment: a command line is readable by every user (ps).
 func (c *Cluster) execNode(id, role string, logFile *os.File) (*Node, error) {
 	cmd := exec.Command(c.cfg.Exec,
 		"--data-dir", filepath.Join(c.Dir, id), "--node-id", id, "--role", role,
-		"--etcd-endpoints", strings.Join(c.Etcd.Endpoints(), ","), "--admin-token", c.AdminToken,
+		"--etcd-endpoints", strings.Join(c.Etcd.Endpoints(), ","),
 		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--log-level", strings.ToLower(c.cfg.LogLevel.String()))
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "DEACT_ADMIN_TOKEN") })
+	if role != daemon.RoleGateway {
+		cmd.Env = append(cmd.Env, "DEACT_ADMIN_TOKEN="+c.AdminToken)
+	}
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -191,7 +198,7 @@ func (c *Cluster) execNode(id, role string, logFile *os.File) (*Node, error) {
 		return nil, fmt.Errorf("%s: %w", id, err)
 	}
 	exited := make(chan error, 1)
-	n := &Node{ID: id, LogFile: logFile.Name()}
+	n := &Node{ID: id, LogFile: logFile.Name(), PID: cmd.Process.Pid}
 	n.stop = func() error {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
