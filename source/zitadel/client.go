@@ -93,19 +93,21 @@ type Org struct {
 	Name     string
 	State    string
 	Sequence uint64
-	Domains  []string
+	Changed  time.Time // details.changeDate
 }
 
 // Project is one project as listed.
 type Project struct {
 	ID, OrgID, Name, State string
 	Sequence               uint64
+	Changed                time.Time
 }
 
 // App is one app as listed; ClientID is empty for SAML apps.
 type App struct {
 	ID, ProjectID, OrgID, Name, State, ClientID string
 	Sequence                                    uint64
+	Changed                                     time.Time
 }
 
 // wire types (zitadel.v1 ListQuery, ListDetails, ObjectDetails; org/project/app v1 messages)
@@ -120,6 +122,7 @@ type (
 	}
 	objectDetails struct {
 		Sequence      uint64String `json:"sequence"`
+		ChangeDate    time.Time    `json:"changeDate"`
 		ResourceOwner string       `json:"resourceOwner"`
 	}
 	listDetails struct {
@@ -192,7 +195,7 @@ func (c *Client) ListOrgs(ctx context.Context) ([]Org, error) {
 		if err != nil {
 			return fmt.Errorf("org %s: %w", o.ID, err)
 		}
-		out = append(out, Org{ID: o.ID, Name: o.Name, State: st, Sequence: uint64(o.Details.Sequence)})
+		out = append(out, Org{ID: o.ID, Name: o.Name, State: st, Sequence: uint64(o.Details.Sequence), Changed: o.Details.ChangeDate})
 		return nil
 	})
 	return out, err
@@ -213,7 +216,7 @@ func (c *Client) GetOrg(ctx context.Context, orgID string) (Org, error) {
 	if resp.Org.ID != orgID {
 		return Org{}, fmt.Errorf("zitadel answered org %q for org %q", resp.Org.ID, orgID)
 	}
-	return Org{ID: orgID, Name: resp.Org.Name, State: st, Sequence: uint64(resp.Org.Details.Sequence)}, nil
+	return Org{ID: orgID, Name: resp.Org.Name, State: st, Sequence: uint64(resp.Org.Details.Sequence), Changed: resp.Org.Details.ChangeDate}, nil
 }
 
 // ListDomains lists an org's domain names.
@@ -237,7 +240,7 @@ func (c *Client) ListProjects(ctx context.Context, orgID string) ([]Project, err
 		if p.Details.ResourceOwner != "" && p.Details.ResourceOwner != orgID {
 			return nil // a granted project of another org: its owner's listing has it
 		}
-		out = append(out, Project{ID: p.ID, OrgID: orgID, Name: p.Name, State: st, Sequence: uint64(p.Details.Sequence)})
+		out = append(out, Project{ID: p.ID, OrgID: orgID, Name: p.Name, State: st, Sequence: uint64(p.Details.Sequence), Changed: p.Details.ChangeDate})
 		return nil
 	})
 	return out, err
@@ -251,7 +254,7 @@ func (c *Client) ListApps(ctx context.Context, orgID, projectID string) ([]App, 
 		if err != nil {
 			return fmt.Errorf("app %s: %w", a.ID, err)
 		}
-		app := App{ID: a.ID, ProjectID: projectID, OrgID: orgID, Name: a.Name, State: st, Sequence: uint64(a.Details.Sequence)}
+		app := App{ID: a.ID, ProjectID: projectID, OrgID: orgID, Name: a.Name, State: st, Sequence: uint64(a.Details.Sequence), Changed: a.Details.ChangeDate}
 		switch {
 		case a.OIDCConfig != nil:
 			app.ClientID = a.OIDCConfig.ClientID

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/deact/deact/state"
 )
@@ -249,8 +250,12 @@ func (r *Reconciler) list(ctx context.Context) (*listing, error) {
 		if err != nil {
 			return err
 		}
-		rec := state.MirrorRecord{Source: SourceName, Kind: state.MirrorOrg, ID: o.ID, OrgID: o.ID, Name: o.Name,
-			Domains: norm, Sequence: o.Sequence}
+		if len(norm) > maxListed {
+			r.log.Warn("zitadel org has more domains than deact mirrors; the rest are not followed", "org", o.ID, "domains", len(norm), "kept", maxListed)
+			norm = norm[:maxListed]
+		}
+		rec := state.MirrorRecord{Source: SourceName, Kind: state.MirrorOrg, ID: o.ID, Name: clip(o.Name),
+			Domains: norm, Sequence: o.Sequence, ChangedAt: o.Changed.UTC()}
 		if o.State == StateInactive {
 			rec.Disabled = state.OpLogin | state.OpToken
 		}
@@ -265,7 +270,7 @@ func (r *Reconciler) list(ctx context.Context) (*listing, error) {
 				continue
 			}
 			l.proj[p.ID] = state.MirrorRecord{Source: SourceName, Kind: state.MirrorProject, ID: p.ID, OrgID: o.ID,
-				Name: p.Name, Deactivated: p.State == StateInactive, Sequence: p.Sequence}
+				Name: clip(p.Name), Deactivated: p.State == StateInactive, Sequence: p.Sequence, ChangedAt: p.Changed.UTC()}
 		}
 		l.mu.Unlock()
 		l.nProjects.Add(int64(len(ps)))
@@ -297,7 +302,7 @@ func (r *Reconciler) list(ctx context.Context) (*listing, error) {
 				continue
 			}
 			rec := state.MirrorRecord{Source: SourceName, Kind: state.MirrorApp, ID: a.ID, ProjectID: j.projectID,
-				OrgID: j.orgID, Name: a.Name, Deactivated: a.State == StateInactive, Sequence: a.Sequence}
+				OrgID: j.orgID, Name: clip(a.Name), Deactivated: a.State == StateInactive, Sequence: a.Sequence, ChangedAt: a.Changed.UTC()}
 			if a.ClientID != "" {
 				if state.ValidateID("client", a.ClientID) != nil {
 					return fmt.Errorf("zitadel listed app %s with client id %q: invalid id", a.ID, a.ClientID)
@@ -359,8 +364,12 @@ func (r *Reconciler) diff(ctx context.Context, l *listing, start time.Time, st *
 				key = appKey(have.ProjectID, have.ID)
 			}
 			want, listed := k.want[key]
+			owner := have.OrgID
+			if k.kind == state.MirrorOrg {
+				owner = have.ID
+			}
 			if !listed {
-				if have.Removed || !r.inScope(have.OrgID) {
+				if have.Removed || !r.inScope(owner) {
 					return nil
 				}
 				live++
@@ -379,10 +388,9 @@ func (r *Reconciler) diff(ctx context.Context, l *listing, start time.Time, st *
 			switch {
 			case sameMirror(have, want):
 				st.Unchanged++
-			case have.Sequence > want.Sequence:
+			case have.Sequence > want.Sequence, have.Removed && have.Sequence == want.Sequence:
 				st.Stale++ // an event newer than the projection's answer is in force
 			default:
-				want.ChangedAt = start
 				changes = append(changes, want)
 			}
 			return nil
@@ -398,12 +406,29 @@ func (r *Reconciler) diff(ctx context.Context, l *listing, start time.Time, st *
 		changes = append(changes, tombs...)
 		for key, want := range k.want {
 			if !seen[key] {
-				want.ChangedAt = start
 				changes = append(changes, want)
 			}
 		}
 	}
 	return changes, nil
+}
+
+// maxListed and maxName are the bounds state.ApplyMirror sets on one record's lists and name.
+const (
+	maxListed = 100
+	maxName   = 200
+)
+
+// clip shortens a display name to what a mirrored record holds, on a rune boundary.
+func clip(name string) string {
+	if len(name) <= maxName {
+		return name
+	}
+	cut := maxName
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return name[:cut]
 }
 
 // sameMirror compares what a listing can say about a record.

@@ -1,0 +1,95 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/deact/deact/source/zitadel"
+	"github.com/deact/deact/state"
+)
+
+// ZitadelConfig is the ZITADEL source: on admin nodes, a reconcile of ZITADEL's orgs, projects and apps into the
+// mirrored layer (one node at a time), and the Actions v2 event webhook (every admin node).
+type ZitadelConfig struct {
+	URL            string        // ZITADEL's base URL; empty turns the reconcile off
+	TokenFile      string        // a service account's personal access token
+	SigningKeyFile string        // the event target's signing key(s), one a line; empty turns the webhook off
+	Orgs           []string      // follow only these org IDs [all]
+	SyncInterval   time.Duration // between reconciles [5m]
+}
+
+func (z *ZitadelConfig) enabled() bool { return z.URL != "" || z.SigningKeyFile != "" }
+
+func (z *ZitadelConfig) validate(c *Config) []error {
+	var errs []error
+	if !z.enabled() {
+		if z.TokenFile != "" || len(z.Orgs) > 0 || z.SyncInterval != 0 {
+			errs = append(errs, errors.New("--zitadel-token-file, --zitadel-orgs and --zitadel-sync-interval need --zitadel-url"))
+		}
+		return errs
+	}
+	if !c.admin() {
+		errs = append(errs, fmt.Errorf("--zitadel-url and --zitadel-signing-key-file need --role all or admin (not %s)", c.Role))
+	}
+	if z.URL != "" && z.TokenFile == "" {
+		errs = append(errs, errors.New("--zitadel-url needs --zitadel-token-file"))
+	}
+	if z.SyncInterval < 0 || (z.SyncInterval > 0 && z.SyncInterval < time.Second) {
+		errs = append(errs, fmt.Errorf("--zitadel-sync-interval %v: want at least 1s", z.SyncInterval))
+	}
+	for _, id := range z.Orgs {
+		if err := state.ValidateID("org", id); err != nil {
+			errs = append(errs, fmt.Errorf("--zitadel-orgs: %w", err))
+		}
+	}
+	return errs
+}
+
+// startZitadel mounts the webhook on the admin mux and starts the reconciler under the leader election.
+func (d *Daemon) startZitadel(ctx context.Context, store *state.Store, fanout *state.Fanout, mux *http.ServeMux) error {
+	z := d.cfg.Zitadel
+	if !z.enabled() {
+		return nil
+	}
+	if z.SigningKeyFile != "" {
+		b, err := os.ReadFile(z.SigningKeyFile)
+		if err != nil {
+			return fmt.Errorf("--zitadel-signing-key-file: %w", err)
+		}
+		v, err := zitadel.NewVerifier(zitadel.ParseKeys(b), nil)
+		if err != nil {
+			return fmt.Errorf("--zitadel-signing-key-file %s: %w", z.SigningKeyFile, err)
+		}
+		hook, err := zitadel.NewWebhook(zitadel.WebhookConfig{Store: store, Verifier: v, Fanout: fanout,
+			ConfirmTimeout: d.cfg.ConfirmTimeout, Orgs: z.Orgs, Logger: d.log})
+		if err != nil {
+			return err
+		}
+		mux.Handle(zitadel.WebhookPath, hook)
+	} else {
+		d.log.Info("zitadel events off (no --zitadel-signing-key-file): changes arrive with each reconcile only")
+	}
+	if z.URL == "" {
+		return nil
+	}
+	b, err := os.ReadFile(z.TokenFile)
+	if err != nil {
+		return fmt.Errorf("--zitadel-token-file: %w", err)
+	}
+	client, err := zitadel.NewClient(zitadel.ClientConfig{URL: z.URL, Token: strings.TrimSpace(string(b))})
+	if err != nil {
+		return fmt.Errorf("--zitadel-url / --zitadel-token-file: %w", err)
+	}
+	rec, err := zitadel.NewReconciler(zitadel.ReconcilerConfig{Client: client, Store: store, Orgs: z.Orgs,
+		Interval: z.SyncInterval, Logger: d.log})
+	if err != nil {
+		return err
+	}
+	d.run(ctx, "zitadel sync", rec.Run)
+	return nil
+}
