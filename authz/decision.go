@@ -106,7 +106,8 @@ func (e *evaluator) check(kind SubjectKind, id string) bool {
 	case SubjectApp:
 		e.app(id, via)
 	case SubjectClient:
-		if c := e.snap.Client(id); c != nil {
+		// A chain when layers disagree about whose client this is (state.Client.Next): every entry is checked.
+		for c := e.snap.Client(id); c != nil && !e.denied; c = c.Next {
 			if e.snap.App(c.AppID) != nil {
 				e.app(c.AppID, via)
 			} else {
@@ -119,7 +120,7 @@ func (e *evaluator) check(kind SubjectKind, id string) bool {
 			e.org(a.OrgID, via)
 		}
 	case SubjectDomain:
-		if d := e.snap.Domain(id); d != nil {
+		for d := e.snap.Domain(id); d != nil && !e.denied; d = d.Next {
 			e.org(d.OrgID, via)
 		}
 	}
@@ -148,6 +149,9 @@ func (e *evaluator) project(id string, via Subject) {
 		return
 	}
 	e.org(p.OrgID, via)
+	for _, o := range p.OtherOrgIDs {
+		e.org(o, via)
+	}
 }
 
 func (e *evaluator) app(id string, via Subject) {
@@ -164,6 +168,9 @@ func (e *evaluator) app(id string, via Subject) {
 	}
 	e.project(a.ProjectID, via)
 	e.org(a.OrgID, via)
+	for _, o := range a.OtherOrgIDs {
+		e.org(o, via)
+	}
 }
 
 // checkList checks every item of a comma-separated list.

@@ -183,12 +183,16 @@ type Client struct {
 	AppID     string `json:"appId"`
 	ProjectID string `json:"projectId"`
 	OrgID     string `json:"orgId"`
+	// Next is another entry for the same client ID, when layers disagree about whose it is (a local entry and a
+	// mirrored app, or two sources): a decision checks every entry of the chain. Only snapshots set it.
+	Next *Client `json:"-"`
 }
 
 // Domain maps an org domain name (Commvault login "domain\user" or "user@domain") to its org.
 type Domain struct {
-	Domain string `json:"domain"`
-	OrgID  string `json:"orgId"`
+	Domain string  `json:"domain"`
+	OrgID  string  `json:"orgId"`
+	Next   *Domain `json:"-"` // as Client.Next
 }
 
 // Account maps a user or service account (the subject of a JWT profile grant) to its org.

@@ -15,6 +15,7 @@ import (
 type Snapshot struct {
 	revision int64 // revision of the newest change this snapshot contains
 	tables   [nKinds]table
+	layers   *layerSet // the mirrored layers of subjects some source mirrors (mirror_merge.go); nil if none
 }
 
 const (
@@ -85,6 +86,9 @@ type OrgState struct {
 type ProjectState struct {
 	ID, OrgID   string
 	Deactivated bool
+	// OtherOrgIDs are owning orgs other layers name when they disagree with OrgID (mirror_merge.go); a decision
+	// checks them as well. Nil almost always.
+	OtherOrgIDs []string
 }
 
 // IsDeactivated reports whether the project is deactivated.
@@ -94,6 +98,7 @@ func (p *ProjectState) IsDeactivated() bool { return p.Deactivated }
 type AppState struct {
 	ID, ProjectID, OrgID string
 	Deactivated          bool
+	OtherOrgIDs          []string // as for ProjectState
 }
 
 // IsDeactivated reports whether the app is deactivated.
@@ -136,6 +141,7 @@ func (s *Snapshot) each(f func(k kind, id string, it item)) {
 type builder struct {
 	s      *Snapshot
 	copied [nKinds][nShards]bool
+	lb     layerBuild
 }
 
 func newBuilder(base *Snapshot) *builder {
@@ -162,6 +168,9 @@ func (b *builder) shard(k kind, id string) map[string]item {
 
 // put applies a put of key at rev; an older revision than the one held is ignored (per-key guard).
 func (b *builder) put(key string, value []byte, rev int64) error {
+	if strings.HasPrefix(key, MirrorPrefix) {
+		return b.putMirror(key, value, rev)
+	}
 	k, id := parseKey(key)
 	if k == kindUnknown {
 		return nil // a key we do not understand (a newer deact's record): ignore, never fail the batch
@@ -188,12 +197,17 @@ func (b *builder) put(key string, value []byte, rev int64) error {
 		}
 	}
 	b.shard(k, id)[id] = item{val: v, rev: rev}
+	b.relayer(k, id)
 	b.bump(rev)
 	return err
 }
 
 // del applies a delete of key at rev.
 func (b *builder) del(key string, rev int64) {
+	if strings.HasPrefix(key, MirrorPrefix) {
+		b.delMirror(key, rev)
+		return
+	}
 	k, id := parseKey(key)
 	if k == kindUnknown {
 		return
@@ -202,6 +216,7 @@ func (b *builder) del(key string, rev int64) {
 		return
 	}
 	delete(b.shard(k, id), id)
+	b.relayer(k, id)
 	b.bump(rev)
 }
 
