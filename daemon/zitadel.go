@@ -39,8 +39,8 @@ func (z *ZitadelConfig) validate(c *Config) []error {
 	if z.URL != "" && z.TokenFile == "" {
 		errs = append(errs, errors.New("--zitadel-url needs --zitadel-token-file"))
 	}
-	if z.SyncInterval < 0 || (z.SyncInterval > 0 && z.SyncInterval < time.Second) {
-		errs = append(errs, fmt.Errorf("--zitadel-sync-interval %v: want at least 1s", z.SyncInterval))
+	if z.SyncInterval < 0 || (z.SyncInterval > 0 && z.SyncInterval < 100*time.Millisecond) {
+		errs = append(errs, fmt.Errorf("--zitadel-sync-interval %v: want at least 100ms", z.SyncInterval))
 	}
 	for _, id := range z.Orgs {
 		if err := state.ValidateID("org", id); err != nil {
