@@ -9,8 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deact/deact/source"
 	"github.com/deact/deact/source/zitadel"
 	"github.com/deact/deact/state"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ZitadelConfig is the ZITADEL source: on admin nodes, a reconcile of ZITADEL's orgs, projects and apps into the
@@ -50,46 +52,44 @@ func (z *ZitadelConfig) validate(c *Config) []error {
 	return errs
 }
 
-// startZitadel mounts the webhook on the admin mux and starts the reconciler under the leader election.
-func (d *Daemon) startZitadel(ctx context.Context, store *state.Store, fanout *state.Fanout, mux *http.ServeMux) error {
+// startZitadel mounts the webhook on the admin mux (every admin node) and runs the source under its leader
+// election: the reconcile, status writes and tombstone pruning happen on one admin node at a time.
+func (d *Daemon) startZitadel(ctx context.Context, store *state.Store, fanout *state.Fanout, mux *http.ServeMux, reg prometheus.Registerer) error {
 	z := d.cfg.Zitadel
 	if !z.enabled() {
 		return nil
 	}
+	cfg := zitadel.Config{URL: z.URL, Orgs: z.Orgs, Interval: z.SyncInterval, Fanout: fanout, ConfirmTimeout: d.cfg.ConfirmTimeout}
 	if z.SigningKeyFile != "" {
 		b, err := os.ReadFile(z.SigningKeyFile)
 		if err != nil {
 			return fmt.Errorf("--zitadel-signing-key-file: %w", err)
 		}
-		v, err := zitadel.NewVerifier(zitadel.ParseKeys(b), nil)
-		if err != nil {
-			return fmt.Errorf("--zitadel-signing-key-file %s: %w", z.SigningKeyFile, err)
+		if cfg.Keys = zitadel.ParseKeys(b); len(cfg.Keys) == 0 {
+			return fmt.Errorf("--zitadel-signing-key-file %s holds no key", z.SigningKeyFile)
 		}
-		hook, err := zitadel.NewWebhook(zitadel.WebhookConfig{Store: store, Verifier: v, Fanout: fanout,
-			ConfirmTimeout: d.cfg.ConfirmTimeout, Orgs: z.Orgs, Logger: d.log})
+	}
+	if z.URL != "" {
+		b, err := os.ReadFile(z.TokenFile)
 		if err != nil {
-			return err
+			return fmt.Errorf("--zitadel-token-file: %w", err)
 		}
-		mux.Handle(zitadel.WebhookPath, hook)
-	} else {
-		d.log.Info("zitadel events off (no --zitadel-signing-key-file): changes arrive with each reconcile only")
+		cfg.Token = strings.TrimSpace(string(b))
 	}
-	if z.URL == "" {
-		return nil
-	}
-	b, err := os.ReadFile(z.TokenFile)
+	src, err := zitadel.New(cfg)
 	if err != nil {
-		return fmt.Errorf("--zitadel-token-file: %w", err)
+		return fmt.Errorf("--zitadel-*: %w", err)
 	}
-	client, err := zitadel.NewClient(zitadel.ClientConfig{URL: z.URL, Token: strings.TrimSpace(string(b))})
-	if err != nil {
-		return fmt.Errorf("--zitadel-url / --zitadel-token-file: %w", err)
-	}
-	rec, err := zitadel.NewReconciler(zitadel.ReconcilerConfig{Client: client, Store: store, Orgs: z.Orgs,
-		Interval: z.SyncInterval, Logger: d.log})
+	runner, err := source.NewRunner(source.RunnerConfig{Client: d.cli, Store: store, NodeID: d.cfg.NodeID, Logger: d.log,
+		Metrics: source.NewMetrics(reg)}, src)
 	if err != nil {
 		return err
 	}
-	d.run(ctx, "zitadel sync", rec.Run)
+	if h := runner.Handler(); h != nil {
+		mux.Handle(zitadel.WebhookPath, h)
+	} else {
+		d.log.Info("zitadel events off (no --zitadel-signing-key-file): changes arrive with each reconcile only")
+	}
+	d.run(ctx, "zitadel source", runner.Run)
 	return nil
 }

@@ -56,6 +56,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	return &Client{base: u, token: cfg.Token, http: cfg.HTTP, pageSize: cfg.PageSize}, nil
 }
 
+// errUnreachable wraps failures to get any answer from ZITADEL.
+var errUnreachable = errors.New("zitadel unreachable")
+
 // APIError is an answer other than 200 from ZITADEL (google.rpc.Status as its gateway writes it).
 type APIError struct {
 	Method, Path string
@@ -323,7 +326,7 @@ func (c *Client) do(ctx context.Context, method, path, orgID string, body, out a
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("zitadel unreachable: %s %s: %w", method, path, err)
+		return fmt.Errorf("%w: %s %s: %w", errUnreachable, method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/deact/deact/source"
 	"github.com/deact/deact/state"
 )
 
@@ -28,7 +29,7 @@ type ReconcilerConfig struct {
 	Concurrency        int           // listings in flight at once [16]
 	BatchSize          int           // records per ApplyMirror call [100]
 	WriteConcurrency   int           // ApplyMirror calls in flight at once [4]
-	MaxRemovedFraction float64       // a listing that removes more than this share of the mirrored orgs, projects or apps is refused [0.5]
+	MaxRemovedFraction float64       // see source.CheckRemovals [source.DefaultMaxRemoveFraction]
 	// RemoveGrace spares records written (by an event) less than this before a listing began: ZITADEL's
 	// projections lag its events, so a new app may be mirrored before it is listed [2m].
 	RemoveGrace time.Duration
@@ -56,6 +57,7 @@ type SyncStats struct {
 	Duration             time.Duration // whole reconcile
 	ListDuration         time.Duration // of which listing
 	Revision             int64         // etcd revision of the last write, 0 if none
+	Records, Tombstones  int           // mirrored records held after the reconcile, and how many of them are tombstones
 }
 
 // NewReconciler validates cfg.
@@ -80,9 +82,6 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 	if cfg.WriteConcurrency <= 0 {
 		cfg.WriteConcurrency = 4
 	}
-	if cfg.MaxRemovedFraction <= 0 {
-		cfg.MaxRemovedFraction = 0.5
-	}
 	if cfg.RemoveGrace == 0 {
 		cfg.RemoveGrace = 2 * time.Minute
 	}
@@ -98,7 +97,8 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 // Run reconciles at once and then every Interval until ctx ends. A failure is logged and reported, the mirrored
 // state is kept, and the next attempt comes after a backoff (1 s doubling up to Interval).
 func (r *Reconciler) Run(ctx context.Context) error {
-	backoff := time.Second
+	backoff := source.Backoff{Min: time.Second, Max: r.cfg.Interval}
+	failures := 0
 	for {
 		st, err := r.Reconcile(ctx)
 		if ctx.Err() != nil {
@@ -106,16 +106,19 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		}
 		wait := r.cfg.Interval
 		if err != nil {
+			failures++
+			wait = backoff.Delay(failures)
 			var ae *APIError
 			switch {
 			case errors.As(err, &ae) && ae.Unauthorized():
-				r.log.Error("zitadel refused the sync's credentials; keeping the last mirrored state", "err", err, "retry_in", backoff)
+				r.log.Error("zitadel refused the sync's credentials; keeping the last mirrored state", "err", err, "retry_in", wait)
+			case errors.Is(err, errUnreachable):
+				r.log.Error("zitadel is unreachable; keeping the last mirrored state", "err", err, "retry_in", wait)
 			default:
-				r.log.Error("zitadel sync failed; keeping the last mirrored state", "err", err, "retry_in", backoff)
+				r.log.Error("zitadel sync failed; keeping the last mirrored state", "err", err, "retry_in", wait)
 			}
-			wait, backoff = backoff, min(backoff*2, r.cfg.Interval)
 		} else {
-			backoff = time.Second
+			failures = 0
 		}
 		if r.cfg.Report != nil {
 			r.cfg.Report(st, err)
@@ -357,7 +360,7 @@ func (r *Reconciler) diff(ctx context.Context, l *listing, start time.Time, st *
 	}{{state.MirrorOrg, "orgs", l.orgs}, {state.MirrorProject, "projects", l.proj}, {state.MirrorApp, "apps", l.apps}} {
 		seen := make(map[string]bool, len(k.want))
 		var tombs []state.MirrorRecord
-		live := 0
+		live, tombstones := 0, 0
 		err := r.cfg.Store.ListMirror(ctx, SourceName, k.kind, func(have state.MirrorRecord, _ int64) error {
 			key := have.ID
 			if k.kind == state.MirrorApp {
@@ -367,6 +370,9 @@ func (r *Reconciler) diff(ctx context.Context, l *listing, start time.Time, st *
 			owner := have.OrgID
 			if k.kind == state.MirrorOrg {
 				owner = have.ID
+			}
+			if have.Removed && r.inScope(owner) {
+				tombstones++
 			}
 			if !listed {
 				if have.Removed || !r.inScope(owner) {
@@ -398,11 +404,12 @@ func (r *Reconciler) diff(ctx context.Context, l *listing, start time.Time, st *
 		if err != nil {
 			return nil, fmt.Errorf("read mirrored %s: %w", k.name, err)
 		}
-		if len(tombs) > 0 && float64(len(tombs)) > r.cfg.MaxRemovedFraction*float64(live) && len(tombs) > 1 {
-			return nil, fmt.Errorf("zitadel no longer lists %d of %d mirrored %s (more than %.0f%%); refusing a mass removal (lost permissions?)",
-				len(tombs), live, k.name, 100*r.cfg.MaxRemovedFraction)
+		if err := source.CheckRemovals(k.kind.String(), live, len(tombs), r.cfg.MaxRemovedFraction); err != nil {
+			return nil, err
 		}
 		st.Removed += len(tombs)
+		st.Tombstones += tombstones + len(tombs)
+		st.Records += len(k.want) + tombstones + len(tombs)
 		changes = append(changes, tombs...)
 		for key, want := range k.want {
 			if !seen[key] {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deact/deact/source"
 	"github.com/deact/deact/source/zitadel/zitadeltest"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
@@ -219,8 +220,8 @@ func TestReconcileRefusesAMassRemovalAndFailures(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	var orgs []string
-	for i := range 4 {
-		id, _ := e.fake.AddOrg("org" + string(rune('0'+i)))
+	for i := range 12 {
+		id, _ := e.fake.AddOrg("org" + string(rune('a'+i)))
 		orgs = append(orgs, id)
 	}
 	e.reconcile()
@@ -246,12 +247,12 @@ func TestReconcileRefusesAMassRemovalAndFailures(t *testing.T) {
 			t.Errorf("%s: a failed sync wrote", tc.name)
 		}
 	}
-	e.fake.RemoveOrg(orgs[0])
-	e.fake.RemoveOrg(orgs[1])
-	e.fake.RemoveOrg(orgs[2])
+	for _, id := range orgs[:7] {
+		e.fake.RemoveOrg(id)
+	}
 	_, err := e.rec.Reconcile(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "mass removal") {
-		t.Fatalf("3 of 4 orgs vanishing: err = %v", err)
+	if !errors.Is(err, source.ErrSuspiciousListing) {
+		t.Fatalf("7 of 12 orgs vanishing: err = %v", err)
 	}
 	if _, rev2 := e.mirror(); rev2 != rev {
 		t.Error("a refused sync wrote")
@@ -281,11 +282,13 @@ func TestReconcileOrgsFilter(t *testing.T) {
 	if m, _ := e.mirror(); m["org/"+other].ID != "" {
 		t.Error("an org outside --zitadel-orgs was mirrored")
 	}
-	// A followed org that is removed becomes a tombstone.
+	// The only followed org vanishing looks like lost permissions: refused, nothing removed.
 	e.fake.RemoveOrg(only)
-	e.rec.cfg.MaxRemovedFraction = 1
-	if st := e.reconcile(); st.Removed != 2 {
-		t.Errorf("after removal: %+v", st)
+	if _, err := e.rec.Reconcile(context.Background()); !errors.Is(err, source.ErrSuspiciousListing) {
+		t.Errorf("the only org vanishing: err = %v", err)
+	}
+	if m, _ := e.mirror(); m["org/"+only].Removed {
+		t.Error("a refused listing removed the org")
 	}
 }
 

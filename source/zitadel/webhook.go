@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/deact/deact/source"
 	"github.com/deact/deact/state"
 )
 
@@ -35,6 +36,7 @@ type WebhookConfig struct {
 	Orgs           []string      // only events of these orgs are applied; empty applies all
 	MaxBody        int64         // largest body accepted [1 MiB]
 	Logger         *slog.Logger
+	Status         *source.Status // counts events (accepted, ignored, rejected); nil: none
 	Now            func() time.Time
 }
 
@@ -107,6 +109,7 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sigs := r.Header.Values(SignatureHeader)
 	if len(sigs) > 1 {
 		h.log.Warn("zitadel event refused: several signature headers", "remote", r.RemoteAddr)
+		h.count("", source.EventRejected, time.Time{})
 		answer(w, http.StatusUnauthorized, webhookAnswer{Error: "several " + SignatureHeader + " headers"})
 		return
 	}
@@ -116,17 +119,20 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := h.cfg.Verifier.Verify(sig, body); err != nil {
 		h.log.Warn("zitadel event refused: bad signature", "err", err, "remote", r.RemoteAddr)
+		h.count("", source.EventRejected, time.Time{})
 		answer(w, http.StatusUnauthorized, webhookAnswer{Error: err.Error()})
 		return
 	}
 	in, err := ParseDelivery(body)
 	if err != nil {
 		h.log.Warn("zitadel event refused: malformed", "err", err, "event", in.Type)
+		h.count(in.Type, source.EventRejected, time.Time{})
 		answer(w, http.StatusBadRequest, webhookAnswer{Event: in.Type, Error: err.Error()})
 		return
 	}
 	if in.Ignored() || (len(h.cfg.Orgs) > 0 && !slices.Contains(h.cfg.Orgs, in.OrgID)) {
 		h.log.Debug("zitadel event ignored", "event", in.Type)
+		h.count(in.Type, source.EventIgnored, in.CreatedAt)
 		answer(w, http.StatusOK, webhookAnswer{Result: "ignored", Event: in.Type})
 		return
 	}
@@ -138,6 +144,7 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	a := webhookAnswer{Result: res.result, Event: in.Type, Revision: res.revision}
 	if res.result == "applied" {
+		h.count(in.Type, source.EventAccepted, in.CreatedAt)
 		w.Header().Set(HeaderRevision, strconv.FormatInt(res.revision, 10))
 		if h.cfg.Fanout != nil {
 			c := h.confirm(r.Context(), res.revision)
@@ -147,9 +154,16 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				"revision", res.revision, "confirmed", c.Confirmed, "total", c.Total, "waited_ms", c.WaitedMs)
 		}
 	} else {
+		h.count(in.Type, source.EventIgnored, in.CreatedAt)
 		h.log.Debug("zitadel event changed nothing", "event", in.Type, "id", in.ID, "sequence", in.Sequence, "result", res.result)
 	}
 	answer(w, http.StatusOK, a)
+}
+
+func (h *Webhook) count(typ string, r source.EventResult, created time.Time) {
+	if h.cfg.Status != nil {
+		h.cfg.Status.Event(typ, r, created)
+	}
 }
 
 func (h *Webhook) confirm(ctx context.Context, rev int64) state.Confirmation {
