@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"github.com/deact/deact/deploy/local"
 	"github.com/deact/deact/source/zitadel"
 	"github.com/deact/deact/source/zitadel/zitadeltest"
+	"github.com/deact/deact/state"
+	"github.com/deact/deact/state/etcdtest"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
@@ -227,4 +230,90 @@ func TestZitadelEndToEnd(t *testing.T) {
 	zc.everyGateway("while ZITADEL answers 503", code.Code_PERMISSION_DENIED, orgA, "")
 	zc.everyGateway("B while ZITADEL answers 503", code.Code_PERMISSION_DENIED, orgB, "")
 	fake.Fail(0)
+}
+
+// startAdmin starts one more admin node of the cluster that follows the same ZITADEL; it stops at cleanup.
+func (zc *zitadelCluster) startAdmin(id string) *daemon.Daemon {
+	zc.t.Helper()
+	logf, err := os.Create(filepath.Join(zc.nodeDir, id+".log"))
+	if err != nil {
+		zc.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := daemon.Start(ctx, daemon.Config{
+		DataDir: filepath.Join(zc.nodeDir, id), NodeID: id, Role: daemon.RoleAdmin, EtcdEndpoints: zc.c.Etcd.Endpoints(),
+		AdminToken: zc.c.AdminToken, AdminAddr: "127.0.0.1:0", Zitadel: zc.zcfg,
+		Logger: slog.New(slog.NewTextHandler(logf, nil)).With("node", id), Out: io.Discard,
+	})
+	if err != nil {
+		cancel()
+		zc.t.Fatal(err)
+	}
+	zc.t.Cleanup(func() { cancel(); _ = d.Wait(); logf.Close() })
+	return d
+}
+
+// status polls the ZITADEL source's status record until ok accepts it.
+func (zc *zitadelCluster) status(what string, ok func(state.SourceStatus) bool) state.SourceStatus {
+	zc.t.Helper()
+	store := state.NewStore(etcdtest.Client(zc.t, zc.c.Etcd.Endpoints()))
+	deadline := time.Now().Add(20 * time.Second)
+	var last state.SourceStatus
+	for time.Now().Before(deadline) {
+		all, err := store.ListSourceStatus(context.Background())
+		if err != nil {
+			zc.t.Fatal(err)
+		}
+		for _, st := range all {
+			if st.Source == zitadel.SourceName {
+				last = st
+				if ok(st) {
+					return st
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	zc.t.Fatalf("%s: status never matched; last %+v", what, last)
+	return last
+}
+
+// TestZitadelLeaderMovesAndStatus: two admin nodes follow ZITADEL, one syncs; the webhook works on both; when
+// the leader stops the other one takes over the sync; when ZITADEL fails the gateways keep enforcing and the
+// status says why.
+func TestZitadelLeaderMovesAndStatus(t *testing.T) {
+	fake := zitadeltest.New()
+	t.Cleanup(fake.Close)
+	orgA, _ := fake.AddOrg("A")
+	orgB, _ := fake.AddOrg("B")
+	zc := startZitadelCluster(t, fake)
+	second := zc.startAdmin("admin2")
+	zc.status("first leader", func(st state.SourceStatus) bool { return st.Leader == "admin" && !st.LastReconcileOKAt.IsZero() })
+
+	// The webhook on the node that does not lead applies the event and confirms it on every gateway.
+	if status, confirmed := deliver(t, second.AdminAddr, fake.SetOrgState(orgB, zitadeltest.Inactive)); status != 200 || confirmed != "3/3" {
+		t.Fatalf("event to the follower: %d, confirmed %q", status, confirmed)
+	}
+	zc.everyGateway("event applied by the follower", code.Code_PERMISSION_DENIED, orgB, "")
+
+	// The leader stops: the other admin node syncs, and repairs a missed event.
+	if err := zc.c.Admin.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	fake.SetOrgState(orgA, zitadeltest.Inactive)
+	zc.eventually("missed event after the leader stopped", code.Code_PERMISSION_DENIED, orgA, "")
+	zc.status("new leader", func(st state.SourceStatus) bool { return st.Leader == "admin2" })
+
+	// ZITADEL answers 401: the status reports it, gateways keep enforcing, nothing is undone.
+	fake.Fail(http.StatusUnauthorized)
+	st := zc.status("401 reported", func(st state.SourceStatus) bool { return strings.Contains(st.LastReconcileError, "HTTP 401") })
+	if st.ReconcileErrors == 0 {
+		t.Errorf("status = %+v", st)
+	}
+	zc.everyGateway("A while ZITADEL refuses the token", code.Code_PERMISSION_DENIED, orgA, "")
+	zc.everyGateway("B while ZITADEL refuses the token", code.Code_PERMISSION_DENIED, orgB, "")
+	// ZITADEL unreachable.
+	fake.Close()
+	zc.status("unreachable reported", func(st state.SourceStatus) bool { return strings.Contains(st.LastReconcileError, "unreachable") })
+	zc.everyGateway("A while ZITADEL is down", code.Code_PERMISSION_DENIED, orgA, "")
 }
