@@ -125,6 +125,10 @@ func (a *API) nativeMux() *http.ServeMux {
 		"GET /v1/tokens":                                    {false, a.listTokens},
 		"POST /v1/tokens":                                   {true, a.createToken},
 		"DELETE /v1/tokens/{hash}":                          {true, a.deleteToken},
+		"GET /v1/sources":                                   {false, a.sources},
+		"GET /v1/mirror/orgs/{id}":                          {false, a.mirrored(state.MirrorOrg)},
+		"GET /v1/mirror/projects/{id}":                      {false, a.mirrored(state.MirrorProject)},
+		"GET /v1/mirror/projects/{project}/apps/{app}":      {false, a.mirrored(state.MirrorApp)},
 	}
 	for pattern, route := range routes {
 		op := pattern

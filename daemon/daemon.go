@@ -21,6 +21,7 @@ import (
 
 	"github.com/deact/deact/admin"
 	"github.com/deact/deact/authz"
+	"github.com/deact/deact/source"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdserver"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -72,6 +73,14 @@ type Config struct {
 	ConfirmTimeout time.Duration // admin's wait for gateway nodes after a write [2s]
 	AuditRetention time.Duration // admin nodes delete audit records older than this, hourly [90 days]; <0 keeps all
 
+	// Sources are the upstreams (ZITADEL, Commvault) admin nodes follow into the mirrored layer: each one's
+	// handler is served on every admin node under /v1/sources/{name}/, its sync runs on one admin node at a time.
+	Sources []source.Source
+	// TombstoneRetention is how long a removed upstream org, project or app keeps denying
+	// [source.DefaultTombstoneRetention: ZITADEL's 90-day refresh token lifetime + 12h]; <0 keeps tombstones.
+	TombstoneRetention time.Duration
+	SourceLeaderTTL    time.Duration // lease of a source's election [5s]: failover time when a leader dies
+
 	Presets   []string // authz route presets [zitadel, commvault]
 	RulesFile string   // custom authz rules (YAML or JSON)
 	Staleness string   // per-op staleness policy, e.g. "backup=deny-after:5m" [serve last known state]
@@ -111,6 +120,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.AuditRetention == 0 {
 		c.AuditRetention = 90 * 24 * time.Hour
+	}
+	if c.TombstoneRetention == 0 {
+		c.TombstoneRetention = source.DefaultTombstoneRetention
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -262,6 +274,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		}
 		if cfg.AuditRetention > 0 {
 			d.run(bgctx, "audit pruning", func(ctx context.Context) error { d.pruneAudit(ctx, store); return nil })
+		}
+		if err := d.startSources(bgctx, store, reg, adminMux); err != nil {
+			return nil, err
 		}
 	}
 	adminMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
@@ -569,6 +584,31 @@ func (d *Daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	_ = json.NewEncoder(w).Encode(r)
+}
+
+// startSources serves each source's handler and runs its election on this admin node.
+func (d *Daemon) startSources(ctx context.Context, store *state.Store, reg *prometheus.Registry, mux *http.ServeMux) error {
+	if len(d.cfg.Sources) == 0 {
+		return nil
+	}
+	metrics := source.NewMetrics(reg)
+	seen := map[string]bool{}
+	for _, src := range d.cfg.Sources {
+		if seen[src.Name()] {
+			return fmt.Errorf("two sources are named %q", src.Name())
+		}
+		seen[src.Name()] = true
+		r, err := source.NewRunner(source.RunnerConfig{Client: d.cli, Store: store, NodeID: d.cfg.NodeID, Logger: d.log,
+			Metrics: metrics, TombstoneRetention: d.cfg.TombstoneRetention, LeaderTTL: d.cfg.SourceLeaderTTL}, src)
+		if err != nil {
+			return err
+		}
+		if h := r.Handler(); h != nil {
+			mux.Handle("/v1/sources/"+src.Name()+"/", h)
+		}
+		d.run(ctx, "source "+src.Name(), r.Run)
+	}
+	return nil
 }
 
 // pruneAudit deletes audit records older than the retention, at start and then hourly. Several admin nodes

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,12 +29,14 @@ commands:
   deactivate project ID [--org ORG]
   deactivate app PROJECT APP [--org ORG]
   reactivate org ID | project ID | app PROJECT APP [--org ORG]
-  status org ID | project ID | app PROJECT APP      show the state and its revision
+  status org ID | project ID | app PROJECT APP      show the state of each layer: local (admin APIs) and each
+                                                    source's mirror (sequence, removed); deny wins
   list orgs | projects | apps [--limit N]           list everything (all pages)
   register org ID [--name N] [--domains a.com,b.com]
   register app PROJECT APP --org ORG [--clients c1,c2]
   register account ID --org ORG
   nodes                                             gateway nodes, their applied revision and staleness
+  sources                                           upstream sources: leader, last reconcile, events, lag, errors
   audit [--limit N]                                 latest changes, newest first
   import FILE                                       NDJSON records ("-" reads standard input)
   token create --scope all|ORG,ORG [--org HOME] [--role admin|read-only] [--name N]
@@ -161,27 +164,33 @@ func (c *cli) dispatch(ctx context.Context, a []string) error {
 	case len(a) == 4 && (a[0] == "deactivate" || a[0] == "reactivate") && a[1] == "app":
 		return c.send(ctx, "POST", "/v1/projects/"+esc(a[2])+"/apps/"+esc(a[3])+"/"+a[0], admin.DeactivateRequest{OrgID: c.org, Reason: c.reason})
 	case len(a) == 3 && a[0] == "status" && a[1] == "org":
-		var v state.Versioned[state.Org]
-		return c.show(ctx, "/v1/orgs/"+esc(a[2]), &v, func(t *tabwriter.Writer) {
-			fmt.Fprintln(t, "ORG\tNAME\tSTATE\tDISABLED\tDOMAINS\tREVISION\tCHANGED BY\tCHANGED AT\tREASON")
-			o := v.Record
-			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", o.ID, o.Name, orgState(o), o.Disabled, strings.Join(o.Domains, ","),
-				v.Revision, o.ChangedBy, stamp(o.ChangedAt), o.Reason)
-		})
+		return c.status(ctx, "/v1/orgs/"+esc(a[2]), "/v1/mirror/orgs/"+esc(a[2]), &state.Versioned[state.Org]{})
 	case len(a) == 3 && a[0] == "status" && a[1] == "project":
-		var v state.Versioned[state.Project]
-		return c.show(ctx, "/v1/projects/"+esc(a[2]), &v, func(t *tabwriter.Writer) {
-			fmt.Fprintln(t, "PROJECT\tORG\tSTATE\tREVISION\tCHANGED BY\tCHANGED AT")
-			p := v.Record
-			fmt.Fprintf(t, "%s\t%s\t%s\t%d\t%s\t%s\n", p.ID, p.OrgID, p.State, v.Revision, p.ChangedBy, stamp(p.ChangedAt))
-		})
+		return c.status(ctx, "/v1/projects/"+esc(a[2]), "/v1/mirror/projects/"+esc(a[2]), &state.Versioned[state.Project]{})
 	case len(a) == 4 && a[0] == "status" && a[1] == "app":
-		var v state.Versioned[state.App]
-		return c.show(ctx, "/v1/projects/"+esc(a[2])+"/apps/"+esc(a[3]), &v, func(t *tabwriter.Writer) {
-			fmt.Fprintln(t, "PROJECT\tAPP\tORG\tSTATE\tCLIENT IDS\tREVISION\tCHANGED BY\tCHANGED AT")
-			p := v.Record
-			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", p.ProjectID, p.ID, p.OrgID, p.State, strings.Join(p.ClientIDs, ","),
-				v.Revision, p.ChangedBy, stamp(p.ChangedAt))
+		p := "/projects/" + esc(a[2]) + "/apps/" + esc(a[3])
+		return c.status(ctx, "/v1"+p, "/v1/mirror"+p, &state.Versioned[state.App]{})
+	case len(a) == 1 && a[0] == "sources":
+		var v admin.SourcesResponse
+		return c.show(ctx, "/v1/sources", &v, func(t *tabwriter.Writer) {
+			fmt.Fprintln(t, "SOURCE\tKIND\tLEADER\tREPORTED\tLAST RECONCILE\tTOOK\tCHANGED\tRECORDS\tLAST EVENT\tACCEPTED/IGNORED/REJECTED\tLAG\tLAST ERROR")
+			for _, s := range v.Sources {
+				rec := stamp(s.LastReconcileAt)
+				if s.LastReconcileError != "" {
+					rec += " (failed)"
+				}
+				event := "-"
+				if !s.LastEventAt.IsZero() {
+					event = stamp(s.LastEventAt) + " " + s.LastEventType
+				}
+				lastErr := "-"
+				if s.LastError != "" {
+					lastErr = stamp(s.LastErrorAt) + " " + s.LastError
+				}
+				fmt.Fprintf(t, "%s\t%s\t%s\t%s ago\t%s\t%s\t%d\t%d\t%s\t%d/%d/%d\t%s\t%s\n", s.Source, s.Kind, s.Leader, ms(s.AgeMs), rec,
+					s.LastReconcileDuration.Round(time.Millisecond), s.LastReconcileChanged, s.Records, event,
+					s.EventsAccepted, s.EventsIgnored, s.EventsRejected, ms(s.LagMs), lastErr)
+			}
 		})
 	case len(a) == 2 && a[0] == "list":
 		return c.list(ctx, a[1])
@@ -305,6 +314,67 @@ func printWrite(out io.Writer, w admin.WriteResult) {
 	if len(w.Confirmation.Pending) > 0 {
 		fmt.Fprintf(out, "not yet applied by: %s\n", strings.Join(w.Confirmation.Pending, ", "))
 	}
+}
+
+// status prints every layer of one subject: the local record (if any) and what each source mirrors. With -o
+// json it prints {"local": <record or null>, "mirrored": [...]}.
+func (c *cli) status(ctx context.Context, localPath, mirrorPath string, local any) error {
+	output := c.output
+	c.output = "table" // decode both answers, print once
+	defer func() { c.output = output }()
+	var haveLocal bool
+	switch err := c.sendJSON(ctx, "GET", localPath, nil, local); {
+	case err == nil:
+		haveLocal = true
+	case !strings.Contains(err.Error(), "(404 "):
+		return err
+	}
+	var m admin.MirrorResponse
+	if err := c.sendJSON(ctx, "GET", mirrorPath, nil, &m); err != nil {
+		return err
+	}
+	if !haveLocal && len(m.Records) == 0 {
+		return errors.New("no layer holds a record of it: deact does not deny it")
+	}
+	if output == "json" {
+		body := struct {
+			Local    any                                   `json:"local"`
+			Mirrored []state.Versioned[state.MirrorRecord] `json:"mirrored"`
+		}{Mirrored: m.Records}
+		if haveLocal {
+			body.Local = local
+		}
+		return json.NewEncoder(c.out).Encode(body)
+	}
+	t := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(t, "LAYER\tSTATE\tDISABLED\tORG\tCLIENT IDS / DOMAINS\tREVISION\tSEQUENCE\tCHANGED BY\tCHANGED AT\tREASON")
+	if haveLocal {
+		switch v := local.(type) {
+		case *state.Versioned[state.Org]:
+			o := v.Record
+			fmt.Fprintf(t, "local\t%s\t%s\t%s\t%s\t%d\t-\t%s\t%s\t%s\n", orgState(o), o.Disabled, o.ID, strings.Join(o.Domains, ","),
+				v.Revision, o.ChangedBy, stamp(o.ChangedAt), o.Reason)
+		case *state.Versioned[state.Project]:
+			p := v.Record
+			fmt.Fprintf(t, "local\t%s\t-\t%s\t-\t%d\t-\t%s\t%s\t%s\n", p.State, p.OrgID, v.Revision, p.ChangedBy, stamp(p.ChangedAt), p.Reason)
+		case *state.Versioned[state.App]:
+			p := v.Record
+			fmt.Fprintf(t, "local\t%s\t-\t%s\t%s\t%d\t-\t%s\t%s\t%s\n", p.State, p.OrgID, strings.Join(p.ClientIDs, ","),
+				v.Revision, p.ChangedBy, stamp(p.ChangedAt), p.Reason)
+		}
+	} else {
+		fmt.Fprintln(t, "local\t(none)\t\t\t\t\t\t\t\t")
+	}
+	for _, v := range m.Records {
+		r := v.Record
+		st := r.StateName()
+		if r.Removed {
+			st += " " + stamp(r.RemovedAt)
+		}
+		list := strings.Join(append(slices.Clone(r.ClientIDs), r.Domains...), ",")
+		fmt.Fprintf(t, "source %s\t%s\t%s\t%s\t%s\t%d\t%d\t-\t%s\t-\n", r.Source, st, r.Disabled, r.OrgID, list, v.Revision, r.Sequence, stamp(r.ChangedAt))
+	}
+	return t.Flush()
 }
 
 // show gets path into v and prints it as a table (or the JSON as it came).

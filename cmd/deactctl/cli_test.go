@@ -29,6 +29,13 @@ const rootToken = "deactctl-test-root-token-0123"
 // server starts etcd, one gateway node and the admin API on loopback, and returns the API's address.
 func server(t *testing.T) string {
 	t.Helper()
+	addr, _ := serverStore(t)
+	return addr
+}
+
+// serverStore is server that also returns a store writing to its etcd.
+func serverStore(t *testing.T) (string, *state.Store) {
+	t.Helper()
 	srv := etcdtest.Start(t)
 	cli := etcdtest.Client(t, srv.Endpoints())
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
@@ -68,7 +75,7 @@ func server(t *testing.T) string {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = hs.Serve(ln) }()
 	t.Cleanup(func() { _ = hs.Close(); <-done })
-	return "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String(), store
 }
 
 type result struct {
@@ -113,8 +120,8 @@ func TestDeactctl(t *testing.T) {
 		t.Errorf("status printed %q", r.stdout)
 	}
 	r = must(deactctl(t, addr, secret, "-o", "json", "status", "org", "1"))
-	var v state.Versioned[state.Org]
-	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.Record.Disabled != state.OpLogin|state.OpToken {
+	var v struct{ Local state.Versioned[state.Org] }
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.Local.Record.Disabled != state.OpLogin|state.OpToken {
 		t.Errorf("json status %q: %v", r.stdout, err)
 	}
 	r = deactctl(t, addr, secret, "deactivate", "org", "1")
