@@ -269,7 +269,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 		adminMux.Handle("/", api.Handler())
-		if err := d.startZitadel(bgctx, store, fanout, adminMux, reg); err != nil {
+		if err := d.addZitadel(fanout, adminMux); err != nil {
 			return nil, err
 		}
 		if cfg.AuditRetention > 0 {

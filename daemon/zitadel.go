@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,10 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/deact/deact/source"
 	"github.com/deact/deact/source/zitadel"
 	"github.com/deact/deact/state"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ZitadelConfig is the ZITADEL source: on admin nodes, a reconcile of ZITADEL's orgs, projects and apps into the
@@ -52,9 +49,10 @@ func (z *ZitadelConfig) validate(c *Config) []error {
 	return errs
 }
 
-// startZitadel mounts the webhook on the admin mux (every admin node) and runs the source under its leader
-// election: the reconcile, status writes and tombstone pruning happen on one admin node at a time.
-func (d *Daemon) startZitadel(ctx context.Context, store *state.Store, fanout *state.Fanout, mux *http.ServeMux, reg prometheus.Registerer) error {
+// addZitadel adds the ZITADEL source to the sources this admin node runs (startSources serves its webhook under
+// /v1/sources/zitadel/ and runs its sync under the election), and serves the webhook at zitadel.WebhookPath too,
+// the path the README gives for the ZITADEL target.
+func (d *Daemon) addZitadel(fanout *state.Fanout, mux *http.ServeMux) error {
 	z := d.cfg.Zitadel
 	if !z.enabled() {
 		return nil
@@ -80,16 +78,15 @@ func (d *Daemon) startZitadel(ctx context.Context, store *state.Store, fanout *s
 	if err != nil {
 		return fmt.Errorf("--zitadel-*: %w", err)
 	}
-	runner, err := source.NewRunner(source.RunnerConfig{Client: d.cli, Store: store, NodeID: d.cfg.NodeID, Logger: d.log,
-		Metrics: source.NewMetrics(reg)}, src)
-	if err != nil {
-		return err
-	}
-	if h := runner.Handler(); h != nil {
-		mux.Handle(zitadel.WebhookPath, h)
+	d.cfg.Sources = append(d.cfg.Sources, src)
+	if len(cfg.Keys) > 0 {
+		mux.HandleFunc(zitadel.WebhookPath, func(w http.ResponseWriter, r *http.Request) {
+			r2 := r.Clone(r.Context())
+			r2.URL.Path, r2.URL.RawPath = zitadel.SourceWebhookPath, ""
+			mux.ServeHTTP(w, r2)
+		})
 	} else {
 		d.log.Info("zitadel events off (no --zitadel-signing-key-file): changes arrive with each reconcile only")
 	}
-	d.run(ctx, "zitadel source", runner.Run)
 	return nil
 }

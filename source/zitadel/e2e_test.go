@@ -310,6 +310,18 @@ func TestZitadelLeaderMovesAndStatus(t *testing.T) {
 	if st.ReconcileErrors == 0 {
 		t.Errorf("status = %+v", st)
 	}
+	// The same through the admin API operators use (deactctl sources).
+	req, _ := http.NewRequest("GET", "http://"+second.AdminAddr+"/v1/sources", nil)
+	req.Header.Set("Authorization", "Bearer "+zc.c.AdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "HTTP 401") || !strings.Contains(string(b), `"admin2"`) {
+		t.Errorf("GET /v1/sources: %d %s", resp.StatusCode, b)
+	}
 	zc.everyGateway("A while ZITADEL refuses the token", code.Code_PERMISSION_DENIED, orgA, "")
 	zc.everyGateway("B while ZITADEL refuses the token", code.Code_PERMISSION_DENIED, orgB, "")
 	// ZITADEL unreachable.

@@ -75,7 +75,8 @@ func (s *Source) Upstream() string {
 	return u.String()
 }
 
-// Handler is the event webhook (nil without signing keys), to mount at WebhookPath.
+// Handler serves the event webhook at SourceWebhookPath and WebhookPath (nil without signing keys); other paths
+// are 404.
 func (s *Source) Handler(env source.Env) http.Handler {
 	if s.verifier == nil {
 		return nil
@@ -85,7 +86,10 @@ func (s *Source) Handler(env source.Env) http.Handler {
 	if err != nil {
 		return nil // only a nil store or verifier fails, and neither is
 	}
-	return h
+	mux := http.NewServeMux()
+	mux.Handle(SourceWebhookPath, h)
+	mux.Handle(WebhookPath, h)
+	return mux
 }
 
 // Sync reconciles at once and every Interval while this node leads; without a URL it waits for the end.

@@ -16,8 +16,12 @@ import (
 	"github.com/deact/deact/state"
 )
 
-// WebhookPath is where the daemon mounts the webhook on the admin listener.
-const WebhookPath = "/sources/zitadel/events"
+// WebhookPath is where the daemon serves the webhook on the admin listener; SourceWebhookPath is the same under
+// the daemon's per-source prefix /v1/sources/{name}/.
+const (
+	WebhookPath       = "/sources/zitadel/events"
+	SourceWebhookPath = "/v1/sources/" + SourceName + "/events"
+)
 
 // The fan-out confirmation headers, spelled as deact's admin API sends them.
 const (
