@@ -353,6 +353,10 @@ func (r *Reconciler) inScope(orgID string) bool {
 // tombstones for live records that vanished. It refuses a listing that would remove too much.
 func (r *Reconciler) diff(ctx context.Context, l *listing, start time.Time, st *SyncStats) ([]state.MirrorRecord, error) {
 	var changes []state.MirrorRecord
+	// gone holds the orgs and projects that are tombstones (before or by this reconcile): what vanished with
+	// them is their cascade (ZITADEL removes an org's projects and apps with it), already vetted by the guard
+	// of its parent's kind, so it does not count towards the guard of its own kind.
+	gone := map[string]bool{}
 	for _, k := range []struct {
 		kind state.MirrorKind
 		name string
@@ -360,7 +364,7 @@ func (r *Reconciler) diff(ctx context.Context, l *listing, start time.Time, st *
 	}{{state.MirrorOrg, "orgs", l.orgs}, {state.MirrorProject, "projects", l.proj}, {state.MirrorApp, "apps", l.apps}} {
 		seen := make(map[string]bool, len(k.want))
 		var tombs []state.MirrorRecord
-		live, tombstones := 0, 0
+		live, removing, tombstones := 0, 0, 0
 		err := r.cfg.Store.ListMirror(ctx, SourceName, k.kind, func(have state.MirrorRecord, _ int64) error {
 			key := have.ID
 			if k.kind == state.MirrorApp {
@@ -371,20 +375,32 @@ func (r *Reconciler) diff(ctx context.Context, l *listing, start time.Time, st *
 			if k.kind == state.MirrorOrg {
 				owner = have.ID
 			}
-			if have.Removed && r.inScope(owner) {
-				tombstones++
+			if !r.inScope(owner) {
+				return nil
+			}
+			if have.Removed {
+				gone[have.ID] = true
+				if !listed {
+					tombstones++
+				}
 			}
 			if !listed {
-				if have.Removed || !r.inScope(owner) {
+				if have.Removed {
 					return nil
 				}
-				live++
+				cascade := k.kind != state.MirrorOrg && (gone[have.OrgID] || gone[have.ProjectID])
+				if !cascade {
+					live++
+				}
 				if have.ChangedAt.After(start.Add(-r.cfg.RemoveGrace)) {
 					return nil // written by an event just now; the projection may not list it yet
 				}
 				t := have
 				t.Removed, t.RemovedAt, t.ChangedAt = true, start, start
 				tombs = append(tombs, t)
+				if !cascade {
+					removing++
+				}
 				return nil
 			}
 			seen[key] = true
@@ -404,8 +420,11 @@ func (r *Reconciler) diff(ctx context.Context, l *listing, start time.Time, st *
 		if err != nil {
 			return nil, fmt.Errorf("read mirrored %s: %w", k.name, err)
 		}
-		if err := source.CheckRemovals(k.kind.String(), live, len(tombs), r.cfg.MaxRemovedFraction); err != nil {
+		if err := source.CheckRemovals(k.kind.String(), live, removing, r.cfg.MaxRemovedFraction); err != nil {
 			return nil, err
+		}
+		for _, t := range tombs {
+			gone[t.ID] = true
 		}
 		st.Removed += len(tombs)
 		st.Tombstones += tombstones + len(tombs)

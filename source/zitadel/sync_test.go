@@ -460,3 +460,31 @@ func TestRunKeepsStateWhenZitadelFails(t *testing.T) {
 	e.fake.Fail(0)
 	waitReport(false)
 }
+
+// TestReconcileRemovedOrgTakesItsAppsAlong: removing the one org that holds every project and app is one org of
+// twelve, not "every app vanished": the org, its project and its apps become tombstones.
+func TestReconcileRemovedOrgTakesItsAppsAlong(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	var owner string
+	for i := range 12 {
+		id, _ := e.fake.AddOrg("org" + string(rune('a'+i)))
+		if i == 0 {
+			owner = id
+		}
+	}
+	p, _ := e.fake.AddProject(owner, "shop")
+	app, client, _ := e.fake.AddApp(p, "web", zitadeltest.OIDC)
+	e.reconcile()
+	e.fake.RemoveOrg(owner)
+	st := e.reconcile()
+	if st.Removed != 3 {
+		t.Fatalf("sync after the removal: %+v", st)
+	}
+	if a := e.record(state.MirrorApp, p+"/"+app); !a.Removed || strings.Join(a.ClientIDs, ",") != client {
+		t.Errorf("app of the removed org = %+v", a)
+	}
+	if o := e.record(state.MirrorOrg, owner); !o.Removed {
+		t.Errorf("removed org = %+v", o)
+	}
+}
