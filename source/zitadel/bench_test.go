@@ -211,7 +211,7 @@ func BenchmarkZitadelEventPropagation(b *testing.B) {
 		}
 		fmt.Printf("%-26s event → denied/allowed on all 3 gateways: p50 %s p99 %s (webhook answer p50 %s p99 %s) | "+
 			"deact admin write: p50 %s p99 %s (answer p50 %s p99 %s) | %d writes each, %d failed\n",
-			phase+":", pct(ev, 50), pct(ev, 99), pct(evAck, 50), pct(evAck, 99), pct(adm, 50), pct(adm, 99), pct(admAck, 50), pct(admAck, 99), iters, failed)
+			phase+":", pct(ev, 50), pct(ev, 99), pct(evAck, 50), pct(evAck, 99), pct(adm, 50), pct(adm, 99), pct(admAck, 50), pct(admAck, 99), len(ev), failed)
 		if failed > 0 && phase != "warm-up" {
 			b.Errorf("%s: %d writes were not confirmed 3/3 or not seen on every gateway", phase, failed)
 		}
