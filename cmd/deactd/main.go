@@ -33,7 +33,7 @@ func main() {
 // parse fills a Config from flags, with DEACT_* environment variables for flags not given.
 func parse(args []string) (daemon.Config, error) {
 	var c daemon.Config
-	var etcd, presets, logLevel, logFormat, zitadelOrgs string
+	var etcd, presets, logLevel, logFormat string
 	fs := flag.NewFlagSet("deactd", flag.ContinueOnError)
 	fs.StringVar(&c.DataDir, "data-dir", "./deact-data", "directory for the embedded etcd's data and the generated admin token")
 	fs.StringVar(&c.NodeID, "node-id", "", "this gateway node's ID in the registry (default: host name)")
@@ -60,6 +60,7 @@ func parse(args []string) (daemon.Config, error) {
 	fs.DurationVar(&c.ResyncInterval, "resync-interval", 0, "anti-entropy full relist period (default 10m)")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 0, "on SIGTERM, report NOT_SERVING this long before draining")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 0, "bound on draining in-flight requests (default 10s)")
+	var zitadelOrgs string
 	fs.StringVar(&c.Zitadel.URL, "zitadel-url", "", "follow this ZITADEL (admin nodes): reconcile its orgs, projects and apps into deact")
 	fs.StringVar(&c.Zitadel.TokenFile, "zitadel-token-file", "", "file with the personal access token of a ZITADEL service account (IAM_OWNER_VIEWER)")
 	fs.StringVar(&c.Zitadel.KeyFile, "zitadel-key-file", "", "instead of --zitadel-token-file: the ZITADEL service account's key file (JSON), used with the JWT-profile grant")

@@ -161,13 +161,13 @@ func (c *Cluster) execNode(id, role string, logFile *os.File) (*Node, error) {
 		"--etcd-endpoints", strings.Join(c.Etcd.Endpoints(), ","), "--admin-token", c.AdminToken,
 		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--log-level", strings.ToLower(c.cfg.LogLevel.String()))
-	if role == daemon.RoleAdmin {
-		cmd.Args = append(cmd.Args, c.cfg.AdminArgs...)
-	}
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
+	}
+	if role == daemon.RoleAdmin {
+		cmd.Args = append(cmd.Args, c.cfg.AdminArgs...)
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: %w", id, err)
