@@ -4,7 +4,7 @@ FUZZTIME  ?= 5s
 PKGS      := ./...
 SOAK      ?= 10m
 
-.PHONY: run test unit fuzz-short fuzz bench bench-quick bench-state bench-sync lint proto build soak
+.PHONY: run test unit fuzz-short fuzz bench bench-quick bench-state bench-sync bench-zitadel lint proto build soak
 
 run:
 	$(GO) run ./cmd/deactd
@@ -46,6 +46,12 @@ bench-state:
 # Initial sync of 10⁶ records: time to ready and snapshot heap. DEACT_SYNC_RECORDS overrides the count.
 bench-sync:
 	$(GO) test -run '^$$' -bench InitialSync -benchtime 1x -timeout 30m ./state/
+
+# The ZITADEL source: first sync of 10⁴ orgs / 10⁵ apps (time, etcd transactions), then event → denied on every
+# gateway of a local 3-gateway cluster against deact's own admin write, idle and with a reconcile running.
+# DEACT_ZITADEL_ORGS, DEACT_ZITADEL_APPS_PER_ORG and DEACT_ZITADEL_ITERATIONS change the sizes.
+bench-zitadel:
+	$(GO) test -run '^$$' -bench 'ZitadelFirstSync|ZitadelEventPropagation' -benchtime 1x -timeout 30m ./source/zitadel/
 
 # Every deactbench mode, short (about a minute on 2 cores): check against a null ext_authz baseline in the
 # same run, propagation on a local 3-gateway cluster, sync of 10⁵ records into a fresh deactd, admin writes.

@@ -100,6 +100,8 @@ type Config struct {
 	DrainDelay       time.Duration // after health turns NOT_SERVING, wait this long before draining [0]
 	DrainTimeout     time.Duration // bound on draining in-flight requests [10s]
 
+	Zitadel ZitadelConfig // the ZITADEL source (admin nodes); off unless its URL or signing key file is set
+
 	Logger *slog.Logger // [text to stderr at info]
 	Out    io.Writer    // where the start banner with addresses (and a new admin token) goes [stdout]
 }
@@ -198,6 +200,7 @@ func (c *Config) Validate() error {
 	if _, err := authz.ParseStalenessPolicy(c.Staleness); err != nil {
 		errs = append(errs, fmt.Errorf("--staleness: %w", err))
 	}
+	errs = append(errs, c.Zitadel.validate(c)...)
 	return errors.Join(errs...)
 }
 
@@ -311,6 +314,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		})
 		if cfg.AuditRetention > 0 {
 			d.run(bgctx, "audit pruning", func(ctx context.Context) error { d.pruneAudit(ctx, store); return nil })
+		}
+		if err := d.addZitadel(fanout, adminMux); err != nil {
+			return nil, err
 		}
 		if err := d.startSources(bgctx, store, reg, adminMux); err != nil {
 			return nil, err

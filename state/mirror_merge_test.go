@@ -20,7 +20,7 @@ var (
 	mClients  = []string{"c1", "c2"}
 	mDomains  = []string{"d1.example"}
 	mSources  = []string{"s1", "s2"}
-	mProjects = []string{"p1"}
+	mProjects = []string{"p1", "p2"}
 )
 
 func mergeKeys() []string {
@@ -90,9 +90,9 @@ func drawValue(rt *rapid.T, key string) []byte {
 		case kindProject:
 			v = Project{OrgID: org, State: st}
 		case kindApp:
-			v = App{ProjectID: "p1", OrgID: org, State: st}
+			v = App{OrgID: org, State: st}
 		case kindClient:
-			v = Client{AppID: rapid.SampledFrom(mApps).Draw(rt, "app"), ProjectID: "p1", OrgID: org}
+			v = Client{AppID: rapid.SampledFrom(mApps).Draw(rt, "app"), ProjectID: rapid.SampledFrom(mProjects).Draw(rt, "project"), OrgID: org}
 		case kindDomain:
 			v = Domain{OrgID: org}
 		}
@@ -126,8 +126,13 @@ func fingerprint(s *Snapshot) string {
 		}
 	}
 	for _, a := range mApps {
-		if x := s.App("p1", a); x != nil { // every app of this universe is in p1
-			fmt.Fprintf(&b, "app %s %s %v %s\n", a, x.ProjectID, x.Deactivated, owners(x.OrgID, x.OtherOrgIDs))
+		for _, p := range mProjects {
+			if x := s.App(p, a); x != nil {
+				fmt.Fprintf(&b, "app %s/%s %s %s %v %s\n", p, a, x.ID, x.ProjectID, x.Deactivated, owners(x.OrgID, x.OtherOrgIDs))
+			}
+		}
+		if set := s.Apps(a); set != nil {
+			fmt.Fprintf(&b, "appset %s %v %d\n", a, set.Deactivated, len(set.Apps))
 		}
 	}
 	for _, c := range mClients {
@@ -192,7 +197,11 @@ func expected(kv map[string][]byte) string {
 					claim(domains, d, id)
 				}
 			case MirrorProject, MirrorApp:
-				s := get(mk.String() + " " + id)
+				name := "project " + id
+				if mk == MirrorApp {
+					name = "app " + project + "/" + id
+				}
+				s := get(name)
 				s.exists, s.deactivated = true, s.deactivated || r.Deactivated || r.Removed
 				s.owners[r.OrgID] = true
 				if mk == MirrorApp {
@@ -219,8 +228,8 @@ func expected(kv map[string][]byte) string {
 		case kindApp:
 			var a App
 			_ = json.Unmarshal(val, &a)
-			project, app, _ := strings.Cut(id, "/") // the app table is keyed project/app: the key says where it lives
-			s := get("app " + app)
+			project, _, _ := strings.Cut(id, "/") // the snapshot keys apps by "project/app", as etcd does
+			s := get("app " + id)
 			s.exists, s.deactivated, s.project = true, s.deactivated || a.State == Deactivated, project
 			s.owners[a.OrgID] = true
 		case kindClient:
@@ -245,8 +254,15 @@ func expected(kv map[string][]byte) string {
 		}
 	}
 	for _, a := range mApps {
-		if s := subjects["app "+a]; s != nil && s.exists {
-			fmt.Fprintf(&b, "app %s %s %v %s\n", a, s.project, s.deactivated, strings.Join(slices.Sorted(maps.Keys(s.owners)), "+"))
+		n, deactivated := 0, false
+		for _, p := range mProjects {
+			if s := subjects["app "+p+"/"+a]; s != nil && s.exists {
+				fmt.Fprintf(&b, "app %s/%s %s %s %v %s\n", p, a, a, s.project, s.deactivated, strings.Join(slices.Sorted(maps.Keys(s.owners)), "+"))
+				n, deactivated = n+1, deactivated || s.deactivated
+			}
+		}
+		if n > 0 {
+			fmt.Fprintf(&b, "appset %s %v %d\n", a, deactivated, n)
 		}
 	}
 	for _, c := range mClients {
@@ -267,7 +283,8 @@ func expected(kv map[string][]byte) string {
 // rules computed from the records directly (deny wins, every owner and client claim kept), and snapshots
 // published earlier never change.
 //
-// The universe keeps the app's project fixed (p1): on main the snapshot indexes apps by app ID alone.
+// Apps are keyed by (project, app); the same app ID under two projects is two records, and a request that
+// names the app ID alone sees the set of them.
 func TestMergeProperty(t *testing.T) {
 	keys := mergeKeys()
 	rapid.Check(t, func(rt *rapid.T) {
@@ -481,8 +498,7 @@ func FuzzApplyMirrorRecord(f *testing.F) {
 					t.Fatalf("%s %q: project held as %+v (err %v)", key, value, p, err)
 				}
 			case kindApp:
-				if project, app, _ := strings.Cut(sid, "/"); b.s.App(project, app) == nil || !b.s.App(project, app).Deactivated {
-					a := b.s.App(project, app)
+				if a := b.s.App(project, id); a == nil || !a.Deactivated {
 					t.Fatalf("%s %q: app held as %+v (err %v)", key, value, a, err)
 				}
 			}

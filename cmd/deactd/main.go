@@ -67,6 +67,13 @@ func parse(args []string) (daemon.Config, error) {
 	fs.DurationVar(&c.ResyncInterval, "resync-interval", 0, "anti-entropy full relist period (default 10m)")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 0, "on SIGTERM, report NOT_SERVING this long before draining")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 0, "bound on draining in-flight requests (default 10s)")
+	var zitadelOrgs string
+	fs.StringVar(&c.Zitadel.URL, "zitadel-url", "", "follow this ZITADEL (admin nodes): reconcile its orgs, projects and apps into deact")
+	fs.StringVar(&c.Zitadel.TokenFile, "zitadel-token-file", "", "file with the personal access token of a ZITADEL service account (IAM_OWNER_VIEWER)")
+	fs.StringVar(&c.Zitadel.KeyFile, "zitadel-key-file", "", "instead of --zitadel-token-file: the ZITADEL service account's key file (JSON), used with the JWT-profile grant")
+	fs.StringVar(&c.Zitadel.SigningKeyFile, "zitadel-signing-key-file", "", "file with the signing key(s) of the ZITADEL Actions target, one a line; serves POST /sources/zitadel/events")
+	fs.StringVar(&zitadelOrgs, "zitadel-orgs", "", "comma-separated ZITADEL org IDs to follow (default: all)")
+	fs.DurationVar(&c.Zitadel.SyncInterval, "zitadel-sync-interval", 0, "time between ZITADEL reconciles (default 5m)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -104,6 +111,7 @@ func parse(args []string) (daemon.Config, error) {
 	}
 	c.EtcdEndpoints = splitList(etcd)
 	c.Presets = splitList(presets)
+	c.Zitadel.Orgs = splitList(zitadelOrgs)
 	if c.Presets == nil {
 		c.Presets = []string{}
 	}

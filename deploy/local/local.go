@@ -39,6 +39,9 @@ type Config struct {
 	// Exec, when set, is a deactd binary: the nodes run as its child processes (SIGTERM to stop), each logging
 	// to its own file, instead of in this process. Daemon does not apply then.
 	Exec string
+	// AdminArgs are extra deactd flags for the admin node when it runs as a child process (Exec), e.g. a
+	// source's --zitadel-url.
+	AdminArgs []string
 	// LogLevel of the nodes' log files [info].
 	LogLevel slog.Level
 }
@@ -193,6 +196,9 @@ func (c *Cluster) execNode(id, role string, logFile *os.File) (*Node, error) {
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
+	}
+	if role == daemon.RoleAdmin {
+		cmd.Args = append(cmd.Args, c.cfg.AdminArgs...)
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: %w", id, err)
