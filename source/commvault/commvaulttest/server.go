@@ -367,7 +367,7 @@ func (s *Server) detail(w http.ResponseWriter, r *http.Request, id string, asXML
 			Props props        `xml:"organizationProperties"`
 		}{
 			Org: organization{ConnectName: c.Name, Enabled: true, EmailDomains: c.EmailDomains,
-				ShortName: shortName{ID: num, DomainName: c.Alias},
+				ShortName:  shortName{ID: num, DomainName: c.Alias},
 				Deactivate: opts{Login: flag(c.Login), Backup: backup, Restore: flag(c.Restore)}},
 			Props: props{PrimaryDomain: c.PrimaryDomain, UserCount: 3},
 		}})
