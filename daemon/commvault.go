@@ -19,13 +19,14 @@ type CommvaultConfig struct {
 	TokenFile    string        // or uses the fixed Authtoken in this file, read again after a 401
 	SyncInterval time.Duration // between rounds [1m], with jitter
 	Concurrency  int           // detail requests in flight [8]
+	Timeout      time.Duration // per request to Commvault [30s]
 }
 
 func (c *CommvaultConfig) validate(cfg *Config) []error {
 	var errs []error
 	if c.URL == "" {
-		if c.User != "" || c.PasswordFile != "" || c.TokenFile != "" || c.SyncInterval != 0 || c.Concurrency != 0 {
-			errs = append(errs, errors.New("--commvault-user, --commvault-password-file, --commvault-token-file, --commvault-sync-interval and --commvault-concurrency need --commvault-url"))
+		if c.User != "" || c.PasswordFile != "" || c.TokenFile != "" || c.SyncInterval != 0 || c.Concurrency != 0 || c.Timeout != 0 {
+			errs = append(errs, errors.New("--commvault-user, --commvault-password-file, --commvault-token-file, --commvault-sync-interval, --commvault-concurrency and --commvault-timeout need --commvault-url"))
 		}
 		return errs
 	}
@@ -44,6 +45,9 @@ func (c *CommvaultConfig) validate(cfg *Config) []error {
 	if c.SyncInterval < 0 || (c.SyncInterval > 0 && c.SyncInterval < 100*time.Millisecond) {
 		errs = append(errs, fmt.Errorf("--commvault-sync-interval %v: want at least 100ms", c.SyncInterval))
 	}
+	if c.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("--commvault-timeout %v: want a positive duration", c.Timeout))
+	}
 	if c.Concurrency < 0 || c.Concurrency > 256 {
 		errs = append(errs, fmt.Errorf("--commvault-concurrency %d: want 1..256", c.Concurrency))
 	}
@@ -57,7 +61,7 @@ func (d *Daemon) addCommvault() error {
 	if c.URL == "" {
 		return nil
 	}
-	cc := commvault.ClientConfig{URL: c.URL, User: c.User}
+	cc := commvault.ClientConfig{URL: c.URL, User: c.User, Timeout: c.Timeout}
 	read := func(flag, path string) (string, error) {
 		fi, err := os.Stat(path)
 		if err != nil {

@@ -69,6 +69,7 @@ func parse(args []string) (daemon.Config, error) {
 	fs.StringVar(&c.Commvault.PasswordFile, "commvault-password-file", "", "file with that user's password (first line; 0600 recommended)")
 	fs.StringVar(&c.Commvault.TokenFile, "commvault-token-file", "", "file with a fixed Commvault Authtoken (QSDK ...) instead of a login; read again after a 401")
 	fs.DurationVar(&c.Commvault.SyncInterval, "commvault-sync-interval", 0, "time between Commvault polls, with jitter (default 1m)")
+	fs.DurationVar(&c.Commvault.Timeout, "commvault-timeout", 0, "bound on each request to Commvault, its answer included (default 30s)")
 	fs.IntVar(&c.Commvault.Concurrency, "commvault-concurrency", 0, "organization detail requests to Commvault in flight at once (default 8)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")

@@ -63,7 +63,7 @@ type Server struct {
 	latency  time.Duration // per detail request, so concurrency shows
 	stall    chan struct{} // the next detail request waits on it after reading the org
 
-	requests, logins, inFlight, maxInFlight, details atomic.Int64
+	requests, logins, inFlight, maxInFlight, details, lists atomic.Int64
 }
 
 // Org is one organization as the server holds it.
@@ -98,6 +98,9 @@ func (s *Server) Logins() int64   { return s.logins.Load() }
 
 // DetailRequests counts GET /Organization/{id} requests.
 func (s *Server) DetailRequests() int64 { return s.details.Load() }
+
+// ListRequests counts GET /Organization requests: one per round.
+func (s *Server) ListRequests() int64 { return s.lists.Load() }
 
 // MaxInFlight is the most detail requests served at once since the last ResetMaxInFlight.
 func (s *Server) MaxInFlight() int64 { return s.maxInFlight.Load() }
@@ -214,6 +217,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case !s.valid(r.Header.Get("Authtoken")):
 		writeError(w, asXML, http.StatusUnauthorized, 1, "Access denied")
 	case path == "/organization" && r.Method == http.MethodGet:
+		s.lists.Add(1)
 		s.list(w, asXML)
 	case strings.HasPrefix(path, "/organization/") && r.Method == http.MethodGet:
 		s.detail(w, r, strings.TrimPrefix(path, "/organization/"), asXML)
