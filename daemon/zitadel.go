@@ -16,7 +16,8 @@ import (
 // mirrored layer (one node at a time), and the Actions v2 event webhook (every admin node).
 type ZitadelConfig struct {
 	URL            string        // ZITADEL's base URL; empty turns the reconcile off
-	TokenFile      string        // a service account's personal access token
+	TokenFile      string        // a service account's personal access token, or
+	KeyFile        string        // its key file (JSON, JWT-profile grant)
 	SigningKeyFile string        // the event target's signing key(s), one a line; empty turns the webhook off
 	Orgs           []string      // follow only these org IDs [all]
 	SyncInterval   time.Duration // between reconciles [5m]
@@ -27,16 +28,19 @@ func (z *ZitadelConfig) enabled() bool { return z.URL != "" || z.SigningKeyFile 
 func (z *ZitadelConfig) validate(c *Config) []error {
 	var errs []error
 	if !z.enabled() {
-		if z.TokenFile != "" || len(z.Orgs) > 0 || z.SyncInterval != 0 {
-			errs = append(errs, errors.New("--zitadel-token-file, --zitadel-orgs and --zitadel-sync-interval need --zitadel-url"))
+		if z.TokenFile != "" || z.KeyFile != "" || len(z.Orgs) > 0 || z.SyncInterval != 0 {
+			errs = append(errs, errors.New("--zitadel-token-file, --zitadel-key-file, --zitadel-orgs and --zitadel-sync-interval need --zitadel-url"))
 		}
 		return errs
 	}
 	if !c.admin() {
 		errs = append(errs, fmt.Errorf("--zitadel-url and --zitadel-signing-key-file need --role all or admin (not %s)", c.Role))
 	}
-	if z.URL != "" && z.TokenFile == "" {
-		errs = append(errs, errors.New("--zitadel-url needs --zitadel-token-file"))
+	if z.URL != "" && (z.TokenFile == "") == (z.KeyFile == "") {
+		errs = append(errs, errors.New("--zitadel-url needs one of --zitadel-token-file (personal access token) and --zitadel-key-file (service account key)"))
+	}
+	if z.URL == "" && (z.TokenFile != "" || z.KeyFile != "") {
+		errs = append(errs, errors.New("--zitadel-token-file and --zitadel-key-file need --zitadel-url"))
 	}
 	if z.SyncInterval < 0 || (z.SyncInterval > 0 && z.SyncInterval < 100*time.Millisecond) {
 		errs = append(errs, fmt.Errorf("--zitadel-sync-interval %v: want at least 100ms", z.SyncInterval))
@@ -67,12 +71,19 @@ func (d *Daemon) addZitadel(fanout *state.Fanout, mux *http.ServeMux) error {
 			return fmt.Errorf("--zitadel-signing-key-file %s holds no key", z.SigningKeyFile)
 		}
 	}
-	if z.URL != "" {
+	switch {
+	case z.TokenFile != "":
 		b, err := os.ReadFile(z.TokenFile)
 		if err != nil {
 			return fmt.Errorf("--zitadel-token-file: %w", err)
 		}
 		cfg.Token = strings.TrimSpace(string(b))
+	case z.KeyFile != "":
+		b, err := os.ReadFile(z.KeyFile)
+		if err != nil {
+			return fmt.Errorf("--zitadel-key-file: %w", err)
+		}
+		cfg.KeyFile = b
 	}
 	src, err := zitadel.New(cfg)
 	if err != nil {

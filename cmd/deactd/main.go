@@ -61,6 +61,7 @@ func parse(args []string) (daemon.Config, error) {
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 0, "bound on draining in-flight requests (default 10s)")
 	fs.StringVar(&c.Zitadel.URL, "zitadel-url", "", "follow this ZITADEL (admin nodes): reconcile its orgs, projects and apps into deact")
 	fs.StringVar(&c.Zitadel.TokenFile, "zitadel-token-file", "", "file with the personal access token of a ZITADEL service account (IAM_OWNER_VIEWER)")
+	fs.StringVar(&c.Zitadel.KeyFile, "zitadel-key-file", "", "instead of --zitadel-token-file: the ZITADEL service account's key file (JSON), used with the JWT-profile grant")
 	fs.StringVar(&c.Zitadel.SigningKeyFile, "zitadel-signing-key-file", "", "file with the signing key(s) of the ZITADEL Actions target, one a line; serves POST /sources/zitadel/events")
 	fs.StringVar(&zitadelOrgs, "zitadel-orgs", "", "comma-separated ZITADEL org IDs to follow (default: all)")
 	fs.DurationVar(&c.Zitadel.SyncInterval, "zitadel-sync-interval", 0, "time between ZITADEL reconciles (default 5m)")

@@ -18,7 +18,8 @@ import (
 // account's personal access token. It is safe for concurrent use.
 type Client struct {
 	base     *url.URL
-	token    string
+	token    string      // a personal access token, or
+	profile  *jwtProfile // a service account key (JWT profile)
 	http     *http.Client
 	pageSize int
 }
@@ -26,7 +27,8 @@ type Client struct {
 // ClientConfig configures a Client.
 type ClientConfig struct {
 	URL      string       // ZITADEL's base URL, e.g. https://auth.example.com
-	Token    string       // a personal access token of a service account
+	Token    string       // a personal access token of a service account, or
+	KeyFile  []byte       // the service account's key file (JSON), for the JWT-profile grant
 	HTTP     *http.Client // [a client with a 30 s timeout]
 	PageSize int          // list page size [1000, ZITADEL's default maximum]
 }
@@ -37,8 +39,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("zitadel url %q: want http(s)://host[:port]", cfg.URL)
 	}
-	if cfg.Token == "" {
-		return nil, errors.New("zitadel token is empty")
+	if (cfg.Token == "") == (len(cfg.KeyFile) == 0) {
+		return nil, errors.New("zitadel: give either a personal access token or a service account key file")
 	}
 	if strings.ContainsAny(cfg.Token, "\r\n \t") {
 		return nil, errors.New("zitadel token contains white space")
@@ -53,7 +55,15 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cfg.PageSize = 1000
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
-	return &Client{base: u, token: cfg.Token, http: cfg.HTTP, pageSize: cfg.PageSize}, nil
+	c := &Client{base: u, token: cfg.Token, http: cfg.HTTP, pageSize: cfg.PageSize}
+	if len(cfg.KeyFile) > 0 {
+		p, err := newJWTProfile(cfg.KeyFile, u, cfg.HTTP)
+		if err != nil {
+			return nil, err
+		}
+		c.profile = p
+	}
+	return c, nil
 }
 
 // errUnreachable wraps failures to get any answer from ZITADEL.
@@ -302,13 +312,28 @@ func listAll[T any](ctx context.Context, c *Client, path, orgID string, each fun
 const maxAnswer = 64 << 20
 
 func (c *Client) do(ctx context.Context, method, path, orgID string, body, out any) error {
-	var rd io.Reader
+	var payload []byte
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return err
 		}
-		rd = bytes.NewReader(b)
+		payload = b
+	}
+	err := c.once(ctx, method, path, orgID, payload, out)
+	var ae *APIError
+	if c.profile != nil && errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+		// The access token expired or was revoked: exchange a new assertion once.
+		c.profile.forget()
+		err = c.once(ctx, method, path, orgID, payload, out)
+	}
+	return err
+}
+
+func (c *Client) once(ctx context.Context, method, path, orgID string, payload []byte, out any) error {
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
 	}
 	u := *c.base
 	u.Path += path
@@ -316,9 +341,15 @@ func (c *Client) do(ctx context.Context, method, path, orgID string, body, out a
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	token := c.token
+	if c.profile != nil {
+		if token, err = c.profile.bearer(ctx); err != nil {
+			return err
+		}
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
-	if body != nil {
+	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if orgID != "" {

@@ -232,17 +232,23 @@ func TestZitadelEndToEnd(t *testing.T) {
 	fake.Fail(0)
 }
 
-// startAdmin starts one more admin node of the cluster that follows the same ZITADEL; it stops at cleanup.
+// startAdmin starts one more admin node of the cluster that follows the same ZITADEL, authenticating with a
+// service account key (JWT profile) instead of a personal access token; it stops at cleanup.
 func (zc *zitadelCluster) startAdmin(id string) *daemon.Daemon {
 	zc.t.Helper()
 	logf, err := os.Create(filepath.Join(zc.nodeDir, id+".log"))
 	if err != nil {
 		zc.t.Fatal(err)
 	}
+	zcfg := zc.zcfg
+	zcfg.TokenFile, zcfg.KeyFile = "", filepath.Join(zc.nodeDir, id+"-key.json")
+	if err := os.WriteFile(zcfg.KeyFile, zc.fake.ServiceAccountKey(), 0o600); err != nil {
+		zc.t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d, err := daemon.Start(ctx, daemon.Config{
 		DataDir: filepath.Join(zc.nodeDir, id), NodeID: id, Role: daemon.RoleAdmin, EtcdEndpoints: zc.c.Etcd.Endpoints(),
-		AdminToken: zc.c.AdminToken, AdminAddr: "127.0.0.1:0", Zitadel: zc.zcfg,
+		AdminToken: zc.c.AdminToken, AdminAddr: "127.0.0.1:0", Zitadel: zcfg,
 		Logger: slog.New(slog.NewTextHandler(logf, nil)).With("node", id), Out: io.Discard,
 	})
 	if err != nil {
@@ -304,7 +310,7 @@ func TestZitadelLeaderMovesAndStatus(t *testing.T) {
 	zc.eventually("missed event after the leader stopped", code.Code_PERMISSION_DENIED, orgA, "")
 	zc.status("new leader", func(st state.SourceStatus) bool { return st.Leader == "admin2" })
 
-	// ZITADEL answers 401: the status reports it, gateways keep enforcing, nothing is undone.
+	// ZITADEL answers 401 (here to every request, even with a fresh token): the status reports it, gateways keep enforcing, nothing is undone.
 	fake.Fail(http.StatusUnauthorized)
 	st := zc.status("401 reported", func(st state.SourceStatus) bool { return strings.Contains(st.LastReconcileError, "HTTP 401") })
 	if st.ReconcileErrors == 0 {

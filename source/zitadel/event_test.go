@@ -120,3 +120,42 @@ func TestParseDelivery(t *testing.T) {
 		})
 	}
 }
+
+func TestClientJWTProfile(t *testing.T) {
+	fake := zitadeltest.New()
+	defer fake.Close()
+	fake.AddOrg("A")
+	key := fake.ServiceAccountKey()
+	c, err := NewClient(ClientConfig{URL: fake.URL, KeyFile: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if orgs, err := c.ListOrgs(ctx); err != nil || len(orgs) != 1 {
+		t.Fatalf("ListOrgs = %v, %v", orgs, err)
+	}
+	// The access token is revoked: the client exchanges a new assertion and goes on.
+	fake.RevokeIssued()
+	if orgs, err := c.ListOrgs(ctx); err != nil || len(orgs) != 1 {
+		t.Fatalf("ListOrgs after revocation = %v, %v", orgs, err)
+	}
+	// A key ZITADEL does not know: the grant is refused, a clear error.
+	other := zitadeltest.New()
+	defer other.Close()
+	c2, err := NewClient(ClientConfig{URL: fake.URL, KeyFile: other.ServiceAccountKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ae *APIError
+	if _, err := c2.ListOrgs(ctx); !errors.As(err, &ae) || ae.Path != "/oauth/v2/token" || !strings.Contains(err.Error(), "invalid_grant") {
+		t.Errorf("unknown key: %v", err)
+	}
+	for _, bad := range []string{`{}`, `{"type":"serviceaccount","keyId":"1","userId":"2","key":"nope"}`, `not json`} {
+		if _, err := NewClient(ClientConfig{URL: fake.URL, KeyFile: []byte(bad)}); err == nil {
+			t.Errorf("key file %s accepted", bad)
+		}
+	}
+	if _, err := NewClient(ClientConfig{URL: fake.URL, KeyFile: key, Token: "x"}); err == nil {
+		t.Error("both a token and a key file accepted")
+	}
+}

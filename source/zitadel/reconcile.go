@@ -226,6 +226,9 @@ func (r *Reconciler) list(ctx context.Context) (*listing, error) {
 		live = append(live, o)
 	}
 
+	if len(live) >= 1000 {
+		r.log.Info("zitadel sync: orgs listed; listing their domains, projects and apps", "orgs", len(live))
+	}
 	var done atomic.Int64
 	stopProgress := r.progress(func() []any {
 		return []any{"orgs_done", done.Load(), "orgs", len(live), "projects", l.nProjects.Load(), "apps", l.nApps.Load()}

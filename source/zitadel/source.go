@@ -13,8 +13,9 @@ import (
 
 // Config is the ZITADEL source as the daemon configures it.
 type Config struct {
-	URL   string // ZITADEL's base URL; empty: events only, no reconcile
-	Token string // the service account's personal access token (with URL)
+	URL     string // ZITADEL's base URL; empty: events only, no reconcile
+	Token   string // the service account's personal access token (with URL), or
+	KeyFile []byte // its key file, for the JWT-profile grant
 	// Keys are the event target's signing keys (several during a rotation); none: no webhook.
 	Keys           []string
 	Orgs           []string      // follow only these orgs [all]
@@ -42,7 +43,7 @@ func New(cfg Config) (*Source, error) {
 	}
 	var err error
 	if cfg.URL != "" {
-		if s.client, err = NewClient(ClientConfig{URL: cfg.URL, Token: cfg.Token, HTTP: cfg.HTTP}); err != nil {
+		if s.client, err = NewClient(ClientConfig{URL: cfg.URL, Token: cfg.Token, KeyFile: cfg.KeyFile, HTTP: cfg.HTTP}); err != nil {
 			return nil, err
 		}
 	}

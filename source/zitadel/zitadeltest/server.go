@@ -17,6 +17,10 @@
 //   - POST /management/v1/projects/{projectId}/apps/_search: ManagementService/ListApps → {details, result:
 //     [zitadel.app.v1.App{id, details, state: APP_STATE_ACTIVE|APP_STATE_INACTIVE, name, oidcConfig{clientId} |
 //     apiConfig{clientId} | samlConfig{}}]}.
+//   - POST /oauth/v2/token with grant_type urn:ietf:params:oauth:grant-type:jwt-bearer: ZITADEL's JWT-profile grant
+//     for service accounts (docs "Private key JWT" for service users): an RS256 assertion signed with the key of
+//     the downloaded key file {"type":"serviceaccount","keyId","key","userId"}, iss = sub = userId, aud = the
+//     issuer URL, answered {"access_token","token_type":"Bearer","expires_in"}; errors {"error","error_description"}.
 //   - Errors: google.rpc.Status as the gateway writes it, {"code": 16, "message": "...", "details": []} with HTTP
 //     401 (unauthenticated), 403 (code 7, permission denied), 404 (code 5).
 //   - Event deliveries: internal/repository/execution/queue.go ContextInfoEvent (aggregateID, aggregateType,
@@ -33,9 +37,13 @@ package zitadeltest
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -45,6 +53,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // Object states, as ZITADEL's protos name them without the type prefix.
@@ -85,6 +95,13 @@ type Server struct {
 	appByID  map[string]*app
 	fail     int    // HTTP status every API answers with, 0 for none
 	forbid   string // an org whose listings answer 403
+	saKeys   map[string]saKey
+	issued   map[string]bool // access tokens from the JWT-profile grant
+}
+
+type saKey struct {
+	userID string
+	pub    *rsa.PublicKey
 }
 
 type object struct {
@@ -160,7 +177,7 @@ func Sign(t time.Time, body []byte, keys ...string) string {
 func New() *Server {
 	s := &Server{
 		Token: "zitadel-test-pat", nextID: 300000000000000000,
-		aggSeq: map[string]uint64{}, orgByID: map[string]*org{}, projByID: map[string]*project{}, appByID: map[string]*app{},
+		aggSeq: map[string]uint64{}, saKeys: map[string]saKey{}, issued: map[string]bool{}, orgByID: map[string]*org{}, projByID: map[string]*project{}, appByID: map[string]*app{},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
@@ -470,9 +487,82 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// ServiceAccountKey makes a key for a new service account and returns its key file, as the console downloads it.
+func (s *Server) ServiceAccountKey() []byte {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keyID, userID := s.id(), s.id()
+	s.saKeys[keyID] = saKey{userID: userID, pub: &k.PublicKey}
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
+	b, _ := json.Marshal(map[string]string{"type": "serviceaccount", "keyId": keyID, "key": string(pemKey), "userId": userID})
+	return b
+}
+
+// RevokeIssued invalidates every access token the JWT-profile grant issued (they expired, say).
+func (s *Server) RevokeIssued() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.issued = map[string]bool{}
+}
+
+func (s *Server) tokenGrant(w http.ResponseWriter, r *http.Request) {
+	oauthErr := func(status int, code, desc string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+	}
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" {
+		oauthErr(400, "unsupported_grant_type", "want the jwt-bearer grant")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var key saKey
+	claims := jwt.RegisteredClaims{}
+	_, err := jwt.ParseWithClaims(r.PostForm.Get("assertion"), &claims, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		k, ok := s.saKeys[kid]
+		if !ok {
+			return nil, fmt.Errorf("unknown key %q", kid)
+		}
+		key = k
+		return k.pub, nil
+	}, jwt.WithValidMethods([]string{"RS256"}), jwt.WithAudience(s.URL), jwt.WithExpirationRequired(), jwt.WithIssuedAt())
+	if err != nil || claims.Issuer != key.userID || claims.Subject != key.userID {
+		oauthErr(400, "invalid_grant", fmt.Sprintf("assertion invalid: %v", err))
+		return
+	}
+	var rnd [16]byte
+	_, _ = rand.Read(rnd[:])
+	at := hex.EncodeToString(rnd[:])
+	s.issued[at] = true
+	writeJSON(w, map[string]any{"access_token": at, "token_type": "Bearer", "expires_in": 43199})
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	if tok == s.Token {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.issued[tok]
+}
+
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
-	if r.Header.Get("Authorization") != "Bearer "+s.Token {
+	if r.URL.Path == "/oauth/v2/token" && r.Method == http.MethodPost {
+		s.tokenGrant(w, r)
+		return
+	}
+	if !s.authorized(r) {
 		writeError(w, http.StatusUnauthorized, "Errors.Token.Invalid (AUTH-7fs1e)")
 		return
 	}

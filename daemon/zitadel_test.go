@@ -1,0 +1,39 @@
+package daemon
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestZitadelConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		role string
+		z    ZitadelConfig
+		want string // "" = valid
+	}{
+		{"off", RoleGateway, ZitadelConfig{}, ""},
+		{"pat", RoleAdmin, ZitadelConfig{URL: "https://z", TokenFile: "pat"}, ""},
+		{"key file", RoleAll, ZitadelConfig{URL: "https://z", KeyFile: "key.json", SigningKeyFile: "keys"}, ""},
+		{"events only", RoleAdmin, ZitadelConfig{SigningKeyFile: "keys"}, ""},
+		{"gateway role", RoleGateway, ZitadelConfig{URL: "https://z", TokenFile: "pat"}, "--role all or admin"},
+		{"no credentials", RoleAdmin, ZitadelConfig{URL: "https://z"}, "one of --zitadel-token-file"},
+		{"both credentials", RoleAdmin, ZitadelConfig{URL: "https://z", TokenFile: "pat", KeyFile: "k"}, "one of --zitadel-token-file"},
+		{"token without url", RoleAdmin, ZitadelConfig{TokenFile: "pat"}, "need --zitadel-url"},
+		{"orgs without url", RoleAdmin, ZitadelConfig{Orgs: []string{"1"}}, "need --zitadel-url"},
+		{"bad org id", RoleAdmin, ZitadelConfig{URL: "https://z", TokenFile: "pat", Orgs: []string{"1/2"}}, "--zitadel-orgs"},
+		{"tiny interval", RoleAdmin, ZitadelConfig{URL: "https://z", TokenFile: "pat", SyncInterval: time.Millisecond}, "at least 100ms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Config{Role: tc.role, Zitadel: tc.z}
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Validate = %v, want valid", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("Validate = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
