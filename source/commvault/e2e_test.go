@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -277,5 +278,76 @@ func TestCommvaultEndToEnd(t *testing.T) {
 	if m := cc.get("/metrics"); !strings.Contains(m, `deact_source_upstream_errors_total{class="unauthorized",source="commvault"}`) ||
 		!strings.Contains(m, `deact_source_upstream_errors_total{class="unreachable",source="commvault"}`) {
 		t.Errorf("metrics lack the upstream error classes")
+	}
+}
+
+// startAdmin starts one more admin node of the cluster that polls the same Commvault; it stops at cleanup.
+func (cc *cvCluster) startAdmin(id string, cv daemon.CommvaultConfig) *daemon.Daemon {
+	cc.t.Helper()
+	dir := cc.t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := daemon.Start(ctx, daemon.Config{
+		DataDir: filepath.Join(dir, id), NodeID: id, Role: daemon.RoleAdmin, EtcdEndpoints: cc.c.Etcd.Endpoints(),
+		AdminToken: cc.c.AdminToken, AdminAddr: "127.0.0.1:0", Commvault: cv,
+		Logger: slog.New(slog.DiscardHandler), Out: io.Discard,
+	})
+	if err != nil {
+		cancel()
+		cc.t.Fatal(err)
+	}
+	cc.t.Cleanup(func() { cancel(); _ = d.Wait() })
+	return d
+}
+
+// leaderGauge reads deact_source_leader{source="commvault"} from a node's metrics.
+func leaderGauge(t *testing.T, adminAddr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, found := strings.CutPrefix(line, `deact_source_leader{source="commvault"} `); found {
+			return v
+		}
+	}
+	return "missing"
+}
+
+// TestCommvaultLeaderMoves: two admin nodes are configured to poll; only the leader does; when it stops, the
+// other one takes over and goes on mirroring Commvault's changes.
+func TestCommvaultLeaderMoves(t *testing.T) {
+	fake := commvaulttest.New()
+	t.Cleanup(fake.Close)
+	acme := fake.AddOrg("Acme", "acme")
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "password")
+	if err := os.WriteFile(pw, []byte(fake.Password), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cv := daemon.CommvaultConfig{URL: fake.URL, User: fake.User, PasswordFile: pw, SyncInterval: 300 * time.Millisecond}
+	cc := startCluster(t, fake, cv)
+	cc.t = t
+	second := cc.startAdmin("admin2", cv)
+	cc.status("first leader", func(st state.SourceStatus) bool { return st.Leader == "admin" && st.Records == 1 })
+	if a, b := leaderGauge(t, cc.c.Admin.AdminAddr), leaderGauge(t, second.AdminAddr); a != "1" || b != "0" {
+		t.Fatalf("leader gauges: admin %s, admin2 %s", a, b)
+	}
+	backup := action(acme, "backup")
+	rounds := fake.ListRequests()
+	fake.Deactivate(acme, false, true, false)
+	cc.within("backup disabled, first leader", rounds, map[string]code.Code{backup.name: denied}, backup)
+
+	if err := cc.c.Admin.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cc.status("new leader", func(st state.SourceStatus) bool { return st.Leader == "admin2" })
+	rounds = fake.ListRequests()
+	fake.Activate(acme)
+	cc.within("reactivated, second leader", rounds, map[string]code.Code{backup.name: ok}, backup)
+	if b := leaderGauge(t, second.AdminAddr); b != "1" {
+		t.Errorf("admin2's leader gauge %s", b)
 	}
 }
