@@ -123,6 +123,10 @@ func (p *Poller) Run(ctx context.Context) error {
 				p.log.Error("commvault round failed; keeping the last mirrored state", "err", err, "retry_in", wait)
 			}
 		}
+		if st.Duration > p.cfg.Interval {
+			p.log.Warn("a commvault round took longer than the interval; raise the concurrency or the interval",
+				"took", st.Duration.Round(time.Millisecond), "interval", p.cfg.Interval, "organizations", st.Listed, "concurrency", p.cfg.Concurrency)
+		}
 		if p.cfg.Report != nil {
 			p.cfg.Report(st, err)
 		}
