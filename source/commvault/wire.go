@@ -37,19 +37,23 @@ type (
 		DomainName string  `json:"domainName" xml:"domainName,attr"`
 	}
 	provider struct {
-		ConnectName        string      `json:"connectName" xml:"connectName,attr"`
-		ProviderDomainName string      `json:"providerDomainName" xml:"providerDomainName,attr"`
-		ShortName          shortName   `json:"shortName" xml:"shortName"`
-		Status             statusValue `json:"status" xml:"status,attr"`
+		ConnectName        string    `json:"connectName" xml:"connectName,attr"`
+		ProviderDomainName string    `json:"providerDomainName" xml:"providerDomainName,attr"`
+		ShortName          shortName `json:"shortName" xml:"shortName"`
 	}
 	listAnswer struct {
 		genericAnswer
 		Providers []provider `json:"providers" xml:"providers"`
 	}
+	// deactivateOptions takes the members as XML attributes (as Commvault writes scalars) or as child elements
+	// (as some of its XML templates do); both at once must agree.
 	deactivateOptions struct {
 		DisableLogin   flagValue `json:"disableLogin" xml:"disableLogin,attr"`
 		DisableBackup  flagValue `json:"disableBackup" xml:"disableBackup,attr"`
 		DisableRestore flagValue `json:"disableRestore" xml:"disableRestore,attr"`
+		LoginElem      flagValue `json:"-" xml:"disableLogin"`
+		BackupElem     flagValue `json:"-" xml:"disableBackup"`
+		RestoreElem    flagValue `json:"-" xml:"disableRestore"`
 	}
 	organization struct {
 		ConnectName        string             `json:"connectName" xml:"connectName,attr"`
@@ -144,10 +148,22 @@ func (a *detailsAnswer) org() (Org, error) {
 			name string
 			v    flagValue
 			op   state.Ops
-		}{{"disableLogin", d.DisableLogin, state.OpLogin}, {"disableBackup", d.DisableBackup, state.OpBackup}, {"disableRestore", d.DisableRestore, state.OpRestore}} {
+			elem flagValue
+		}{{"disableLogin", d.DisableLogin, state.OpLogin, d.LoginElem}, {"disableBackup", d.DisableBackup, state.OpBackup, d.BackupElem},
+			{"disableRestore", d.DisableRestore, state.OpRestore, d.RestoreElem}} {
 			on, err := f.v.value()
 			if err != nil {
 				return Org{}, fmt.Errorf("deactivateOptions.%s: %w", f.name, err)
+			}
+			if f.elem != "" {
+				onElem, err := f.elem.value()
+				if err != nil {
+					return Org{}, fmt.Errorf("deactivateOptions.%s: %w", f.name, err)
+				}
+				if f.v != "" && onElem != on {
+					return Org{}, fmt.Errorf("deactivateOptions.%s: the attribute and the element disagree", f.name)
+				}
+				on = onElem
 			}
 			if on {
 				out.Disabled |= f.op

@@ -46,6 +46,12 @@ var detailCases = []struct {
 		true, "12", []string{"acme", "p.example", "acme.example", "b.example"}, state.OpLogin},
 	{"xml another root name", true, `<Response><organizationInfo><organization><shortName id="3"/>
 		<deactivateOptions disableBackup="true"/></organization></organizationInfo></Response>`, true, "3", nil, state.OpBackup},
+	{"xml elements", true, `<R><organizationInfo><organization><shortName id="3"/><deactivateOptions><disableLogin>0</disableLogin>
+		<disableBackup>1</disableBackup></deactivateOptions></organization></organizationInfo></R>`, true, "3", nil, state.OpBackup},
+	{"xml element unknown", true, `<R><organizationInfo><organization><shortName id="3"/><deactivateOptions><disableBackup>yes</disableBackup>
+		</deactivateOptions></organization></organizationInfo></R>`, false, "", nil, 0},
+	{"xml attribute and element disagree", true, `<R><organizationInfo><organization><shortName id="3"/><deactivateOptions disableBackup="0">
+		<disableBackup>1</disableBackup></deactivateOptions></organization></organizationInfo></R>`, false, "", nil, 0},
 	{"xml unknown flag", true, `<R><organizationInfo><organization><shortName id="3"/><deactivateOptions disableBackup="yes"/></organization></organizationInfo></R>`,
 		false, "", nil, 0},
 	{"xml undefined entity", true, `<R><organizationInfo><organization connectName="&evil;"><shortName id="3"/></organization></organizationInfo></R>`,
