@@ -94,6 +94,7 @@ func TestRoundMirrorsDeactivateOptionsAndDomains(t *testing.T) {
 			beta := e.fake.AddOrg("Beta", "beta")
 			gamma := e.fake.AddOrg("Gamma", "gamma")
 			e.fake.Deactivate(beta, false, true, false) // backup only
+			e.fake.Update(beta, func(o *commvaulttest.Org) { o.OptionsInProperties = true })
 			e.fake.Deactivate(gamma, true, true, true)
 
 			st := e.round()
@@ -107,7 +108,7 @@ func TestRoundMirrorsDeactivateOptionsAndDomains(t *testing.T) {
 			if got := h[beta].Disabled; got != state.OpBackup {
 				t.Errorf("beta disabled %v, want backup only", got)
 			}
-			if got := h[gamma].Disabled; got != state.OpLogin|state.OpBackup|state.OpRestore {
+			if got := h[gamma].Disabled; got != state.OpsAll {
 				t.Errorf("gamma disabled %v", got)
 			}
 
@@ -187,7 +188,7 @@ func TestRoundRejectsUnknownFlagValues(t *testing.T) {
 			if !errors.As(err, &pe) || pe.Failed != 1 || st.Failed != 1 || !strings.Contains(err.Error(), "disableBackup") {
 				t.Fatalf("refused value: err %v, stats %+v", err, st)
 			}
-			if h[odd].Disabled != state.OpLogin || h[odd].Removed {
+			if h[odd].Disabled != state.OpLogin|state.OpToken || h[odd].Removed {
 				t.Errorf("the odd org did not keep its last state: %+v", h[odd])
 			}
 			if ErrorClass(err) != "bad_response" {

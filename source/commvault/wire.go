@@ -25,7 +25,7 @@ type Org struct {
 	ID       string
 	Name     string
 	Domains  []string  // every domain name the details give, as the API spells them
-	Disabled state.Ops // OpLogin, OpBackup, OpRestore from deactivateOptions (or a deactivated status)
+	Disabled state.Ops // OpLogin|OpToken, OpBackup, OpRestore from deactivateOptions (or a deactivated status)
 }
 
 // The wire types below read both of Commvault's answer formats: JSON members and, for Accept: application/xml,
@@ -64,7 +64,8 @@ type (
 		DeactivateOptions  *deactivateOptions `json:"deactivateOptions" xml:"deactivateOptions"`
 	}
 	organizationProperties struct {
-		PrimaryDomain string `json:"primaryDomain" xml:"primaryDomain,attr"`
+		PrimaryDomain     string             `json:"primaryDomain" xml:"primaryDomain,attr"`
+		DeactivateOptions *deactivateOptions `json:"deactivateOptions" xml:"deactivateOptions"`
 	}
 	organizationInfo struct {
 		Organization           organization           `json:"organization" xml:"organization"`
@@ -133,9 +134,10 @@ func (a *listAnswer) orgs() ([]Listed, error) {
 	return out, nil
 }
 
-// org maps the details. deactivateOptions, when present, says what is disabled; without it a status member
-// decides (a deactivated status disables login, backup and restore, as Commvault's deactivate does by default);
-// with neither the organization is active.
+// org maps the details. deactivateOptions, when present, says what is disabled: under organization (as
+// research of cvpysdk found it) or under organizationProperties (as deact's own Commvault-compatible API writes
+// it); both present must agree. Without it a status member decides (a deactivated status disables login,
+// token, backup and restore, as Commvault's deactivate does by default); with neither the organization is active.
 func (a *detailsAnswer) org() (Org, error) {
 	if a.OrganizationInfo == nil {
 		return Org{}, errors.New("the answer has no organizationInfo")
@@ -143,32 +145,22 @@ func (a *detailsAnswer) org() (Org, error) {
 	o := a.OrganizationInfo.Organization
 	out := Org{ID: string(o.ShortName.ID), Name: o.ConnectName,
 		Domains: nonEmpty(append([]string{o.ProviderDomainName, o.ShortName.DomainName, a.OrganizationInfo.OrganizationProperties.PrimaryDomain}, o.EmailDomainNames...)...)}
-	if d := o.DeactivateOptions; d != nil {
-		for _, f := range []struct {
-			name string
-			v    flagValue
-			op   state.Ops
-			elem flagValue
-		}{{"disableLogin", d.DisableLogin, state.OpLogin, d.LoginElem}, {"disableBackup", d.DisableBackup, state.OpBackup, d.BackupElem},
-			{"disableRestore", d.DisableRestore, state.OpRestore, d.RestoreElem}} {
-			on, err := f.v.value()
-			if err != nil {
-				return Org{}, fmt.Errorf("deactivateOptions.%s: %w", f.name, err)
-			}
-			if f.elem != "" {
-				onElem, err := f.elem.value()
-				if err != nil {
-					return Org{}, fmt.Errorf("deactivateOptions.%s: %w", f.name, err)
-				}
-				if f.v != "" && onElem != on {
-					return Org{}, fmt.Errorf("deactivateOptions.%s: the attribute and the element disagree", f.name)
-				}
-				on = onElem
-			}
-			if on {
-				out.Disabled |= f.op
-			}
+	var found []state.Ops
+	for _, d := range []*deactivateOptions{o.DeactivateOptions, a.OrganizationInfo.OrganizationProperties.DeactivateOptions} {
+		if d == nil {
+			continue
 		}
+		ops, err := d.ops()
+		if err != nil {
+			return Org{}, err
+		}
+		found = append(found, ops)
+	}
+	switch {
+	case len(found) == 2 && found[0] != found[1]:
+		return Org{}, errors.New("organization.deactivateOptions and organizationProperties.deactivateOptions disagree")
+	case len(found) > 0:
+		out.Disabled = found[0]
 		return out, nil
 	}
 	if o.Status != "" {
@@ -177,10 +169,43 @@ func (a *detailsAnswer) org() (Org, error) {
 			return Org{}, err
 		}
 		if !active {
-			out.Disabled = state.OpLogin | state.OpBackup | state.OpRestore
+			out.Disabled = state.OpLogin | state.OpToken | state.OpBackup | state.OpRestore
 		}
 	}
 	return out, nil
+}
+
+// ops maps deactivateOptions: disableLogin denies login and token (a Commvault login is how its users get a
+// token, as deact's own Commvault-compatible API has it), disableBackup backup, disableRestore restore.
+func (d *deactivateOptions) ops() (state.Ops, error) {
+	var ops state.Ops
+	for _, f := range []struct {
+		name     string
+		attr     flagValue
+		elem     flagValue
+		disables state.Ops
+	}{{"disableLogin", d.DisableLogin, d.LoginElem, state.OpLogin | state.OpToken},
+		{"disableBackup", d.DisableBackup, d.BackupElem, state.OpBackup},
+		{"disableRestore", d.DisableRestore, d.RestoreElem, state.OpRestore}} {
+		on, err := f.attr.value()
+		if err != nil {
+			return 0, fmt.Errorf("deactivateOptions.%s: %w", f.name, err)
+		}
+		if f.elem != "" {
+			onElem, err := f.elem.value()
+			if err != nil {
+				return 0, fmt.Errorf("deactivateOptions.%s: %w", f.name, err)
+			}
+			if f.attr != "" && onElem != on {
+				return 0, fmt.Errorf("deactivateOptions.%s: the attribute and the element disagree", f.name)
+			}
+			on = onElem
+		}
+		if on {
+			ops |= f.disables
+		}
+	}
+	return ops, nil
 }
 
 func nonEmpty(ss ...string) []string {

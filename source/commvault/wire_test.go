@@ -27,11 +27,11 @@ var detailCases = []struct {
 		"emailDomainNames":["acme.example"],"deactivateOptions":{"disableLogin":false,"disableBackup":true,"disableRestore":false}},
 		"organizationProperties":{"primaryDomain":"p.acme.example"}}}`, true, "12", []string{"acme", "p.acme.example", "acme.example"}, state.OpBackup},
 	{"json numbers and strings", false, `{"organizationInfo":{"organization":{"shortName":{"id":"12"},
-		"deactivateOptions":{"disableLogin":1,"disableBackup":"0","disableRestore":"true"}}}}`, true, "12", nil, state.OpLogin | state.OpRestore},
+		"deactivateOptions":{"disableLogin":1,"disableBackup":"0","disableRestore":"true"}}}}`, true, "12", nil, state.OpLogin | state.OpToken | state.OpRestore},
 	{"json providerDomainName", false, `{"organizationInfo":{"organization":{"providerDomainName":"Acme.Example","shortName":{"id":12}}}}`,
 		true, "12", []string{"Acme.Example"}, 0},
 	{"json deactivated status without options", false, `{"organizationInfo":{"organization":{"shortName":{"id":12},"status":"Deactivated"}}}`,
-		true, "12", nil, state.OpLogin | state.OpBackup | state.OpRestore},
+		true, "12", nil, state.OpsAll},
 	{"json active status", false, `{"organizationInfo":{"organization":{"shortName":{"id":12},"status":"ACTIVE"}}}`, true, "12", nil, 0},
 	{"json unknown status", false, `{"organizationInfo":{"organization":{"shortName":{"id":12},"status":"Suspended"}}}`, false, "", nil, 0},
 	{"json numeric status", false, `{"organizationInfo":{"organization":{"shortName":{"id":12},"status":2}}}`, false, "", nil, 0},
@@ -43,7 +43,16 @@ var detailCases = []struct {
 		<shortName id="12" domainName="acme"/><emailDomainNames>acme.example</emailDomainNames><emailDomainNames>b.example</emailDomainNames>
 		<deactivateOptions disableLogin="1" disableBackup="0" disableRestore="0"/></organization>
 		<organizationProperties primaryDomain="p.example"/></organizationInfo></App_GetOrganizationInfoResponse>`,
-		true, "12", []string{"acme", "p.example", "acme.example", "b.example"}, state.OpLogin},
+		true, "12", []string{"acme", "p.example", "acme.example", "b.example"}, state.OpLogin | state.OpToken},
+	{"json options under organizationProperties", false, `{"organizationInfo":{"organization":{"shortName":{"id":12}},
+		"organizationProperties":{"deactivateOptions":{"disableLogin":false,"disableBackup":true,"disableRestore":false}}}}`, true, "12", nil, state.OpBackup},
+	{"json options in both places, agreeing", false, `{"organizationInfo":{"organization":{"shortName":{"id":12},"deactivateOptions":{"disableRestore":1}},
+		"organizationProperties":{"deactivateOptions":{"disableRestore":true}}}}`, true, "12", nil, state.OpRestore},
+	{"json options in both places, disagreeing", false, `{"organizationInfo":{"organization":{"shortName":{"id":12},"deactivateOptions":{"disableRestore":1}},
+		"organizationProperties":{"deactivateOptions":{"disableBackup":true}}}}`, false, "", nil, 0},
+	{"xml as deact's own Commvault API writes it", true, `<?xml version="1.0" encoding="UTF-8" standalone="no" ?>
+<Api_GetOrganizationResponse> <organizationInfo> <organization connectName="mycompany"> <shortName id="1" domainName="mycompany"/> </organization> <organizationProperties> <deactivateOptions disableLogin="0" disableBackup="1" disableRestore="0"/> </organizationProperties> </organizationInfo>
+</Api_GetOrganizationResponse>`, true, "1", []string{"mycompany"}, state.OpBackup},
 	{"xml another root name", true, `<Response><organizationInfo><organization><shortName id="3"/>
 		<deactivateOptions disableBackup="true"/></organization></organizationInfo></Response>`, true, "3", nil, state.OpBackup},
 	{"xml elements", true, `<R><organizationInfo><organization><shortName id="3"/><deactivateOptions><disableLogin>0</disableLogin>
@@ -98,7 +107,7 @@ func FuzzDetailAnswer(f *testing.F) {
 			return
 		}
 		o, err := a.org()
-		if err == nil && o.Disabled&^(state.OpLogin|state.OpBackup|state.OpRestore) != 0 {
+		if err == nil && (o.Disabled&^state.OpsAll != 0 || (o.Disabled&state.OpLogin != 0) != (o.Disabled&state.OpToken != 0)) {
 			t.Fatalf("ops %v from %q", o.Disabled, body)
 		}
 		var l listAnswer

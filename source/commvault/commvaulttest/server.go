@@ -20,7 +20,9 @@
 //     "description", "emailDomainNames": [...], "shortName": {"id", "domainName"}, "deactivateOptions":
 //     {"disableLogin", "disableBackup", "disableRestore"}}, "organizationProperties": {"primaryDomain",
 //     "primaryContacts", "userCount", ...}}} (organization, organizationProperties, emailDomainNames and
-//     shortName.domainName as cvpysdk reads them; deactivateOptions with the members POST Deactivate takes).
+//     shortName.domainName as cvpysdk reads them; deactivateOptions with the members POST Deactivate takes, or,
+//     with Org.OptionsInProperties, under organizationProperties, where deact's own Commvault-compatible API
+//     writes them: the documentation's element table does not settle where they live).
 //     JSON writes the options as booleans (as cvpysdk sends them), XML as 1/0 (as the documentation's XML
 //     template does). An unknown organization is a 404 with {"errorCode", "errorMessage"}.
 //   - Paths are matched case-insensitively, as Commvault's web server does.
@@ -75,6 +77,9 @@ type Org struct {
 	Login         bool     // deactivateOptions.disableLogin
 	Backup        bool     // deactivateOptions.disableBackup
 	Restore       bool     // deactivateOptions.disableRestore
+	// OptionsInProperties writes deactivateOptions under organizationProperties instead of organization (where
+	// deact's own Commvault-compatible API puts them).
+	OptionsInProperties bool
 	// RawBackup, when set, is written as disableBackup's value verbatim (a JSON token or an XML attribute
 	// value), to test values deact must refuse.
 	RawBackup string
@@ -354,11 +359,19 @@ func (s *Server) detail(w http.ResponseWriter, r *http.Request, id string, asXML
 			Enabled      bool      `xml:"enabled,attr"`
 			EmailDomains []string  `xml:"emailDomainNames"`
 			ShortName    shortName `xml:"shortName"`
-			Deactivate   opts      `xml:"deactivateOptions"`
+			Deactivate   *opts     `xml:"deactivateOptions"`
 		}
 		type props struct {
 			PrimaryDomain string `xml:"primaryDomain,attr"`
 			UserCount     int    `xml:"userCount,attr"`
+			Deactivate    *opts  `xml:"deactivateOptions"`
+		}
+		o := &opts{Login: flag(c.Login), Backup: backup, Restore: flag(c.Restore)}
+		org := organization{ConnectName: c.Name, Enabled: true, EmailDomains: c.EmailDomains,
+			ShortName: shortName{ID: num, DomainName: c.Alias}, Deactivate: o}
+		pr := props{PrimaryDomain: c.PrimaryDomain, UserCount: 3}
+		if c.OptionsInProperties {
+			org.Deactivate, pr.Deactivate = nil, o
 		}
 		write(w, true, http.StatusOK, struct {
 			XMLName xml.Name `xml:"App_GetOrganizationInfoResponse"`
@@ -370,10 +383,7 @@ func (s *Server) detail(w http.ResponseWriter, r *http.Request, id string, asXML
 			Org   organization `xml:"organization"`
 			Props props        `xml:"organizationProperties"`
 		}{
-			Org: organization{ConnectName: c.Name, Enabled: true, EmailDomains: c.EmailDomains,
-				ShortName:  shortName{ID: num, DomainName: c.Alias},
-				Deactivate: opts{Login: flag(c.Login), Backup: backup, Restore: flag(c.Restore)}},
-			Props: props{PrimaryDomain: c.PrimaryDomain, UserCount: 3},
+			Org: org, Props: pr,
 		}})
 		return
 	}
@@ -385,18 +395,22 @@ func (s *Server) detail(w http.ResponseWriter, r *http.Request, id string, asXML
 	if emails == nil {
 		emails = []string{}
 	}
+	organization := map[string]any{
+		"connectName": c.Name, "description": "", "enabled": true, "emailDomainNames": emails,
+		"shortName": map[string]any{"id": num, "domainName": c.Alias},
+	}
+	properties := map[string]any{
+		"primaryDomain": c.PrimaryDomain, "userCount": 3, "enableAuthCodeGen": false,
+		"primaryContacts": []any{map[string]any{"fullName": "Tenant Admin", "user": map[string]any{"userName": c.Alias + "\\admin", "userId": 7}}},
+	}
+	opts := map[string]any{"disableLogin": c.Login, "disableBackup": backup, "disableRestore": c.Restore}
+	if c.OptionsInProperties {
+		properties["deactivateOptions"] = opts
+	} else {
+		organization["deactivateOptions"] = opts
+	}
 	write(w, false, http.StatusOK, map[string]any{
-		"organizationInfo": map[string]any{
-			"organization": map[string]any{
-				"connectName": c.Name, "description": "", "enabled": true, "emailDomainNames": emails,
-				"shortName":         map[string]any{"id": num, "domainName": c.Alias},
-				"deactivateOptions": map[string]any{"disableLogin": c.Login, "disableBackup": backup, "disableRestore": c.Restore},
-			},
-			"organizationProperties": map[string]any{
-				"primaryDomain": c.PrimaryDomain, "userCount": 3, "enableAuthCodeGen": false,
-				"primaryContacts": []any{map[string]any{"fullName": "Tenant Admin", "user": map[string]any{"userName": c.Alias + "\\admin", "userId": 7}}},
-			},
-		},
+		"organizationInfo": map[string]any{"organization": organization, "organizationProperties": properties},
 	})
 }
 
