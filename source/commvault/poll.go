@@ -164,7 +164,9 @@ func (e *PartialError) Unwrap() error { return e.First }
 // sequence: the round's start in Unix microseconds, or one more than the highest sequence held when that is
 // larger (a leader whose clock lags the previous one's). Rounds of one leader follow each other, so their
 // sequences grow; a slow round of an old leader that overlaps a new one's (see source.LeaderConfig.TTL) started
-// earlier and carries a smaller sequence, and ApplyMirror refuses it wherever the newer round wrote.
+// earlier and carries a smaller sequence, and ApplyMirror refuses it wherever the newer round wrote. Where the
+// newer round found nothing to write, the older one's write goes through and the next round repairs it; an old
+// leader's round normally cannot write at all, since its context ends when leadership is lost.
 func (p *Poller) Round(ctx context.Context) (RoundStats, error) {
 	t0 := time.Now()
 	var st RoundStats
