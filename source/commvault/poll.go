@@ -265,8 +265,8 @@ func (p *Poller) Round(ctx context.Context) (RoundStats, error) {
 }
 
 // read lists the organizations and reads their details with at most Concurrency requests at once. A failure
-// that says Commvault as a whole is not answering (unreachable, timed out, credentials refused) fails the round;
-// any other failure is that organization's alone.
+// that says Commvault as a whole is not answering (credentials refused; more than 2·Concurrency detail requests
+// in a row without an answer) fails the round; any other failure is that organization's alone.
 func (p *Poller) read(ctx context.Context) ([]Listed, map[string]Org, map[string]error, int64, error) {
 	c := p.cfg.Client
 	listed, err := c.ListOrgs(ctx)
@@ -280,6 +280,9 @@ func (p *Poller) read(ctx context.Context) ([]Listed, map[string]Org, map[string
 	details := make(map[string]Org, len(listed))
 	failures := map[string]error{}
 	var n atomic.Int64
+	// Consecutive detail requests that got no answer: one slow organization is its own failure, but every worker
+	// failing in a row means Commvault went away, and the round stops rather than wait for each timeout.
+	var unreachable atomic.Int64
 	work := make(chan Listed)
 	var wg sync.WaitGroup
 	for range min(p.cfg.Concurrency, len(listed)) {
@@ -293,10 +296,12 @@ func (p *Poller) read(ctx context.Context) ([]Listed, map[string]Org, map[string
 				var ae *APIError
 				switch {
 				case err == nil:
+					unreachable.Store(0)
 					mu.Lock()
 					details[l.ID] = o
 					mu.Unlock()
-				case errors.Is(err, errUnreachable) || errors.As(err, &ae) && ae.Unauthorized():
+				case errors.As(err, &ae) && ae.Unauthorized(),
+					errors.Is(err, errUnreachable) && unreachable.Add(1) > int64(2*p.cfg.Concurrency):
 					cancel(err)
 				default:
 					mu.Lock()

@@ -337,6 +337,35 @@ func TestFailuresKeepMirroredState(t *testing.T) {
 	}
 }
 
+// TestSlowDetails: one organization whose details time out keeps its last state while the others are written;
+// details that all time out (Commvault hung after the listing) fail the round without waiting for each one.
+func TestSlowDetails(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false, func(c *ClientConfig, _ *PollerConfig) { c.Timeout = 200 * time.Millisecond })
+	ids := e.fake.Populate(40)
+	e.fake.Deactivate(ids[3], false, true, false)
+	e.round()
+	e.fake.Update(ids[3], func(o *commvaulttest.Org) { o.Slow, o.Backup = 5*time.Second, false })
+	e.fake.Deactivate(ids[4], true, false, false)
+	st, err := e.poll.Round(context.Background())
+	var pe *PartialError
+	if !errors.As(err, &pe) || st.Failed != 1 || st.Written != 1 {
+		t.Fatalf("one slow org: err %v, stats %+v", err, st)
+	}
+	if h := e.held(); h[ids[3]].Disabled != state.OpBackup || h[ids[4]].Disabled != state.OpLogin|state.OpToken {
+		t.Errorf("held: slow %+v, other %+v", h[ids[3]], h[ids[4]])
+	}
+	e.fake.Latency(5 * time.Second)
+	before := e.fake.DetailRequests()
+	st, err = e.poll.Round(context.Background())
+	if err == nil || errors.As(err, &pe) || ErrorClass(err) != "unreachable" || st.Written != 0 {
+		t.Fatalf("every detail hangs: err %v, stats %+v", err, st)
+	}
+	if n := e.fake.DetailRequests() - before; n >= 40 {
+		t.Errorf("the hung round asked for all %d details: it did not stop once Commvault stopped answering", n)
+	}
+}
+
 // TestTenThousandOrgsWithinOneInterval: one round over 10⁴ organizations ends within the default interval and
 // never has more detail requests in flight than the configured concurrency (the fake counts them).
 func TestTenThousandOrgsWithinOneInterval(t *testing.T) {

@@ -77,6 +77,8 @@ type Org struct {
 	Login         bool     // deactivateOptions.disableLogin
 	Backup        bool     // deactivateOptions.disableBackup
 	Restore       bool     // deactivateOptions.disableRestore
+	// Slow delays this organization's detail answers.
+	Slow time.Duration
 	// OptionsInProperties writes deactivateOptions under organizationProperties instead of organization (where
 	// deact's own Commvault-compatible API puts them).
 	OptionsInProperties bool
@@ -318,6 +320,9 @@ func (s *Server) detail(w http.ResponseWriter, r *http.Request, id string, asXML
 		c.EmailDomains = slices.Clone(o.EmailDomains)
 	}
 	s.mu.Unlock()
+	if ok {
+		lat += c.Slow
+	}
 	if lat > 0 {
 		select {
 		case <-time.After(lat):
