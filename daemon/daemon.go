@@ -272,14 +272,14 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 		adminMux.Handle("/", api.Handler())
+		if cfg.AuditRetention > 0 {
+			d.run(bgctx, "audit pruning", func(ctx context.Context) error { d.pruneAudit(ctx, store); return nil })
+		}
 		if err := d.addZitadel(fanout, adminMux); err != nil {
 			return nil, err
 		}
 		if err := d.addCommvault(); err != nil {
 			return nil, err
-		}
-		if cfg.AuditRetention > 0 {
-			d.run(bgctx, "audit pruning", func(ctx context.Context) error { d.pruneAudit(ctx, store); return nil })
 		}
 		if err := d.startSources(bgctx, store, reg, adminMux); err != nil {
 			return nil, err

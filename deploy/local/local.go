@@ -37,6 +37,9 @@ type Config struct {
 	// Exec, when set, is a deactd binary: the nodes run as its child processes (SIGTERM to stop), each logging
 	// to its own file, instead of in this process. Daemon does not apply then.
 	Exec string
+	// AdminArgs are extra deactd flags for the admin node when it runs as a child process (Exec), e.g. a
+	// source's --zitadel-url.
+	AdminArgs []string
 	// LogLevel of the nodes' log files [info].
 	LogLevel slog.Level
 }
@@ -158,6 +161,9 @@ func (c *Cluster) execNode(id, role string, logFile *os.File) (*Node, error) {
 		"--etcd-endpoints", strings.Join(c.Etcd.Endpoints(), ","), "--admin-token", c.AdminToken,
 		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--log-level", strings.ToLower(c.cfg.LogLevel.String()))
+	if role == daemon.RoleAdmin {
+		cmd.Args = append(cmd.Args, c.cfg.AdminArgs...)
+	}
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
