@@ -117,9 +117,10 @@ func (cc *cvCluster) allAnswer(t testing.TB, r cvRequest, want code.Code) bool {
 	return true
 }
 
-// within waits until every gateway answers every request as wanted, and fails if Commvault was asked for its
-// organizations twice more since `rounds` first: the first round that starts after a change (one interval
-// later at most) must show it, with room for the round that was running when it happened.
+// within waits until every gateway answers every request as wanted, and fails once a third round has started
+// since `rounds` (Commvault's count of listings when the change was made): the first round that starts after the
+// change, at most one interval later, must show it; the second one's start is slack for the gateways' watch
+// under a loaded machine; a third means a round missed the change.
 func (cc *cvCluster) within(what string, rounds int64, want map[string]code.Code, reqs ...cvRequest) {
 	cc.t.Helper()
 	for {
