@@ -101,6 +101,9 @@ func FuzzDetailAnswer(f *testing.F) {
 	for _, tc := range detailCases {
 		f.Add([]byte(tc.body), tc.xml)
 	}
+	f.Add([]byte(`{"token":"QSDK 38568","userName":"admin"}`), false)
+	f.Add([]byte(`<DM2ContentIndexing_CheckCredentialResp token="QSDK 1" userName="a"/>`), true)
+	f.Add([]byte(`{"errList":[{"errorCode":5,"errLogMessage":"Invalid Username or Password"}]}`), false)
 	f.Fuzz(func(t *testing.T, body []byte, isXML bool) {
 		var a detailsAnswer
 		if decode(body, isXML, &a) != nil {
@@ -109,6 +112,12 @@ func FuzzDetailAnswer(f *testing.F) {
 		o, err := a.org()
 		if err == nil && (o.Disabled&^state.OpsAll != 0 || (o.Disabled&state.OpLogin != 0) != (o.Disabled&state.OpToken != 0)) {
 			t.Fatalf("ops %v from %q", o.Disabled, body)
+		}
+		var la loginAnswer
+		if decode(body, isXML, &la) == nil && la.Token != "" {
+			if tok, err := authtoken(la.Token); err == nil && (!strings.HasPrefix(tok, "QSDK ") || strings.ContainsAny(tok, "\r\n")) {
+				t.Fatalf("token %q would go into a header", tok)
+			}
 		}
 		var l listAnswer
 		if decode(body, isXML, &l) == nil {
