@@ -47,6 +47,8 @@ func TestNewValidatesConfig(t *testing.T) {
 		"negative timeout": {Store: e.store, Fanout: e.fanout, ConfirmTimeout: -time.Second},
 		"relative root":    {Store: e.store, Fanout: e.fanout, CommvaultRoots: []string{"webconsole/api"}},
 		"root over native": {Store: e.store, Fanout: e.fanout, CommvaultRoots: []string{"/v1"}},
+		"root over v2":     {Store: e.store, Fanout: e.fanout, CommvaultRoots: []string{"/v2/organizations"}},
+		"root over grpc":   {Store: e.store, Fanout: e.fanout, CommvaultRoots: []string{"/zitadel.org.v2.OrganizationService"}},
 	} {
 		if _, err := admin.New(cfg); err == nil {
 			t.Errorf("%s: accepted", name)

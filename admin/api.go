@@ -14,6 +14,7 @@ import (
 
 	"github.com/deact/deact/state"
 	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/time/rate"
 )
 
@@ -27,6 +28,12 @@ type Config struct {
 	// with the header X-Deact-Confirm-Timeout or the query parameter confirmTimeout (e.g. "500ms"; "0" = do
 	// not wait), up to MaxConfirmTimeout.
 	ConfirmTimeout time.Duration
+	// WriteTimeout bounds the etcd calls of one admin request, counted from its start [5s]: authentication, the
+	// reads before a write and the write itself. When etcd does not answer in time (no quorum, no leader), the
+	// request answers its API's "unavailable" (503; ZITADEL code 14; Commvault errorCode 12). The confirmation wait after a commit is
+	// bounded by ConfirmTimeout, separately; an import bounds each batch by WriteTimeout and the whole body by
+	// ImportTimeout.
+	WriteTimeout time.Duration
 	// CommvaultRoots are the web service roots of the Commvault-compatible API, matched case-insensitively
 	// [/webconsole/api, /commandcenter/api].
 	CommvaultRoots []string
@@ -34,14 +41,25 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxImportBytes bounds the NDJSON body of /v1/import [256 MiB].
 	MaxImportBytes int64
-	// TokenCacheTTL is how long a found token record is trusted without reading etcd again [2s]: a token
-	// deleted elsewhere keeps working on this instance for at most that long.
+	// ImportTimeout bounds one /v1/import from its authentication to its last batch [30m]. An authenticated
+	// import is exempt from the listener's read timeout (it streams); this is its bound instead.
+	ImportTimeout time.Duration
+	// TokenCacheTTL is how long an answer about a token is trusted without reading etcd again [2s]: a token
+	// deleted elsewhere keeps working on this instance for at most that long, and one created elsewhere may, while
+	// bad tokens flood this instance, be refused for that long.
 	TokenCacheTTL time.Duration
-	// AuthFailureRate and AuthFailureBurst limit failed authentications per client address [1/s, burst 20]:
-	// once the burst is spent, the address gets 429 until its budget refills.
+	// AuthFailureRate and AuthFailureBurst count failed authentications per client address [1/s, burst 20]:
+	// once the burst is spent, the address's failures get 429 instead of 401 until its budget refills. A valid
+	// token is never refused for them: the limit shapes answers to failures only.
 	AuthFailureRate  rate.Limit
 	AuthFailureBurst int
 }
+
+// Defaults of Config.
+const (
+	DefaultWriteTimeout  = 5 * time.Second
+	DefaultImportTimeout = 30 * time.Minute
+)
 
 // MaxConfirmTimeout caps the confirmation wait a request may ask for.
 const MaxConfirmTimeout = time.Minute
@@ -84,6 +102,12 @@ func New(cfg Config) (*API, error) {
 	if cfg.ConfirmTimeout < 0 || cfg.ConfirmTimeout > MaxConfirmTimeout {
 		return nil, fmt.Errorf("admin: ConfirmTimeout %v is outside [0, %v]", cfg.ConfirmTimeout, MaxConfirmTimeout)
 	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.WriteTimeout < 0 {
+		return nil, fmt.Errorf("admin: WriteTimeout %v must be positive", cfg.WriteTimeout)
+	}
 	if len(cfg.CommvaultRoots) == 0 {
 		cfg.CommvaultRoots = []string{"/webconsole/api", "/commandcenter/api"}
 	}
@@ -93,8 +117,11 @@ func New(cfg Config) (*API, error) {
 	if cfg.MaxImportBytes == 0 {
 		cfg.MaxImportBytes = 256 << 20
 	}
-	if cfg.MaxBodyBytes < 0 || cfg.MaxImportBytes < 0 {
-		return nil, errors.New("admin: body limits must be positive")
+	if cfg.ImportTimeout == 0 {
+		cfg.ImportTimeout = DefaultImportTimeout
+	}
+	if cfg.MaxBodyBytes < 0 || cfg.MaxImportBytes < 0 || cfg.ImportTimeout < 0 {
+		return nil, errors.New("admin: body limits and ImportTimeout must be positive")
 	}
 	if cfg.TokenCacheTTL == 0 {
 		cfg.TokenCacheTTL = 2 * time.Second
@@ -111,8 +138,9 @@ func New(cfg Config) (*API, error) {
 	}
 	for _, root := range cfg.CommvaultRoots {
 		root = strings.TrimSuffix(strings.ToLower(root), "/")
-		if !strings.HasPrefix(root, "/") || root == "/v1" || strings.HasPrefix(root, "/management") {
-			return nil, fmt.Errorf("admin: Commvault root %q must be an absolute path outside /v1 and /management", root)
+		if !strings.HasPrefix(root, "/") || root == "/v1" || root == "/v2" || strings.HasPrefix(root, "/v2/") ||
+			strings.HasPrefix(root, "/management") || strings.HasPrefix(root, "/zitadel.") {
+			return nil, fmt.Errorf("admin: Commvault root %q must be an absolute path outside /v1, /v2, /management and /zitadel.*", root)
 		}
 		a.roots = append(a.roots, root)
 	}
@@ -128,8 +156,10 @@ func New(cfg Config) (*API, error) {
 	return a, nil
 }
 
-// Handler returns the handler for everything the admin API serves: /management/v1/... (ZITADEL REST),
-// /zitadel.management.v1.ManagementService/... (gRPC, gRPC-Web, Connect), the Commvault roots, and /v1/.
+// Handler returns the handler for everything the admin API serves: /management/v1/... and
+// /v2/organizations/... (ZITADEL REST), /zitadel.management.v1.ManagementService/...,
+// /zitadel.org.v2.OrganizationService/..., /zitadel.project.v2.ProjectService/... and
+// /zitadel.application.v2.ApplicationService/... (gRPC, gRPC-Web, Connect), the Commvault roots, and /v1/.
 // gRPC needs HTTP/2: serve it with http.Server.Protocols including UnencryptedHTTP2 (or TLS).
 func (a *API) Handler() http.Handler { return a.handler }
 
@@ -145,7 +175,10 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "internal error", http.StatusInternalServerError)
 		}
 	}()
-	r = r.WithContext(context.WithValue(r.Context(), clientIPKey, clientIP(r)))
+	base := context.WithValue(r.Context(), clientIPKey, clientIP(r))
+	ctx, cancel := a.storeContext(base)
+	defer cancel()
+	r = r.WithContext(ctx)
 	if id, action, ok := a.commvaultRoute(r.URL.EscapedPath()); ok {
 		a.serveCommvault(w, r, id, action)
 		return
@@ -207,9 +240,27 @@ func parseConfirmTimeout(v string) (time.Duration, error) {
 	return d, nil
 }
 
+// storeContext bounds the etcd calls made under ctx by the write timeout, and makes them fail at once on a
+// member that has no leader instead of waiting for one.
+func (a *API) storeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	base := requestContext(ctx)
+	return context.WithTimeout(clientv3.WithRequireLeader(context.WithValue(base, requestCtxKey, base)), a.cfg.WriteTimeout)
+}
+
+// requestContext is the request's own context, without the write timeout that serve puts on it: for the
+// confirmation wait and the import, which have bounds of their own.
+func requestContext(ctx context.Context) context.Context {
+	if base, ok := ctx.Value(requestCtxKey).(context.Context); ok {
+		return base
+	}
+	return ctx
+}
+
 // confirm waits until every live gateway node applied rev, or the timeout passes. A timeout is not an error:
-// the write is committed either way; the confirmation says how many nodes had it.
+// the write is committed either way; the confirmation says how many nodes had it. The wait is bounded by
+// timeout alone, not by the write timeout of the request.
 func (a *API) confirm(ctx context.Context, rev int64, timeout time.Duration) state.Confirmation {
+	ctx = requestContext(ctx)
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c, err := a.fanout.WaitApplied(wctx, rev)

@@ -81,18 +81,33 @@ func (p *principal) authorize(org string, write bool) error {
 	return nil
 }
 
-// authenticator checks token secrets against the hashed records in etcd, caches found records for a short
-// time, and limits failed attempts per client address.
+// authenticator checks token secrets against the hashed records in etcd.
+//
+// A valid token is always accepted, whatever other clients (on the same address or not) send: the secret is
+// checked first, and the per-address limiter only shapes the answer to failures (401, then 429 once the address
+// has spent its failure budget). What failures may cost is bounded elsewhere, so that a flood of bad tokens never
+// becomes a flood of etcd reads: found records are cached for cacheTTL, hashes etcd did not know too (negative
+// cache), and lookups of hashes in neither cache spend a global budget (tokenLookupRate). Past that budget the
+// hash is checked against a listing of every token record, made at most once per cacheTTL however many requests
+// ask for it. So a token created on another instance within the last cacheTTL may be refused during such a
+// flood; every other valid token is accepted.
 type authenticator struct {
 	store    *state.Store
 	cacheTTL time.Duration
 	now      func() time.Time
+	lookups  *rate.Limiter // global budget of single-token reads for hashes in neither cache
 
 	mu       sync.Mutex
-	cache    map[string]cachedToken // by hash
+	cache    map[string]cachedToken // by hash: found records
+	bad      map[string]time.Time   // by hash: hashes etcd did not know, until when that answer holds
 	limiters map[string]*rate.Limiter
 	limit    rate.Limit
 	burst    int
+
+	tableMu  sync.Mutex // held while the listing is read: one listing at a time
+	table    map[string]state.Token
+	tableAt  time.Time // when table (or tableErr) was read
+	tableErr error
 }
 
 type cachedToken struct {
@@ -100,52 +115,129 @@ type cachedToken struct {
 	expires time.Time
 }
 
-// maxLimiters bounds the per-address table; when it is full, addresses whose budget is whole again are dropped.
-const maxLimiters = 10000
+const (
+	// maxLimiters bounds the per-address table; when it is full, addresses whose budget is whole again are dropped.
+	maxLimiters = 10000
+	// maxBadHashes bounds the negative cache; when it is full, expired entries go, and if none had, all of them.
+	maxBadHashes = 10000
+	// tokenLookupRate is the global budget of etcd reads for token hashes in neither cache, per second (and burst).
+	tokenLookupRate = 100
+)
 
 func newAuthenticator(store *state.Store, ttl time.Duration, limit rate.Limit, burst int) *authenticator {
 	return &authenticator{store: store, cacheTTL: ttl, now: time.Now, cache: map[string]cachedToken{},
-		limiters: map[string]*rate.Limiter{}, limit: limit, burst: burst}
+		bad: map[string]time.Time{}, limiters: map[string]*rate.Limiter{}, limit: limit, burst: burst,
+		lookups: rate.NewLimiter(tokenLookupRate, tokenLookupRate)}
 }
 
-// authenticate finds the token for secret. Callers from an address that failed too often are refused before
-// the secret is looked at.
+// authenticate finds the token for secret. A failure counts against clientIP: once that address has spent its
+// budget, failures answer errRateLimited instead of errBadToken. A store failure is returned as it is (503).
 func (a *authenticator) authenticate(ctx context.Context, secret, clientIP string) (*principal, error) {
-	lim := a.limiter(clientIP)
-	if lim.Tokens() < 1 {
-		return nil, errRateLimited
-	}
 	if secret == "" {
-		lim.Allow()
-		return nil, errNoToken
+		return nil, a.failed(clientIP, errNoToken)
 	}
 	hash := state.HashToken(secret)
 	tok, ok := a.cached(hash)
 	if !ok {
-		v, err := a.store.GetToken(ctx, hash)
-		switch {
-		case errors.Is(err, state.ErrNotFound):
-			lim.Allow()
-			return nil, errBadToken
-		case err != nil:
+		if a.knownBad(hash) {
+			return nil, a.failed(clientIP, errBadToken)
+		}
+		var err error
+		if tok, err = a.lookup(ctx, hash); errors.Is(err, state.ErrNotFound) {
+			return nil, a.failed(clientIP, errBadToken)
+		} else if err != nil {
 			return nil, classify(fmt.Errorf("read token: %w", err))
 		}
-		tok = v.Record
-		a.mu.Lock()
-		a.cache[hash] = cachedToken{tok: tok, expires: a.now().Add(a.cacheTTL)}
-		a.mu.Unlock()
 	}
 	// The record is found by its hash; comparing the hashes again in constant time guards against a record
 	// stored under the wrong key.
 	if subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(hash)) != 1 {
-		lim.Allow()
-		return nil, errBadToken
+		return nil, a.failed(clientIP, errBadToken)
 	}
 	name := tok.Name
 	if name == "" {
 		name = "token"
 	}
 	return &principal{tok: tok, actor: fmt.Sprintf("%s:%.12s", name, hash)}, nil
+}
+
+// lookup reads the token record of hash from etcd, and caches the answer (found or not) for cacheTTL.
+func (a *authenticator) lookup(ctx context.Context, hash string) (state.Token, error) {
+	var tok state.Token
+	var err error
+	if a.lookups.Allow() {
+		var v state.Versioned[state.Token]
+		v, err = a.store.GetToken(ctx, hash)
+		tok = v.Record
+	} else {
+		tok, err = a.fromTable(ctx, hash)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case errors.Is(err, state.ErrNotFound):
+		if len(a.bad) >= maxBadHashes {
+			now := a.now()
+			for h, exp := range a.bad {
+				if now.After(exp) {
+					delete(a.bad, h)
+				}
+			}
+			if len(a.bad) >= maxBadHashes {
+				clear(a.bad)
+			}
+		}
+		a.bad[hash] = a.now().Add(a.cacheTTL)
+	case err == nil:
+		a.cache[hash] = cachedToken{tok: tok, expires: a.now().Add(a.cacheTTL)}
+	}
+	return tok, err
+}
+
+// fromTable finds hash in a listing of every token record, read again when it is older than cacheTTL. Callers
+// wait for one another, so however many ask, etcd is listed at most once per cacheTTL (a failed listing is not
+// retried within that time either).
+func (a *authenticator) fromTable(ctx context.Context, hash string) (state.Token, error) {
+	a.tableMu.Lock()
+	defer a.tableMu.Unlock()
+	if a.tableAt.IsZero() || a.now().Sub(a.tableAt) > a.cacheTTL {
+		a.table, a.tableErr = a.listTokens(ctx)
+		a.tableAt = a.now()
+	}
+	if a.tableErr != nil {
+		return state.Token{}, a.tableErr
+	}
+	tok, ok := a.table[hash]
+	if !ok {
+		return state.Token{}, state.ErrNotFound
+	}
+	return tok, nil
+}
+
+func (a *authenticator) listTokens(ctx context.Context) (map[string]state.Token, error) {
+	table := map[string]state.Token{}
+	after := ""
+	for {
+		pg, err := a.store.ListTokens(ctx, after, 1000)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range pg.Items {
+			table[v.Record.Hash] = v.Record
+		}
+		if pg.Next == "" {
+			return table, nil
+		}
+		after = pg.Next
+	}
+}
+
+// failed counts a failed authentication against ip and returns the error to answer with.
+func (a *authenticator) failed(ip string, err *apiError) error {
+	if !a.limiter(ip).Allow() {
+		return errRateLimited
+	}
+	return err
 }
 
 func (a *authenticator) cached(hash string) (state.Token, bool) {
@@ -162,11 +254,34 @@ func (a *authenticator) cached(hash string) (state.Token, bool) {
 	return c.tok, true
 }
 
+func (a *authenticator) knownBad(hash string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	exp, ok := a.bad[hash]
+	if ok && a.now().After(exp) {
+		delete(a.bad, hash)
+		return false
+	}
+	return ok
+}
+
+// remember caches a token created through this API, so that it works here at once, even during a flood.
+func (a *authenticator) remember(tok state.Token) {
+	a.mu.Lock()
+	delete(a.bad, tok.Hash)
+	a.cache[tok.Hash] = cachedToken{tok: tok, expires: a.now().Add(a.cacheTTL)}
+	a.mu.Unlock()
+}
+
 // forget drops a cached token (after it was deleted through this API).
 func (a *authenticator) forget(hash string) {
 	a.mu.Lock()
 	delete(a.cache, hash)
+	delete(a.bad, hash)
 	a.mu.Unlock()
+	a.tableMu.Lock()
+	delete(a.table, hash)
+	a.tableMu.Unlock()
 }
 
 func (a *authenticator) limiter(ip string) *rate.Limiter {
@@ -213,7 +328,10 @@ func commvaultToken(h http.Header) string {
 
 type ctxKey int
 
-const clientIPKey ctxKey = iota
+const (
+	clientIPKey   ctxKey = iota
+	requestCtxKey        // the request's context before serve bounded it by the write timeout
+)
 
 // clientIP is the address failed authentications are counted against: the peer's, proxies are not trusted.
 func clientIP(r *http.Request) string {

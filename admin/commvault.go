@@ -20,16 +20,17 @@ import (
 // answers in XML (the default, as Commvault's) or JSON by Accept, and the token in the Authtoken header
 // ("QSDK <token>", a bare token, or "Bearer <token>").
 //
-// Deactivation semantics: the org's disabled operations become exactly the options given (disableLogin also
-// refuses tokens, since a Commvault login is how a token is obtained). A body without deactivateOptions (or an
-// empty body) disables login, backup and restore; options that are all 0 are refused (errorCode 2): to enable
-// everything, activate. Activate enables every operation.
+// Deactivation semantics: the options given are added to what Commvault deactivated before (disableLogin also
+// refuses tokens, since a Commvault login is how a token is obtained); what other APIs deactivated stays. A
+// body without deactivateOptions (or an empty body) disables login, backup and restore; options that are all 0
+// are refused (errorCode 2): to enable, activate. Activate enables what Commvault deactivated, not what the
+// ZITADEL or native API did; GET shows every operation that is disabled, through whichever API.
 //
 // Errors: the HTTP status says what went wrong (4xx for the caller's mistakes, 5xx for ours), and the body is
 // Commvault's generic error, <App_GenericResp errorCode="N" errorMessage="..."/> or {"errorCode":N,
 // "errorMessage":"..."}, with these codes:
 const (
-	cvErrInternal        = 1  // 500/503: the store failed
+	cvErrInternal        = 1  // 500: the store failed
 	cvErrInvalid         = 2  // 400: malformed body, DTD, bad id, no option set, bad confirm timeout
 	cvErrNotFound        = 3  // 404: unknown organization (GET, activate of an org deact never saw is 4)
 	cvErrState           = 4  // 409: already deactivated with these options / not deactivated
@@ -40,6 +41,7 @@ const (
 	cvErrUnsupported     = 9  // 415: body neither XML nor JSON
 	cvErrConflict        = 10 // 409: conflicting record
 	cvErrMethod          = 11 // 405: wrong method for the path
+	cvErrUnavailable     = 12 // 503: etcd did not answer within the write timeout (no quorum); retry
 	cvEntityTypeProvider = 61 // Commvault's entity type of an organization (provider)
 )
 
@@ -153,7 +155,7 @@ func (a *API) commvault(w http.ResponseWriter, r *http.Request, id, action strin
 		if err != nil {
 			return err
 		}
-		res, err = a.store.DeactivateOrg(ctx, id, ops, true, change(p, "commvault deactivate "+ops.String()))
+		res, err = a.store.DeactivateOrg(ctx, id, ops, false, changeVia(p, state.SourceCommvault, "commvault deactivate "+ops.String()))
 		if err != nil {
 			return err
 		}
@@ -161,14 +163,17 @@ func (a *API) commvault(w http.ResponseWriter, r *http.Request, id, action strin
 		if _, err := parseBodyFormat(r.Header.Get("Content-Type"), body); err != nil {
 			return err
 		}
-		if res, err = a.store.ReactivateOrg(ctx, id, change(p, "commvault activate")); err != nil {
+		if res, err = a.store.ReactivateOrg(ctx, id, changeVia(p, state.SourceCommvault, "commvault activate")); err != nil {
 			return err
 		}
 	}
 	c := a.confirm(ctx, res.Revision, timeout)
 	a.logWrite("commvault", action, p, "org "+id, res, c)
 	domain := id
-	if v, err := a.store.GetOrg(ctx, id); err == nil {
+	// The confirmation wait may have used up the request's store bound: the read for the answer gets its own.
+	rctx, cancel := a.storeContext(ctx)
+	defer cancel()
+	if v, err := a.store.GetOrg(rctx, id); err == nil {
 		domain = providerDomain(v.Record)
 	}
 	setConfirmHeaders(w.Header(), c)
@@ -201,6 +206,8 @@ func commvaultCode(e *apiError, action string) (int, int) {
 		return http.StatusTooManyRequests, cvErrRateLimited
 	case kindUnsupportedMedia:
 		return http.StatusUnsupportedMediaType, cvErrUnsupported
+	case kindUnavailable:
+		return http.StatusServiceUnavailable, cvErrUnavailable
 	}
 	return e.httpStatus(), cvErrInternal
 }

@@ -1,5 +1,6 @@
-// Package admin is deact's admin API: the ZITADEL-compatible management API (REST, gRPC, gRPC-Web and Connect
-// from one implementation), the Commvault-compatible organization API (XML and JSON), and the native JSON API
+// Package admin is deact's admin API: the ZITADEL-compatible management API (v1) and org, project and
+// application APIs (v2) (REST, gRPC, gRPC-Web and Connect from one implementation), the Commvault-compatible
+// organization API (XML and JSON), and the native JSON API
 // under /v1/, all behind admin tokens. Every write goes durably to etcd through state.Store, then waits, bounded,
 // until every live gateway node has applied it (state.Fanout) and reports how many did.
 //

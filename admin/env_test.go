@@ -18,6 +18,7 @@ import (
 
 	"github.com/deact/deact/admin"
 	"github.com/deact/deact/state"
+	"github.com/deact/deact/state/etcdserver"
 	"github.com/deact/deact/state/etcdtest"
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -43,11 +44,17 @@ type env struct {
 	http1  *http.Client // HTTP/1.1
 	h2c    *http.Client // HTTP/2 without TLS, as gRPC needs
 	errors *errorLog
+	// cluster is the etcd cluster behind the API when envOpts.cluster asked for one.
+	cluster     *etcdserver.Cluster
+	readTimeout time.Duration
 }
 
 type envOpts struct {
-	nodes  int
-	config func(*admin.Config)
+	nodes   int
+	cluster int // members of an etcd cluster to run instead of one embedded member
+	config  func(*admin.Config)
+	// readTimeout is the listener's http.Server.ReadTimeout (the daemon's is 30s); zero: none.
+	readTimeout time.Duration
 }
 
 // errorLog records every log record at error level: client mistakes must never produce one.
@@ -75,9 +82,16 @@ func (l *errorLog) take() []string {
 
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv.Endpoints())
-	e := &env{t: t, store: state.NewStore(cli), cli: cli, errors: &errorLog{}}
+	var endpoints []string
+	var cluster *etcdserver.Cluster
+	if o.cluster > 0 {
+		cluster = etcdtest.StartCluster(t, o.cluster)
+		endpoints = cluster.Endpoints()
+	} else {
+		endpoints = etcdtest.Start(t).Endpoints()
+	}
+	cli := etcdtest.Client(t, endpoints)
+	e := &env{t: t, store: state.NewStore(cli), cli: cli, errors: &errorLog{}, cluster: cluster}
 	log := slog.New(e.errors)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -89,7 +103,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	e.fanout = state.NewFanout(cli, log)
 	run(e.fanout.Run)
 	for i := range o.nodes {
-		ncli := etcdtest.Client(t, srv.Endpoints())
+		ncli := etcdtest.Client(t, endpoints)
 		r := state.NewReplica(state.ReplicaConfig{Client: ncli, Logger: log, ProgressInterval: 50 * time.Millisecond, RetryInterval: 20 * time.Millisecond})
 		run(r.Run)
 		nr, err := state.NewNodeReporter(state.NodeReporterConfig{Client: ncli, Replica: r, NodeID: fmt.Sprintf("node-%d", i), Logger: log})
@@ -112,6 +126,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if _, err := admin.Bootstrap(context.Background(), e.store, bootstrapToken); err != nil {
 		t.Fatal(err)
 	}
+	e.readTimeout = o.readTimeout
 	e.serve(api.Handler())
 	return e
 }
@@ -122,7 +137,7 @@ func (e *env) serve(h http.Handler) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	hs := &http.Server{Handler: h, Protocols: new(http.Protocols), ReadHeaderTimeout: 5 * time.Second}
+	hs := &http.Server{Handler: h, Protocols: new(http.Protocols), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: e.readTimeout}
 	hs.Protocols.SetHTTP1(true)
 	hs.Protocols.SetUnencryptedHTTP2(true)
 	done := make(chan struct{})

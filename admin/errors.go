@@ -8,6 +8,9 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/deact/deact/state"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // kind classifies a failure once; each API renders it in its own shape (ZITADEL status, Commvault errorCode,
@@ -35,6 +38,9 @@ type apiError struct {
 	id   string // stable id, e.g. "DEACT-AlreadyDeactivated" (ZITADEL's ErrorDetail.id)
 	msg  string
 	err  error // the cause, for logs
+	// line is the input line at fault, and imported what an import committed before it stopped (native API).
+	line     int
+	imported *ImportResponse
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -68,14 +74,41 @@ func classify(err error) *apiError {
 		return &apiError{kind: kindNotDeactivated, id: "DEACT-NotDeactivated", msg: msg, err: err}
 	case errors.Is(err, state.ErrNotFound):
 		return &apiError{kind: kindNotFound, id: "DEACT-NotFound", msg: msg, err: err}
+	case errors.Is(err, state.ErrForbidden):
+		return &apiError{kind: kindForbidden, id: "DEACT-Forbidden", msg: msg, err: err}
 	case errors.Is(err, state.ErrConflict):
 		return &apiError{kind: kindConflict, id: "DEACT-Conflict", msg: msg, err: err}
 	case errors.Is(err, state.ErrContention):
 		return &apiError{kind: kindUnavailable, id: "DEACT-Contention", msg: msg, err: err}
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return &apiError{kind: kindUnavailable, id: "DEACT-Timeout", msg: "the store did not answer in time", err: err}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), storeUnavailable(err):
+		return &apiError{kind: kindUnavailable, id: "DEACT-Unavailable", msg: msgUnavailable, err: err}
 	}
 	return &apiError{kind: kindInternal, id: "DEACT-Internal", msg: "internal error", err: err}
+}
+
+// msgUnavailable is the answer when etcd did not answer within the write timeout (no quorum, no leader, not
+// reachable). A write that timed out may still commit once etcd recovers; every write is a compare-and-swap, so
+// repeating it is safe: it succeeds, or answers "already deactivated" when the first attempt did commit.
+const msgUnavailable = "the store did not answer in time (etcd has no quorum or is unreachable); the change may or may not be applied: retry it"
+
+// storeUnavailable reports whether err is etcd saying it cannot serve now: no leader, a timeout of its own, or
+// an unreachable endpoint. Such failures are 503s (retry later), not 500s.
+func storeUnavailable(err error) bool {
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		switch ee.Code() {
+		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+			return true
+		}
+		return false
+	}
+	if s, ok := status.FromError(err); ok {
+		switch s.Code() {
+		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+			return true
+		}
+	}
+	return false
 }
 
 // clientFault reports whether the caller caused the failure (logged below error level).

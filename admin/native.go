@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/deact/deact/state"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // The native API, JSON under /v1/. Reads need any token, writes an admin token; every route checks the org it
@@ -30,10 +31,13 @@ type WriteResult struct {
 	Confirmation state.Confirmation `json:"confirmation"`
 }
 
-// ImportResponse is the answer to /v1/import.
+// ImportResponse is the answer to /v1/import, and the "import" member of its error answer: exactly what was
+// committed (lines 1..Lines, in Batches transactions, the last at Revision). Complete is false when the import
+// stopped part way; it resumes with ?skip=Lines.
 type ImportResponse struct {
 	state.ImportResult
-	Confirmation state.Confirmation `json:"confirmation"`
+	Complete     bool               `json:"complete"`
+	Confirmation state.Confirmation `json:"confirmation,omitzero"`
 }
 
 // NodeStatus is one gateway node in /v1/nodes.
@@ -65,10 +69,12 @@ type TokenCreated struct {
 	WriteResult
 }
 
-// DeactivateRequest is the body of the native deactivate and reactivate calls (every field optional).
+// DeactivateRequest is the body of the native deactivate and reactivate calls (every field optional). For orgs,
+// deactivate adds Ops (default "login,token") to what the native API disabled, and never touches what the
+// ZITADEL or Commvault API disabled; reactivate enables Ops (default "all") whichever API disabled them.
 type DeactivateRequest struct {
-	Ops    string `json:"ops,omitempty"`   // orgs: "login,token" (default), "all", ...
-	Exact  bool   `json:"exact,omitempty"` // orgs: the disabled set becomes exactly Ops
+	Ops    string `json:"ops,omitempty"`   // orgs: "login,token", "all", ...
+	Exact  bool   `json:"exact,omitempty"` // orgs, deactivate: what the native API disabled becomes exactly Ops
 	OrgID  string `json:"orgId,omitempty"` // projects and apps: the owning org
 	Reason string `json:"reason,omitempty"`
 }
@@ -101,6 +107,10 @@ type nativeRoute struct {
 	h     nativeHandler
 }
 
+// importRoute is the one route whose body may take long to arrive: once the caller is authenticated, the
+// listener's read timeout is replaced by Config.ImportTimeout.
+const importRoute = "POST /v1/import"
+
 func (a *API) nativeMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	routes := map[string]nativeRoute{
@@ -132,7 +142,7 @@ func (a *API) nativeMux() *http.ServeMux {
 	}
 	for pattern, route := range routes {
 		op := pattern
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) { a.runNative(w, r, op, route) })
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) { a.runNative(w, r, op, route, op == importRoute) })
 	}
 	return mux
 }
@@ -165,8 +175,8 @@ func (a *API) serveNative(w http.ResponseWriter, r *http.Request) {
 	writeNativeError(w, newError(kindNotFound, "DEACT-NoRoute", "no route for %s %s", r.Method, r.URL.Path))
 }
 
-func (a *API) runNative(w http.ResponseWriter, r *http.Request, op string, route nativeRoute) {
-	status, body, err := a.native1(w, r, route)
+func (a *API) runNative(w http.ResponseWriter, r *http.Request, op string, route nativeRoute, stream bool) {
+	status, body, err := a.native1(w, r, route, stream)
 	if err != nil {
 		e := classify(err)
 		a.metrics.request("native", op, e)
@@ -181,7 +191,7 @@ func (a *API) runNative(w http.ResponseWriter, r *http.Request, op string, route
 	writeJSON(w, status, body)
 }
 
-func (a *API) native1(w http.ResponseWriter, r *http.Request, route nativeRoute) (int, any, error) {
+func (a *API) native1(w http.ResponseWriter, r *http.Request, route nativeRoute, stream bool) (int, any, error) {
 	ctx := r.Context()
 	p, err := a.auth.authenticate(ctx, bearer(r.Header), ipFromContext(ctx))
 	if err != nil {
@@ -189,6 +199,15 @@ func (a *API) native1(w http.ResponseWriter, r *http.Request, route nativeRoute)
 	}
 	if route.write && !p.canWrite() {
 		return 0, nil, errReadOnly
+	}
+	if stream {
+		// Only now, for an authenticated caller: a slow body is no way to hold a connection for 30 minutes.
+		rc := http.NewResponseController(w)
+		deadline := time.Now().Add(a.cfg.ImportTimeout)
+		if err := rc.SetReadDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return 0, nil, err
+		}
+		_ = rc.SetWriteDeadline(deadline.Add(a.cfg.WriteTimeout + MaxConfirmTimeout))
 	}
 	return route.h(r, p)
 }
@@ -210,7 +229,10 @@ type ErrorBody struct {
 		Code    string `json:"code"`
 		ID      string `json:"id"`
 		Message string `json:"message"`
+		Line    int    `json:"line,omitempty"` // the input line at fault (import)
 	} `json:"error"`
+	// Import says what an import committed before it stopped (only on /v1/import).
+	Import *ImportResponse `json:"import,omitempty"`
 }
 
 func writeNativeError(w http.ResponseWriter, e *apiError, status ...int) {
@@ -220,6 +242,7 @@ func writeNativeError(w http.ResponseWriter, e *apiError, status ...int) {
 		b.Error.Status = status[0]
 	}
 	b.Error.Code, b.Error.ID, b.Error.Message = e.name(), e.id, e.msg
+	b.Error.Line, b.Import = e.line, e.imported
 	if b.Error.Status == http.StatusMethodNotAllowed {
 		b.Error.Code = "method_not_allowed"
 	}
@@ -369,6 +392,9 @@ func (a *API) setOrg(deactivate bool) nativeHandler {
 			return 0, nil, err
 		}
 		ops := zitadelOps
+		if !deactivate {
+			ops = state.OpsAll
+		}
 		if req.Ops != "" {
 			var err error
 			if ops, err = state.ParseOps(req.Ops); err != nil {
@@ -385,16 +411,21 @@ func (a *API) setOrg(deactivate bool) nativeHandler {
 			res, err := a.store.DeactivateOrg(r.Context(), id, ops, req.Exact, change(p, req.Reason))
 			return a.write(r, p, "deactivate org "+ops.String(), "org "+id, res, err)
 		}
-		res, err := a.store.ReactivateOrg(r.Context(), id, change(p, req.Reason))
-		return a.write(r, p, "reactivate org", "org "+id, res, err)
+		res, err := a.store.EnableOrgOps(r.Context(), id, ops, change(p, req.Reason))
+		return a.write(r, p, "reactivate org "+ops.String(), "org "+id, res, err)
 	}
 }
 
 // --- projects and apps
 
 // ownerOrg decides the org a project or app write acts for, and checks the token may act on it: the org given
-// in the request, else the record's own org; a scoped token must name one when the record is new.
+// in the request, else the record's own org; a scoped token must name one when the record is new, and may not
+// touch a record without an owner. (The store checks the same again inside its transaction; this read gives
+// the caller the clearer answer.)
 func (a *API) ownerOrg(p *principal, given, stored string, exists bool) (string, error) {
+	if exists && stored == "" && !p.tok.AllOrgs {
+		return "", newError(kindForbidden, "DEACT-Ownerless", "the record has no owning org: only a token for all orgs may change it")
+	}
 	org := given
 	if org == "" {
 		org = stored
@@ -576,7 +607,9 @@ func (a *API) putAccount(r *http.Request, p *principal) (int, any, error) {
 
 // --- import, audit, nodes
 
-// importNDJSON streams the body to Store.Import. Records may name any org, so only an all-orgs token imports.
+// importNDJSON streams the body to Store.ImportWith. Records may name any org, so only an all-orgs token
+// imports. Each batch is bounded by the write timeout, the whole import by ImportTimeout; ?skip=N resumes an
+// import that stopped after committing lines 1..N. Success and failure both say exactly what was committed.
 func (a *API) importNDJSON(r *http.Request, p *principal) (int, any, error) {
 	if !p.tok.AllOrgs {
 		return 0, nil, newError(kindForbidden, "DEACT-ImportScope", "import needs a token for all orgs")
@@ -585,33 +618,64 @@ func (a *API) importNDJSON(r *http.Request, p *principal) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	skip := 0
+	if v := r.URL.Query().Get("skip"); v != "" {
+		if skip, err = strconv.Atoi(v); err != nil || skip < 0 {
+			return 0, nil, newError(kindInvalid, "DEACT-BadSkip", "skip must be a number of lines, 0 or more")
+		}
+	}
 	if r.ContentLength > a.cfg.MaxImportBytes {
 		return 0, nil, newError(kindTooLarge, "DEACT-BodyTooLarge", "import body is larger than %d bytes", a.cfg.MaxImportBytes)
 	}
+	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(requestContext(r.Context())), a.cfg.ImportTimeout)
+	defer cancel()
 	body := &limitedBody{r: r.Body, left: a.cfg.MaxImportBytes}
-	res, err := a.store.Import(r.Context(), body, change(p, "import"))
-	if body.exceeded {
-		return 0, nil, newError(kindTooLarge, "DEACT-BodyTooLarge", "import body is larger than %d bytes (%d records in %d batches were imported before the limit)", a.cfg.MaxImportBytes, res.Records, res.Batches)
-	}
+	res, err := a.store.ImportWith(ctx, body, change(p, "import"), state.ImportOptions{Skip: skip, BatchTimeout: a.cfg.WriteTimeout})
 	if err != nil {
-		if !badImportLine(err) {
-			return 0, nil, err
-		}
-		// A bad line: the caller's mistake, reported with its line number.
-		return 0, nil, newError(kindInvalid, "DEACT-BadImport", "import stopped after %d records in %d batches: %v", res.Records, res.Batches, err)
+		return 0, nil, a.importError(ctx, res, err, body.exceeded)
 	}
 	var c state.Confirmation
 	if res.Revision > 0 {
 		c = a.confirm(r.Context(), res.Revision, timeout)
 	}
 	a.logWrite("native", "import", p, fmt.Sprintf("%d records", res.Records), state.Result{Revision: res.Revision}, c)
-	return http.StatusOK, ImportResponse{ImportResult: res, Confirmation: c}, nil
+	return http.StatusOK, ImportResponse{ImportResult: res, Complete: true, Confirmation: c}, nil
 }
 
-// badImportLine tells a bad input line (the caller's mistake) from a store failure (ours).
-func badImportLine(err error) bool {
-	var le *state.ImportLineError
-	return errors.As(err, &le) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+// importError classifies an import that stopped part way, and says what it committed.
+func (a *API) importError(ctx context.Context, res state.ImportResult, err error, tooLarge bool) *apiError {
+	var (
+		e  *apiError
+		le *state.ImportLineError
+		re *state.ImportReadError
+	)
+	switch {
+	case tooLarge:
+		e = newError(kindTooLarge, "DEACT-BodyTooLarge", "import body is larger than %d bytes", a.cfg.MaxImportBytes)
+	case errors.As(err, &le):
+		id := "DEACT-BadImport"
+		if le.Other > 0 {
+			id = "DEACT-DuplicateRecord"
+		}
+		e = &apiError{kind: kindInvalid, id: id, msg: le.Error(), err: err, line: le.Line}
+	case errors.As(err, &re) && pastDeadline(ctx):
+		e = &apiError{kind: kindInvalid, id: "DEACT-ImportTimeout", msg: fmt.Sprintf("the import took longer than its bound (%v) and was cut after line %d", a.cfg.ImportTimeout, re.After), err: err}
+	case errors.As(err, &re):
+		e = &apiError{kind: kindInvalid, id: "DEACT-BodyUnreadable", msg: fmt.Sprintf("the body could not be read after line %d", re.After), err: err}
+	default:
+		e = classify(err)
+		e = &apiError{kind: e.kind, id: e.id, msg: e.msg, err: err}
+	}
+	e.msg += fmt.Sprintf("; committed: lines 1-%d (%d records in %d batches); resume with skip=%d", res.Lines, res.Records, res.Batches, res.Lines)
+	e.imported = &ImportResponse{ImportResult: res}
+	return e
+}
+
+// pastDeadline reports whether ctx's own deadline has passed (not just whether it is done: the server cancels a
+// request's context when its connection fails).
+func pastDeadline(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 type limitedBody struct {
@@ -756,6 +820,9 @@ func (a *API) createToken(r *http.Request, p *principal) (int, any, error) {
 		return 0, nil, newError(kindForbidden, "DEACT-TokenScope", "a token can only create tokens within its own scope")
 	}
 	res, err := a.store.CreateToken(r.Context(), tok, change(p, "create token "+req.Name))
+	if err == nil {
+		a.auth.remember(tok)
+	}
 	_, body, err := a.write(r, p, "create token", "token "+tok.Hash[:12], res, err)
 	if err != nil {
 		return 0, nil, err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/vanguard"
@@ -15,6 +16,7 @@ import (
 	"github.com/deact/deact/admin/proto/zitadel/management/v1/managementconnect"
 	"github.com/deact/deact/state"
 	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -36,12 +38,14 @@ const zitadelOps = state.OpLogin | state.OpToken
 func (a *API) newZitadel() (http.Handler, error) {
 	limit := int(a.cfg.MaxBodyBytes)
 	path, h := managementconnect.NewManagementServiceHandler(&zitadelService{a: a}, connect.WithReadMaxBytes(limit))
-	svc := vanguard.NewService(path, h,
+	opts := []vanguard.ServiceOption{
 		vanguard.WithMaxMessageBufferBytes(uint32(limit)),
 		// Always transcode REST through binary, so REST answers are written by zitadelJSON, not connect's JSON.
 		vanguard.WithTargetCodecs(vanguard.CodecProto),
-		vanguard.WithRESTUnmarshalOptions(vanguard.RESTUnmarshalOptions{DiscardUnknownQueryParams: true}))
-	return vanguard.NewTranscoder([]*vanguard.Service{svc},
+		vanguard.WithRESTUnmarshalOptions(vanguard.RESTUnmarshalOptions{DiscardUnknownQueryParams: true}),
+	}
+	svcs := append([]*vanguard.Service{vanguard.NewService(path, h, opts...)}, a.zitadelV2Services(limit, opts)...)
+	return vanguard.NewTranscoder(svcs,
 		vanguard.WithCodec(newZitadelJSON),
 		vanguard.WithUnknownHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			writeZitadelError(w, newError(kindNotFound, "DEACT-NoRoute", "no route for %s %s", r.Method, r.URL.Path))
@@ -60,6 +64,15 @@ func newZitadelJSON(res vanguard.TypeResolver) vanguard.Codec {
 
 func (c zitadelJSON) MarshalAppend(b []byte, msg proto.Message) ([]byte, error) {
 	return c.JSONCodec.MarshalAppendStable(b, msg)
+}
+
+// Unmarshal reads a request body. A body that does not fit the message (a number for a string field, say) is
+// the client's mistake: InvalidArgument in ZITADEL's shape, where vanguard would answer a bare 500.
+func (c zitadelJSON) Unmarshal(b []byte, msg proto.Message) error {
+	if err := c.JSONCodec.Unmarshal(b, msg); err != nil {
+		return connectError(newError(kindInvalid, "DEACT-BadBody", "the request body does not fit %s: %v", msg.ProtoReflect().Descriptor().Name(), err))
+	}
+	return nil
 }
 
 // serveZitadel handles the ZITADEL routes. Unary bodies (REST, Connect unary) are read and checked here, so that
@@ -89,8 +102,18 @@ func (a *API) serveZitadel(w http.ResponseWriter, r *http.Request) {
 		// invalid id, not another route.
 		err = fmt.Errorf("%w: a path segment holds an escaped \"/\"", state.ErrInvalidID)
 	}
+	if !utf8.ValidString(r.URL.Path) {
+		// A path variable becomes a proto string, which must be UTF-8; vanguard would fail on it with a 500.
+		err = fmt.Errorf("%w: the path is not UTF-8", state.ErrInvalidID)
+	}
 	if err != nil {
 		e := classify(err)
+		if ew := connect.NewErrorWriter(); strings.HasPrefix(r.URL.Path, "/zitadel.") && ew.IsSupported(r) {
+			// A Connect unary call: its client reads only Connect's error shape.
+			a.metrics.request("zitadel", "connect", e)
+			_ = ew.Write(w, r, connectError(e))
+			return
+		}
 		a.metrics.request("zitadel", "rest", e)
 		writeZitadelError(w, e)
 		return
@@ -100,13 +123,24 @@ func (a *API) serveZitadel(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("confirmTimeout"); v != "" && r.Header.Get(HeaderConfirmTimeout) == "" {
 		r.Header.Set(HeaderConfirmTimeout, v)
 	}
+	// Every route here has body "*", for which ZITADEL's gateway takes no field from the query. Vanguard would,
+	// and after the path: ?organizationId=B on /v2/organizations/A/deactivate would write B while the path, all
+	// that proxies and access logs see, says A.
+	r.URL.RawQuery = ""
+	if r.Method == http.MethodPost && r.Header.Get("Connect-Protocol-Version") == "" && strings.HasPrefix(r.URL.Path, "/zitadel.") {
+		// connect-go servers, ZITADEL's among them, take a Connect unary call without this header (curl -d
+		// '{"projectId":"1"}' .../zitadel.project.v2.ProjectService/DeactivateProject); vanguard needs it to tell
+		// the call from REST. No REST route starts with /zitadel.
+		r.Header.Set("Connect-Protocol-Version", "1")
+	}
 	rw := &plainErrorWriter{ResponseWriter: w}
 	a.zitadel.ServeHTTP(rw, r)
 	rw.finish()
 }
 
 // plainErrorWriter turns the few plain-text errors vanguard writes itself (405, 415) into ZITADEL's JSON error
-// shape, so that every REST error parses the same way. JSON answers pass through untouched.
+// shape, so that every REST error parses the same way. JSON answers pass through untouched, and so does a JSON
+// status vanguard labels with the server's content type (it does for a request body it cannot decode).
 type plainErrorWriter struct {
 	http.ResponseWriter
 	status int
@@ -123,7 +157,7 @@ func (w *plainErrorWriter) WriteHeader(status int) {
 
 func (w *plainErrorWriter) Write(b []byte) (int, error) {
 	if w.status != 0 {
-		if w.text.Len() < 1024 {
+		if w.text.Len() < 64<<10 {
 			w.text.Write(b)
 		}
 		return len(b), nil
@@ -141,6 +175,13 @@ func (w *plainErrorWriter) finish() {
 	if w.status == 0 {
 		return
 	}
+	w.Header().Del("Content-Length")
+	if text := w.text.Bytes(); json.Valid(text) && protojson.Unmarshal(text, new(status.Status)) == nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.ResponseWriter.WriteHeader(w.status)
+		_, _ = w.ResponseWriter.Write(text)
+		return
+	}
 	msg := strings.TrimSpace(w.text.String())
 	if msg == "" {
 		msg = http.StatusText(w.status)
@@ -150,7 +191,6 @@ func (w *plainErrorWriter) finish() {
 	if w.status == http.StatusMethodNotAllowed {
 		code, id = connect.CodeUnimplemented, "DEACT-Method"
 	}
-	w.Header().Del("Content-Length")
 	writeZitadelErrorStatus(w.ResponseWriter, &apiError{kind: kindInvalid, id: id, msg: msg}, code, w.status)
 }
 
@@ -211,10 +251,31 @@ func connectError(e *apiError) *connect.Error {
 	return ce
 }
 
-// zitadelWrite runs one ZITADEL write: authenticate, pick and check the org, write, wait for the nodes.
+// zitadelWrite runs one ZITADEL write on the org of the x-zitadel-orgid header or the token's home org.
 func (a *API) zitadelWrite(ctx context.Context, op string, req connect.AnyRequest, ids [][2]string,
-	write func(p *principal, org string) (state.Result, error)) (*zitadel.ObjectDetails, http.Header, error) {
-	details, hdr, err := a.zitadelWriteInner(ctx, req, ids, write, op)
+	write zitadelWriteFunc) (*zitadel.ObjectDetails, http.Header, error) {
+	return a.zitadelWriteOrg(ctx, op, req, orgFromHeader, ids, write)
+}
+
+// orgPicker names the org a ZITADEL call acts on, once the caller is known.
+type orgPicker func(h http.Header, p *principal) (string, error)
+
+// orgFromHeader is the v1 rule: the x-zitadel-orgid header, else the token's home org.
+func orgFromHeader(h http.Header, p *principal) (string, error) {
+	if org := h.Get(HeaderZitadelOrg); org != "" {
+		return org, nil
+	}
+	if p.tok.HomeOrg != "" {
+		return p.tok.HomeOrg, nil
+	}
+	return "", newError(kindInvalid, "DEACT-NoOrg", "no organization: send the %s header (the token has no home org)", HeaderZitadelOrg)
+}
+
+// zitadelWriteOrg runs one ZITADEL write (v1 or v2): authenticate, pick and check the org, write, wait for the
+// nodes. The error it returns is a connect error in ZITADEL's shape.
+func (a *API) zitadelWriteOrg(ctx context.Context, op string, req connect.AnyRequest, pick orgPicker, ids [][2]string,
+	write zitadelWriteFunc) (*zitadel.ObjectDetails, http.Header, error) {
+	details, hdr, err := a.zitadelWriteInner(ctx, req, pick, ids, write, op)
 	var e *apiError
 	if err != nil {
 		e = classify(err)
@@ -226,8 +287,8 @@ func (a *API) zitadelWrite(ctx context.Context, op string, req connect.AnyReques
 	return details, hdr, nil
 }
 
-func (a *API) zitadelWriteInner(ctx context.Context, req connect.AnyRequest, ids [][2]string,
-	write func(p *principal, org string) (state.Result, error), op string) (*zitadel.ObjectDetails, http.Header, error) {
+func (a *API) zitadelWriteInner(ctx context.Context, req connect.AnyRequest, pick orgPicker, ids [][2]string,
+	write zitadelWriteFunc, op string) (*zitadel.ObjectDetails, http.Header, error) {
 	h := req.Header()
 	ip := ipFromContext(ctx)
 	if ip == "" {
@@ -237,12 +298,9 @@ func (a *API) zitadelWriteInner(ctx context.Context, req connect.AnyRequest, ids
 	if err != nil {
 		return nil, nil, err
 	}
-	org := h.Get(HeaderZitadelOrg)
-	if org == "" {
-		org = p.tok.HomeOrg
-	}
-	if org == "" {
-		return nil, nil, newError(kindInvalid, "DEACT-NoOrg", "no organization: send the %s header (the token has no home org)", HeaderZitadelOrg)
+	org, err := pick(h, p)
+	if err != nil {
+		return nil, nil, err
 	}
 	if err := state.ValidateID("org", org); err != nil {
 		return nil, nil, err
@@ -291,8 +349,17 @@ func hostOf(addr string) string {
 	return addr
 }
 
+// change is a write by p through the native API: the store checks, inside its transaction, that the records it
+// touches are in the token's scope.
 func change(p *principal, reason string) state.Change {
-	return state.Change{Actor: p.actor, Reason: reason}
+	return state.Change{Actor: p.actor, Reason: reason, Via: state.SourceNative, Scoped: !p.tok.AllOrgs, Orgs: p.tok.Orgs}
+}
+
+// changeVia is a write by p through another API than the native one.
+func changeVia(p *principal, via state.Source, reason string) state.Change {
+	c := change(p, reason)
+	c.Via = via
+	return c
 }
 
 func respond[T any](msg *T, hdr http.Header) *connect.Response[T] {
@@ -303,10 +370,35 @@ func respond[T any](msg *T, hdr http.Header) *connect.Response[T] {
 	return resp
 }
 
+// zitadelWriteFunc is the store write of one ZITADEL call, on the org the call was checked for.
+type zitadelWriteFunc func(p *principal, org string) (state.Result, error)
+
+// zitadelSetOrg is the store write of every ZITADEL API version's org deactivation or reactivation.
+func (a *API) zitadelSetOrg(ctx context.Context, deactivate bool, op string) zitadelWriteFunc {
+	return func(p *principal, org string) (state.Result, error) {
+		if deactivate {
+			return a.store.DeactivateOrg(ctx, org, zitadelOps, false, changeVia(p, state.SourceZitadel, "zitadel "+op))
+		}
+		return a.store.ReactivateOrg(ctx, org, changeVia(p, state.SourceZitadel, "zitadel "+op))
+	}
+}
+
+// zitadelSetProject is the store write of every ZITADEL API version's project deactivation or reactivation.
+func (a *API) zitadelSetProject(ctx context.Context, projectID string, deactivate bool, op string) zitadelWriteFunc {
+	return func(p *principal, org string) (state.Result, error) {
+		return a.store.SetProjectState(ctx, projectID, org, deactivate, changeVia(p, state.SourceZitadel, "zitadel "+op))
+	}
+}
+
+// zitadelSetApp is the store write of every ZITADEL API version's app deactivation or reactivation.
+func (a *API) zitadelSetApp(ctx context.Context, projectID, appID string, deactivate bool, op string) zitadelWriteFunc {
+	return func(p *principal, org string) (state.Result, error) {
+		return a.store.SetAppState(ctx, projectID, appID, org, deactivate, changeVia(p, state.SourceZitadel, "zitadel "+op))
+	}
+}
+
 func (s *zitadelService) DeactivateOrg(ctx context.Context, req *connect.Request[management.DeactivateOrgRequest]) (*connect.Response[management.DeactivateOrgResponse], error) {
-	d, h, err := s.a.zitadelWrite(ctx, "DeactivateOrg", req, nil, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.DeactivateOrg(ctx, org, zitadelOps, false, change(p, "zitadel DeactivateOrg"))
-	})
+	d, h, err := s.a.zitadelWrite(ctx, "DeactivateOrg", req, nil, s.a.zitadelSetOrg(ctx, true, "DeactivateOrg"))
 	if err != nil {
 		return nil, err
 	}
@@ -314,9 +406,7 @@ func (s *zitadelService) DeactivateOrg(ctx context.Context, req *connect.Request
 }
 
 func (s *zitadelService) ReactivateOrg(ctx context.Context, req *connect.Request[management.ReactivateOrgRequest]) (*connect.Response[management.ReactivateOrgResponse], error) {
-	d, h, err := s.a.zitadelWrite(ctx, "ReactivateOrg", req, nil, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.ReactivateOrg(ctx, org, change(p, "zitadel ReactivateOrg"))
-	})
+	d, h, err := s.a.zitadelWrite(ctx, "ReactivateOrg", req, nil, s.a.zitadelSetOrg(ctx, false, "ReactivateOrg"))
 	if err != nil {
 		return nil, err
 	}
@@ -325,9 +415,7 @@ func (s *zitadelService) ReactivateOrg(ctx context.Context, req *connect.Request
 
 func (s *zitadelService) DeactivateProject(ctx context.Context, req *connect.Request[management.DeactivateProjectRequest]) (*connect.Response[management.DeactivateProjectResponse], error) {
 	ids := [][2]string{{"project", req.Msg.GetId()}}
-	d, h, err := s.a.zitadelWrite(ctx, "DeactivateProject", req, ids, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.SetProjectState(ctx, req.Msg.GetId(), org, true, change(p, "zitadel DeactivateProject"))
-	})
+	d, h, err := s.a.zitadelWrite(ctx, "DeactivateProject", req, ids, s.a.zitadelSetProject(ctx, req.Msg.GetId(), true, "DeactivateProject"))
 	if err != nil {
 		return nil, err
 	}
@@ -336,9 +424,7 @@ func (s *zitadelService) DeactivateProject(ctx context.Context, req *connect.Req
 
 func (s *zitadelService) ReactivateProject(ctx context.Context, req *connect.Request[management.ReactivateProjectRequest]) (*connect.Response[management.ReactivateProjectResponse], error) {
 	ids := [][2]string{{"project", req.Msg.GetId()}}
-	d, h, err := s.a.zitadelWrite(ctx, "ReactivateProject", req, ids, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.SetProjectState(ctx, req.Msg.GetId(), org, false, change(p, "zitadel ReactivateProject"))
-	})
+	d, h, err := s.a.zitadelWrite(ctx, "ReactivateProject", req, ids, s.a.zitadelSetProject(ctx, req.Msg.GetId(), false, "ReactivateProject"))
 	if err != nil {
 		return nil, err
 	}
@@ -347,9 +433,7 @@ func (s *zitadelService) ReactivateProject(ctx context.Context, req *connect.Req
 
 func (s *zitadelService) DeactivateApp(ctx context.Context, req *connect.Request[management.DeactivateAppRequest]) (*connect.Response[management.DeactivateAppResponse], error) {
 	ids := [][2]string{{"project", req.Msg.GetProjectId()}, {"app", req.Msg.GetAppId()}}
-	d, h, err := s.a.zitadelWrite(ctx, "DeactivateApp", req, ids, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.SetAppState(ctx, req.Msg.GetProjectId(), req.Msg.GetAppId(), org, true, change(p, "zitadel DeactivateApp"))
-	})
+	d, h, err := s.a.zitadelWrite(ctx, "DeactivateApp", req, ids, s.a.zitadelSetApp(ctx, req.Msg.GetProjectId(), req.Msg.GetAppId(), true, "DeactivateApp"))
 	if err != nil {
 		return nil, err
 	}
@@ -358,9 +442,7 @@ func (s *zitadelService) DeactivateApp(ctx context.Context, req *connect.Request
 
 func (s *zitadelService) ReactivateApp(ctx context.Context, req *connect.Request[management.ReactivateAppRequest]) (*connect.Response[management.ReactivateAppResponse], error) {
 	ids := [][2]string{{"project", req.Msg.GetProjectId()}, {"app", req.Msg.GetAppId()}}
-	d, h, err := s.a.zitadelWrite(ctx, "ReactivateApp", req, ids, func(p *principal, org string) (state.Result, error) {
-		return s.a.store.SetAppState(ctx, req.Msg.GetProjectId(), req.Msg.GetAppId(), org, false, change(p, "zitadel ReactivateApp"))
-	})
+	d, h, err := s.a.zitadelWrite(ctx, "ReactivateApp", req, ids, s.a.zitadelSetApp(ctx, req.Msg.GetProjectId(), req.Msg.GetAppId(), false, "ReactivateApp"))
 	if err != nil {
 		return nil, err
 	}

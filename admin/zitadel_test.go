@@ -213,8 +213,9 @@ func TestZitadelGRPCWebAndConnect(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cl := managementconnect.NewManagementServiceClient(c.client, e.url, c.opts...)
+			// App IDs are unique per instance (as in ZITADEL): each case has its own.
 			project := "p-" + c.name
-			req := connect.NewRequest(&management.DeactivateAppRequest{ProjectId: project, AppId: "app1"})
+			req := connect.NewRequest(&management.DeactivateAppRequest{ProjectId: project, AppId: "app-" + c.name})
 			req.Header().Set("Authorization", "Bearer "+bootstrapToken)
 			req.Header().Set("x-zitadel-orgid", "55")
 			resp, err := cl.DeactivateApp(context.Background(), req)

@@ -108,12 +108,13 @@ func (e *evaluator) check(kind SubjectKind, id string) bool {
 	case SubjectClient:
 		// A chain when layers disagree about whose client this is (state.Client.Next): every entry is checked.
 		for c := e.snap.Client(id); c != nil && !e.denied; c = c.Next {
-			if e.snap.App(c.AppID) != nil {
-				e.app(c.AppID, via)
+			// The client entry names its app exactly (project and app), and its org: check both.
+			if a := e.snap.App(c.ProjectID, c.AppID); a != nil {
+				e.appRecord(a, via)
 			} else {
 				e.project(c.ProjectID, via)
-				e.org(c.OrgID, via)
 			}
+			e.org(c.OrgID, via)
 		}
 	case SubjectAccount:
 		if a := e.snap.Account(id); a != nil {
@@ -154,16 +155,36 @@ func (e *evaluator) project(id string, via Subject) {
 	}
 }
 
+// app checks a request that names an app ID alone: it is denied if any app record with that ID is deactivated,
+// or any of their projects or orgs, so that no record can shadow another's deactivation.
 func (e *evaluator) app(id string, via Subject) {
 	if e.denied || id == "" {
 		return
 	}
-	a := e.snap.App(id)
-	if a == nil {
+	set := e.snap.Apps(id)
+	if set == nil {
+		return
+	}
+	if e.apps && set.Deactivated {
+		e.deny(ReasonAppDeactivated, Subject{SubjectApp, id}, via)
+		return
+	}
+	for _, a := range set.Apps {
+		e.project(a.ProjectID, via)
+		e.org(a.OrgID, via)
+		for _, o := range a.OtherOrgIDs {
+			e.org(o, via)
+		}
+	}
+}
+
+// appRecord checks one app record, found exactly by project and app ID.
+func (e *evaluator) appRecord(a *state.AppState, via Subject) {
+	if e.denied {
 		return
 	}
 	if e.apps && a.IsDeactivated() {
-		e.deny(ReasonAppDeactivated, Subject{SubjectApp, id}, via)
+		e.deny(ReasonAppDeactivated, Subject{SubjectApp, a.ID}, via)
 		return
 	}
 	e.project(a.ProjectID, via)

@@ -71,6 +71,7 @@ type Config struct {
 
 	AdminToken     string        // bootstrap admin token; empty uses the one stored in DataDir or makes one
 	ConfirmTimeout time.Duration // admin's wait for gateway nodes after a write [2s]
+	WriteTimeout   time.Duration // admin's bound on the etcd calls of one request; past it, 503 [5s]
 	AuditRetention time.Duration // admin nodes delete audit records older than this, hourly [90 days]; <0 keeps all
 
 	// Sources are the upstreams (ZITADEL, Commvault) admin nodes follow into the mirrored layer: each one's
@@ -264,7 +265,8 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if cfg.admin() {
 		fanout := state.NewFanout(d.cli, d.log)
 		d.run(bgctx, "fanout", fanout.Run)
-		api, err := admin.New(admin.Config{Store: store, Fanout: fanout, Logger: d.log, Registry: reg, ConfirmTimeout: cfg.ConfirmTimeout})
+		api, err := admin.New(admin.Config{Store: store, Fanout: fanout, Logger: d.log, Registry: reg, ConfirmTimeout: cfg.ConfirmTimeout,
+			WriteTimeout: cfg.WriteTimeout})
 		if err != nil {
 			return nil, err
 		}
@@ -272,6 +274,14 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 		adminMux.Handle("/", api.Handler())
+		// App records from before the app-ID index get their entries, so the store's uniqueness checks cover them.
+		d.run(bgctx, "app-id index", func(ctx context.Context) error {
+			added, conflicts, err := store.IndexAppIDs(ctx)
+			if (err != nil && ctx.Err() == nil) || conflicts > 0 {
+				d.log.Warn("app-id index", "added", added, "conflicts", conflicts, "err", err)
+			}
+			return nil
+		})
 		if cfg.AuditRetention > 0 {
 			d.run(bgctx, "audit pruning", func(ctx context.Context) error { d.pruneAudit(ctx, store); return nil })
 		}

@@ -18,13 +18,24 @@ import (
 	"github.com/deact/deact/state/etcdtest"
 )
 
-// BenchmarkSnapshotLookup measures one org lookup in a snapshot of 10⁵ orgs: the hot path of every decision.
+// BenchmarkSnapshotLookup measures one org lookup in a snapshot of 10⁵ orgs, and one app lookup (by app ID, and
+// by project and app) among 10⁵ apps: the hot path of every decision.
 func BenchmarkSnapshotLookup(b *testing.B) {
-	recs := make([]state.Record, 100_000)
-	ids := make([]string, len(recs))
-	for i := range recs {
+	const n = 100_000
+	recs := make([]state.Record, 0, 2*n)
+	ids := make([]string, n)
+	for i := range n {
 		ids[i] = strconv.Itoa(69629023906488334 + i)
-		recs[i] = state.Record{Org: &state.Org{ID: ids[i], Disabled: state.Ops(i % 2)}}
+		recs = append(recs, state.Record{Org: &state.Org{ID: ids[i], Disabled: state.Ops(i % 2)}})
+	}
+	projects := make([]string, n)
+	for i := range n {
+		projects[i] = strconv.Itoa(79629023906488334 + i/10)
+		st := state.Active
+		if i%2 == 0 {
+			st = state.Deactivated
+		}
+		recs = append(recs, state.Record{App: &state.App{ID: ids[i], ProjectID: projects[i], OrgID: ids[i/10], State: st}})
 	}
 	snap, err := state.BuildSnapshot(1, recs...)
 	if err != nil {
@@ -46,6 +57,26 @@ func BenchmarkSnapshotLookup(b *testing.B) {
 			if snap.Org("1") != nil {
 				b.Fatal("found")
 			}
+		}
+	})
+	b.Run("app-id", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if snap.Apps(ids[i%n]) == nil {
+				b.Fatal("missing")
+			}
+			i++
+		}
+	})
+	b.Run("project-app", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if snap.App(projects[i%n], ids[i%n]) == nil {
+				b.Fatal("missing")
+			}
+			i++
 		}
 	})
 }

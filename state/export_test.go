@@ -12,7 +12,7 @@ func SnapshotKeys(s *Snapshot) map[string]int64 {
 			key = ProjectKey(id)
 		case kindApp:
 			a := it.val.(*AppState)
-			key = AppKey(a.ProjectID, id)
+			key = AppKey(a.ProjectID, a.ID)
 		case kindClient:
 			key = ClientKey(id)
 		case kindDomain:

@@ -22,6 +22,9 @@ const (
 	NodesPrefix  = Prefix + "nodes/"
 	AuditPrefix  = Prefix + "audit/"
 	TokensPrefix = Prefix + "tokens/"
+	// AppIDsPrefix indexes app records by app ID, for the store's uniqueness checks. It lies outside StatePrefix:
+	// replicas never read it.
+	AppIDsPrefix = Prefix + "index/appids/"
 )
 
 // MaxIDLen bounds every ID that becomes part of a key.
@@ -72,6 +75,7 @@ func ClientKey(clientID string) string      { return clientPrefix + clientID }
 func DomainKey(domain string) string        { return domainPrefix + domain }
 func AccountKey(id string) string           { return acctPrefix + id }
 func NodeKey(id string) string              { return NodesPrefix + id }
+func AppIDKey(appID string) string          { return AppIDsPrefix + appID }
 
 // kind is the record type a state key holds.
 type kind uint8
@@ -86,7 +90,7 @@ const (
 	kindAccount
 )
 
-// parseKey splits a state key into its kind and the ID the snapshot indexes it by (the app ID for apps).
+// parseKey splits a state key into its kind and the ID the snapshot indexes it by ("project/app" for apps).
 func parseKey(key string) (kind, string) {
 	rest, ok := strings.CutPrefix(key, StatePrefix)
 	if !ok {
@@ -102,11 +106,11 @@ func parseKey(key string) (kind, string) {
 	case "projects":
 		return kindProject, id
 	case "apps":
-		_, app, ok := strings.Cut(id, "/")
-		if !ok || app == "" {
+		project, app, ok := strings.Cut(id, "/")
+		if !ok || project == "" || app == "" || strings.Contains(app, "/") {
 			return kindUnknown, ""
 		}
-		return kindApp, app
+		return kindApp, id
 	case "clients":
 		return kindClient, id
 	case "domains":

@@ -53,7 +53,7 @@ func FuzzValidateID(f *testing.F) {
 				t.Fatalf("key %q parses to (%v, %q)", key, k, got)
 			}
 		}
-		if k, got := parseKey(AppKey(id, id)); k != kindApp || got != id {
+		if k, got := parseKey(AppKey(id, id)); k != kindApp || got != id+"/"+id {
 			t.Fatalf("app key parses to (%v, %q)", k, got)
 		}
 		if strings.Contains(NodeKey(id)[len(NodesPrefix):], "/") {

@@ -284,7 +284,7 @@ type MirrorOutcome uint8
 const (
 	MirrorWritten   MirrorOutcome = iota + 1 // newer than the stored record (or the first): written
 	MirrorUnchanged                          // same sequence and same content as the stored record
-	MirrorStale                              // older than the stored record (or a resurrection at the same sequence): ignored
+	MirrorStale                              // older than the stored record: ignored
 )
 
 var mirrorOutcomeNames = [...]string{MirrorWritten: "written", MirrorUnchanged: "unchanged", MirrorStale: "stale"}
@@ -310,7 +310,9 @@ const mirrorBatch = 100
 // ApplyMirror writes mirrored records in transactions of at most mirrorBatch records. Each record is written
 // only if it is newer than the stored one: a higher Sequence, or the same Sequence with other content (the
 // listing and the event of one upstream version complete each other). The same sequence with the same content
-// is Unchanged, not a write; an older sequence is Stale; a tombstone is never undone at its own sequence. The
+// is Unchanged, not a write; an older sequence is Stale. A reconcile that no longer finds an entity writes a
+// tombstone at the held sequence (other content at the same sequence is written), and a later listing that
+// shows it again at that sequence undoes that tombstone; a removal the upstream reported has a higher sequence. The
 // comparison holds against concurrent writers: each transaction commits only if none of its keys changed since
 // it read them, and is retried otherwise.
 //
@@ -461,12 +463,12 @@ func mirrorNext(held, next *MirrorRecord) (MirrorOutcome, *MirrorRecord) {
 	if held == nil {
 		return MirrorWritten, next
 	}
-	switch {
-	case next.Sequence < held.Sequence:
+	if next.Sequence < held.Sequence {
 		return MirrorStale, nil
-	case next.Sequence == held.Sequence && held.Removed && !next.Removed:
-		return MirrorStale, nil // a listing that still shows a removed entity is older than the removal
 	}
+	// A listing at a tombstone's own sequence that shows the entity again undoes it. An upstream removal is an
+	// event of its own, with a higher sequence than any listing of the live entity, so this only happens to a
+	// tombstone a reconcile wrote at the held sequence because a listing missed the entity.
 	w := *next
 	if w.Removed || w.Partial {
 		keep := func(dst *string, src string) {

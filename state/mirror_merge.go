@@ -43,11 +43,12 @@ type layerEntry struct {
 
 // mirrorState is what a snapshot keeps of a mirrored record.
 type mirrorState struct {
-	projectID, orgID string
-	disabled         Ops  // orgs: what it disables; a tombstone disables everything
-	deactivated      bool // projects and apps: deactivated or removed
-	clientIDs        []string
-	domains          []string
+	id, projectID string // the upstream's own ID (for apps, the app ID), and the project of an app
+	orgID         string
+	disabled      Ops  // orgs: what it disables; a tombstone disables everything
+	deactivated   bool // projects and apps: deactivated or removed
+	clientIDs     []string
+	domains       []string
 }
 
 // layerBuild is the builder's copy-on-write bookkeeping for the layer set.
@@ -93,15 +94,19 @@ func (b *builder) layerShard(k kind, id string) map[string]item {
 // mirrorSubject is the snapshot kind and ID of a mirrored record's subject: the ones the local record of the
 // same entity has, whatever key layout the local tables use.
 func mirrorSubject(k MirrorKind, projectID, id string) (kind, string) {
+	var key string
 	switch k {
 	case MirrorOrg:
-		return parseKey(OrgKey(id))
+		key = OrgKey(id)
 	case MirrorProject:
-		return parseKey(ProjectKey(id))
+		key = ProjectKey(id)
 	case MirrorApp:
-		return parseKey(AppKey(projectID, id))
+		key = AppKey(projectID, id)
+	default:
+		return kindUnknown, ""
 	}
-	return kindUnknown, ""
+	kd, sid := parseKey(key)
+	return kd, strings.Clone(sid) // not the whole key we just built
 }
 
 // relayer is called after the builder changed the local record (k, id) in the visible table: when the subject
@@ -156,9 +161,22 @@ func (b *builder) showLayers(k kind, id string, l *layers) {
 	b.show(k, id, item{val: merge(k, id, l), rev: l.local.rev})
 }
 
-// show and hide are the only writes of this file to the visible tables.
-func (b *builder) show(k kind, id string, it item) { b.shard(k, id)[id] = it }
-func (b *builder) hide(k kind, id string)          { delete(b.shard(k, id), id) }
+// show and hide are the only writes of this file to the visible tables; they keep the app-ID index in step.
+func (b *builder) show(k kind, id string, it item) {
+	b.shard(k, id)[id] = it
+	if a, ok := it.val.(*AppState); ok {
+		b.reindexApp(a.ProjectID, a.ID, a)
+	}
+}
+
+func (b *builder) hide(k kind, id string) {
+	if it, ok := b.s.get(k, id); ok {
+		if a, ok := it.val.(*AppState); ok {
+			b.reindexApp(a.ProjectID, a.ID, nil)
+		}
+	}
+	delete(b.shard(k, id), id)
+}
 
 // merge computes the visible record of a mirrored subject.
 func merge(k kind, id string, l *layers) any {
@@ -184,12 +202,15 @@ func merge(k kind, id string, l *layers) any {
 		}
 		return &p
 	case kindApp:
-		a := AppState{ID: id}
+		a := AppState{}
 		if la, ok := l.local.val.(*AppState); ok {
 			a = *la
 		}
 		for _, m := range l.mirrors {
 			ms := m.val.(*mirrorState)
+			if a.ID == "" {
+				a.ID = ms.id // the app's own ID, whatever the snapshot keys apps by
+			}
 			a.Deactivated = a.Deactivated || ms.deactivated
 			if a.ProjectID == "" {
 				a.ProjectID = ms.projectID
@@ -198,6 +219,9 @@ func merge(k kind, id string, l *layers) any {
 		}
 		return &a
 	case kindClient:
+		if l.local.val == nil && len(l.mirrors) == 1 {
+			return l.mirrors[0].val // one claim: its entry is immutable and has no Next
+		}
 		var chain []Client
 		if lc, ok := l.local.val.(*Client); ok {
 			chain = append(chain, *lc)
@@ -213,6 +237,9 @@ func merge(k kind, id string, l *layers) any {
 		}
 		return &chain[0]
 	case kindDomain:
+		if l.local.val == nil && len(l.mirrors) == 1 {
+			return l.mirrors[0].val
+		}
 		var chain []Domain
 		if ld, ok := l.local.val.(*Domain); ok {
 			chain = append(chain, *ld)
@@ -268,7 +295,7 @@ func (b *builder) putMirror(key string, value []byte, rev int64) error {
 	ms, err := decodeMirror(source, mk, projectID, id, value)
 	if err != nil {
 		err = fmt.Errorf("decode %s: %w", key, err)
-		ms = &mirrorState{projectID: projectID, disabled: OpsAll, deactivated: true}
+		ms = &mirrorState{id: id, projectID: projectID, disabled: OpsAll, deactivated: true}
 		if prev != nil {
 			ms.orgID, ms.clientIDs, ms.domains = prev.orgID, prev.clientIDs, prev.domains
 		}
@@ -336,23 +363,44 @@ func (b *builder) reindexMirror(ref string, rev int64, mk MirrorKind, projectID,
 	}
 }
 
-// decodeMirror reads a stored mirrored record; the key, not the record's fields, says whose it is.
-func decodeMirror(source string, mk MirrorKind, projectID, id string, value []byte) (*mirrorState, error) {
-	var r MirrorRecord
-	if err := json.Unmarshal(value, &r); err != nil {
+// decodeMirror reads a stored mirrored record; the key, not the record's fields, says whose it is. It decodes
+// only what decisions need (a relist decodes every record), and refuses values it does not know, which the
+// caller turns into a deny.
+func decodeMirror(_ string, mk MirrorKind, projectID, id string, value []byte) (*mirrorState, error) {
+	var j struct {
+		OrgID       string   `json:"orgId"`
+		Disabled    string   `json:"disabled"`
+		Deactivated bool     `json:"deactivated"`
+		Removed     bool     `json:"removed"`
+		ClientIDs   []string `json:"clientIds"`
+		Domains     []string `json:"domains"`
+	}
+	if err := json.Unmarshal(value, &j); err != nil {
 		return nil, err
 	}
-	r.Source, r.Kind, r.ProjectID, r.ID = source, mk, projectID, id
-	if r.Sequence == 0 {
-		r.Sequence = 1 // a hand-written record without one still says something
+	ms := &mirrorState{id: id, projectID: projectID, orgID: j.OrgID, deactivated: j.Deactivated || j.Removed}
+	if j.Disabled != "" && j.Disabled != "none" {
+		ops, err := ParseOps(j.Disabled)
+		if err != nil {
+			return nil, err
+		}
+		ms.disabled = ops
 	}
-	if err := r.normalize(); err != nil {
-		return nil, err
-	}
-	ms := &mirrorState{projectID: projectID, orgID: r.OrgID, disabled: r.Disabled, deactivated: r.Deactivated || r.Removed,
-		clientIDs: r.ClientIDs, domains: r.Domains}
-	if r.Removed {
+	if j.Removed {
 		ms.disabled = OpsAll
+	}
+	switch mk {
+	case MirrorOrg:
+		if j.Deactivated {
+			ms.disabled = OpsAll // an org written by hand as "deactivated": deny rather than ignore
+		}
+		ms.orgID = ""
+		for i, d := range j.Domains {
+			j.Domains[i] = NormalizeDomain(d)
+		}
+		ms.domains = slices.Compact(slices.Clip(j.Domains))
+	case MirrorApp:
+		ms.clientIDs = slices.Compact(slices.Clip(j.ClientIDs))
 	}
 	return ms, nil
 }

@@ -151,10 +151,27 @@ func TestApplyMirrorKeepsWhatEventsOmit(t *testing.T) {
 	if !got.Removed || got.RemovedAt.IsZero() || got.OrgID != "o" || len(got.ClientIDs) != 1 || got.ClientIDs[0] != "a@p" {
 		t.Fatalf("tombstone = %+v", got)
 	}
-	// A listing at the tombstone's sequence that still shows the app does not bring it back.
-	res, err := s.ApplyMirror(ctx, []state.MirrorRecord{mirrorApp("p", "a", "o", 5, false, "a@p")}, upstream)
+	// An older listing that still shows the app does not bring it back.
+	res, err := s.ApplyMirror(ctx, []state.MirrorRecord{mirrorApp("p", "a", "o", 4, false, "a@p")}, upstream)
 	if err != nil || res.Stale != 1 {
-		t.Fatalf("resurrection: %+v, %v", res, err)
+		t.Fatalf("older listing after the removal: %+v, %v", res, err)
+	}
+	// A tombstone a reconcile wrote at the held sequence (the listing missed the app) is undone by a listing at
+	// that sequence that shows it again.
+	synth := state.MirrorRecord{Source: "zitadel", Kind: state.MirrorApp, ID: "b", ProjectID: "p", OrgID: "o", Sequence: 8}
+	if _, err := s.ApplyMirror(ctx, []state.MirrorRecord{synth}, upstream); err != nil {
+		t.Fatal(err)
+	}
+	synth.Removed = true
+	if res, err := s.ApplyMirror(ctx, []state.MirrorRecord{synth}, upstream); err != nil || res.Written != 1 {
+		t.Fatalf("synthesized tombstone: %+v, %v", res, err)
+	}
+	synth.Removed = false
+	if res, err := s.ApplyMirror(ctx, []state.MirrorRecord{synth}, upstream); err != nil || res.Written != 1 {
+		t.Fatalf("listing that shows it again: %+v, %v", res, err)
+	}
+	if got := heldMirror(t, s, state.MirrorApp)[synth.Key()]; got.Removed || !got.RemovedAt.IsZero() {
+		t.Fatalf("after the listing: %+v", got)
 	}
 }
 
@@ -239,7 +256,7 @@ func TestMirrorDenyWinsThroughReplica(t *testing.T) {
 	if o := snap.Org("L"); o == nil || o.Disabled != state.OpLogin|state.OpToken {
 		t.Fatalf("org L = %+v, want local login + mirrored token", o)
 	}
-	if a := snap.App("la"); a == nil || !a.Deactivated {
+	if a := snap.App("p", "la"); a == nil || !a.Deactivated {
 		t.Fatalf("app la = %+v: the mirrored 'active' undid the local deactivation", a)
 	}
 	if d := snap.Domain("m.example"); d == nil || d.OrgID != "M" {
@@ -270,7 +287,7 @@ func TestMirrorDenyWinsThroughReplica(t *testing.T) {
 	if o := snap.Org("L"); o == nil || o.Disabled != 0 {
 		t.Fatalf("org L = %+v, want active in both layers", o)
 	}
-	if a := snap.App("la"); a == nil || !a.Deactivated {
+	if a := snap.App("p", "la"); a == nil || !a.Deactivated {
 		t.Fatalf("app la = %+v", a)
 	}
 	if _, err := s.GetApp(ctx, "p", "la"); err != nil {
@@ -278,7 +295,7 @@ func TestMirrorDenyWinsThroughReplica(t *testing.T) {
 	}
 	// A relist builds the same merge from scratch (mirror keys sort before orgs: order must not matter).
 	r2 := startReplica(t, cli, state.ReplicaConfig{})
-	if a := r2.Snapshot().App("la"); a == nil || !a.Deactivated {
+	if a := r2.Snapshot().App("p", "la"); a == nil || !a.Deactivated {
 		t.Fatalf("relisted app la = %+v", a)
 	}
 	if o := r2.Snapshot().Org("M"); o == nil || o.Disabled != state.OpLogin|state.OpToken {
@@ -312,7 +329,7 @@ func TestMirrorTombstoneDeniesUntilPruned(t *testing.T) {
 	}
 	eventually(t, "tombstones applied", func() bool { return r.AppliedRevision() >= res.Revision })
 	snap := r.Snapshot()
-	if c := snap.Client("a@p"); c == nil || snap.App(c.AppID) == nil || !snap.App(c.AppID).Deactivated {
+	if c := snap.Client("a@p"); c == nil || snap.App(c.ProjectID, c.AppID) == nil || !snap.App(c.ProjectID, c.AppID).Deactivated {
 		t.Fatalf("removed app's client = %+v", c)
 	}
 	if d := snap.Domain("o.example"); d == nil || snap.Org(d.OrgID).Disabled != state.OpsAll {
@@ -323,7 +340,7 @@ func TestMirrorTombstoneDeniesUntilPruned(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("pruned %d, %v", n, err)
 	}
-	eventually(t, "prune applied", func() bool { return r.Snapshot().App("a") == nil })
+	eventually(t, "prune applied", func() bool { return r.Snapshot().App("p", "a") == nil })
 	snap = r.Snapshot()
 	if c := snap.Client("a@p"); c != nil {
 		t.Fatalf("pruned app's client still indexed: %+v", c)
@@ -331,7 +348,7 @@ func TestMirrorTombstoneDeniesUntilPruned(t *testing.T) {
 	if o := snap.Org("O"); o == nil || o.Disabled != state.OpsAll {
 		t.Fatalf("recent org tombstone = %+v", o)
 	}
-	if a := snap.App("b"); a == nil || a.Deactivated {
+	if a := snap.App("p", "b"); a == nil || a.Deactivated {
 		t.Fatalf("app b = %+v", a)
 	}
 }
@@ -354,7 +371,7 @@ func TestMirrorUnreadableRecordDenies(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "bad record applied", func() bool { return r.AppliedRevision() >= put.Header.Revision })
-	if c := r.Snapshot().Client("a@p"); c == nil || !r.Snapshot().App(c.AppID).Deactivated {
+	if c := r.Snapshot().Client("a@p"); c == nil || !r.Snapshot().App(c.ProjectID, c.AppID).Deactivated {
 		t.Fatalf("client of an unreadable app = %+v", c)
 	}
 	if r.Stats().BadRecords == 0 {

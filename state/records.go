@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -68,25 +69,52 @@ type Meta struct {
 	ChangedAt time.Time `json:"changedAt,omitzero"`
 }
 
-// Org is an organization. It is deactivated for the ops in Disabled; zero means active.
+// Source is the API a deactivation came through. Each keeps its own set of disabled ops on an org, so that one
+// API's deactivate or reactivate never undoes another's.
+type Source string
+
+const (
+	SourceZitadel   Source = "zitadel"
+	SourceCommvault Source = "commvault"
+	SourceNative    Source = "native"
+)
+
+// Sources are the sources deact knows, in the order records list them.
+var sources = [...]Source{SourceZitadel, SourceCommvault, SourceNative}
+
+func knownSource(s Source) bool {
+	for _, k := range sources {
+		if s == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Org is an organization. It is deactivated for the ops in Disabled; zero means active. Disabled is the union of
+// DisabledBy (which API disabled what) and of ops no API is named for (records written before deact kept
+// sources, or imported without them): Unattributed.
 type Org struct {
-	ID       string   `json:"id"`
-	Name     string   `json:"name,omitempty"`
-	Disabled Ops      `json:"-"`
-	Domains  []string `json:"domains,omitempty"`
+	ID         string         `json:"id"`
+	Name       string         `json:"name,omitempty"`
+	Disabled   Ops            `json:"-"`
+	DisabledBy map[Source]Ops `json:"-"`
+	Domains    []string       `json:"domains,omitempty"`
 	Meta
 }
 
-// orgJSON is the stored form: the state and one flag per op, readable with etcdctl.
+// orgJSON is the stored form: the state and one flag per op, readable with etcdctl, and which source disabled
+// which ops ("disabledBy":{"zitadel":"login,token"}). Replicas read only the flags.
 type orgJSON struct {
-	ID             string   `json:"id"`
-	Name           string   `json:"name,omitempty"`
-	State          string   `json:"state"`
-	DisableLogin   bool     `json:"disableLogin"`
-	DisableToken   bool     `json:"disableToken"`
-	DisableBackup  bool     `json:"disableBackup"`
-	DisableRestore bool     `json:"disableRestore"`
-	Domains        []string `json:"domains,omitempty"`
+	ID             string            `json:"id"`
+	Name           string            `json:"name,omitempty"`
+	State          string            `json:"state"`
+	DisableLogin   bool              `json:"disableLogin"`
+	DisableToken   bool              `json:"disableToken"`
+	DisableBackup  bool              `json:"disableBackup"`
+	DisableRestore bool              `json:"disableRestore"`
+	DisabledBy     map[string]string `json:"disabledBy,omitempty"`
+	Domains        []string          `json:"domains,omitempty"`
 	Meta
 }
 
@@ -103,21 +131,91 @@ func stateName(deactivated bool) string {
 	return Active
 }
 
+// ErrUnknownState is wrapped by every failure to read a "state" field: any value but "active" and
+// "deactivated" (and an absent one, which means active).
+var ErrUnknownState = errors.New("unknown state")
+
+func checkState(s string) error {
+	switch s {
+	case "", Active, Deactivated:
+		return nil
+	}
+	return fmt.Errorf("%w %q: want %q or %q", ErrUnknownState, s, Active, Deactivated)
+}
+
+// union is every op some source disabled.
+func union(by map[Source]Ops) Ops {
+	var u Ops
+	for _, o := range by {
+		u |= o
+	}
+	return u
+}
+
+// Unattributed is the part of Disabled no source is named for.
+func (o *Org) Unattributed() Ops { return o.Disabled &^ union(o.DisabledBy) }
+
 func (o Org) MarshalJSON() ([]byte, error) {
-	return json.Marshal(orgJSON{
+	j := orgJSON{
 		ID: o.ID, Name: o.Name, State: stateName(o.Disabled != 0),
 		DisableLogin: o.Disabled&OpLogin != 0, DisableToken: o.Disabled&OpToken != 0,
 		DisableBackup: o.Disabled&OpBackup != 0, DisableRestore: o.Disabled&OpRestore != 0,
 		Domains: o.Domains, Meta: o.Meta,
-	})
+	}
+	for src, ops := range o.DisabledBy {
+		if ops != 0 {
+			if j.DisabledBy == nil {
+				j.DisabledBy = map[string]string{}
+			}
+			j.DisabledBy[string(src)] = ops.String()
+		}
+	}
+	return json.Marshal(j)
 }
 
+// UnmarshalJSON reads a stored org. A state deact does not know disables everything (fail closed, as the
+// replica does); unreadable ops in disabledBy are an error.
 func (o *Org) UnmarshalJSON(b []byte) error {
 	var j orgJSON
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*o = Org{ID: j.ID, Name: j.Name, Disabled: j.disabled(), Domains: j.Domains, Meta: j.Meta}
+	return o.fromJSON(&j, false)
+}
+
+// fromJSON fills o from its stored form. strict (import) refuses what a read of etcd tolerates: an unknown
+// state or source, and a state that contradicts the flags.
+func (o *Org) fromJSON(j *orgJSON, strict bool) error {
+	by := map[Source]Ops{}
+	for src, s := range j.DisabledBy {
+		if strict && !knownSource(Source(src)) {
+			return fmt.Errorf("disabledBy: unknown source %q (want zitadel, commvault or native)", src)
+		}
+		ops, err := ParseOps(s)
+		if err != nil {
+			return fmt.Errorf("disabledBy %s: %w", src, err)
+		}
+		if ops != 0 {
+			by[Source(src)] = ops
+		}
+	}
+	flags := orgFlags{j.State, j.DisableLogin, j.DisableToken, j.DisableBackup, j.DisableRestore}
+	if strict {
+		if err := checkState(j.State); err != nil {
+			return err
+		}
+		if j.State == Active && flags.flags()|union(by) != 0 {
+			return fmt.Errorf("state %q contradicts the disabled ops %s", Active, (flags.flags() | union(by)).String())
+		}
+	}
+	d, err := flags.disabled()
+	if err == nil && flags.flags() == 0 && len(by) > 0 {
+		d = 0 // "state":"deactivated" without flags: disabledBy says what is disabled
+	}
+	if len(by) == 0 {
+		by = nil
+	}
+	*o = Org{ID: j.ID, Name: j.Name, Disabled: d | union(by), DisabledBy: by, Domains: j.Domains, Meta: j.Meta}
 	return nil
 }
 
@@ -131,11 +229,7 @@ type orgFlags struct {
 	DisableRestore bool   `json:"disableRestore"`
 }
 
-func (j *orgJSON) disabled() Ops {
-	return orgFlags{j.State, j.DisableLogin, j.DisableToken, j.DisableBackup, j.DisableRestore}.disabled()
-}
-
-func (j orgFlags) disabled() Ops {
+func (j orgFlags) flags() Ops {
 	var d Ops
 	for _, f := range []struct {
 		on bool
@@ -145,11 +239,21 @@ func (j orgFlags) disabled() Ops {
 			d |= f.op
 		}
 	}
+	return d
+}
+
+// disabled is what the record disables. A state deact does not know disables everything and is reported, so
+// that no spelling of "deactivated" ("Deactivated", "DEACTIVATED", "disabled") reads as active.
+func (j orgFlags) disabled() (Ops, error) {
+	if err := checkState(j.State); err != nil {
+		return OpsAll, err
+	}
+	d := j.flags()
 	// A record written by hand with only "state":"deactivated" disables everything rather than nothing.
 	if j.State == Deactivated && d == 0 {
 		d = OpsAll
 	}
-	return d
+	return d, nil
 }
 
 // Project groups apps; deactivating it deactivates all of them.
@@ -171,11 +275,12 @@ type App struct {
 	Meta
 }
 
-// IsDeactivated reports whether the project is deactivated.
-func (p *Project) IsDeactivated() bool { return p.State == Deactivated }
+// IsDeactivated reports whether the project is deactivated: any state but "active" (or none) is, so that a
+// state deact does not know fails closed.
+func (p *Project) IsDeactivated() bool { return p.State != Active && p.State != "" }
 
-// IsDeactivated reports whether the app is deactivated.
-func (a *App) IsDeactivated() bool { return a.State == Deactivated }
+// IsDeactivated reports whether the app is deactivated, with the same rule as Project.IsDeactivated.
+func (a *App) IsDeactivated() bool { return a.State != Active && a.State != "" }
 
 // Client is the client-ID index entry pointing at an app.
 type Client struct {
@@ -186,6 +291,13 @@ type Client struct {
 	// Next is another entry for the same client ID, when layers disagree about whose it is (a local entry and a
 	// mirrored app, or two sources): a decision checks every entry of the chain. Only snapshots set it.
 	Next *Client `json:"-"`
+}
+
+// AppID is the app-ID index entry: the one project (and org) an app ID is registered under.
+type AppID struct {
+	AppID     string `json:"appId"`
+	ProjectID string `json:"projectId"`
+	OrgID     string `json:"orgId,omitempty"`
 }
 
 // Domain maps an org domain name (Commvault login "domain\user" or "user@domain") to its org.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"strings"
 )
 
@@ -16,6 +17,9 @@ type Snapshot struct {
 	revision int64 // revision of the newest change this snapshot contains
 	tables   [nKinds]table
 	layers   *layerSet // the mirrored layers of subjects some source mirrors (mirror_merge.go); nil if none
+	// appIDs indexes the app table (keyed "project/app") by app ID: each item holds an *AppSet. It is derived,
+	// so it is not counted as records.
+	appIDs table
 }
 
 const (
@@ -62,9 +66,34 @@ func (s *Snapshot) Org(id string) *OrgState { return lookup[OrgState](s, kindOrg
 // Project returns the project with this ID, or nil.
 func (s *Snapshot) Project(id string) *ProjectState { return lookup[ProjectState](s, kindProject, id) }
 
-// App returns the application with this ID, or nil. App IDs are unique across projects (ZITADEL snowflakes);
-// the snapshot indexes apps by app ID alone.
-func (s *Snapshot) App(id string) *AppState { return lookup[AppState](s, kindApp, id) }
+// App returns the application with this ID in this project, or nil.
+func (s *Snapshot) App(projectID, appID string) *AppState {
+	set := s.Apps(appID)
+	if set == nil {
+		return nil
+	}
+	for _, a := range set.Apps {
+		if a.ProjectID == projectID {
+			return a
+		}
+	}
+	return nil
+}
+
+// Apps returns every app record with this app ID, or nil. ZITADEL app IDs are unique per instance, so there is
+// normally one; a request that names only the app ID must be denied if any of them is deactivated, which
+// AppSet.Deactivated has precomputed.
+func (s *Snapshot) Apps(appID string) *AppSet {
+	if s == nil {
+		return nil
+	}
+	it, ok := s.appIDs.shards[shardOf(appID)][appID]
+	if !ok {
+		return nil
+	}
+	v, _ := it.val.(*AppSet)
+	return v
+}
 
 // Client returns the client-ID index entry, or nil.
 func (s *Snapshot) Client(clientID string) *Client { return lookup[Client](s, kindClient, clientID) }
@@ -104,6 +133,14 @@ type AppState struct {
 // IsDeactivated reports whether the app is deactivated.
 func (a *AppState) IsDeactivated() bool { return a.Deactivated }
 
+// AppSet is every app record of one app ID, ordered by project ID. Deactivated is true when any of them is: one
+// record can never shadow another's deactivation.
+type AppSet struct {
+	Deactivated bool
+	Apps        []*AppState
+	one         [1]*AppState // Apps of the usual set of one record: one allocation per set, not two
+}
+
 // Revision is the etcd revision of the newest change in this snapshot.
 func (s *Snapshot) Revision() int64 {
 	if s == nil {
@@ -139,9 +176,10 @@ func (s *Snapshot) each(f func(k kind, id string, it item)) {
 
 // builder makes the next snapshot from a base, copying a shard the first time a change touches it.
 type builder struct {
-	s      *Snapshot
-	copied [nKinds][nShards]bool
-	lb     layerBuild
+	s         *Snapshot
+	copied    [nKinds][nShards]bool
+	copiedIDs [nShards]bool
+	lb        layerBuild
 }
 
 func newBuilder(base *Snapshot) *builder {
@@ -164,6 +202,56 @@ func (b *builder) shard(k kind, id string) map[string]item {
 		b.copied[k][i] = true
 	}
 	return b.s.tables[k].shards[i]
+}
+
+// appIDShard is shard for the app-ID index.
+func (b *builder) appIDShard(appID string) map[string]item {
+	i := shardOf(appID)
+	if !b.copiedIDs[i] {
+		old := b.s.appIDs.shards[i]
+		m := make(map[string]item, len(old)+1)
+		for key, v := range old {
+			m[key] = v
+		}
+		b.s.appIDs.shards[i] = m
+		b.copiedIDs[i] = true
+	}
+	return b.s.appIDs.shards[i]
+}
+
+// reindexApp replaces (or, with a nil next, removes) the record of (projectID, appID) in its app set. Sets are
+// immutable once published: a change makes a new one.
+func (b *builder) reindexApp(projectID, appID string, next *AppState) {
+	var apps []*AppState
+	if next != nil {
+		appID = next.ID // the key's own string, shared with the record, rather than the caller's
+	}
+	if old := b.s.Apps(appID); old != nil {
+		apps = make([]*AppState, 0, len(old.Apps)+1)
+		for _, a := range old.Apps {
+			if a.ProjectID != projectID {
+				apps = append(apps, a)
+			}
+		}
+	}
+	if next != nil {
+		apps = append(apps, next)
+		slices.SortFunc(apps, func(x, y *AppState) int { return strings.Compare(x.ProjectID, y.ProjectID) })
+	}
+	m := b.appIDShard(appID)
+	if len(apps) == 0 {
+		delete(m, appID)
+		return
+	}
+	set := &AppSet{Apps: apps}
+	if len(apps) == 1 {
+		set.one[0] = apps[0]
+		set.Apps = set.one[:]
+	}
+	for _, a := range apps {
+		set.Deactivated = set.Deactivated || a.Deactivated
+	}
+	m[appID] = item{val: set}
 }
 
 // put applies a put of key at rev; an older revision than the one held is ignored (per-key guard).
@@ -190,13 +278,17 @@ func (b *builder) put(key string, value []byte, rev int64) error {
 		case kindProject:
 			v = &ProjectState{ID: id, Deactivated: true}
 		case kindApp:
-			v = &AppState{ID: id, Deactivated: true}
+			project, app, _ := strings.Cut(id, "/")
+			v = &AppState{ID: app, ProjectID: project, Deactivated: true}
 		default:
 			b.del(key, rev)
 			return err
 		}
 	}
 	b.shard(k, id)[id] = item{val: v, rev: rev}
+	if a, ok := v.(*AppState); ok {
+		b.reindexApp(a.ProjectID, a.ID, a)
+	}
 	b.relayer(k, id)
 	b.bump(rev)
 	return err
@@ -212,8 +304,12 @@ func (b *builder) del(key string, rev int64) {
 	if k == kindUnknown {
 		return
 	}
-	if it, ok := b.s.get(k, id); !ok || it.rev >= rev {
+	it, ok := b.s.get(k, id)
+	if !ok || it.rev >= rev {
 		return
+	}
+	if a, ok := it.val.(*AppState); ok {
+		b.reindexApp(a.ProjectID, a.ID, nil)
 	}
 	delete(b.shard(k, id), id)
 	b.relayer(k, id)
@@ -234,7 +330,11 @@ func decode(k kind, id string, value []byte) (any, error) {
 		if err := json.Unmarshal(value, &o); err != nil {
 			return nil, err
 		}
-		return &OrgState{ID: id, Disabled: o.disabled()}, nil
+		d, err := o.disabled()
+		if err != nil {
+			return nil, err
+		}
+		return &OrgState{ID: id, Disabled: d}, nil
 	case kindProject:
 		var p struct {
 			OrgID string `json:"orgId"`
@@ -243,17 +343,24 @@ func decode(k kind, id string, value []byte) (any, error) {
 		if err := json.Unmarshal(value, &p); err != nil {
 			return nil, err
 		}
+		if err := checkState(p.State); err != nil {
+			return nil, err
+		}
 		return &ProjectState{ID: id, OrgID: p.OrgID, Deactivated: p.State == Deactivated}, nil
 	case kindApp:
+		// id is "project/app", from the key: the key, not the record's projectId field, says where it lives.
+		project, app, _ := strings.Cut(id, "/")
 		var a struct {
-			ProjectID string `json:"projectId"`
-			OrgID     string `json:"orgId"`
-			State     string `json:"state"`
+			OrgID string `json:"orgId"`
+			State string `json:"state"`
 		}
 		if err := json.Unmarshal(value, &a); err != nil {
 			return nil, err
 		}
-		return &AppState{ID: id, ProjectID: a.ProjectID, OrgID: a.OrgID, Deactivated: a.State == Deactivated}, nil
+		if err := checkState(a.State); err != nil {
+			return nil, err
+		}
+		return &AppState{ID: app, ProjectID: project, OrgID: a.OrgID, Deactivated: a.State == Deactivated}, nil
 	case kindClient:
 		var c Client
 		if err := json.Unmarshal(value, &c); err != nil {

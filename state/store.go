@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -19,6 +20,7 @@ var (
 	ErrNotDeactivated     = errors.New("not deactivated")
 	ErrNotFound           = errors.New("not found")
 	ErrConflict           = errors.New("conflicting record")
+	ErrForbidden          = errors.New("not allowed for this scope")
 	ErrContention         = errors.New("too much contention on the record, try again")
 )
 
@@ -45,10 +47,28 @@ type Result struct {
 	OrgID     string    // the org that owns the changed record (ZITADEL's resourceOwner)
 }
 
-// Change names who makes a change and why; it becomes the record's Meta and the audit entry's actor.
+// Change names who makes a change, through which API and why; it becomes the record's Meta and the audit
+// entry's actor. A Scoped change (one made with a token for some orgs) may act only on records owned by one of
+// Orgs: it never changes a record no org owns, never becomes its owner, and creates records only for those
+// orgs. An unscoped change (deact's own callers, tokens for all orgs) may act on every record.
 type Change struct {
 	Actor  string
 	Reason string
+	Via    Source // the API the change came through; empty is SourceNative
+	Scoped bool
+	Orgs   []string
+}
+
+// allows reports whether the change may act on records of org ("" is no org: only an unscoped change may).
+func (c Change) allows(org string) bool {
+	return !c.Scoped || (org != "" && slices.Contains(c.Orgs, org))
+}
+
+func (c Change) source() Source {
+	if c.Via == "" {
+		return SourceNative
+	}
+	return c.Via
 }
 
 // AuditEntry is one committed change.
@@ -58,6 +78,7 @@ type AuditEntry struct {
 	Action   string          `json:"action"`
 	Key      string          `json:"key"`
 	Reason   string          `json:"reason,omitempty"`
+	Detail   string          `json:"detail,omitempty"` // what changed, e.g. "disabled: login,token -> login,token,backup"
 	Before   json.RawMessage `json:"before,omitempty"`
 	After    json.RawMessage `json:"after,omitempty"`
 	Revision int64           `json:"revision,omitempty"` // filled on read: the entry's own revision
@@ -67,8 +88,14 @@ const maxCASRetries = 64
 
 // txnParts are the extra comparisons and operations a mutation adds to its transaction.
 type txnParts struct {
-	cmps []clientv3.Cmp
-	ops  []clientv3.Op
+	cmps   []clientv3.Cmp
+	ops    []clientv3.Op
+	detail string // for the audit entry
+}
+
+func (p *txnParts) add(q txnParts) {
+	p.cmps = append(p.cmps, q.cmps...)
+	p.ops = append(p.ops, q.ops...)
 }
 
 // update runs a compare-and-swap loop on one key: read, mutate, commit if unchanged, else retry.
@@ -99,7 +126,7 @@ func update[T any](ctx context.Context, s *Store, key, action string, c Change,
 		if err != nil {
 			return nil, Result{}, err
 		}
-		audit, err := s.auditOp(AuditEntry{At: now, Actor: c.Actor, Action: action, Key: key, Reason: c.Reason, Before: before, After: after})
+		audit, err := s.auditOp(AuditEntry{At: now, Actor: c.Actor, Action: action, Key: key, Reason: c.Reason, Detail: parts.detail, Before: before, After: after})
 		if err != nil {
 			return nil, Result{}, err
 		}
@@ -126,67 +153,169 @@ func (s *Store) auditOp(e AuditEntry) (clientv3.Op, error) {
 	return clientv3.OpPut(fmt.Sprintf("%s%019d-%s", AuditPrefix, e.At.UnixNano(), hex.EncodeToString(rnd[:])), string(b)), nil
 }
 
-// DeactivateOrg disables ops for the org, creating its record if deact had none. With exact the org's disabled
-// set becomes exactly ops (Commvault's deactivateOptions); otherwise ops are added to it (ZITADEL). It fails with
-// ErrAlreadyDeactivated when the write would change nothing.
+// DeactivateOrg disables ops for the org through the change's source (c.Via), creating its record if deact had
+// none. The ops are added to what that source disabled before; with exact, the source's own set becomes exactly
+// ops. What other sources disabled is never touched: deactivations through different APIs add up. It fails
+// with ErrAlreadyDeactivated when the source's set, with the unattributed ops, already holds ops.
 func (s *Store) DeactivateOrg(ctx context.Context, id string, ops Ops, exact bool, c Change) (Result, error) {
-	if err := ValidateID("org", id); err != nil {
+	src := c.source()
+	if err := errors.Join(ValidateID("org", id), checkSource(src)); err != nil {
 		return Result{}, err
 	}
 	if ops == 0 {
 		return Result{}, errors.New("deactivation disables no operation")
 	}
+	if !c.allows(id) {
+		return Result{}, fmt.Errorf("org %s: %w", id, ErrForbidden)
+	}
 	_, res, err := update(ctx, s, OrgKey(id), "deactivate org", c, func(o *Org, exists bool, now time.Time) (*Org, txnParts, error) {
-		next := ops
-		if !exact {
-			next |= o.Disabled
+		had := o.DisabledBy[src]
+		next := ops | had
+		if exact {
+			next = ops
 		}
-		if exists && next == o.Disabled {
+		// Ops no source is named for (records from before sources were kept) count as the source's own: any
+		// source's reactivate takes them away, and a deactivation they already cover changes nothing.
+		if exists && (next == had || (!exact && ops&^(had|o.Unattributed()) == 0)) {
 			return nil, txnParts{}, fmt.Errorf("org %s: %w", id, ErrAlreadyDeactivated)
 		}
-		o.ID, o.Disabled, o.Meta = id, next, Meta{Reason: c.Reason, ChangedBy: c.Actor, ChangedAt: now}
-		return o, txnParts{}, nil
+		before := o.Disabled
+		o.setSource(src, next)
+		o.ID, o.Meta = id, Meta{Reason: c.Reason, ChangedBy: c.Actor, ChangedAt: now}
+		return o, txnParts{detail: opsDetail(src, had, next, before, o.Disabled)}, nil
 	})
 	res.OrgID = id
 	return res, err
 }
 
-// ReactivateOrg enables every op of the org again. It fails with ErrNotDeactivated when the org is active or
-// unknown.
+// ReactivateOrg enables again what the change's source (c.Via) disabled, and what no source is named for
+// (records written before sources were kept, imports without them). What other sources disabled stays
+// disabled. It fails with ErrNotDeactivated when that changes nothing.
 func (s *Store) ReactivateOrg(ctx context.Context, id string, c Change) (Result, error) {
+	src := c.source()
+	if err := errors.Join(ValidateID("org", id), checkSource(src)); err != nil {
+		return Result{}, err
+	}
+	return s.enableOrg(ctx, id, c, func(o *Org) string {
+		had := o.DisabledBy[src]
+		o.Disabled &^= o.Unattributed()
+		o.setSource(src, 0)
+		return opsDetail(src, had, 0, 0, 0)
+	}, "through "+string(src))
+}
+
+// EnableOrgOps enables ops of the org again whichever source disabled them: the native API's reactivate, an
+// operator's override. It fails with ErrNotDeactivated when that changes nothing.
+func (s *Store) EnableOrgOps(ctx context.Context, id string, ops Ops, c Change) (Result, error) {
 	if err := ValidateID("org", id); err != nil {
 		return Result{}, err
+	}
+	return s.enableOrg(ctx, id, c, func(o *Org) string {
+		o.Disabled &^= ops & o.Unattributed()
+		for _, src := range sortedSources(o.DisabledBy) {
+			o.setSource(src, o.DisabledBy[src]&^ops)
+		}
+		return "enable " + ops.String()
+	}, "for "+ops.String())
+}
+
+func (s *Store) enableOrg(ctx context.Context, id string, c Change, enable func(*Org) string, what string) (Result, error) {
+	if !c.allows(id) {
+		return Result{}, fmt.Errorf("org %s: %w", id, ErrForbidden)
 	}
 	_, res, err := update(ctx, s, OrgKey(id), "reactivate org", c, func(o *Org, exists bool, now time.Time) (*Org, txnParts, error) {
 		if !exists || o.Disabled == 0 {
 			return nil, txnParts{}, fmt.Errorf("org %s: %w", id, ErrNotDeactivated)
 		}
-		o.Disabled, o.Meta = 0, Meta{Reason: c.Reason, ChangedBy: c.Actor, ChangedAt: now}
-		return o, txnParts{}, nil
+		before := o.Disabled
+		detail := enable(o)
+		if o.Disabled == before {
+			return nil, txnParts{}, fmt.Errorf("org %s: %w %s (still disabled: %s)", id, ErrNotDeactivated, what, o.disabledBySummary())
+		}
+		o.Meta = Meta{Reason: c.Reason, ChangedBy: c.Actor, ChangedAt: now}
+		return o, txnParts{detail: fmt.Sprintf("%s; disabled: %s -> %s", detail, before, o.Disabled)}, nil
 	})
 	res.OrgID = id
 	return res, err
 }
 
+// setSource sets what src disabled and recomputes Disabled, keeping the unattributed ops.
+func (o *Org) setSource(src Source, ops Ops) {
+	rest := o.Unattributed()
+	if ops == 0 {
+		delete(o.DisabledBy, src)
+	} else {
+		if o.DisabledBy == nil {
+			o.DisabledBy = map[Source]Ops{}
+		}
+		o.DisabledBy[src] = ops
+	}
+	if len(o.DisabledBy) == 0 {
+		o.DisabledBy = nil
+	}
+	o.Disabled = rest | union(o.DisabledBy)
+}
+
+// disabledBySummary says who holds what, e.g. "zitadel: login,token; unattributed: backup".
+func (o *Org) disabledBySummary() string {
+	var parts []string
+	for _, src := range sortedSources(o.DisabledBy) {
+		parts = append(parts, fmt.Sprintf("%s: %s", src, o.DisabledBy[src]))
+	}
+	if u := o.Unattributed(); u != 0 {
+		parts = append(parts, "unattributed: "+u.String())
+	}
+	return strings.Join(parts, "; ")
+}
+
+func sortedSources(by map[Source]Ops) []Source {
+	out := make([]Source, 0, len(by))
+	for src := range by {
+		out = append(out, src)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func opsDetail(src Source, had, next, before, after Ops) string {
+	if before == 0 && after == 0 {
+		return fmt.Sprintf("%s: %s -> %s", src, had, next)
+	}
+	return fmt.Sprintf("%s: %s -> %s; disabled: %s -> %s", src, had, next, before, after)
+}
+
+func checkSource(src Source) error {
+	if !knownSource(src) {
+		return fmt.Errorf("unknown source %q", src)
+	}
+	return nil
+}
+
 // SetProjectState deactivates or reactivates a project (and so all its apps). orgID, when not empty, must match
 // the project's org (a project of another org is ErrNotFound); a deactivation of an unknown project creates its
-// record with orgID, a reactivation of one is ErrNotFound.
+// record with orgID, a reactivation of one is ErrNotFound. A project record without an org may be changed, and
+// given an owner, only by an all-orgs change (else ErrForbidden). Creating a project, or giving one an owner,
+// while apps of another org are registered under its ID is ErrConflict.
 func (s *Store) SetProjectState(ctx context.Context, id, orgID string, deactivate bool, c Change) (Result, error) {
 	if err := ValidateID("project", id); err != nil {
 		return Result{}, err
 	}
 	p, res, err := update(ctx, s, ProjectKey(id), action("project", deactivate), c, func(p *Project, exists bool, now time.Time) (*Project, txnParts, error) {
-		if err := ownedBy("project "+id, exists, p.OrgID, orgID, deactivate); err != nil {
+		org, claims, err := owner("project "+id, exists, p.OrgID, orgID, deactivate, c)
+		if err != nil {
 			return nil, txnParts{}, err
 		}
 		if err := flip("project "+id, p.IsDeactivated(), deactivate); err != nil {
 			return nil, txnParts{}, err
 		}
-		p.ID, p.State, p.Meta = id, stateName(deactivate), Meta{Reason: c.Reason, ChangedBy: c.Actor, ChangedAt: now}
-		if p.OrgID == "" {
-			p.OrgID = orgID
+		var parts txnParts
+		if claims && org != "" {
+			if parts, err = s.projectApps(ctx, id, org); err != nil {
+				return nil, txnParts{}, err
+			}
 		}
-		return p, txnParts{}, nil
+		p.ID, p.OrgID, p.State, p.Meta = id, org, stateName(deactivate), Meta{Reason: c.Reason, ChangedBy: c.Actor, ChangedAt: now}
+		return p, parts, nil
 	})
 	if p != nil {
 		res.OrgID = p.OrgID
@@ -194,23 +323,30 @@ func (s *Store) SetProjectState(ctx context.Context, id, orgID string, deactivat
 	return res, err
 }
 
-// SetAppState deactivates or reactivates an app, with the same org rule as SetProjectState.
+// SetAppState deactivates or reactivates an app, with the same org rules as SetProjectState; creating an app
+// record is refused (ErrConflict) when its ID is registered under another project, or its project belongs to
+// another org.
 func (s *Store) SetAppState(ctx context.Context, projectID, appID, orgID string, deactivate bool, c Change) (Result, error) {
 	if err := errors.Join(ValidateID("project", projectID), ValidateID("app", appID)); err != nil {
 		return Result{}, err
 	}
 	a, res, err := update(ctx, s, AppKey(projectID, appID), action("app", deactivate), c, func(a *App, exists bool, now time.Time) (*App, txnParts, error) {
-		if err := ownedBy("app "+appID, exists, a.OrgID, orgID, deactivate); err != nil {
+		org, claims, err := owner("app "+appID, exists, a.OrgID, orgID, deactivate, c)
+		if err != nil {
 			return nil, txnParts{}, err
 		}
 		if err := flip("app "+appID, a.IsDeactivated(), deactivate); err != nil {
 			return nil, txnParts{}, err
 		}
-		a.ID, a.ProjectID, a.State, a.Meta = appID, projectID, stateName(deactivate), Meta{Reason: c.Reason, ChangedBy: c.Actor, ChangedAt: now}
-		if a.OrgID == "" {
-			a.OrgID = orgID
+		var parts txnParts
+		if claims {
+			if parts, err = s.claimApp(ctx, projectID, appID, org); err != nil {
+				return nil, txnParts{}, err
+			}
 		}
-		return a, txnParts{}, nil
+		a.ID, a.ProjectID, a.OrgID, a.State = appID, projectID, org, stateName(deactivate)
+		a.Meta = Meta{Reason: c.Reason, ChangedBy: c.Actor, ChangedAt: now}
+		return a, parts, nil
 	})
 	if a != nil {
 		res.OrgID = a.OrgID
@@ -225,15 +361,28 @@ func action(what string, deactivate bool) string {
 	return "reactivate " + what
 }
 
-// ownedBy checks a record's org against the caller's; unknown records may only be created by a deactivation.
-func ownedBy(what string, exists bool, have, want string, deactivate bool) error {
-	if !exists && !deactivate {
-		return fmt.Errorf("%s: %w", what, ErrNotFound)
+// owner decides the org of a project or app record after a change and whether the change gives the record its
+// owner (a new record, or an ownerless one given an org). Unknown records may only be created by a
+// deactivation; a record of another org, or outside the change's scope, is ErrNotFound (the answer reveals no
+// more than that); an ownerless record, or a new one without an org, is for all-orgs changes only.
+func owner(what string, exists bool, have, want string, deactivate bool, c Change) (string, bool, error) {
+	switch {
+	case !exists && !deactivate:
+		return "", false, fmt.Errorf("%s: %w", what, ErrNotFound)
+	case !exists:
+		if !c.allows(want) {
+			return "", false, fmt.Errorf("%s: creating it for org %q: %w", what, want, ErrForbidden)
+		}
+		return want, true, nil
+	case have != "":
+		if (want != "" && want != have) || !c.allows(have) {
+			return "", false, fmt.Errorf("%s: %w", what, ErrNotFound)
+		}
+		return have, false, nil
+	case c.Scoped:
+		return "", false, fmt.Errorf("%s has no owning org, only a token for all orgs may change it: %w", what, ErrForbidden)
 	}
-	if exists && want != "" && have != "" && have != want {
-		return fmt.Errorf("%s: %w", what, ErrNotFound)
-	}
-	return nil
+	return want, want != "", nil
 }
 
 func flip(what string, deactivated, deactivate bool) error {
@@ -246,6 +395,73 @@ func flip(what string, deactivated, deactivate bool) error {
 	return nil
 }
 
+// projectApps checks, inside the transaction, that every app registered under the project belongs to org (or
+// to none): project IDs are unique in the upstream, and one org may not claim a project ID another org's apps
+// name. The apps' prefix must be unchanged at commit.
+func (s *Store) projectApps(ctx context.Context, projectID, org string) (txnParts, error) {
+	prefix := AppKey(projectID, "")
+	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return txnParts{}, err
+	}
+	for _, kv := range resp.Kvs {
+		var a App
+		if json.Unmarshal(kv.Value, &a) != nil || (a.OrgID != "" && a.OrgID != org) {
+			return txnParts{}, fmt.Errorf("project %s has apps of another org: %w", projectID, ErrConflict)
+		}
+	}
+	return txnParts{cmps: []clientv3.Cmp{
+		clientv3.Compare(clientv3.ModRevision(prefix), "<", resp.Header.Revision+1).WithPrefix(),
+	}}, nil
+}
+
+// claimApp checks, inside the transaction, that an app record (projectID, appID) may get org as its owner: the
+// app ID is not registered under another project (the app-ID index), and when org is set, neither the project
+// record nor another app of the project belongs to another org. It adds the app-ID index entry.
+func (s *Store) claimApp(ctx context.Context, projectID, appID, org string) (txnParts, error) {
+	var parts txnParts
+	idx, err := s.cli.Get(ctx, AppIDKey(appID))
+	if err != nil {
+		return parts, err
+	}
+	var idxRev int64
+	if len(idx.Kvs) == 1 {
+		var e AppID
+		if json.Unmarshal(idx.Kvs[0].Value, &e) != nil || e.ProjectID != projectID {
+			return parts, fmt.Errorf("app id %s is registered under another project: %w", appID, ErrConflict)
+		}
+		if org != "" && e.OrgID != "" && e.OrgID != org {
+			return parts, fmt.Errorf("app id %s is registered to another org: %w", appID, ErrConflict)
+		}
+		idxRev = idx.Kvs[0].ModRevision
+	}
+	b, _ := json.Marshal(AppID{AppID: appID, ProjectID: projectID, OrgID: org})
+	parts.cmps = append(parts.cmps, clientv3.Compare(clientv3.ModRevision(AppIDKey(appID)), "=", idxRev))
+	parts.ops = append(parts.ops, clientv3.OpPut(AppIDKey(appID), string(b)))
+	if org == "" {
+		return parts, nil
+	}
+	proj, err := s.cli.Get(ctx, ProjectKey(projectID))
+	if err != nil {
+		return parts, err
+	}
+	var projRev int64
+	if len(proj.Kvs) == 1 {
+		var p Project
+		if json.Unmarshal(proj.Kvs[0].Value, &p) != nil || (p.OrgID != "" && p.OrgID != org) {
+			return parts, fmt.Errorf("project %s belongs to another org: %w", projectID, ErrConflict)
+		}
+		projRev = proj.Kvs[0].ModRevision
+	}
+	parts.cmps = append(parts.cmps, clientv3.Compare(clientv3.ModRevision(ProjectKey(projectID)), "=", projRev))
+	apps, err := s.projectApps(ctx, projectID, org)
+	if err != nil {
+		return parts, err
+	}
+	parts.add(apps)
+	return parts, nil
+}
+
 // PutOrg registers an org's name and domains, keeping its deactivation state, and maintains the domain index.
 // A domain already held by another org is ErrConflict.
 func (s *Store) PutOrg(ctx context.Context, org Org, c Change) (Result, error) {
@@ -255,6 +471,9 @@ func (s *Store) PutOrg(ctx context.Context, org Org, c Change) (Result, error) {
 	domains, err := normalizeAll("domain", org.Domains, NormalizeDomain)
 	if err != nil {
 		return Result{}, err
+	}
+	if !c.allows(org.ID) {
+		return Result{}, fmt.Errorf("org %s: %w", org.ID, ErrForbidden)
 	}
 	_, res, err := update(ctx, s, OrgKey(org.ID), "register org", c, func(o *Org, exists bool, now time.Time) (*Org, txnParts, error) {
 		parts, err := s.index(ctx, o.Domains, domains, DomainKey, func(d string) any { return Domain{Domain: d, OrgID: org.ID} },
@@ -270,7 +489,9 @@ func (s *Store) PutOrg(ctx context.Context, org Org, c Change) (Result, error) {
 }
 
 // PutApp registers an app (its project, owning org and client IDs), keeping its deactivation state, and
-// maintains the client-ID index. A client ID already held by another app is ErrConflict.
+// maintains the client-ID index. A client ID already held by another app, an app of another org, an app ID
+// registered under another project and a project of another org are ErrConflict; an app record without an
+// owner may be given one only by an all-orgs change (else ErrForbidden).
 func (s *Store) PutApp(ctx context.Context, app App, c Change) (Result, error) {
 	if err := errors.Join(ValidateID("project", app.ProjectID), ValidateID("app", app.ID), ValidateID("org", app.OrgID)); err != nil {
 		return Result{}, err
@@ -279,18 +500,35 @@ func (s *Store) PutApp(ctx context.Context, app App, c Change) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if !c.allows(app.OrgID) {
+		return Result{}, fmt.Errorf("app %s: %w", app.ID, ErrForbidden)
+	}
 	_, res, err := update(ctx, s, AppKey(app.ProjectID, app.ID), "register app", c, func(a *App, exists bool, now time.Time) (*App, txnParts, error) {
 		if exists && a.OrgID != "" && a.OrgID != app.OrgID {
 			return nil, txnParts{}, fmt.Errorf("app %s belongs to another org: %w", app.ID, ErrConflict)
 		}
+		if exists && a.OrgID == "" && c.Scoped {
+			return nil, txnParts{}, fmt.Errorf("app %s has no owning org, only a token for all orgs may change it: %w", app.ID, ErrForbidden)
+		}
+		var parts txnParts
+		if !exists || a.OrgID == "" {
+			claim, err := s.claimApp(ctx, app.ProjectID, app.ID, app.OrgID)
+			if err != nil {
+				return nil, txnParts{}, err
+			}
+			parts.add(claim)
+		}
 		entry := func(id string) any {
 			return Client{ClientID: id, AppID: app.ID, ProjectID: app.ProjectID, OrgID: app.OrgID}
 		}
-		parts, err := s.index(ctx, a.ClientIDs, clients, ClientKey, entry,
-			func(b []byte) bool { var cl Client; return json.Unmarshal(b, &cl) == nil && cl.AppID == app.ID })
+		clientParts, err := s.index(ctx, a.ClientIDs, clients, ClientKey, entry, func(b []byte) bool {
+			var cl Client
+			return json.Unmarshal(b, &cl) == nil && cl.AppID == app.ID && cl.ProjectID == app.ProjectID
+		})
 		if err != nil {
 			return nil, txnParts{}, err
 		}
+		parts.add(clientParts)
 		// Entries whose org or project changed are rewritten too.
 		for _, id := range clients {
 			if slices.Contains(a.ClientIDs, id) {
@@ -309,12 +547,19 @@ func (s *Store) PutApp(ctx context.Context, app App, c Change) (Result, error) {
 	return res, err
 }
 
-// PutAccount registers a user or service account's org, for token grants that name only the account.
+// PutAccount registers a user or service account's org, for token grants that name only the account. An
+// account registered to an org outside the change's scope is ErrConflict.
 func (s *Store) PutAccount(ctx context.Context, acct Account, c Change) (Result, error) {
 	if err := errors.Join(ValidateID("account", acct.ID), ValidateID("org", acct.OrgID)); err != nil {
 		return Result{}, err
 	}
-	_, res, err := update(ctx, s, AccountKey(acct.ID), "register account", c, func(a *Account, _ bool, _ time.Time) (*Account, txnParts, error) {
+	if !c.allows(acct.OrgID) {
+		return Result{}, fmt.Errorf("account %s: %w", acct.ID, ErrForbidden)
+	}
+	_, res, err := update(ctx, s, AccountKey(acct.ID), "register account", c, func(a *Account, exists bool, _ time.Time) (*Account, txnParts, error) {
+		if exists && a.OrgID != acct.OrgID && !c.allows(a.OrgID) {
+			return nil, txnParts{}, fmt.Errorf("account %s is registered to another org: %w", acct.ID, ErrConflict)
+		}
 		*a = acct
 		return a, txnParts{}, nil
 	})
@@ -368,4 +613,43 @@ func normalizeAll(kind string, ids []string, norm func(string) string) ([]string
 		}
 	}
 	return out, nil
+}
+
+// IndexAppIDs adds the app-ID index entry of every app record that has none (records written before deact kept
+// the index), so that the store's uniqueness checks cover them too. Where several records share an app ID, the
+// first in key order gets the entry and the others are counted in conflicts: they stay, and the replica denies
+// the app ID while any of them is deactivated. It is idempotent and safe to run while the store is written.
+func (s *Store) IndexAppIDs(ctx context.Context) (added, conflicts int, err error) {
+	after := ""
+	for {
+		page, err := list[App](ctx, s, appsPrefix, after, 500)
+		if err != nil {
+			return added, conflicts, err
+		}
+		for _, v := range page.Items {
+			a := v.Record
+			if ValidateID("app", a.ID) != nil || ValidateID("project", a.ProjectID) != nil {
+				continue
+			}
+			b, _ := json.Marshal(AppID{AppID: a.ID, ProjectID: a.ProjectID, OrgID: a.OrgID})
+			resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(AppIDKey(a.ID)), "=", 0)).
+				Then(clientv3.OpPut(AppIDKey(a.ID), string(b))).Else(clientv3.OpGet(AppIDKey(a.ID))).Commit()
+			if err != nil {
+				return added, conflicts, err
+			}
+			if resp.Succeeded {
+				added++
+				continue
+			}
+			var e AppID
+			if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) == 1 && json.Unmarshal(kvs[0].Value, &e) == nil && e.ProjectID == a.ProjectID {
+				continue
+			}
+			conflicts++
+		}
+		if page.Next == "" {
+			return added, conflicts, nil
+		}
+		after = page.Next
+	}
 }

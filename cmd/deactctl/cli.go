@@ -38,7 +38,8 @@ commands:
   nodes                                             gateway nodes, their applied revision and staleness
   sources                                           upstream sources: leader, last reconcile, events, lag, errors
   audit [--limit N]                                 latest changes, newest first
-  import FILE                                       NDJSON records ("-" reads standard input)
+  import FILE [--skip N]                            NDJSON records ("-" reads standard input); --skip N resumes
+                                                    an import that committed lines 1..N
   token create --scope all|ORG,ORG [--org HOME] [--role admin|read-only] [--name N]
   token list
   token delete HASH
@@ -63,6 +64,7 @@ type cli struct {
 	exact                 bool
 	limit                 int
 	timeout, confirmAfter time.Duration
+	skip                  int
 	stdin                 io.Reader
 	out                   io.Writer
 	http                  *http.Client
@@ -80,8 +82,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.StringVar(&c.addr, "addr", addr, "admin API address (env DEACT_ADMIN_ADDR)")
 	fs.StringVar(&c.token, "token", getenv("DEACT_ADMIN_TOKEN"), "admin token (env DEACT_ADMIN_TOKEN)")
 	fs.StringVar(&c.output, "o", "table", "output: table or json")
-	fs.StringVar(&c.ops, "ops", "", "operations an org deactivation disables (default login,token)")
-	fs.BoolVar(&c.exact, "exact", false, "the org's disabled operations become exactly --ops")
+	fs.StringVar(&c.ops, "ops", "", "operations an org deactivation disables (default login,token), or a reactivation enables whichever API disabled them (default all)")
+	fs.BoolVar(&c.exact, "exact", false, "what the native API disabled becomes exactly --ops (other APIs' deactivations stay)")
 	fs.StringVar(&c.reason, "reason", "", "reason recorded in the audit log")
 	fs.StringVar(&c.org, "org", "", "owning org (projects, apps, accounts) or home org (tokens)")
 	fs.StringVar(&c.scope, "scope", "", "token scope: all, or a comma-separated list of orgs")
@@ -98,6 +100,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.StringVar(&c.tenants, "tenants", "", "nginx-config: host=org pairs for requests that do not name their org")
 	fs.IntVar(&c.limit, "limit", 0, "page size (list) or number of entries (audit)")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound on each request")
+	fs.IntVar(&c.skip, "skip", 0, "import: lines already committed, not written again")
 	fs.DurationVar(&c.confirmAfter, "confirm-timeout", 0, "how long the server waits for gateway nodes (default: the server's)")
 	pos, err := parseInterleaved(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -487,13 +490,21 @@ func (c *cli) importFile(ctx context.Context, name string) error {
 		defer f.Close()
 		r = f
 	}
+	if c.skip < 0 {
+		return usageError("--skip must be 0 or more")
+	}
+	// An import streams for as long as the server allows (30 minutes by default), not the per-request --timeout.
+	if c.http.Timeout < admin.DefaultImportTimeout+time.Minute {
+		c.http.Timeout = admin.DefaultImportTimeout + time.Minute
+	}
 	var res admin.ImportResponse
-	if _, err := c.do(ctx, "POST", "/v1/import", r, "application/x-ndjson", &res); err != nil {
+	// The server's error answer says what was committed, and how to resume: c.do prints its message.
+	if _, err := c.do(ctx, "POST", fmt.Sprintf("/v1/import?skip=%d", c.skip), r, "application/x-ndjson", &res); err != nil {
 		return err
 	}
 	if c.output == "table" {
-		fmt.Fprintf(c.out, "imported %d records in %d batches, revision %d, confirmed by %d/%d nodes\n",
-			res.Records, res.Batches, res.Revision, res.Confirmation.Confirmed, res.Confirmation.Total)
+		fmt.Fprintf(c.out, "imported %d records (lines 1-%d committed, %d skipped) in %d batches, revision %d, confirmed by %d/%d nodes\n",
+			res.Records, res.Lines, res.Skipped, res.Batches, res.Revision, res.Confirmation.Confirmed, res.Confirmation.Total)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -151,6 +152,26 @@ func TestDeactctl(t *testing.T) {
 	r = must(deactctl(t, addr, rootToken, "import", file))
 	if !strings.Contains(r.stdout, "imported 2 records") {
 		t.Errorf("import printed %q", r.stdout)
+	}
+	// An import that stops part way says what it committed; --skip resumes it.
+	var lines []string
+	for i := range 70 {
+		lines = append(lines, fmt.Sprintf(`{"org":{"id":"imp%d","domains":["imp%d.example"]}}`, i, i))
+	}
+	fixed := strings.Join(lines, "\n")
+	lines[65] = `{"org":{"id":"imp0"}}`
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := deactctl(t, addr, rootToken, "import", file); r.code != 1 || !strings.Contains(r.stderr, `line 66: org "imp0" is already given on line 1; committed: lines 1-60 (60 records in 1 batches); resume with skip=60`) {
+		t.Errorf("failed import: %d %q", r.code, r.stderr)
+	}
+	if err := os.WriteFile(file, []byte(fixed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = must(deactctl(t, addr, rootToken, "import", file, "--skip", "60"))
+	if !strings.Contains(r.stdout, "imported 10 records (lines 1-70 committed, 60 skipped)") {
+		t.Errorf("resumed import printed %q", r.stdout)
 	}
 	r = must(deactctl(t, addr, rootToken, "list", "orgs", "--limit", "1"))
 	for _, id := range []string{"nine", "\n8 ", "\n1 "} {

@@ -51,6 +51,7 @@ func parse(args []string) (daemon.Config, error) {
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "require client certificates signed by this CA (mTLS)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bootstrap admin token (default: the one kept in --data-dir, or a new one printed once)")
 	fs.DurationVar(&c.ConfirmTimeout, "confirm-timeout", 0, "how long the admin API waits for every gateway node to apply a write (default 2s)")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", 0, "bound on the etcd calls of one admin request (auth, reads, the write); past it the API answers 503 unavailable (default 5s)")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", 0, "admin nodes delete audit records older than this (default 2160h = 90 days; negative keeps all)")
 	fs.DurationVar(&c.TombstoneRetention, "tombstone-retention", 0, "how long a removed upstream org, project or app keeps denying (default 2172h: ZITADEL's default refresh token lifetime of 90 days plus its 12h access token lifetime; negative keeps them)")
 	fs.StringVar(&presets, "presets", "zitadel,commvault", "authz route presets to enable (zitadel, commvault; empty for none)")

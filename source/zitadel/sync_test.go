@@ -488,3 +488,38 @@ func TestReconcileRemovedOrgTakesItsAppsAlong(t *testing.T) {
 		t.Errorf("removed org = %+v", o)
 	}
 }
+
+// TestReconcileUndoesAGlitchTombstone: an org missing from one listing (no removal event) becomes a tombstone at
+// its held sequence; the next listing that shows it again at that sequence brings it back.
+func TestReconcileUndoesAGlitchTombstone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	var orgs []string
+	for i := range 12 {
+		id, _ := e.fake.AddOrg("org"+string(rune('a'+i)), "d"+string(rune('a'+i))+".example")
+		orgs = append(orgs, id)
+	}
+	e.reconcile()
+	e.fake.Hide(orgs[3], true)
+	if st := e.reconcile(); st.Removed != 1 {
+		t.Fatalf("sync with the org missing: %+v", st)
+	}
+	if o := e.record(state.MirrorOrg, orgs[3]); !o.Removed {
+		t.Fatalf("org = %+v, want a tombstone", o)
+	}
+	e.fake.Hide(orgs[3], false)
+	if st := e.reconcile(); st.Written != 1 {
+		t.Fatalf("sync with the org back: %+v", st)
+	}
+	if o := e.record(state.MirrorOrg, orgs[3]); o.Removed || strings.Join(o.Domains, ",") != "dd.example" {
+		t.Errorf("org = %+v, want it live again with its domain", o)
+	}
+	// A removal ZITADEL reports is not undone by a lagging listing.
+	rm := e.fake.RemoveOrg(orgs[4])
+	if code, _ := e.deliver(rm); code != 200 {
+		t.Fatal(code)
+	}
+	if o := e.record(state.MirrorOrg, orgs[4]); !o.Removed || o.Sequence != rm.Sequence {
+		t.Fatalf("removed org = %+v", o)
+	}
+}

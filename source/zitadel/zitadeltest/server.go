@@ -93,8 +93,9 @@ type Server struct {
 	orgByID  map[string]*org
 	projByID map[string]*project
 	appByID  map[string]*app
-	fail     int    // HTTP status every API answers with, 0 for none
-	forbid   string // an org whose listings answer 403
+	fail     int             // HTTP status every API answers with, 0 for none
+	forbid   string          // an org whose listings answer 403
+	hidden   map[string]bool // orgs left out of the admin listing (a glitch, not a removal)
 	saKeys   map[string]saKey
 	issued   map[string]bool // access tokens from the JWT-profile grant
 }
@@ -177,7 +178,7 @@ func Sign(t time.Time, body []byte, keys ...string) string {
 func New() *Server {
 	s := &Server{
 		Token: "zitadel-test-pat", nextID: 300000000000000000,
-		aggSeq: map[string]uint64{}, saKeys: map[string]saKey{}, issued: map[string]bool{}, orgByID: map[string]*org{}, projByID: map[string]*project{}, appByID: map[string]*app{},
+		aggSeq: map[string]uint64{}, hidden: map[string]bool{}, saKeys: map[string]saKey{}, issued: map[string]bool{}, orgByID: map[string]*org{}, projByID: map[string]*project{}, appByID: map[string]*app{},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
@@ -320,6 +321,14 @@ func (s *Server) Populate(orgs, projectsPerOrg, appsPerProject int) []string {
 		}
 	}
 	return ids
+}
+
+// Hide leaves an org out of the admin org listing (or puts it back), without any event: a listing glitch such
+// as a projection being rebuilt, not a removal.
+func (s *Server) Hide(orgID string, hidden bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hidden[orgID] = hidden
 }
 
 // Touch appends an event to an org's aggregate that the org projection does not reduce (a member added), so the
@@ -599,7 +608,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/admin/v1/orgs/_search":
-		writeJSON(w, page(s.orgs, offset, limit, func(o *org) orgJSON { return o.json() }))
+		listed := make([]*org, 0, len(s.orgs))
+		for _, o := range s.orgs {
+			if !s.hidden[o.id] {
+				listed = append(listed, o)
+			}
+		}
+		writeJSON(w, page(listed, offset, limit, func(o *org) orgJSON { return o.json() }))
 	case r.Method == http.MethodGet && r.URL.Path == "/management/v1/orgs/me":
 		writeJSON(w, map[string]any{"org": o.json()})
 	case r.Method == http.MethodPost && r.URL.Path == "/management/v1/orgs/me/domains/_search":
