@@ -192,8 +192,9 @@ const (
 )
 
 // TestCommvaultEndToEnd: a real admin deactd polls a Commvault-shaped server; what Commvault deactivates is
-// enforced by all 3 gateways of a local cluster within one interval, login names of the org's domains included,
-// and a failing Commvault leaves the mirrored state in force and shows in the status and the metrics.
+// enforced by all 3 gateways of a local cluster within one interval, login names of the org's domains included;
+// deact's own deactivation is a layer polls leave alone; a failing Commvault leaves the mirrored state in force
+// and shows in the status and the metrics.
 func TestCommvaultEndToEnd(t *testing.T) {
 	fake := commvaulttest.New()
 	t.Cleanup(fake.Close)
@@ -237,6 +238,45 @@ func TestCommvaultEndToEnd(t *testing.T) {
 		want[r.name] = denied
 	}
 	cc.within("login disabled", rounds, expect(want), all...)
+
+	// deact's own deactivation of an org Commvault says is active (its Commvault-compatible admin API) is a layer
+	// of its own: polls do not undo it, and lifting it leaves Commvault's layer as it is.
+	cvAdmin := func(org, act, body string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", cc.c.AdminURL()+"/webconsole/api/organization/"+org+"/action/"+act, strings.NewReader(body))
+		req.Header.Set("Authtoken", "QSDK "+cc.c.AdminToken)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("deact's %s of org %s: %d %s", act, org, resp.StatusCode, b)
+		}
+	}
+	cvAdmin(beta, "deactivate", `{"deactivateOptions":{"disableBackup":true}}`)
+	local := map[string]code.Code{betaBackup.name: denied}
+	for k, v := range want {
+		local[k] = v
+	}
+	cc.within("deact's own deactivation", fake.ListRequests(), expect(local), all...)
+	deadline := time.Now().Add(20 * time.Second)
+	for n := fake.ListRequests() + 3; fake.ListRequests() < n; { // three more polls
+		if time.Now().After(deadline) {
+			t.Fatal("Commvault is no longer polled")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, r := range all {
+		if w := expect(local)[r.name]; !cc.allAnswer(t, r, w) {
+			t.Errorf("after polls of a Commvault that has beta active: %s is not %v on every gateway", r.name, w)
+		}
+	}
+	cvAdmin(beta, "activate", "")
+	cc.within("deact's own deactivation lifted", fake.ListRequests(), expect(want), all...)
 
 	// What operators see: deactctl sources (GET /v1/sources) and the metrics.
 	st := cc.status("rounds reported", func(st state.SourceStatus) bool { return st.Reconciles >= 3 && st.LastReconcileError == "" })
