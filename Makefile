@@ -4,7 +4,7 @@ FUZZTIME  ?= 5s
 PKGS      := ./...
 SOAK      ?= 10m
 
-.PHONY: run test unit fuzz-short fuzz bench bench-quick bench-state bench-sync bench-zitadel lint proto build soak
+.PHONY: run test unit fuzz-short fuzz bench bench-quick bench-state bench-sync bench-zitadel bench-commvault lint proto build soak
 
 run:
 	$(GO) run ./cmd/deactd
@@ -52,6 +52,11 @@ bench-sync:
 # DEACT_ZITADEL_ORGS, DEACT_ZITADEL_APPS_PER_ORG and DEACT_ZITADEL_ITERATIONS change the sizes.
 bench-zitadel:
 	$(GO) test -run '^$$' -bench 'ZitadelFirstSync|ZitadelEventPropagation' -benchtime 1x -timeout 30m ./source/zitadel/
+
+# One Commvault round over 10⁴ organizations (first, unchanged, 1% changed) and Commvault change → denied on
+# every gateway of a local cluster, p50/p99 (DEACT_COMMVAULT_* variables in source/commvault/bench_test.go).
+bench-commvault:
+	$(GO) test -run '^$$' -bench 'CommvaultRound|CommvaultPropagation' -benchtime 1x -timeout 30m ./source/commvault/
 
 # Every deactbench mode, short (about a minute on 2 cores): check against a null ext_authz baseline in the
 # same run, propagation on a local 3-gateway cluster, sync of 10⁵ records into a fresh deactd, admin writes.

@@ -101,6 +101,8 @@ type Config struct {
 	DrainTimeout     time.Duration // bound on draining in-flight requests [10s]
 
 	Zitadel ZitadelConfig // the ZITADEL source (admin nodes); off unless its URL or signing key file is set
+	// Commvault is the Commvault source (admin nodes); off unless its URL is set.
+	Commvault CommvaultConfig
 
 	Logger *slog.Logger // [text to stderr at info]
 	Out    io.Writer    // where the start banner with addresses (and a new admin token) goes [stdout]
@@ -201,6 +203,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--staleness: %w", err))
 	}
 	errs = append(errs, c.Zitadel.validate(c)...)
+	errs = append(errs, c.Commvault.validate(c)...)
 	return errors.Join(errs...)
 }
 
@@ -316,6 +319,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			d.run(bgctx, "audit pruning", func(ctx context.Context) error { d.pruneAudit(ctx, store); return nil })
 		}
 		if err := d.addZitadel(fanout, adminMux); err != nil {
+			return nil, err
+		}
+		if err := d.addCommvault(); err != nil {
 			return nil, err
 		}
 		if err := d.startSources(bgctx, store, reg, adminMux); err != nil {

@@ -273,3 +273,14 @@ func adopt(st *state.SourceStatus, prev *state.SourceStatus) {
 		st.LastError, st.LastErrorAt = prev.LastError, prev.LastErrorAt
 	}
 }
+
+// Polled records the lag of a polling source's round: how old the upstream's answer was when the round's
+// writes were committed (a change upstream shows after at most the interval plus this). It sets the status's
+// LagMs and deact_source_event_lag_seconds, as Event does for pushed events.
+func (s *Status) Polled(lag time.Duration) {
+	lag = max(lag, 0)
+	s.update(func(st *state.SourceStatus) { st.LagMs = lag.Milliseconds() })
+	if m := s.cfg.Metrics; m != nil {
+		m.lagSeconds.WithLabelValues(s.cfg.Source).Set(lag.Seconds())
+	}
+}

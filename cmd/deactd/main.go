@@ -74,6 +74,13 @@ func parse(args []string) (daemon.Config, error) {
 	fs.StringVar(&c.Zitadel.SigningKeyFile, "zitadel-signing-key-file", "", "file with the signing key(s) of the ZITADEL Actions target, one a line; serves POST /sources/zitadel/events")
 	fs.StringVar(&zitadelOrgs, "zitadel-orgs", "", "comma-separated ZITADEL org IDs to follow (default: all)")
 	fs.DurationVar(&c.Zitadel.SyncInterval, "zitadel-sync-interval", 0, "time between ZITADEL reconciles (default 5m)")
+	fs.StringVar(&c.Commvault.URL, "commvault-url", "", "follow this Commvault (admin nodes): poll its organizations' deactivation and domains; the web service root, e.g. https://cv.example.com/webconsole/api")
+	fs.StringVar(&c.Commvault.User, "commvault-user", "", "Commvault user that logs in with POST /Login (needs to view every organization)")
+	fs.StringVar(&c.Commvault.PasswordFile, "commvault-password-file", "", "file with that user's password (first line; 0600 recommended)")
+	fs.StringVar(&c.Commvault.TokenFile, "commvault-token-file", "", "file with a fixed Commvault Authtoken (QSDK ...) instead of a login; read again after a 401")
+	fs.DurationVar(&c.Commvault.SyncInterval, "commvault-sync-interval", 0, "time between Commvault polls, with jitter (default 1m)")
+	fs.DurationVar(&c.Commvault.Timeout, "commvault-timeout", 0, "bound on each request to Commvault, its answer included (default 30s)")
+	fs.IntVar(&c.Commvault.Concurrency, "commvault-concurrency", 0, "organization detail requests to Commvault in flight at once (default 8)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
