@@ -201,6 +201,15 @@ func TestNginxEndToEnd(t *testing.T) {
 	if r := do(t, "GET", edge+"/elsewhere", map[string]string{"X-Deact-Op": "token", "X-Deact-Org-Id": "500"}, ""); r.status != 200 {
 		t.Fatalf("client-sent X-Deact-* headers reached deact: %d %s", r.status, r.body)
 	}
+	// Nor can a client's X-Forwarded-* (the forward-auth family, which deact reads only without X-Original-URI)
+	// describe another request: nginx always sets X-Original-URI and -Method.
+	spoofed := do(t, "POST", edge+"/oauth/v2/token", map[string]string{
+		"Authorization": "Basic Y2xpLTFAcHJvajpzZWNyZXQ=", "Content-Type": "application/x-www-form-urlencoded",
+		"X-Forwarded-Uri": "/elsewhere", "X-Forwarded-Method": "GET", "X-Forwarded-Host": "other.test",
+	}, "grant_type=client_credentials")
+	if spoofed.status != 403 || strings.Contains(spoofed.body, "upstream ok") {
+		t.Fatalf("token request with client-sent X-Forwarded-*: %d %s", spoofed.status, spoofed.body)
+	}
 
 	// An access token issued to org 500 before its deactivation is refused at the resource API (op api), as a
 	// revoked token: 401 with an RFC 6750 challenge. deact reads the JWT's payload; the upstream verifies it.
