@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"strings"
 	"text/template"
 
@@ -81,11 +82,17 @@ func Render(w io.Writer, o Options) error {
 			body = append(body, line)
 		}
 	}
+	type tenant struct{ HostRegex, OrgID string }
+	tenants := make([]tenant, len(o.Tenants))
+	for i, t := range o.Tenants {
+		tenants[i] = tenant{"(?i)^" + regexp.QuoteMeta(strings.TrimSuffix(t.Host, ".")) + `\.?$`, t.OrgID}
+	}
 	return tmpl.Execute(w, struct {
 		Options
+		Tenants    []tenant
 		PresetList string
 		BodyRoutes []string
-	}{o, strings.Join(o.Presets, ", "), body})
+	}{o, tenants, strings.Join(o.Presets, ", "), body})
 }
 
 // bad reports characters that would end a Caddyfile token or start a block, comment or placeholder.

@@ -243,6 +243,13 @@ func TestCaddyEndToEnd(t *testing.T) {
 			t.Errorf("POST %s of a backup-disabled org: %d %s", path, r.status, r.body)
 		}
 	}
+	// Other spellings of the tenant's host name still name the tenant.
+	for _, host := range []string{"TENANT7.Backup.Test", "tenant7.backup.test.", "tenant7.backup.test:443"} {
+		h := map[string]string{"Host": host, "Authtoken": "QSDK opaque"}
+		if r := do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", h, "{}"); r.status != 403 || strings.Contains(r.body, "upstream ok") {
+			t.Errorf("backup of a backup-disabled org through host %q: %d %s", host, r.status, r.body)
+		}
+	}
 	if r := do(t, "POST", edge+"/webconsole/api/Subclient/5/action/restore", tenant, "{}"); r.status != 200 {
 		t.Fatalf("restore of a backup-disabled org: %d %s", r.status, r.body)
 	}

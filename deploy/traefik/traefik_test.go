@@ -74,7 +74,9 @@ func (p *traefikLike) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 func (p *traefikLike) match(rule, host, routePath string) bool {
+	// Traefik matches hosts by their canonical form: lower case, without the port, a trailing dot allowed.
 	host, _, _ = strings.Cut(host, ":")
+	host = strings.TrimSuffix(host, ".")
 	term := regexp.MustCompile("^(PathPrefix|Host|PathRegexp)\\(`([^`]*)`\\)$")
 	for _, part := range strings.Split(rule, " && ") {
 		m := term.FindStringSubmatch(part)
@@ -321,6 +323,13 @@ func TestTraefikEndToEnd(t *testing.T) {
 	} {
 		if r := do(t, "POST", edge+c.path, tenant, c.body); r.status != 403 || strings.Contains(r.body, "upstream ok") || !strings.Contains(r.body, "errorCode") {
 			t.Errorf("POST %s of a backup-disabled org: %d %s", c.path, r.status, r.body)
+		}
+	}
+	// Other spellings of the tenant's host name still name the tenant.
+	for _, host := range []string{"TENANT7.Backup.Test", "tenant7.backup.test.", "tenant7.backup.test:443"} {
+		h := map[string]string{"Host": host, "Authtoken": "QSDK opaque"}
+		if r := do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", h, "{}"); r.status != 403 || strings.Contains(r.body, "upstream ok") {
+			t.Errorf("backup of a backup-disabled org through host %q: %d %s", host, r.status, r.body)
 		}
 	}
 	for _, c := range []struct{ path, body string }{
