@@ -234,6 +234,13 @@ func TestNginxEndToEnd(t *testing.T) {
 	if r := do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", tenant, "{}"); r.status != 403 || strings.Contains(r.body, "upstream ok") || !strings.Contains(r.body, "errorCode") {
 		t.Fatalf("backup of a backup-disabled org: %d %s", r.status, r.body)
 	}
+	// Other spellings of the tenant's host name still name the tenant ($host is lower case, without the dot).
+	for _, host := range []string{"TENANT7.Backup.Test", "tenant7.backup.test.", "tenant7.backup.test:443"} {
+		h := map[string]string{"Host": host, "Authtoken": "QSDK opaque"}
+		if r := do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", h, "{}"); r.status != 403 || strings.Contains(r.body, "upstream ok") {
+			t.Errorf("backup of a backup-disabled org through host %q: %d %s", host, r.status, r.body)
+		}
+	}
 	if r := do(t, "POST", edge+"/webconsole/api/Login", tenant, `{"username":"alice","password":"x"}`); r.status != 200 || !strings.Contains(r.body, "upstream ok") {
 		t.Fatalf("login of a backup-disabled org: %d %s", r.status, r.body)
 	}
