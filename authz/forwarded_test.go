@@ -142,3 +142,66 @@ func sendCheck(t *testing.T, srv *httptest.Server, req *http.Request) (*http.Res
 	b, _ := io.ReadAll(resp.Body)
 	return resp, string(b)
 }
+
+// FuzzHTTPHeaderFamilies: a client's X-Forwarded-* headers never change what an nginx-style request (with
+// X-Original-URI/-Method) decides, and a request described with X-Forwarded-* decides as the same request
+// described with X-Original-*. Seeded from the Check table.
+func FuzzHTTPHeaderFamilies(f *testing.F) {
+	a := testAuthorizer(f, Config{}, testSnapshot(f), 0)
+	for _, s := range tableSeeds(f) {
+		f.Add(s.method, s.path, s.query, s.headers, s.op, s.orgID, "/elsewhere", "GET", "other.test")
+	}
+	h := a.HTTPHandler()
+	decide := func(t *testing.T, hdr map[string]string, set map[string]string) (int, string) {
+		req := httptest.NewRequest("GET", "/check", nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		for k, v := range set {
+			req.Header.Set(k, v)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code, rec.Header().Get(HeaderReason)
+	}
+	f.Fuzz(func(t *testing.T, method, path, query, headers, op, orgID, fURI, fMethod, fHost string) {
+		if method == "" || path == "" || !validHeaderValue(method+path+query+op+orgID+fURI+fMethod+fHost) {
+			return
+		}
+		hdr := map[string]string{}
+		for k, v := range parseHeaders(headers) {
+			lk := strings.ToLower(k)
+			if !validHeaderValue(k+v) || k == "" || strings.HasPrefix(lk, "x-original-") || strings.HasPrefix(lk, "x-forwarded-") || strings.ContainsAny(k, " :\t") {
+				continue
+			}
+			hdr[k] = v
+		}
+		hdr[HeaderOp], hdr[HeaderOrgID] = op, orgID
+		uri := path
+		if query != "" {
+			uri += "?" + query
+		}
+		nginx := map[string]string{HeaderOriginalURI: uri, HeaderOriginalMethod: method}
+		code, reason := decide(t, hdr, nginx)
+		spoofed := map[string]string{HeaderOriginalURI: uri, HeaderOriginalMethod: method,
+			HeaderForwardedURI: fURI, HeaderForwardedMethod: fMethod, HeaderForwardedHost: fHost}
+		if c, r := decide(t, hdr, spoofed); c != code || r != reason {
+			t.Fatalf("client X-Forwarded-* changed the decision: %d %q, want %d %q", c, r, code, reason)
+		}
+		fwd := map[string]string{HeaderForwardedURI: uri, HeaderForwardedMethod: method, HeaderForwardedHost: "example.test"}
+		if c, r := decide(t, hdr, fwd); c != code || r != reason {
+			t.Fatalf("X-Forwarded-* form decides %d %q, X-Original-* form %d %q", c, r, code, reason)
+		}
+	})
+}
+
+// validHeaderValue reports whether s can be sent as a header value as is (no control characters, no leading or
+// trailing space the transport would trim).
+func validHeaderValue(s string) bool {
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f || c >= 0x80 {
+			return false
+		}
+	}
+	return strings.TrimSpace(s) == s
+}
