@@ -1,6 +1,7 @@
 package caddy_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -215,6 +216,14 @@ func TestCaddyEndToEnd(t *testing.T) {
 			}
 		}
 	}
+	// An absolute-form request target names the same path.
+	host := strings.TrimPrefix(edge, "http://")
+	code, rbody := rawRequest(t, edge, "POST http://"+host+"/oauth/v2/token HTTP/1.1\r\nHost: "+host+
+		"\r\nAuthorization: "+basic["Authorization"]+"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: "+
+		fmt.Sprint(len(form))+"\r\nConnection: close\r\n\r\n"+form)
+	if code != 403 || strings.Contains(rbody, "upstream ok") {
+		t.Errorf("absolute-form token request of a deactivated client: %d %s", code, rbody)
+	}
 	// Were client-sent facts passed on, this request (naming the deactivated org 500 for a token op) would be
 	// denied.
 	if r := do(t, "GET", edge+"/elsewhere", map[string]string{"X-Deact-Op": "token", "X-Deact-Org-Id": "500", "X-Original-URI": "/oauth/v2/token", "X-Original-Method": "POST"}, ""); r.status != 200 {
@@ -285,4 +294,26 @@ func TestCaddyDeactUnavailable(t *testing.T) {
 	if r := do(t, "GET", edge+"/v2/users/me", nil, ""); r.status < 500 || strings.Contains(r.body, "upstream ok") {
 		t.Fatalf("deact down: %d %s", r.status, r.body)
 	}
+}
+
+// rawRequest sends one request as written (absolute-form targets, spellings net/http would not send) and
+// returns the status code and body.
+func rawRequest(t *testing.T, base, raw string) (int, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

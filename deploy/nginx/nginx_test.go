@@ -201,6 +201,15 @@ func TestNginxEndToEnd(t *testing.T) {
 	if r := do(t, "GET", edge+"/elsewhere", map[string]string{"X-Deact-Op": "token", "X-Deact-Org-Id": "500"}, ""); r.status != 200 {
 		t.Fatalf("client-sent X-Deact-* headers reached deact: %d %s", r.status, r.body)
 	}
+	// An absolute-form request target names the same path.
+	host := strings.TrimPrefix(edge, "http://")
+	form := "grant_type=client_credentials"
+	code, rbody := rawRequest(t, edge, "POST http://"+host+"/oauth/v2/token HTTP/1.1\r\nHost: "+host+
+		"\r\nAuthorization: Basic Y2xpLTFAcHJvajpzZWNyZXQ=\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: "+
+		fmt.Sprint(len(form))+"\r\nConnection: close\r\n\r\n"+form)
+	if code != 403 || strings.Contains(rbody, "upstream ok") {
+		t.Errorf("absolute-form token request of a deactivated client: %d %s", code, rbody)
+	}
 	// Nor can a client's X-Forwarded-* (the forward-auth family, which deact reads only without X-Original-URI)
 	// describe another request: nginx always sets X-Original-URI and -Method.
 	spoofed := do(t, "POST", edge+"/oauth/v2/token", map[string]string{
