@@ -49,7 +49,7 @@ commands:
                                                     print a Traefik dynamic configuration using ForwardAuth
   istio-config [--namespace NS] [--gateway-namespace NS] [--scope all|preset-paths] [--presets P]
                                                     print Istio manifests: ext_authz provider, CUSTOM policy
-  envoy-gateway-config [--namespace NS] [--gateway NAME] [--gateway-namespace NS]
+  envoy-gateway-config [--namespace NS] [--gateway NAME] [--gateway-namespace NS] [--tenants httproute=org,...]
                                                     print Envoy Gateway manifests: SecurityPolicy extAuth.grpc
 
 flags (anywhere on the line):

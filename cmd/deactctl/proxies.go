@@ -68,13 +68,22 @@ func (c *cli) traefikConfig() error {
 func (c *cli) meshConfig(istio bool) error {
 	o := mesh.Options{Presets: splitList(c.presets), Namespace: c.namespace, Scope: c.scope,
 		Gateway: c.gateway, GatewayNamespace: c.gatewayNamespace, IstioNamespace: c.gatewayNamespace, MaxBodyBytes: int(c.maxBody)}
+	tenants, err := c.tenantPairs()
+	if err != nil {
+		return err
+	}
 	var y []byte
-	var err error
 	if istio {
+		if len(tenants) > 0 {
+			return usageError("istio-config takes no --tenants (state a tenant's org in a custom rule)")
+		}
 		y, err = mesh.Istio(o)
 	} else {
 		if c.scope != "" {
 			return usageError("--scope is for istio-config")
+		}
+		for _, t := range tenants {
+			o.RouteTenants = append(o.RouteTenants, mesh.RouteTenant{Route: t[0], OrgID: t[1]})
 		}
 		y, err = mesh.EnvoyGateway(o)
 	}

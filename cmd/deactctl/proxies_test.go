@@ -29,6 +29,9 @@ func TestProxyConfigCommands(t *testing.T) {
 		{[]string{"istio-config", "--namespace", "Bad_NS"}, 1, ""},
 		{[]string{"envoy-gateway-config", "--gateway", "public", "--gateway-namespace", "edge"}, 0, "name: public"},
 		{[]string{"envoy-gateway-config", "--scope", "all"}, 2, ""},
+		{[]string{"envoy-gateway-config", "--tenants", "tenant7=7"}, 0, "name: deact-tenant7"},
+		{[]string{"envoy-gateway-config", "--tenants", "tenant7=7/.."}, 1, ""},
+		{[]string{"istio-config", "--tenants", "a=1"}, 2, ""},
 	} {
 		var out, errOut strings.Builder
 		code := run(context.Background(), tc.args, strings.NewReader(""), &out, &errOut, env)

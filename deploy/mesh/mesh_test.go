@@ -248,6 +248,33 @@ func TestEnvoyGateway(t *testing.T) {
 	}
 	golden(t, "envoy-gateway.yaml", y)
 	objs := split(t, y)
+	for _, bad := range [][]mesh.RouteTenant{{{Route: "Bad_Route", OrgID: "7"}}, {{Route: "r", OrgID: "7/../8"}}, {{Route: "r", OrgID: "7"}, {Route: "r", OrgID: "8"}}} {
+		if _, err := mesh.EnvoyGateway(mesh.Options{RouteTenants: bad}); err == nil {
+			t.Errorf("route tenants %v accepted", bad)
+		}
+	}
+	// A tenant's HTTPRoute gets its own policy stating org_id as a context extension.
+	yt, err := mesh.EnvoyGateway(mesh.Options{RouteTenants: []mesh.RouteTenant{{Route: "tenant7", OrgID: "7"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tenantPolicy map[string]any
+	for _, doc := range strings.Split(string(yt), "\n---\n")[1:] {
+		var o object
+		if err := yaml.UnmarshalStrict([]byte(doc), &o); err != nil {
+			t.Fatal(err)
+		}
+		if o.Kind == "SecurityPolicy" && o.Metadata["name"] == "deact-tenant7" {
+			tenantPolicy = map[string]any{"apiVersion": o.APIVersion, "kind": o.Kind, "metadata": o.Metadata, "spec": o.Spec}
+		}
+	}
+	if tenantPolicy == nil {
+		t.Fatalf("no SecurityPolicy for the tenant route:\n%s", yt)
+	}
+	ce := tenantPolicy["spec"].(map[string]any)["extAuth"].(map[string]any)["contextExtensions"].([]any)[0].(map[string]any)
+	if ce["name"] != "org_id" || ce["value"] != "7" || ce["type"] != "Value" {
+		t.Fatalf("tenant context extension: %v", ce)
+	}
 	checkService(t, objs["Service"], labels, port)
 	sp := objs["SecurityPolicy"]
 	raw, err := os.ReadFile("testdata/securitypolicy.schema.json")
@@ -261,8 +288,10 @@ func TestEnvoyGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := map[string]any{"apiVersion": sp.APIVersion, "kind": sp.Kind, "metadata": sp.Metadata, "spec": sp.Spec}
-	if errs := crd.Schema.validate("", roundTrip(t, doc)); len(errs) > 0 {
-		t.Fatalf("SecurityPolicy against the CRD schema:\n%s", strings.Join(errs, "\n"))
+	for _, d := range []map[string]any{doc, tenantPolicy} {
+		if errs := crd.Schema.validate("", roundTrip(t, d)); len(errs) > 0 {
+			t.Fatalf("SecurityPolicy %v against the CRD schema:\n%s", d["metadata"], strings.Join(errs, "\n"))
+		}
 	}
 	ext := sp.Spec["extAuth"].(map[string]any)
 	ref := ext["grpc"].(map[string]any)["backendRefs"].([]any)[0].(map[string]any)
