@@ -28,6 +28,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Refused admin authentications by reason.",
 		}, []string{"reason"}),
 	}
+	// Both outcomes exist from the start, so an alert on unconfirmed writes has a series to watch.
+	m.confirmWait.WithLabelValues("true")
+	m.confirmWait.WithLabelValues("false")
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.requests, m.confirmWait, m.authFailures} {
 			if err := reg.Register(c); err != nil {

@@ -14,11 +14,16 @@ import (
 const (
 	HeaderOriginalURI    = "X-Original-URI"
 	HeaderOriginalMethod = "X-Original-Method"
-	HeaderOp             = "X-Deact-Op"
-	HeaderOrgID          = "X-Deact-Org-Id"
-	HeaderProjectID      = "X-Deact-Project-Id"
-	HeaderAppID          = "X-Deact-App-Id"
-	HeaderClientID       = "X-Deact-Client-Id"
+	// Forward-auth proxies (Caddy forward_auth, Traefik ForwardAuth) describe the original request this way;
+	// both set these from the real request, replacing a client's own.
+	HeaderForwardedURI    = "X-Forwarded-Uri"
+	HeaderForwardedMethod = "X-Forwarded-Method"
+	HeaderForwardedHost   = "X-Forwarded-Host"
+	HeaderOp              = "X-Deact-Op"
+	HeaderOrgID           = "X-Deact-Org-Id"
+	HeaderProjectID       = "X-Deact-Project-Id"
+	HeaderAppID           = "X-Deact-App-Id"
+	HeaderClientID        = "X-Deact-Client-Id"
 )
 
 var factHeaders = [...]struct{ header, fact string }{
@@ -29,8 +34,12 @@ var factHeaders = [...]struct{ header, fact string }{
 // HTTPHandler serves the check endpoint at /check (and /check/... for Envoy's HTTP ext_authz with
 // path_prefix: /check), any method, deciding with the same code as Check:
 //
-//   - The original request is X-Original-URI and X-Original-Method (nginx auth_request); without them it is the
-//     request's own method, path after /check and query (Envoy HTTP mode).
+//   - The original request is X-Original-URI and X-Original-Method (nginx auth_request); else X-Forwarded-Uri,
+//     X-Forwarded-Method and X-Forwarded-Host (Caddy forward_auth, Traefik ForwardAuth; the host becomes the
+//     "host" and ":authority" headers); without either it is the request's own method, path after /check and
+//     query (Envoy HTTP mode). The method always comes from the family the URI came from, so a client's
+//     X-Forwarded-Method cannot change what nginx described, nor a client's X-Original-* what Caddy or Traefik
+//     did: the proxy must still remove the other family's headers (deploy/caddy and deploy/traefik do).
 //   - Route facts come from X-Deact-Op, X-Deact-Org-Id, X-Deact-Project-Id, X-Deact-App-Id, X-Deact-Client-Id;
 //     other headers (Authorization, x-zitadel-orgid, ...) are read as sent. nginx does not forward the body,
 //     so there an OAuth client_id comes from the query, Basic auth or X-Deact-Client-Id.
@@ -52,21 +61,31 @@ func (a *Authorizer) serveCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req Request
-	if uri := r.Header.Get(HeaderOriginalURI); uri != "" {
+	uri, methodHeader, host := r.Header.Get(HeaderOriginalURI), HeaderOriginalMethod, ""
+	if uri == "" {
+		if uri = r.Header.Get(HeaderForwardedURI); uri != "" {
+			methodHeader, host = HeaderForwardedMethod, r.Header.Get(HeaderForwardedHost)
+		}
+	}
+	if uri != "" {
 		uri, _, _ = strings.Cut(uri, "#")
 		req.Path, req.Query, _ = strings.Cut(uri, "?")
+		req.Method = r.Header.Get(methodHeader)
 	} else {
 		req.Path, req.Query = rest, r.URL.RawQuery
 		if req.Path == "" {
 			req.Path = "/"
 		}
 	}
-	if req.Method = r.Header.Get(HeaderOriginalMethod); req.Method == "" {
+	if req.Method == "" {
 		req.Method = r.Method
 	}
 	req.Headers = make(map[string]string, len(r.Header))
 	for k, vs := range r.Header {
 		req.Headers[strings.ToLower(k)] = strings.Join(vs, ",")
+	}
+	if host != "" {
+		req.Headers["host"], req.Headers[":authority"] = host, host
 	}
 	for _, f := range factHeaders {
 		if v := r.Header.Get(f.header); v != "" {

@@ -16,7 +16,14 @@ type metrics struct {
 	unavailable    prometheus.Counter // op "unknown": a request is not classified before the replica is ready
 	latency        [numTransports]prometheus.Observer
 	logsSuppressed prometheus.Counter
+	// denies counts denies by reason; a reason missing from denyReasons is counted as "other".
+	denies map[Reason]prometheus.Counter
 }
+
+// denyReasons are the reasons deact_authz_denies_total is initialized with, so dashboards and alerts see
+// every series from the start.
+var denyReasons = [...]Reason{ReasonOrgDeactivated, ReasonProjectDeactivated, ReasonAppDeactivated, ReasonStale,
+	ReasonTokenTooLarge, ReasonBadRouteFact, "other"}
 
 // logBudget lets through at most perSec deny log lines a second, without a lock: a deactivated tenant retrying
 // in a loop must not flood the logs (the checks counter still counts every deny).
@@ -71,14 +78,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Namespace: "deact", Subsystem: "authz", Name: "deny_logs_suppressed_total",
 		Help: "Deny log lines left out because more than the configured number a second were denied.",
 	})
+	denies := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "deact", Subsystem: "authz", Name: "denies_total",
+		Help: "Denied checks by reason (the x-deact-reason of the response).",
+	}, []string{"reason"})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{checks, latency, suppressed} {
+		for _, c := range []prometheus.Collector{checks, latency, suppressed, denies} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
 		}
 	}
-	m := &metrics{logsSuppressed: suppressed}
+	m := &metrics{logsSuppressed: suppressed, denies: make(map[Reason]prometheus.Counter, len(denyReasons))}
+	for _, r := range denyReasons {
+		m.denies[r] = denies.WithLabelValues(string(r))
+	}
 	for op := range numOps {
 		for o := range numOutcomes {
 			m.checks[op][o] = checks.WithLabelValues(op.String(), outcomeNames[o])
@@ -98,6 +112,11 @@ func (a *Authorizer) record(ctx context.Context, t transport, d *Decision, start
 		a.metrics.checks[d.Op][outcomeAllow].Inc()
 	} else {
 		a.metrics.checks[d.Op][outcomeDeny].Inc()
+		if c, ok := a.metrics.denies[d.Reason]; ok {
+			c.Inc()
+		} else {
+			a.metrics.denies["other"].Inc()
+		}
 		if !a.denyLogs.take() {
 			a.metrics.logsSuppressed.Inc()
 		} else {

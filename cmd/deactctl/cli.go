@@ -47,6 +47,14 @@ commands:
                                                     print a validated Envoy bootstrap (YAML) with deact's ext_authz
   nginx-config --upstream HOST:PORT [--presets zitadel,commvault] [--listen A] [--deact A] [--prefix DIR]
                [--tenants host=org,...]             print an nginx configuration using deact's /check
+  caddy-config --upstream HOST:PORT [--presets P] [--listen SITE] [--deact A] [--tenants host=org,...]
+                                                    print a Caddyfile using forward_auth to deact's /check
+  traefik-config --upstream URL [--presets P] [--listen ENTRYPOINTS] [--deact A] [--max-body N] [--tenants ...]
+                                                    print a Traefik dynamic configuration using ForwardAuth
+  istio-config [--namespace NS] [--gateway-namespace NS] [--scope all|preset-paths] [--presets P]
+                                                    print Istio manifests: ext_authz provider, CUSTOM policy
+  envoy-gateway-config [--namespace NS] [--gateway NAME] [--gateway-namespace NS] [--tenants httproute=org,...]
+                                                    print Envoy Gateway manifests: SecurityPolicy extAuth.grpc
 
 flags (anywhere on the line):
 `
@@ -61,6 +69,9 @@ type cli struct {
 	listen, deact         string
 	prefix, tenants       string
 	presets               string
+	namespace, gateway    string
+	gatewayNamespace      string
+	maxBody               int64
 	exact                 bool
 	limit                 int
 	timeout, confirmAfter time.Duration
@@ -98,6 +109,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.StringVar(&c.deact, "deact", "", "envoy-config: deact's ext_authz address; nginx-config: its HTTP check address")
 	fs.StringVar(&c.prefix, "prefix", "", "nginx-config: directory for nginx's pid, logs and temp files")
 	fs.StringVar(&c.tenants, "tenants", "", "nginx-config: host=org pairs for requests that do not name their org")
+	fs.StringVar(&c.namespace, "namespace", "", "istio-config, envoy-gateway-config: deact's namespace (default deact)")
+	fs.StringVar(&c.gateway, "gateway", "", "envoy-gateway-config: the Gateway to protect (default eg)")
+	fs.StringVar(&c.gatewayNamespace, "gateway-namespace", "", "istio-config: the ingress gateway's namespace (default istio-system); envoy-gateway-config: the Gateway's (default default)")
+	fs.Int64Var(&c.maxBody, "max-body", 0, "traefik-config, istio-config, envoy-gateway-config: body bytes sent to deact (default 65536, deactd's limit)")
 	fs.IntVar(&c.limit, "limit", 0, "page size (list) or number of entries (audit)")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound on each request")
 	fs.IntVar(&c.skip, "skip", 0, "import: lines already committed, not written again")
@@ -235,6 +250,12 @@ func (c *cli) dispatch(ctx context.Context, a []string) error {
 		return c.envoyConfig()
 	case len(a) == 1 && a[0] == "nginx-config":
 		return c.nginxConfig()
+	case len(a) == 1 && a[0] == "caddy-config":
+		return c.caddyConfig()
+	case len(a) == 1 && a[0] == "traefik-config":
+		return c.traefikConfig()
+	case len(a) == 1 && (a[0] == "istio-config" || a[0] == "envoy-gateway-config"):
+		return c.meshConfig(a[0] == "istio-config")
 	}
 	return usageError(fmt.Sprintf("unknown command %q", strings.TrimSpace(strings.Join([]string{arg(0), arg(1)}, " "))))
 }

@@ -1,7 +1,6 @@
 package nginx_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -211,6 +210,24 @@ func TestNginxEndToEnd(t *testing.T) {
 	if r := do(t, "GET", edge+"/elsewhere", map[string]string{"X-Deact-Op": "token", "X-Deact-Org-Id": "500"}, ""); r.status != 200 {
 		t.Fatalf("client-sent X-Deact-* headers reached deact: %d %s", r.status, r.body)
 	}
+	// An absolute-form request target names the same path.
+	host := strings.TrimPrefix(edge, "http://")
+	form := "grant_type=client_credentials"
+	raw := sendRaw(t, edge, "POST http://"+host+"/oauth/v2/token HTTP/1.1\r\nHost: "+host+
+		"\r\nAuthorization: Basic Y2xpLTFAcHJvajpzZWNyZXQ=\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: "+
+		fmt.Sprint(len(form))+"\r\nConnection: close\r\n\r\n"+form)
+	if raw.status != 403 || strings.Contains(raw.body, "upstream ok") {
+		t.Errorf("absolute-form token request of a deactivated client: %d %s", raw.status, raw.body)
+	}
+	// Nor can a client's X-Forwarded-* (the forward-auth family, which deact reads only without X-Original-URI)
+	// describe another request: nginx always sets X-Original-URI and -Method.
+	spoofed := do(t, "POST", edge+"/oauth/v2/token", map[string]string{
+		"Authorization": "Basic Y2xpLTFAcHJvajpzZWNyZXQ=", "Content-Type": "application/x-www-form-urlencoded",
+		"X-Forwarded-Uri": "/elsewhere", "X-Forwarded-Method": "GET", "X-Forwarded-Host": "other.test",
+	}, "grant_type=client_credentials")
+	if spoofed.status != 403 || strings.Contains(spoofed.body, "upstream ok") {
+		t.Fatalf("token request with client-sent X-Forwarded-*: %d %s", spoofed.status, spoofed.body)
+	}
 
 	// An access token issued to org 500 before its deactivation is refused at the resource API (op api), as a
 	// revoked token: 401 with an RFC 6750 challenge. deact reads the JWT's payload; the upstream verifies it.
@@ -234,6 +251,13 @@ func TestNginxEndToEnd(t *testing.T) {
 	tenant := map[string]string{"Host": "tenant7.backup.test", "Authtoken": "QSDK opaque", "Content-Type": "application/json"}
 	if r := do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", tenant, "{}"); r.status != 403 || strings.Contains(r.body, "upstream ok") || !strings.Contains(r.body, "errorCode") {
 		t.Fatalf("backup of a backup-disabled org: %d %s", r.status, r.body)
+	}
+	// Other spellings of the tenant's host name still name the tenant ($host is lower case, without the dot).
+	for _, host := range []string{"TENANT7.Backup.Test", "tenant7.backup.test.", "tenant7.backup.test:443"} {
+		h := map[string]string{"Host": host, "Authtoken": "QSDK opaque"}
+		if r := do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", h, "{}"); r.status != 403 || strings.Contains(r.body, "upstream ok") {
+			t.Errorf("backup of a backup-disabled org through host %q: %d %s", host, r.status, r.body)
+		}
 	}
 	if r := do(t, "POST", edge+"/webconsole/api/Login", tenant, `{"username":"alice","password":"x"}`); r.status != 200 || !strings.Contains(r.body, "upstream ok") {
 		t.Fatalf("login of a backup-disabled org: %d %s", r.status, r.body)
@@ -274,28 +298,13 @@ func TestRenderRejectsBadInput(t *testing.T) {
 // net/http would normalize, and returns the status and body.
 func rawRequest(t *testing.T, base, method, target string, headers [][2]string, body string) reply {
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: tenant7.backup.test\r\nConnection: close\r\nContent-Length: %d\r\n", method, target, len(body))
 	for _, h := range headers {
 		fmt.Fprintf(&b, "%s: %s\r\n", h[0], h[1])
 	}
 	b.WriteString("\r\n" + body)
-	if _, err := io.WriteString(c, b.String()); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	rb, _ := io.ReadAll(resp.Body)
-	return reply{resp.StatusCode, string(rb), resp.Header}
+	return sendRaw(t, base, b.String())
 }
 
 // TestNginxOtherSpellings (issue 14 items 2 and 3) through real nginx: Commvault routes spelled with
