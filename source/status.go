@@ -108,9 +108,16 @@ func NewStatus(cfg StatusConfig) *Status {
 		m.reconcileErrors.WithLabelValues(cfg.Source)
 		m.reconcileChanges.WithLabelValues(cfg.Source)
 		m.leader.WithLabelValues(cfg.Source).Set(0)
+		m.lagSeconds.WithLabelValues(cfg.Source)
+		for _, class := range UpstreamErrorClasses {
+			m.upstreamErrors.WithLabelValues(cfg.Source, class)
+		}
 	}
 	return s
 }
+
+// UpstreamErrorClasses are the classes UpstreamError is called with; their series exist from the start.
+var UpstreamErrorClasses = []string{"unreachable", "unauthorized", "forbidden", "bad_response", "suspicious"}
 
 func (s *Status) update(f func(st *state.SourceStatus)) {
 	s.mu.Lock()
