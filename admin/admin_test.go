@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -11,28 +12,59 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// TestBootstrap: a bootstrap secret becomes an all-orgs admin token only while the store holds none; a restart
+// with the same secret finds it; a revoked secret stays revoked, whatever tokens exist, and no path re-creates it.
 func TestBootstrap(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	ctx := context.Background()
-	// newEnv bootstrapped bootstrapToken already: a second call (a restart) finds it.
-	if created, err := admin.Bootstrap(ctx, e.store, bootstrapToken); err != nil || created {
-		t.Fatalf("again: %v %v", created, err)
+	bootstrap := func(secret string, want admin.BootstrapResult) {
+		t.Helper()
+		if got, err := admin.Bootstrap(ctx, e.store, secret); err != nil || got != want {
+			t.Fatalf("Bootstrap = %v %v, want %v", got, err, want)
+		}
 	}
+	// newEnv bootstrapped bootstrapToken already: a second call (a restart) finds it.
+	bootstrap(bootstrapToken, admin.BootstrapExists)
 	tok, err := admin.NewToken()
 	if err != nil || len(tok) < admin.MinTokenLen {
 		t.Fatalf("NewToken = %q %v", tok, err)
 	}
-	if created, err := admin.Bootstrap(ctx, e.store, tok); err != nil || !created {
-		t.Fatalf("new: %v %v", created, err)
-	}
-	v, err := e.store.GetToken(ctx, state.HashToken(tok))
-	if err != nil || !v.Record.AllOrgs || v.Record.Role != state.RoleAdmin {
-		t.Fatalf("record = %+v %v", v, err)
+	// An admin exists: a new secret (a changed DEACT_ADMIN_TOKEN) gains nothing.
+	bootstrap(tok, admin.BootstrapNotNeeded)
+	if r := e.do("GET", "/v1/orgs", "", bearer(tok)); r.status != 401 {
+		t.Errorf("unneeded bootstrap secret: %d %s", r.status, r.body)
 	}
 	for _, bad := range []string{"", "short", "has a space in it!!", "tab\tin-the-token-xxxx"} {
 		if _, err := admin.Bootstrap(ctx, e.store, bad); err == nil {
 			t.Errorf("Bootstrap(%q) accepted", bad)
 		}
+	}
+
+	// Revoke the bootstrap token through the API, with a second admin; then revoke that one too, so that no
+	// admin is left: the revoked secret still stays revoked, and only a fresh secret recovers.
+	second := e.token("second-admin-token-0123456789", state.Token{Name: "second", AllOrgs: true, Role: state.RoleAdmin})
+	if r := e.do("DELETE", "/v1/tokens/"+state.HashToken(bootstrapToken), "", bearer(second)); r.status != 200 {
+		t.Fatalf("revoke bootstrap: %d %s", r.status, r.body)
+	}
+	bootstrap(bootstrapToken, admin.BootstrapRevoked)
+	if r := e.do("DELETE", "/v1/tokens/"+state.HashToken(second), "", bearer(second)); r.status != 200 {
+		t.Fatalf("revoke second: %d %s", r.status, r.body)
+	}
+	bootstrap(bootstrapToken, admin.BootstrapRevoked)
+	if r := e.do("GET", "/v1/orgs", "", bearer(bootstrapToken)); r.status != 401 {
+		t.Errorf("revoked bootstrap token: %d %s", r.status, r.body)
+	}
+	for _, secret := range []string{bootstrapToken, second} {
+		_, err := e.store.CreateToken(ctx, state.Token{Hash: state.HashToken(secret), AllOrgs: true, Role: state.RoleAdmin}, state.Change{Actor: "test"})
+		if !errors.Is(err, state.ErrRevoked) {
+			t.Errorf("re-creating a revoked token: %v", err)
+		}
+	}
+	bootstrap(tok, admin.BootstrapCreated)
+	v, err := e.store.GetToken(ctx, state.HashToken(tok))
+	if err != nil || !v.Record.AllOrgs || v.Record.Role != state.RoleAdmin {
+		t.Fatalf("record = %+v %v", v, err)
 	}
 	if r := e.do("GET", "/v1/nodes", "", bearer(tok)); r.status != 200 {
 		t.Errorf("bootstrapped token: %d %s", r.status, r.body)

@@ -67,7 +67,7 @@ const MaxConfirmTimeout = time.Minute
 // Headers of the confirmed fan-out, on every write of every API.
 const (
 	HeaderConfirmTimeout = "X-Deact-Confirm-Timeout"
-	HeaderConfirmed      = "X-Deact-Confirmed"       // "confirmed/total", e.g. "3/3"
+	HeaderConfirmed      = "X-Deact-Confirmed"       // "confirmed/total", e.g. "3/3"; ConfirmNotNeeded for token writes
 	HeaderConfirmWaitMs  = "X-Deact-Confirm-Wait-Ms" // milliseconds waited, e.g. "1.25"
 )
 
@@ -256,6 +256,12 @@ func requestContext(ctx context.Context) context.Context {
 	return ctx
 }
 
+// ConfirmNotNeeded is X-Deact-Confirmed on a write no gateway reads (admin tokens, /v1/tokens): gateways
+// replicate only state.StatePrefix and hold no tokens, so there is nothing for them to apply and the write is
+// answered at once. Admin nodes read tokens from etcd through a cache of Config.TokenCacheTTL: a revoked token
+// stops working at once on the admin node that revoked it and within TokenCacheTTL (2 s) on every other.
+const ConfirmNotNeeded = "not-needed"
+
 // confirm waits until every live gateway node applied rev, or the timeout passes. A timeout is not an error:
 // the write is committed either way; the confirmation says how many nodes had it. The wait is bounded by
 // timeout alone, not by the write timeout of the request.
@@ -274,6 +280,11 @@ func (a *API) confirm(ctx context.Context, rev int64, timeout time.Duration) sta
 
 // setConfirmHeaders reports a confirmation on the compatible APIs, whose bodies stay as the products define.
 func setConfirmHeaders(h http.Header, c state.Confirmation) {
+	if c.NotNeeded {
+		h.Set(HeaderConfirmed, ConfirmNotNeeded)
+		h.Set(HeaderConfirmWaitMs, "0")
+		return
+	}
 	h.Set(HeaderConfirmed, fmt.Sprintf("%d/%d", c.Confirmed, c.Total))
 	h.Set(HeaderConfirmWaitMs, strconv.FormatFloat(c.WaitedMs, 'f', -1, 64))
 }

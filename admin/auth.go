@@ -29,24 +29,73 @@ func NewToken() (string, error) {
 	return "deact_" + base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
-// Bootstrap ensures that the token secret exists as an admin token for all orgs. It reports whether it created
-// the record (false when the token was already there). The secret itself is not stored, only its SHA-256.
-func Bootstrap(ctx context.Context, store *state.Store, token string) (created bool, err error) {
+// BootstrapResult says what Bootstrap did with the secret it was given.
+type BootstrapResult int
+
+// What Bootstrap did.
+const (
+	BootstrapExists    BootstrapResult = iota // the secret is a token already (a restart): nothing to do
+	BootstrapCreated                          // the store held no all-orgs admin token: the secret is one now
+	BootstrapRevoked                          // the secret was revoked: it stays revoked, nothing is created
+	BootstrapNotNeeded                        // another all-orgs admin token exists: the secret is not made one
+)
+
+// Bootstrap makes the token secret an admin token for all orgs, but only while the store holds no active
+// all-orgs admin token (the first start, or a recovery after every such token was revoked): a bootstrap secret
+// left in a file or an environment variable gains no power once an administrator exists. A revoked secret is
+// never re-created (state keeps a revocation record per hash). The secret itself is not stored, only its
+// SHA-256. Two admin nodes bootstrapping different secrets at the same moment may both create theirs.
+func Bootstrap(ctx context.Context, store *state.Store, token string) (BootstrapResult, error) {
 	if err := checkSecret(token); err != nil {
-		return false, err
+		return 0, err
 	}
 	hash := state.HashToken(token)
 	if _, err := store.GetToken(ctx, hash); err == nil {
-		return false, nil
+		return BootstrapExists, nil
 	} else if !errors.Is(err, state.ErrNotFound) {
-		return false, err
+		return 0, err
 	}
-	_, err = store.CreateToken(ctx, state.Token{Hash: hash, Name: "bootstrap", AllOrgs: true, Role: state.RoleAdmin},
+	if revoked, err := store.TokenRevoked(ctx, hash); err != nil {
+		return 0, err
+	} else if revoked {
+		return BootstrapRevoked, nil
+	}
+	if exists, err := allOrgsAdminExists(ctx, store); err != nil {
+		return 0, err
+	} else if exists {
+		return BootstrapNotNeeded, nil
+	}
+	_, err := store.CreateToken(ctx, state.Token{Hash: hash, Name: "bootstrap", AllOrgs: true, Role: state.RoleAdmin},
 		state.Change{Actor: "deactd", Reason: "bootstrap admin token"})
-	if errors.Is(err, state.ErrConflict) {
-		return false, nil // created concurrently by another instance
+	switch {
+	case errors.Is(err, state.ErrRevoked): // revoked meanwhile
+		return BootstrapRevoked, nil
+	case errors.Is(err, state.ErrConflict): // created concurrently by another instance
+		return BootstrapExists, nil
+	case err != nil:
+		return 0, err
 	}
-	return err == nil, err
+	return BootstrapCreated, nil
+}
+
+// allOrgsAdminExists reports whether any token may write for every org.
+func allOrgsAdminExists(ctx context.Context, store *state.Store) (bool, error) {
+	after := ""
+	for {
+		pg, err := store.ListTokens(ctx, after, 500)
+		if err != nil {
+			return false, err
+		}
+		for _, v := range pg.Items {
+			if v.Record.AllOrgs && v.Record.Role == state.RoleAdmin {
+				return true, nil
+			}
+		}
+		if pg.Next == "" {
+			return false, nil
+		}
+		after = pg.Next
+	}
 }
 
 func checkSecret(token string) error {

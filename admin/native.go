@@ -185,7 +185,10 @@ func (a *API) runNative(w http.ResponseWriter, r *http.Request, op string, route
 		return
 	}
 	a.metrics.request("native", op, nil)
-	if wr, ok := body.(WriteResult); ok {
+	switch wr := body.(type) {
+	case WriteResult:
+		setConfirmHeaders(w.Header(), wr.Confirmation)
+	case TokenCreated:
 		setConfirmHeaders(w.Header(), wr.Confirmation)
 	}
 	writeJSON(w, status, body)
@@ -297,6 +300,16 @@ func (a *API) write(r *http.Request, p *principal, op, subject string, res state
 		timeout = a.cfg.ConfirmTimeout // validated before the write; unreachable
 	}
 	c := a.confirm(r.Context(), res.Revision, timeout)
+	a.logWrite("native", op, p, subject, res, c)
+	return http.StatusOK, WriteResult{Revision: res.Revision, ChangedAt: res.ChangedAt, OrgID: res.OrgID, Confirmation: c}, nil
+}
+
+// tokenWrite finishes a token write: gateways hold no tokens, so it waits for none (see ConfirmNotNeeded).
+func (a *API) tokenWrite(p *principal, op, subject string, res state.Result, err error) (int, any, error) {
+	if err != nil {
+		return 0, nil, err
+	}
+	c := state.Confirmation{Revision: res.Revision, NotNeeded: true}
 	a.logWrite("native", op, p, subject, res, c)
 	return http.StatusOK, WriteResult{Revision: res.Revision, ChangedAt: res.ChangedAt, OrgID: res.OrgID, Confirmation: c}, nil
 }
@@ -755,7 +768,12 @@ func auditOrgs(e state.AuditEntry) []string {
 	return orgs
 }
 
-func (a *API) nodes(r *http.Request, _ *principal) (int, any, error) {
+// nodes shows the fleet (node IDs, versions, revisions): it belongs to no org, so only all-orgs tokens (admin
+// or read-only) may read it.
+func (a *API) nodes(r *http.Request, p *principal) (int, any, error) {
+	if !p.tok.AllOrgs {
+		return 0, nil, newError(kindForbidden, "DEACT-NodesScope", "only a token for all orgs may read the node registry")
+	}
 	nodes, err := a.store.ListNodes(r.Context())
 	if err != nil {
 		return 0, nil, err
@@ -823,7 +841,7 @@ func (a *API) createToken(r *http.Request, p *principal) (int, any, error) {
 	if err == nil {
 		a.auth.remember(tok)
 	}
-	_, body, err := a.write(r, p, "create token", "token "+tok.Hash[:12], res, err)
+	_, body, err := a.tokenWrite(p, "create token", "token "+tok.Hash[:12], res, err)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -842,5 +860,5 @@ func (a *API) deleteToken(r *http.Request, p *principal) (int, any, error) {
 	}
 	res, err := a.store.DeleteToken(r.Context(), hash, change(p, "delete token"))
 	a.auth.forget(hash)
-	return a.write(r, p, "delete token", "token "+hash[:12], res, err)
+	return a.tokenWrite(p, "delete token", "token "+hash[:12], res, err)
 }

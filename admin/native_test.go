@@ -155,6 +155,7 @@ func TestScopeEveryEndpoint(t *testing.T) {
 		{"native create token", "POST", "/v1/tokens", `{"orgs":["B"],"role":"admin"}`, nil},
 		{"native create all-orgs token", "POST", "/v1/tokens", `{"allOrgs":true,"role":"read-only"}`, nil},
 		{"native delete token", "DELETE", "/v1/tokens/" + bHash, "", nil},
+		{"native node registry", "GET", "/v1/nodes", "", nil},
 		{"zitadel deactivate org", "POST", "/management/v1/orgs/me/_deactivate", "{}", []string{"x-zitadel-orgid: B", json}},
 		{"zitadel reactivate org", "POST", "/management/v1/orgs/me/_reactivate", "{}", []string{"x-zitadel-orgid: B", json}},
 		{"zitadel deactivate project", "POST", "/management/v1/projects/pb/_deactivate", "{}", []string{"x-zitadel-orgid: B", json}},
@@ -193,11 +194,19 @@ func TestScopeEveryEndpoint(t *testing.T) {
 	// And A's own records work.
 	for _, c := range []struct{ method, path, body string }{
 		{"GET", "/v1/orgs/A", ""}, {"POST", "/v1/orgs/A/deactivate", ""}, {"POST", "/v1/projects/pa/apps/aa/deactivate", ""},
-		{"GET", "/v1/nodes", ""},
 	} {
 		if r := e.do(c.method, c.path, c.body, tokA); r.status != 200 {
 			t.Errorf("%s %s as A: %d %s", c.method, c.path, r.status, r.body)
 		}
+	}
+	// The node registry is the fleet's topology, no org's: an org-scoped token may not read it, an all-orgs
+	// read-only one may.
+	if r := e.do("GET", "/v1/nodes", "", tokA); r.status != http.StatusForbidden || !strings.Contains(r.body, "DEACT-NodesScope") {
+		t.Errorf("/v1/nodes as A: %d %s", r.status, r.body)
+	}
+	ro := bearer(e.token("all-orgs-read-only-0123456789", state.Token{Name: "ro", AllOrgs: true, Role: state.RoleReadOnly}))
+	if r := e.do("GET", "/v1/nodes", "", ro); r.status != 200 {
+		t.Errorf("/v1/nodes as all-orgs read-only: %d %s", r.status, r.body)
 	}
 	var body map[string]any
 	e.do("GET", "/v1/orgs", "", tokA).json(t, &body)

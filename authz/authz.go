@@ -56,18 +56,27 @@ type Config struct {
 	RevisionHeader bool
 	// Staleness is the fail-closed policy per op [serve last known state for every op].
 	Staleness StalenessPolicy
+	// Fenced, when set, is asked on every decision whose op reads state (all but other); while it is true the
+	// decision is refused with ErrFenced (gRPC UNAVAILABLE, HTTP 503). A gateway passes its node reporter's
+	// Fenced: a node that cannot prove it is still counted by writers must not answer [never fenced].
+	Fenced func() bool
 	// TokenCacheEntries bounds the parsed-claims cache [100000]; negative disables it.
 	TokenCacheEntries int64
 	// TokenCacheTTL bounds how long parsed claims are kept; never past the token's exp [10m].
 	TokenCacheTTL time.Duration
 	// MaxTokenBytes is the largest JWT deact reads; a larger one is denied (token_too_large) [32 KiB].
 	MaxTokenBytes int
-	// MaxBodyBytes is the largest body the HTTP check endpoint accepts; a larger one gets 413 [64 KiB].
+	// MaxBodyBytes is how much of a body the HTTP check endpoint reads; of a larger one it decides the prefix,
+	// so a route whose decision depends on the body refuses it (413, body_incomplete) [1 MiB, what
+	// deactctl envoy-config buffers at most].
 	MaxBodyBytes int64
 }
 
 // ErrNotReady is returned by Decide while the replica has not loaded the state.
 var ErrNotReady = errors.New("authz: state replica not ready")
+
+// ErrFenced is returned by Decide while Config.Fenced says the node must not decide.
+var ErrFenced = errors.New("authz: node fenced: not known to be current in the node registry")
 
 // Authorizer decides requests against the replica's current snapshot. It implements Envoy's
 // envoy.service.auth.v3.AuthorizationServer and serves the HTTP check endpoint. All methods are safe for
@@ -79,6 +88,7 @@ type Authorizer struct {
 	snapshot  func() *state.Snapshot // nil until ready
 	staleness func() time.Duration
 	stale     [numOps]time.Duration // deny-after bounds; 0 = serve last known
+	fenced    func() bool           // nil = never
 
 	routes   []*route
 	claims   claimMapper
@@ -107,13 +117,13 @@ func newAuthorizer(cfg Config, snapshot func() *state.Snapshot, staleness func()
 	a := &Authorizer{
 		snapshot: snapshot, staleness: staleness,
 		maxToken: cfg.MaxTokenBytes, maxBody: cfg.MaxBodyBytes,
-		revisionHeader: cfg.RevisionHeader, log: cfg.Logger,
+		revisionHeader: cfg.RevisionHeader, log: cfg.Logger, fenced: cfg.Fenced,
 	}
 	if a.maxToken <= 0 {
 		a.maxToken = 32 << 10
 	}
 	if a.maxBody <= 0 {
-		a.maxBody = 64 << 10
+		a.maxBody = 1 << 20
 	}
 	switch {
 	case cfg.DenyLogsPerSecond == 0:
@@ -196,7 +206,7 @@ func (a *Authorizer) Close() {
 }
 
 // Decide classifies req and decides it against the current snapshot, applying the staleness policy. It returns
-// ErrNotReady (and no decision) before the replica is ready. It neither logs nor counts; Check and the HTTP
+// ErrNotReady (and no decision) before the replica is ready, and ErrFenced while the node is fenced. It neither logs nor counts; Check and the HTTP
 // handler do.
 func (a *Authorizer) Decide(req *Request) (Decision, error) {
 	var d Decision
@@ -210,6 +220,11 @@ func (a *Authorizer) decideNow(req *Request, d *Decision) error {
 		return ErrNotReady
 	}
 	a.decide(snap, req, d, nil)
+	// Checked after the decision, so that the snapshot it read is no older than the moment the fence held. Op
+	// other reads no state, so no answer for it can be stale.
+	if d.Op != OpOther && a.fenced != nil && a.fenced() {
+		return ErrFenced
+	}
 	if d.Allow && d.Op != OpOther {
 		if bound := a.stale[d.Op]; bound > 0 && a.staleness() > bound {
 			d.Allow, d.Reason = false, ReasonStale
@@ -219,7 +234,9 @@ func (a *Authorizer) decideNow(req *Request, d *Decision) error {
 }
 
 // Classify returns the op of req and every subject it names, in the order the decision checks them, without
-// consulting any state. For diagnostics (deactctl explain) and tests; it allocates.
+// consulting any state. A path that a Go server and a servlet container read differently (';', '\') is
+// classified both ways: the op is the first reading's that is not other, the subjects those of both. For
+// diagnostics (deactctl explain) and tests; it allocates.
 func (a *Authorizer) Classify(req *Request) (Op, []Subject) {
 	var subjects []Subject
 	var d Decision

@@ -1,9 +1,7 @@
 package authz
 
 import (
-	"bytes"
 	"encoding/json"
-	"encoding/xml"
 	"strings"
 
 	"github.com/deact/deact/state"
@@ -13,10 +11,26 @@ import (
 // decide classifies req and checks every subject it finds against snap, stopping at the first deny. It is the
 // one decision function behind Check, the HTTP handler and Decide. It takes no lock, makes no etcd call and, for
 // requests whose subjects come from route facts, headers or a cached token, does not allocate.
+//
+// A path that a Go upstream and a servlet container or IIS would route differently (';' path parameters, '\'
+// separators) is decided once per reading, and a deny in either wins: deact cannot know which server is behind
+// the route, and the presets have both.
 func (a *Authorizer) decide(snap *state.Snapshot, req *Request, d *Decision, visit func(Subject)) {
+	canon := canonicalPath(req.Path)
+	a.decidePath(snap, req, canon, d, visit)
+	if alt, ok := servletPath(canon); ok && (d.Allow || snap == nil) {
+		var d2 Decision
+		a.decidePath(snap, req, alt, &d2, visit)
+		if !d2.Allow || (d.Op == OpOther && d2.Op != OpOther) {
+			*d = d2
+		}
+	}
+}
+
+func (a *Authorizer) decidePath(snap *state.Snapshot, req *Request, canon string, d *Decision, visit func(Subject)) {
 	*d = Decision{Allow: true, Revision: snap.Revision()}
 	var m match
-	rt := a.matchRoute(req.Method, canonicalPath(req.Path), &m)
+	rt := a.matchRoute(req.Method, canon, &m)
 	op, mask := OpOther, state.Ops(0)
 	if rt != nil {
 		d.Route, d.Surface = rt.name, rt.surface
@@ -34,7 +48,7 @@ func (a *Authorizer) decide(snap *state.Snapshot, req *Request, d *Decision, vis
 			op, mask = o, o.stateOps()
 		}
 	} else if rt != nil && rt.body == bodyCommvaultTask {
-		op, mask = commvaultTaskOp(req.Body)
+		op, mask = commvaultTaskOp(req)
 	}
 	d.Op = op
 	if op == OpOther {
@@ -42,10 +56,23 @@ func (a *Authorizer) decide(snap *state.Snapshot, req *Request, d *Decision, vis
 	}
 	e := evaluator{snap: snap, mask: mask, apps: op.appsApply(), visit: visit}
 	a.subjects(req, rt, &m, op, &e)
+	if !e.denied && e.body != bodyRead {
+		// The body could name what the rest of the request does not: a body deact did not read whole decides no
+		// allow.
+		reason := ReasonBodyIncomplete
+		if e.body == bodyUnreadable {
+			reason = ReasonBodyUnreadable
+		}
+		e.deny(reason, Subject{}, Subject{})
+	}
 	if e.denied {
 		d.Allow, d.Reason, d.Subject, d.Via = false, e.reason, e.subj, e.via
 	}
 }
+
+// zitadelOrgHeaders are the spellings of ZITADEL's org header: grpc-gateway passes a "Grpc-Metadata-" header on
+// as the metadata it names.
+var zitadelOrgHeaders = [...]string{"x-zitadel-orgid", "grpc-metadata-x-zitadel-orgid"}
 
 // subjects walks the request's sources in order of trust and checks each subject as it is found.
 func (a *Authorizer) subjects(req *Request, rt *route, m *match, op Op, e *evaluator) {
@@ -55,8 +82,10 @@ func (a *Authorizer) subjects(req *Request, rt *route, m *match, op Op, e *evalu
 		e.checkList(SubjectClient, req.Route[FactClientID]) {
 		return
 	}
-	if e.checkList(SubjectOrg, req.Headers["x-zitadel-orgid"]) {
-		return
+	for _, h := range zitadelOrgHeaders {
+		if e.checkList(SubjectOrg, req.Headers[h]) {
+			return
+		}
 	}
 	var tv tokenView
 	if rt != nil {
@@ -71,7 +100,13 @@ func (a *Authorizer) subjects(req *Request, rt *route, m *match, op Op, e *evalu
 				return
 			}
 		case bodyCommvaultLogin:
-			if e.checkLogin(req.Headers["username"]) || loginNamesInBody(req, e, true) {
+			l := list{req.Headers["username"]}
+			for v, ok := l.next(); ok; v, ok = l.next() {
+				if e.checkLogin(v) {
+					return
+				}
+			}
+			if loginNamesInBody(req, e, true) {
 				return
 			}
 		}
@@ -121,6 +156,9 @@ func (a *Authorizer) checkSource(req *Request, m *match, s *source, e *evaluator
 	case fromQuery:
 		return checkParam(req.Query, s, e)
 	case fromForm:
+		if formDeclared(req) && req.bodyIncomplete() {
+			e.bodyFailed(bodyIncomplete)
+		}
 		if isForm(req) {
 			return checkParam(req.Body, s, e)
 		}
@@ -133,13 +171,14 @@ func (a *Authorizer) checkSource(req *Request, m *match, s *source, e *evaluator
 				}
 			}
 		}
-		if tv.c != nil {
-			for _, v := range tv.c.extra[s.name] {
+		return a.eachToken(req, tv, func(c *claims) bool {
+			for _, v := range c.extra[s.name] {
 				if e.checkAs(s, v) {
 					return true
 				}
 			}
-		}
+			return false
+		})
 	}
 	return e.denied
 }
@@ -174,9 +213,13 @@ func checkParam(raw string, s *source, e *evaluator) bool {
 	return e.denied
 }
 
-func isForm(req *Request) bool {
-	return req.Body != "" && hasMediaSubstring(req.Headers["content-type"], "application/x-www-form-urlencoded")
+// formDeclared reports whether the request says its body is a form: the upstream (Go's ParseForm, a servlet's
+// getParameter) reads the body only then.
+func formDeclared(req *Request) bool {
+	return hasMediaSubstring(req.Headers["content-type"], "application/x-www-form-urlencoded")
 }
+
+func isForm(req *Request) bool { return req.Body != "" && formDeclared(req) }
 
 // oauthParams checks the OAuth 2 parameters of a request to an authorization server: client_id (query, form
 // body, HTTP Basic), scopes naming orgs, domains and projects, login_hint, and the JWTs of the jwt-bearer grant
@@ -187,11 +230,22 @@ func (a *Authorizer) oauthParams(req *Request, e *evaluator) bool {
 	if a.oauthFrom(req.Query, e) {
 		return true
 	}
+	if formDeclared(req) {
+		switch {
+		case req.bodyIncomplete():
+			e.bodyFailed(bodyIncomplete) // a prefix, or none of the form the upstream will read
+		case req.Body != "" && req.encoded():
+			e.bodyFailed(bodyUnreadable)
+		}
+	}
 	if isForm(req) && a.oauthFrom(req.Body, e) {
 		return true
 	}
-	if u := basicUser(req.Headers["authorization"]); u != "" {
-		return e.check(SubjectClient, u)
+	c := credentials{list{req.Headers["authorization"]}}
+	for scheme, cred, ok := c.next(); ok; scheme, cred, ok = c.next() {
+		if strings.EqualFold(scheme, "Basic") && e.check(SubjectClient, basicUser(cred)) {
+			return true
+		}
 	}
 	return false
 }
@@ -202,7 +256,7 @@ const (
 	scopeProject   = "urn:zitadel:iam:org:project:id:"
 )
 
-var oauthKeys = [...]string{"client_id", "scope", "login_hint", "assertion", "client_assertion", "subject_token", "actor_token"}
+var oauthKeys = [...]string{"client_id", "scope", "login_hint", "assertion", "client_assertion", "subject_token", "actor_token", "access_token"}
 
 func (a *Authorizer) oauthFrom(raw string, e *evaluator) bool {
 	it := params{raw}
@@ -242,7 +296,7 @@ func (a *Authorizer) oauthFrom(raw string, e *evaluator) bool {
 			if iss != sub {
 				e.check(kind, iss)
 			}
-		case "subject_token", "actor_token":
+		case "subject_token", "actor_token", "access_token": // access_token: RFC 6750 §2.2/2.3, userinfo takes it
 			if looksLikeJWT(val) {
 				c, tooLarge := a.parsedClaims(val)
 				if tooLarge {
@@ -311,6 +365,8 @@ type tokenView struct {
 	meta     *structpb.Struct // Envoy jwt_authn metadata: verified payloads as struct fields
 	c        *claims
 	tooLarge bool
+	// auth and mdAuth are the Authorization and Grpc-Metadata-Authorization headers, looked up once.
+	auth, mdAuth string
 }
 
 func (a *Authorizer) loadToken(req *Request, tv *tokenView) {
@@ -322,20 +378,73 @@ func (a *Authorizer) loadToken(req *Request, tv *tokenView) {
 		tv.meta = req.JWTMetadata
 		return
 	}
-	tok := bearerToken(req.Headers["authorization"])
+	tv.auth, tv.mdAuth = req.Headers["authorization"], req.Headers[grpcMetadataAuthorization]
+	tok := bearerToken(tv.auth)
+	if tok == "" {
+		tok = bearerToken(tv.mdAuth)
+	}
 	if tok == "" || !looksLikeJWT(tok) {
 		return // no token, or an opaque one: nothing to read, pass through
 	}
 	tv.c, tv.tooLarge = a.parsedClaims(tok)
 }
 
-// tokenSubjects checks the subjects the request's token names.
-func (a *Authorizer) tokenSubjects(req *Request, e *evaluator, tv *tokenView) bool {
+// grpcMetadataAuthorization is another spelling of Authorization: grpc-gateway (ZITADEL's REST APIs) passes a
+// "Grpc-Metadata-" header on as the metadata it names.
+const grpcMetadataAuthorization = "grpc-metadata-authorization"
+
+// eachToken calls f with the claims of every bearer JWT of the request, the first from tv (parsed once per
+// decision), until f returns true. An Authorization header repeated with another token reaches deact as one
+// joined value, and Grpc-Metadata-Authorization is the same header to grpc-gateway; the upstream reads one of
+// them, so each counts. jwt_authn metadata, when present, stands for the token and f is not called.
+func (a *Authorizer) eachToken(req *Request, tv *tokenView, f func(c *claims) bool) bool {
 	a.loadToken(req, tv)
-	if tv.tooLarge {
-		e.deny(ReasonTokenTooLarge, Subject{}, Subject{})
+	if tv.meta != nil {
+		return false
+	}
+	if tv.c != nil && f(tv.c) {
 		return true
 	}
+	first := true
+	if auth := tv.auth; strings.IndexByte(auth, ',') >= 0 {
+		if a.moreTokens(auth, &first, tv, f) {
+			return true
+		}
+	} else if auth != "" {
+		first = false // one value: tv holds its token, if it has one
+	}
+	return a.moreTokens(tv.mdAuth, &first, tv, f)
+}
+
+// moreTokens is eachToken for one header; first is set until the token tv holds has gone by.
+func (a *Authorizer) moreTokens(auth string, first *bool, tv *tokenView, f func(c *claims) bool) bool {
+	if auth == "" {
+		return false
+	}
+	it := newBearerTokens(auth)
+	for tok, ok := it.next(); ok; tok, ok = it.next() {
+		if *first {
+			*first = false // tv holds it
+			continue
+		}
+		if !looksLikeJWT(tok) {
+			continue
+		}
+		c, tooLarge := a.parsedClaims(tok)
+		if tooLarge {
+			tv.tooLarge = true
+			continue
+		}
+		if c != nil && f(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenSubjects checks the subjects the request's tokens name.
+func (a *Authorizer) tokenSubjects(req *Request, e *evaluator, tv *tokenView) bool {
+	a.loadToken(req, tv)
 	if tv.meta != nil {
 		for _, v := range tv.meta.GetFields() {
 			if st := v.GetStructValue(); st != nil && a.claims.checkStruct(st, e) {
@@ -343,10 +452,19 @@ func (a *Authorizer) tokenSubjects(req *Request, e *evaluator, tv *tokenView) bo
 			}
 		}
 	}
-	for _, s := range tv.c.subjectsOrNil() {
-		if e.check(s.Kind, s.ID) {
-			return true
+	if a.eachToken(req, tv, func(c *claims) bool {
+		for _, s := range c.subjects {
+			if e.check(s.Kind, s.ID) {
+				return true
+			}
 		}
+		return false
+	}) {
+		return true
+	}
+	if tv.tooLarge {
+		e.deny(ReasonTokenTooLarge, Subject{}, Subject{})
+		return true
 	}
 	return false
 }
@@ -379,35 +497,39 @@ func (a *Authorizer) parsedClaims(tok string) (c *claims, tooLarge bool) {
 	return c, false
 }
 
-// loginNamesInBody checks the login names of a login request body: JSON (any "username" or "loginName" field,
-// nested ones included, e.g. ZITADEL's checks.user.loginName), XML (attributes or elements of those names, e.g.
-// Commvault's DM2ContentIndexing_CheckCredentialReq) or a form. A "domain" field names an org domain directly
-// where domainField is set (Commvault).
+// loginNamesInBody checks the login names and user IDs of a login request body: any "username", "loginName" or
+// "userId" field in any spelling an upstream accepts (fieldIs: protojson's "login_name" too), nested ones
+// included (ZITADEL's checks.user.loginName), in JSON, XML (attributes or elements, e.g. Commvault's
+// DM2ContentIndexing_CheckCredentialReq), a form, or the protobuf of a gRPC, gRPC-Web or Connect
+// SessionService call. A "domain" field names an org domain directly where domainField is set (Commvault). A
+// body deact cannot read whole is recorded on e (the decision refuses it unless something else denies).
 func loginNamesInBody(req *Request, e *evaluator, domainField bool) bool {
-	if req.Body == "" {
-		return false
-	}
-	walkBody(req, func(k, v string) bool {
+	st := walkBody(req, func(k, v string) bool {
 		switch {
-		case strings.EqualFold(k, "username"), strings.EqualFold(k, "loginName"):
+		case fieldIs(k, "username"), fieldIs(k, "loginname"):
 			return e.checkLogin(v)
-		case domainField && strings.EqualFold(k, "domain") && strings.TrimSpace(v) != "":
+		case fieldIs(k, "userid"):
+			return e.check(SubjectAccount, strings.TrimSpace(v))
+		case domainField && fieldIs(k, "domain") && strings.TrimSpace(v) != "":
 			return e.check(SubjectDomain, state.NormalizeDomain(strings.TrimSpace(v)))
 		}
 		return false
 	})
+	e.bodyFailed(st)
 	return e.denied
 }
 
-// commvaultTaskOp classifies a Commvault CreateTask by its subtasks. Without a body the task cannot be told
-// apart, so both backup and restore flags deny; a body without a backup or restore subtask is op other.
-func commvaultTaskOp(body string) (Op, state.Ops) {
-	if strings.TrimSpace(body) == "" {
-		return OpBackup, state.OpBackup | state.OpRestore
+// commvaultTaskOp classifies a Commvault CreateTask by its subtasks. A task deact cannot tell apart (no body, as
+// behind nginx, a body cut at the proxy's limit, or one it cannot read) is checked against both the backup and
+// the restore flags; a whole body without a backup or restore subtask is op other.
+func commvaultTaskOp(req *Request) (Op, state.Ops) {
+	both := state.OpBackup | state.OpRestore
+	if strings.TrimSpace(req.Body) == "" {
+		return OpBackup, both
 	}
 	var backup, restore bool
-	walkBody(&Request{Body: body}, func(k, v string) bool {
-		if !strings.EqualFold(k, "subTaskType") && !strings.EqualFold(k, "operationType") {
+	st := walkBody(req, func(k, v string) bool {
+		if !fieldIs(k, "subtasktype") && !fieldIs(k, "operationtype") {
 			return false
 		}
 		switch {
@@ -415,108 +537,23 @@ func commvaultTaskOp(body string) (Op, state.Ops) {
 			restore = true
 		case hasMediaSubstring(v, "backup"):
 			backup = true
-		case strings.EqualFold(k, "subTaskType") && v == "2": // TMMsg: BACKUP
+		case fieldIs(k, "subtasktype") && strings.TrimSpace(v) == "2": // TMMsg: BACKUP
 			backup = true
-		case strings.EqualFold(k, "subTaskType") && v == "3": // TMMsg: RESTORE
+		case fieldIs(k, "subtasktype") && strings.TrimSpace(v) == "3": // TMMsg: RESTORE
 			restore = true
 		}
 		return false
 	})
 	switch {
-	case backup && restore:
-		return OpRestore, state.OpBackup | state.OpRestore
+	case st != bodyRead || (backup && restore):
+		if restore {
+			return OpRestore, both
+		}
+		return OpBackup, both
 	case restore:
 		return OpRestore, state.OpRestore
 	case backup:
 		return OpBackup, state.OpBackup
 	}
 	return OpOther, 0
-}
-
-// maxBodyItems bounds the fields walkBody visits, so a hostile body costs bounded work.
-const maxBodyItems = 4096
-
-// walkBody calls f for every (name, scalar value) of a JSON, XML or form body, until f returns true.
-func walkBody(req *Request, f func(k, v string) bool) {
-	body := strings.TrimLeft(req.Body, " \t\r\n")
-	if body == "" {
-		return
-	}
-	budget := maxBodyItems
-	switch body[0] {
-	case '{', '[':
-		dec := json.NewDecoder(strings.NewReader(body))
-		dec.UseNumber()
-		var v any
-		if dec.Decode(&v) == nil {
-			walkJSON("", v, f, &budget, 0)
-		}
-	case '<':
-		walkXML(body, f, budget)
-	default:
-		if isForm(req) {
-			it := params{body}
-			for k, v, ok := it.next(); ok && budget > 0; k, v, ok = it.next() {
-				budget--
-				key, ok1 := unescape(k)
-				val, ok2 := unescape(v)
-				if ok1 && ok2 && f(key, val) {
-					return
-				}
-			}
-		}
-	}
-}
-
-func walkJSON(key string, v any, f func(k, v string) bool, budget *int, depth int) bool {
-	if *budget <= 0 || depth > 64 {
-		return true
-	}
-	*budget--
-	switch v := v.(type) {
-	case map[string]any:
-		for k, x := range v {
-			if walkJSON(k, x, f, budget, depth+1) {
-				return true
-			}
-		}
-	case []any:
-		for _, x := range v {
-			if walkJSON(key, x, f, budget, depth+1) {
-				return true
-			}
-		}
-	case string:
-		return f(key, v)
-	case json.Number:
-		return f(key, v.String())
-	}
-	return false
-}
-
-func walkXML(body string, f func(k, v string) bool, budget int) {
-	dec := xml.NewDecoder(strings.NewReader(body))
-	dec.Strict = false
-	var elem string
-	for ; budget > 0; budget-- {
-		tok, err := dec.Token()
-		if err != nil {
-			return // io.EOF or a syntax error: nothing more to read
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			elem = t.Name.Local
-			for _, at := range t.Attr {
-				if f(at.Name.Local, at.Value) {
-					return
-				}
-			}
-		case xml.CharData:
-			if s := string(bytes.TrimSpace(t)); s != "" && elem != "" && f(elem, s) {
-				return
-			}
-		case xml.EndElement:
-			elem = ""
-		}
-	}
 }

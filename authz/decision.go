@@ -45,6 +45,12 @@ const (
 	ReasonStale              Reason = "state_stale"         // the replica is staler than the op's deny-after bound
 	ReasonTokenTooLarge      Reason = "token_too_large"     // a JWT larger than Config.MaxTokenBytes: not inspected, denied
 	ReasonBadRouteFact       Reason = "bad_route_config"    // the route states an op deact does not know: fail closed
+	// ReasonBodyIncomplete: the decision depends on the body and deact saw only a prefix of it (the proxy cut it
+	// at its limit, or sent none of an announced body); refused with 413 rather than allowed unseen.
+	ReasonBodyIncomplete Reason = "body_incomplete"
+	// ReasonBodyUnreadable: the decision depends on the body and deact cannot read it (compressed, a malformed
+	// frame or document); refused with 400. The upstream would reject such a body too.
+	ReasonBodyUnreadable Reason = "body_unreadable"
 )
 
 // Decision is the outcome for one request. The zero value is not meaningful; Allow is the only field an
@@ -76,6 +82,14 @@ type evaluator struct {
 	denied    bool
 	reason    Reason
 	subj, via Subject
+	body      bodyStatus // the worst reading of a body the decision depends on
+}
+
+// bodyFailed records that a body the decision depends on was not read whole.
+func (e *evaluator) bodyFailed(st bodyStatus) {
+	if st > e.body {
+		e.body = st
+	}
 }
 
 func (e *evaluator) deny(reason Reason, subj, via Subject) {
@@ -106,9 +120,9 @@ func (e *evaluator) check(kind SubjectKind, id string) bool {
 	case SubjectApp:
 		e.app(id, via)
 	case SubjectClient:
-		// A chain when layers disagree about whose client this is (state.Client.Next): every entry is checked.
+		// The entry names its app exactly (project and app), and its org: check both. It is a chain when layers
+		// disagree about whose client this is (state.Client.Next): every entry is checked.
 		for c := e.snap.Client(id); c != nil && !e.denied; c = c.Next {
-			// The client entry names its app exactly (project and app), and its org: check both.
 			if a := e.snap.App(c.ProjectID, c.AppID); a != nil {
 				e.appRecord(a, via)
 			} else {
@@ -170,11 +184,7 @@ func (e *evaluator) app(id string, via Subject) {
 		return
 	}
 	for _, a := range set.Apps {
-		e.project(a.ProjectID, via)
-		e.org(a.OrgID, via)
-		for _, o := range a.OtherOrgIDs {
-			e.org(o, via)
-		}
+		e.appRecord(a, via)
 	}
 }
 

@@ -22,6 +22,9 @@ import (
 //   - Op api, and tokens too large to inspect: 401 with WWW-Authenticate: Bearer error="invalid_token" (RFC 6750
 //     §3.1) and the surface's body (ZITADEL code 16, Unauthenticated).
 //   - state_stale (fail-closed staleness policy): 503 with the surface's body.
+//   - body_incomplete (a body the decision depends on, seen only in part): 413; body_unreadable (compressed or
+//     malformed): 400; both with the surface's body (OAuth "invalid_request", ZITADEL code 3, Commvault
+//     errorCode). They are refusals, not verdicts on the subject: the same request sent whole is decided.
 //   - gRPC clients (Content-Type application/grpc*): the body is the bare message; Envoy turns a local reply to a
 //     gRPC request into grpc-status from the HTTP status (403: PERMISSION_DENIED, 401: UNAUTHENTICATED, 503:
 //     UNAVAILABLE) and grpc-message from the body.
@@ -70,6 +73,10 @@ func message(d *Decision) string {
 		return "Authorization state is temporarily unavailable, try again later."
 	case ReasonTokenTooLarge:
 		return "The access token is too large."
+	case ReasonBodyIncomplete:
+		return "The request body is too large to be checked."
+	case ReasonBodyUnreadable:
+		return "The request body cannot be read: it is compressed or malformed."
 	}
 	return "The request cannot be authorized."
 }
@@ -86,6 +93,10 @@ func zitadelDetailID(r Reason) string {
 		return "DEACT-STL01"
 	case ReasonTokenTooLarge:
 		return "DEACT-TOK01"
+	case ReasonBodyIncomplete:
+		return "DEACT-BDY01"
+	case ReasonBodyUnreadable:
+		return "DEACT-BDY02"
 	}
 	return "DEACT-CFG01"
 }
@@ -95,10 +106,15 @@ func shape(d *Decision, req *Request) denial {
 	msg := message(d)
 	bearer := d.Op == OpAPI || d.Reason == ReasonTokenTooLarge
 	stale := d.Reason == ReasonStale
+	refused := d.Reason == ReasonBodyIncomplete || d.Reason == ReasonBodyUnreadable
 	var dn denial
 	switch {
 	case stale:
 		dn.status = 503
+	case d.Reason == ReasonBodyIncomplete:
+		dn.status = 413
+	case d.Reason == ReasonBodyUnreadable:
+		dn.status = 400
 	case bearer:
 		dn.status = 401
 	case d.Surface == SurfaceOAuthToken:
@@ -106,7 +122,7 @@ func shape(d *Decision, req *Request) denial {
 	default:
 		dn.status = 403
 	}
-	if bearer && !stale {
+	if bearer && !stale && !refused {
 		dn.headers = append(dn.headers, [2]string{"www-authenticate", `Bearer error="invalid_token", error_description="` + msg + `"`})
 	}
 	dn.headers = append(dn.headers, [2]string{HeaderReason, string(d.Reason)}, [2]string{"cache-control", "no-store"})
@@ -122,6 +138,8 @@ func shape(d *Decision, req *Request) denial {
 	case SurfaceZITADEL:
 		code := 7 // PermissionDenied
 		switch {
+		case refused:
+			code = 3 // InvalidArgument
 		case stale:
 			code = 14 // Unavailable
 		case bearer:
@@ -142,6 +160,8 @@ func shape(d *Decision, req *Request) denial {
 	default:
 		code := "access_denied"
 		switch {
+		case refused:
+			code = "invalid_request"
 		case stale:
 			code = "temporarily_unavailable"
 		case bearer:

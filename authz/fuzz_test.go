@@ -51,6 +51,7 @@ func tableSeeds(tb testing.TB) []seedRequest {
 		seedRequest{"GET", "/", "", "authorization: Bearer a.b.c\n", "", "api", "666,,x"},
 		seedRequest{"POST", "/webconsole/api/CreateTask", "", "content-type: application/xml\n", "<a subTaskType=\"RESTORE\"><b>", "", "666"},
 		seedRequest{"GET", "/ui/login/../../oauth/v2/token", "", "", "", "bogus", ""},
+		seedRequest{"POST", `/v2/x\..\..\webconsole\api\retrieveToClient;jsessionid=1`, "", "", "", "", "666"},
 	)
 	return out
 }
@@ -124,8 +125,12 @@ func FuzzCheck(f *testing.F) {
 			t.Fatalf("allowed op %s naming deactivated org %s: %+v", d.Op, deadOrg, d)
 		}
 		if d.Reason != ReasonBadRouteFact {
+			// A path with two readings (a Go server's and a servlet container's) is decided by the reading that
+			// denies; Classify, which sees no state, reports the first reading's op.
 			if op, _ := a.Classify(&req); op != d.Op {
-				t.Fatalf("Classify op %s, Decide op %s", op, d.Op)
+				if _, two := servletPath(canonicalPath(req.Path)); !two {
+					t.Fatalf("Classify op %s, Decide op %s", op, d.Op)
+				}
 			}
 		}
 	})

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -19,8 +20,9 @@ const JWTAuthnFilter = "envoy.filters.http.jwt_authn"
 
 // Check implements envoy.service.auth.v3.Authorization: it converts the CheckRequest, decides, and converts the
 // decision. A deny is a successful call with status PERMISSION_DENIED and a denied_response shaped for the
-// client; the only error is UNAVAILABLE while the replica is not ready, so Envoy never gets an allow from a
-// replica without state (configure failure_mode_allow: false).
+// client; the only error is UNAVAILABLE while the replica is not ready or the node is fenced, so Envoy never
+// gets an allow from a replica without state or from a node writers no longer wait for (configure
+// failure_mode_allow: false).
 func (a *Authorizer) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	var req Request
@@ -28,7 +30,7 @@ func (a *Authorizer) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv
 	var d Decision
 	if err := a.decideNow(&req, &d); err != nil {
 		a.recordUnavailable(transportGRPC, start)
-		return nil, status.Error(codes.Unavailable, "deact: state replica not ready")
+		return nil, status.Error(codes.Unavailable, unavailableMessage(err))
 	}
 	var resp *authv3.CheckResponse
 	if d.Allow {
@@ -131,4 +133,12 @@ func headerOption(k, v string) *corev3.HeaderValueOption {
 		Header:       &corev3.HeaderValue{Key: k, Value: v},
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 	}
+}
+
+// unavailableMessage says why a decision was refused.
+func unavailableMessage(err error) string {
+	if errors.Is(err, ErrFenced) {
+		return "deact: node fenced: not current with etcd"
+	}
+	return "deact: state replica not ready"
 }

@@ -1,7 +1,6 @@
 package authz
 
 import (
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -37,8 +36,9 @@ var factHeaders = [...]struct{ header, fact string }{
 //     so there an OAuth client_id comes from the query, Basic auth or X-Deact-Client-Id.
 //   - Allow: 200 with an empty body (Envoy's HTTP mode treats only 200 as OK; nginx any 2xx), plus
 //     x-deact-revision if configured. Deny: 403, or 401 for op api and unreadable tokens (the statuses nginx
-//     passes on), with the body and headers of the gRPC denied response and x-deact-reason. Replica not ready:
-//     503. Body over MaxBodyBytes: 413.
+//     passes on), with the body and headers of the gRPC denied response and x-deact-reason (body_incomplete and
+//     body_unreadable refusals too: nginx passes only 401 and 403 on). Replica not ready or node fenced: 503. A
+//     body over MaxBodyBytes is read as a prefix (see Request.Body).
 //
 // For nginx, set proxy_pass_request_body off and proxy_set_header Content-Length "" in the auth location, as
 // nginx's documentation does: a Content-Length without its body would make the handler wait for it.
@@ -76,20 +76,16 @@ func (a *Authorizer) serveCheck(w http.ResponseWriter, r *http.Request) {
 			req.Route[f.fact] = v
 		}
 	}
-	if r.ContentLength > a.maxBody {
-		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
-		return
-	}
 	if r.Body != nil {
-		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.maxBody))
-		var tooLarge *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooLarge):
-			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
-			return
-		case err != nil:
+		// A body over MaxBodyBytes is read up to the limit and decided as a prefix: where the decision depends on
+		// it that is a refusal (413, body_incomplete), elsewhere the body does not matter.
+		b, err := io.ReadAll(io.LimitReader(r.Body, a.maxBody+1))
+		if err != nil {
 			http.Error(w, "cannot read request body", http.StatusBadRequest)
 			return
+		}
+		if int64(len(b)) > a.maxBody {
+			b, req.truncated = b[:a.maxBody], true
 		}
 		req.Body = string(b)
 	}
@@ -98,7 +94,7 @@ func (a *Authorizer) serveCheck(w http.ResponseWriter, r *http.Request) {
 	if err := a.decideNow(&req, &d); err != nil {
 		a.recordUnavailable(transportHTTP, start)
 		w.Header().Set("Retry-After", "1")
-		http.Error(w, "deact: state replica not ready", http.StatusServiceUnavailable)
+		http.Error(w, unavailableMessage(err), http.StatusServiceUnavailable)
 		return
 	}
 	if d.Allow {

@@ -142,6 +142,9 @@ func zitadelRoutes() []*route {
 	introspect.oauth = true
 	device := presetRoute("zitadel-device", "POST", "/oauth/v2/device_authorization", false, OpLogin, SurfaceOAuthToken)
 	device.oauth = true
+	// Userinfo takes the access token from the form or the query too (RFC 6750 §2.2, 2.3), as zitadel/oidc does.
+	userinfo := presetRoute("zitadel-userinfo", "", "/oidc/v1/userinfo", false, OpAPI, SurfaceOAuthToken)
+	userinfo.oauth = true
 	loginUI := presetRoute("zitadel-login-ui", "", "/ui/login/**", false, OpLogin, SurfaceZITADEL)
 	loginUI.body = bodyLoginName
 	loginUI.oauth = true
@@ -151,7 +154,9 @@ func zitadelRoutes() []*route {
 	sessions.body = bodyLoginName
 	sessionsBeta := presetRoute("zitadel-sessions-beta", "", "/v2beta/sessions/**", false, OpLogin, SurfaceZITADEL)
 	sessionsBeta.body = bodyLoginName
+	// gRPC, gRPC-Web and Connect calls of the same service: login names in the protobuf or JSON message.
 	sessionsGRPC := presetRoute("zitadel-sessions-grpc", "", "/zitadel.session.v2*.SessionService/*", false, OpLogin, SurfaceZITADEL)
+	sessionsGRPC.body = bodyLoginName
 	authRequests := presetRoute("zitadel-oidc-auth-requests", "", "/v2/oidc/auth_requests/**", false, OpLogin, SurfaceZITADEL)
 	saml := presetRoute("zitadel-saml-sso", "", "/saml/v2/SSO", false, OpLogin, SurfaceZITADEL)
 	return []*route{
@@ -159,7 +164,7 @@ func zitadelRoutes() []*route {
 		// Revocation and logout stay open: a deactivated org must still be able to end sessions.
 		presetRoute("zitadel-revoke", "", "/oauth/v2/revoke", false, OpOther, SurfaceOAuthToken),
 		presetRoute("zitadel-end-session", "", "/oidc/v1/end_session", false, OpOther, SurfaceGeneric),
-		presetRoute("zitadel-userinfo", "", "/oidc/v1/userinfo", false, OpAPI, SurfaceOAuthToken),
+		userinfo,
 		loginUI, loginV2, sessions, sessionsBeta, sessionsGRPC, authRequests, saml,
 		presetRoute("zitadel-management-api", "", "/management/v1/**", false, OpAPI, SurfaceZITADEL),
 		presetRoute("zitadel-auth-api", "", "/auth/v1/**", false, OpAPI, SurfaceZITADEL),

@@ -74,6 +74,9 @@ func fakeDeactd(args []string) int {
 	if etcd != "" {
 		c.EtcdEndpoints = strings.Split(etcd, ",")
 	}
+	if c.AdminToken == "" {
+		c.AdminToken = os.Getenv("DEACT_ADMIN_TOKEN") // as deactd reads it; StartDaemonProcess passes it so
+	}
 	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := signalContext()
 	defer cancel()

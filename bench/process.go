@@ -237,8 +237,9 @@ func StartDaemonProcess(ctx context.Context, dir, bin string, env []string, prog
 	var b deactdBanner
 	c, err := startChildProc(ctx, "deactd", []string{bin, "--data-dir", filepath.Join(dir, "deactd-data"), "--node-id", "bench",
 		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--admin-token", token, "--etcd-log-level", "fatal", "--log-level", "warn"},
-		env, filepath.Join(dir, "deactd.log"), false, 2*time.Minute, b.line)
+		"--etcd-log-level", "fatal", "--log-level", "warn"},
+		append(env, "DEACT_ADMIN_TOKEN="+token), // the environment, never the command line
+		filepath.Join(dir, "deactd.log"), false, 2*time.Minute, b.line)
 	if err != nil {
 		return nil, err
 	}

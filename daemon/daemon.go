@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -86,7 +85,17 @@ type Config struct {
 	RulesFile string   // custom authz rules (YAML or JSON)
 	Staleness string   // per-op staleness policy, e.g. "backup=deny-after:5m" [serve last known state]
 
+	// Connection limits of the three listeners. MaxConns bounds each listener's open connections [derived from
+	// the open-file limit: what is left after a reserve for etcd and the data dir, shared equally]; when full,
+	// the connection quiet the longest is closed for a new one. A connection must send its first request (TLS
+	// and HTTP/2 handshakes included) within HandshakeTimeout [5s]; one without requests is closed after
+	// IdleTimeout [2m] (HTTP keep-alive, gRPC MaxConnectionIdle).
+	MaxConns         int
+	HandshakeTimeout time.Duration
+	IdleTimeout      time.Duration
+
 	ProgressInterval time.Duration // how often the replica asks etcd to confirm it is current [500ms]
+	NodeTTL          time.Duration // lease TTL of the gateway's registry record, whole seconds ≥ 5s [10s]
 	ResyncInterval   time.Duration // anti-entropy relist period [10m]
 	DrainDelay       time.Duration // after health turns NOT_SERVING, wait this long before draining [0]
 	DrainTimeout     time.Duration // bound on draining in-flight requests [10s]
@@ -116,6 +125,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 10 * time.Second
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 5 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 2 * time.Minute
 	}
 	if c.AuditRetention == 0 {
 		c.AuditRetention = 90 * 24 * time.Hour
@@ -174,6 +189,12 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.NodeTTL != 0 && (c.NodeTTL < 5*time.Second || c.NodeTTL%time.Second != 0) {
+		errs = append(errs, fmt.Errorf("--node-ttl %v: want whole seconds, at least 5s", c.NodeTTL))
+	}
+	if c.MaxConns < 0 || c.HandshakeTimeout < 0 || c.IdleTimeout < 0 {
+		errs = append(errs, errors.New("--max-conns, --handshake-timeout and --idle-timeout cannot be negative"))
+	}
 	if _, err := authz.ParseStalenessPolicy(c.Staleness); err != nil {
 		errs = append(errs, fmt.Errorf("--staleness: %w", err))
 	}
@@ -199,9 +220,12 @@ type Daemon struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	https    []*http.Server
+	maxConns int // per listener
+	reg      *prometheus.Registry
 	draining chan struct{}
-	// registered is closed once this gateway is in the node registry; until then it is not ready.
-	registered <-chan struct{}
+	// reporter keeps this gateway in the node registry; while it is fenced the gateway refuses to decide and
+	// is not ready.
+	reporter *state.NodeReporter
 
 	cancel context.CancelFunc // stops background components
 	bg     sync.WaitGroup
@@ -226,6 +250,15 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	// The data dir holds the embedded etcd's socket and the admin token: this user's alone, even if it was
+	// made before with looser permissions. (The socket and the token file are 0600 themselves.)
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		d.log.Warn("cannot make the data dir private (0700)", "dir", cfg.DataDir, "err", err)
+	}
+	// Before etcd starts: the limit is raised for it too.
+	if err := d.connectionBudget(); err != nil {
+		return nil, err
+	}
 	if err := d.connectEtcd(); err != nil {
 		return nil, err
 	}
@@ -247,6 +280,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.reg = reg
 
 	if cfg.gateway() {
 		if err := d.startGateway(bgctx, reg); err != nil {
@@ -254,8 +288,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		}
 	}
 	adminMux := http.NewServeMux()
-	var token string
-	var tokenNew bool
+	var bs bootstrap
 	if cfg.admin() {
 		fanout := state.NewFanout(d.cli, d.log)
 		d.run(bgctx, "fanout", fanout.Run)
@@ -264,7 +297,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		if err != nil {
 			return nil, err
 		}
-		if token, tokenNew, err = d.bootstrapToken(ctx, store); err != nil {
+		if bs, err = d.bootstrapToken(ctx, store); err != nil {
 			return nil, err
 		}
 		adminMux.Handle("/", api.Handler())
@@ -286,10 +319,10 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	adminMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	adminMux.HandleFunc("GET /readyz", d.readyz)
 	adminMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	if d.AdminAddr, err = d.serveHTTP(cfg.AdminAddr, adminMux, true); err != nil {
+	if d.AdminAddr, err = d.serveHTTP("admin", cfg.AdminAddr, adminMux, true); err != nil {
 		return nil, fmt.Errorf("--admin-addr: %w", err)
 	}
-	d.banner(token, tokenNew)
+	d.banner(bs)
 	go d.stopWhenDone(ctx)
 	return d, nil
 }
@@ -341,34 +374,27 @@ func (d *Daemon) connectEtcd() error {
 	return nil
 }
 
-// embeddedURLs are the embedded etcd's ports, chosen free at the first start and kept for the next ones.
-type embeddedURLs struct {
-	Client string `json:"client"`
-	Peer   string `json:"peer"`
-}
+// maxSocketPath is the longest path a unix socket can have (sun_path less its NUL on Linux).
+const maxSocketPath = 107
 
+// startEmbedded starts the single-node etcd that only this process (and this user) can reach: its clients
+// come through a unix socket in the data dir (0600, the dir 0700), it opens no TCP port and no peer listener.
+// There is no etcd authentication on top: a password would have to sit in the same data dir, readable by the
+// same user that can open the socket.
 func startEmbedded(cfg Config) (*etcdserver.Server, error) {
-	path := filepath.Join(cfg.DataDir, "embedded-etcd.json")
-	var urls embeddedURLs
-	if b, err := os.ReadFile(path); err == nil {
-		if err := json.Unmarshal(b, &urls); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-	} else {
-		var err error
-		if urls.Client, err = etcdserver.FreeURL("http://127.0.0.1:0"); err != nil {
-			return nil, err
-		}
-		if urls.Peer, err = etcdserver.FreeURL("http://127.0.0.1:0"); err != nil {
-			return nil, err
-		}
-		b, _ := json.Marshal(urls)
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			return nil, err
-		}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	sock := filepath.Join(dir, "etcd.sock")
+	if len(sock) > maxSocketPath {
+		return nil, fmt.Errorf("--data-dir %s: the embedded etcd's socket %s is longer than %d bytes; choose a shorter path", cfg.DataDir, sock, maxSocketPath)
+	}
+	// Earlier versions listened on loopback TCP ports kept in this file; the ports are gone.
+	_ = os.Remove(filepath.Join(dir, "embedded-etcd.json"))
 	return etcdserver.Start(etcdserver.Config{
-		Name: "deactd", Dir: filepath.Join(cfg.DataDir, "etcd"), ClientURL: urls.Client, PeerURL: urls.Peer,
+		Name: "deactd", Dir: filepath.Join(dir, "etcd"), ClientURL: "unix://" + sock,
+		PeerURL: "unix://" + filepath.Join(dir, "etcd-peer.unused"), NoPeerListener: true,
 		LogLevel: cfg.EtcdLogLevel,
 	})
 }
@@ -380,18 +406,20 @@ func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) err
 	})
 	registerReplicaMetrics(reg, d.replica)
 	d.run(ctx, "replica", d.replica.Run)
-	reporter, err := state.NewNodeReporter(state.NodeReporterConfig{Client: d.cli, Replica: d.replica, NodeID: cfg.NodeID, Version: Version, Logger: d.log})
+	reporter, err := state.NewNodeReporter(state.NodeReporterConfig{
+		Client: d.cli, Replica: d.replica, NodeID: cfg.NodeID, Version: Version, Logger: d.log, TTL: cfg.NodeTTL,
+	})
 	if err != nil {
 		return err
 	}
-	d.run(ctx, "node reporter", reporter.Run)
-	d.registered = reporter.Registered()
+	d.run(ctx, "node reporter", reporter.Run) // ErrNodeIDInUse stops the daemon
+	d.reporter = reporter
 
 	policy, _ := authz.ParseStalenessPolicy(cfg.Staleness) // validated
 	presets := cfg.Presets
 	a, err := authz.New(authz.Config{
 		Replica: d.replica, Presets: presets, RulesFile: cfg.RulesFile, Logger: d.log, Registry: reg,
-		RevisionHeader: true, Staleness: policy,
+		RevisionHeader: true, Staleness: policy, Fenced: reporter.Fenced,
 	})
 	if err != nil {
 		return err
@@ -401,6 +429,10 @@ func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) err
 	opts := []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(1024),
 		grpc.MaxRecvMsgSize(4 << 20),
+		// A connection that has not finished its HTTP/2 handshake in time is closed (gRPC waits 120 s by default).
+		grpc.ConnectionTimeout(cfg.HandshakeTimeout),
+		// Idle connections are closed; quiet ones are pinged, and closed when the peer is gone.
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.IdleTimeout, Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	}
 	if tlsCfg, err := d.serverTLS(); err != nil {
@@ -408,42 +440,55 @@ func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) err
 	} else if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
-	d.grpc = grpc.NewServer(opts...)
+	lis, err := d.listen("authz", cfg.AuthzAddr)
+	if err != nil {
+		return fmt.Errorf("--authz-addr: %w", err)
+	}
+	d.AuthzAddr = lis.Addr().String()
+	d.grpc = grpc.NewServer(append(opts, grpc.UnaryInterceptor(lis.unaryBusy))...)
 	authv3.RegisterAuthorizationServer(d.grpc, a)
 	d.health = health.NewServer()
 	d.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	d.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(d.grpc, d.health)
 	reflection.Register(d.grpc)
-	lis, err := net.Listen("tcp", cfg.AuthzAddr)
-	if err != nil {
-		return fmt.Errorf("--authz-addr: %w", err)
-	}
-	d.AuthzAddr = lis.Addr().String()
 	go func() {
 		if err := d.grpc.Serve(lis); err != nil {
 			d.fail(fmt.Errorf("authz gRPC: %w", err))
 		}
 	}()
-	// Health follows readiness: SERVING once the first list is applied and the node is in the registry (so
-	// the admin API waits for it before it confirms a write).
+	// Health follows readiness: SERVING while the replica is synced and the node is not fenced (registered,
+	// caught up with its registration, its lease proven alive), so the admin API waits for every node that
+	// serves. Polled: the fence closes by the clock, not by an event.
 	go func() {
-		if d.replica.WaitReady(ctx) != nil {
-			return
-		}
-		select {
-		case <-d.registered:
-		case <-ctx.Done():
-			return
-		}
-		select {
-		case <-d.draining:
-		default:
-			d.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-			d.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		serving := false
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-d.draining:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if now := d.replica.Ready() && !reporter.Fenced(); now != serving {
+				serving = now
+				st := healthpb.HealthCheckResponse_NOT_SERVING
+				if serving {
+					st = healthpb.HealthCheckResponse_SERVING
+				}
+				select {
+				case <-d.draining: // Shutdown has set NOT_SERVING for good
+					return
+				default:
+					d.health.SetServingStatus("", st)
+					d.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
+				}
+			}
 		}
 	}()
-	if d.HTTPCheckAddr, err = d.serveHTTP(cfg.HTTPCheckAddr, a.HTTPHandler(), false); err != nil {
+	if d.HTTPCheckAddr, err = d.serveHTTP("check", cfg.HTTPCheckAddr, a.HTTPHandler(), false); err != nil {
 		return fmt.Errorf("--http-check-addr: %w", err)
 	}
 	return nil
@@ -462,13 +507,14 @@ func (d *Daemon) serverTLS() (*tls.Config, error) {
 }
 
 // serveHTTP listens on addr and serves h; with h2c it also speaks HTTP/2 without TLS (gRPC on the admin port).
-func (d *Daemon) serveHTTP(addr string, h http.Handler, h2c bool) (string, error) {
-	lis, err := net.Listen("tcp", addr)
+func (d *Daemon) serveHTTP(name, addr string, h http.Handler, h2c bool) (string, error) {
+	lis, err := d.listen(name, addr)
 	if err != nil {
 		return "", err
 	}
 	srv := &http.Server{
-		Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		Handler: markBusy(h), ConnContext: connContext,
+		ReadHeaderTimeout: d.cfg.HandshakeTimeout, ReadTimeout: 30 * time.Second, IdleTimeout: d.cfg.IdleTimeout,
 		MaxHeaderBytes: 64 << 10, Protocols: new(http.Protocols),
 		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
@@ -499,33 +545,57 @@ func (d *Daemon) serveHTTP(addr string, h http.Handler, h2c bool) (string, error
 	return lis.Addr().String(), nil
 }
 
-// bootstrapToken makes sure an admin token exists: the one given, else the one kept in the data dir, else a new
-// one written there (0600) and shown once.
-func (d *Daemon) bootstrapToken(ctx context.Context, store *state.Store) (token string, created bool, err error) {
-	token = d.cfg.AdminToken
+// bootstrap is what bootstrapToken did, for the banner.
+type bootstrap struct {
+	token  string // shown only when generated here
+	source string // "flag", "file" or "generated"
+	result admin.BootstrapResult
+}
+
+// bootstrapToken offers a bootstrap admin token to the store: the one given, else the one kept in the data dir,
+// else a new one written there (0600) and shown once. admin.Bootstrap creates it only while no all-orgs admin
+// token exists and never re-creates a revoked one; a revoked or unneeded token is reported, not fatal, so that
+// revoking the token a Kubernetes Secret still holds does not take the admin API down.
+func (d *Daemon) bootstrapToken(ctx context.Context, store *state.Store) (bootstrap, error) {
+	bs := bootstrap{source: "flag"}
+	token := d.cfg.AdminToken
 	path := filepath.Join(d.cfg.DataDir, "admin-token")
 	if token == "" {
+		bs.source = "file"
 		if b, err := os.ReadFile(path); err == nil {
 			token = strings.TrimSpace(string(b))
 		} else {
+			bs.source = "generated"
 			if token, err = admin.NewToken(); err != nil {
-				return "", false, err
+				return bs, err
 			}
+			// Written before it is created: a token in etcd that nobody holds would lock the operator out.
 			if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
-				return "", false, fmt.Errorf("store admin token: %w", err)
+				return bs, fmt.Errorf("store admin token: %w", err)
 			}
-			created = true
 		}
 	}
 	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if _, err := admin.Bootstrap(bctx, store, token); err != nil {
-		return "", false, fmt.Errorf("admin token: %w", err)
+	res, err := admin.Bootstrap(bctx, store, token)
+	if err != nil {
+		return bs, fmt.Errorf("admin token: %w", err)
 	}
-	return token, created, nil
+	bs.result = res
+	switch {
+	case bs.source == "generated" && res == admin.BootstrapCreated:
+		bs.token = token
+	case bs.source == "generated":
+		_ = os.Remove(path) // not a token: do not leave a secret that means nothing
+	case res == admin.BootstrapRevoked:
+		d.log.Warn("the bootstrap admin token was revoked; it stays revoked and is not re-created", "from", bs.source)
+	case res == admin.BootstrapNotNeeded:
+		d.log.Warn("the bootstrap admin token is not a token: the store holds an all-orgs admin token already; create tokens through the admin API", "from", bs.source)
+	}
+	return bs, nil
 }
 
-func (d *Daemon) banner(token string, tokenNew bool) {
+func (d *Daemon) banner(bs bootstrap) {
 	w := d.cfg.Out
 	fmt.Fprintf(w, "deactd %s node=%s role=%s\n", Version, d.cfg.NodeID, d.cfg.Role)
 	if d.AuthzAddr != "" {
@@ -538,19 +608,26 @@ func (d *Daemon) banner(token string, tokenNew bool) {
 	} else {
 		fmt.Fprintf(w, "  etcd:                   %s\n", strings.Join(d.EtcdEndpoints, ","))
 	}
+	file := filepath.Join(d.cfg.DataDir, "admin-token")
+	given := map[string]string{"flag": "given by --admin-token / DEACT_ADMIN_TOKEN", "file": "in " + file}[bs.source]
 	switch {
 	case !d.cfg.admin():
-	case tokenNew:
-		fmt.Fprintf(w, "  admin token (shown once, kept in %s): %s\n", filepath.Join(d.cfg.DataDir, "admin-token"), token)
-	case d.cfg.AdminToken == "":
-		fmt.Fprintf(w, "  admin token:            in %s\n", filepath.Join(d.cfg.DataDir, "admin-token"))
+	case bs.token != "":
+		fmt.Fprintf(w, "  admin token (shown once, kept in %s): %s\n", file, bs.token)
+	case bs.result == admin.BootstrapRevoked:
+		fmt.Fprintf(w, "  admin token:            the one %s was revoked and stays revoked\n", given)
+	case bs.result == admin.BootstrapNotNeeded && bs.source == "generated":
+		fmt.Fprintf(w, "  admin token:            none created (the store holds admin tokens)\n")
+	case bs.result == admin.BootstrapNotNeeded:
+		fmt.Fprintf(w, "  admin token:            the one %s is not a token (the store holds admin tokens)\n", given)
 	default:
-		fmt.Fprintf(w, "  admin token:            as given by --admin-token / DEACT_ADMIN_TOKEN\n")
+		fmt.Fprintf(w, "  admin token:            %s\n", given)
 	}
 	d.log.Info("deactd started", "node", d.cfg.NodeID, "authz", d.AuthzAddr, "check", d.HTTPCheckAddr, "admin", d.AdminAddr)
 }
 
-// readyz reports readiness with detail: 200 only while the replica is synced (gateway) and not draining.
+// readyz reports readiness with detail: 200 only while not draining and, on a gateway, while the replica is
+// synced and the node is not fenced.
 func (d *Daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 	type detail struct {
 		Ready       bool   `json:"ready"`
@@ -558,6 +635,7 @@ func (d *Daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 		Node        string `json:"node"`
 		Role        string `json:"role"`
 		Version     string `json:"version"`
+		Fenced      bool   `json:"fenced,omitempty"` // the node refuses to decide: not provably in the registry and current
 		Revision    int64  `json:"appliedRevision,omitempty"`
 		StalenessMs int64  `json:"stalenessMs,omitempty"`
 		Staleness   string `json:"stalenessPolicy,omitempty"`
@@ -569,13 +647,8 @@ func (d *Daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 	default:
 	}
 	if d.replica != nil {
-		registered := false
-		select {
-		case <-d.registered:
-			registered = true
-		default:
-		}
-		r.Ready = r.Ready && d.replica.Ready() && registered
+		r.Fenced = d.reporter.Fenced()
+		r.Ready = r.Ready && d.replica.Ready() && !r.Fenced
 		r.Revision = d.replica.AppliedRevision()
 		r.StalenessMs = d.replica.Staleness().Milliseconds()
 		r.Staleness = d.cfg.Staleness

@@ -21,7 +21,7 @@ func registerReplicaMetrics(reg prometheus.Registerer, r *state.Replica) {
 			return 0
 		}),
 		gauge("applied_revision", "etcd revision up to which the replica holds every change.", func() float64 { return float64(r.AppliedRevision()) }),
-		gauge("staleness_seconds", "Time since etcd last confirmed the replica was current.", func() float64 { return r.Staleness().Seconds() }),
+		gauge("staleness_seconds", "How far behind etcd's committed state the replica may be: time since the moment as of which it is known to hold every committed write.", func() float64 { return r.Staleness().Seconds() }),
 		gauge("records", "Records in the current snapshot.", func() float64 { return float64(r.Snapshot().Len()) }),
 		counter("relists_total", "Full lists applied (the first, after errors, compactions and anti-entropy).", func() float64 { return float64(r.Stats().Relists) }),
 		counter("corrections_total", "Records a relist found different from what the watch had delivered.", func() float64 { return float64(r.Stats().Corrections) }),

@@ -49,8 +49,15 @@ type Options struct {
 	Admin    string // Envoy's admin interface ["127.0.0.1:9901"]
 	// Timeout of one Check [250ms]. On timeout or error Envoy denies (failure_mode_allow is false) with 503.
 	Timeout time.Duration
-	// MaxRequestBytes is how much of a body the token and login routes send to deact [8192].
+	// MaxRequestBytes is how much of a body the routes whose decision depends on it (token, login, sessions,
+	// Commvault Login and CreateTask) send to deact [1 MiB]. deact refuses (413) a body on those routes that
+	// it saw only in part, so this must exceed the largest ordinary request: a restore CreateTask of many
+	// paths is tens of kB. deact's /check reads as much (authz.Config.MaxBodyBytes).
 	MaxRequestBytes uint32
+	// OtherRequestBytes is how much of a body every other route sends [64 KiB]: deact classifies each request
+	// again from its path and decoding, so a body route Envoy's regex misses (another spelling of the path)
+	// still reaches deact with its body, and is refused if cut.
+	OtherRequestBytes uint32
 }
 
 func (o *Options) defaults() {
@@ -67,7 +74,10 @@ func (o *Options) defaults() {
 		o.Timeout = 250 * time.Millisecond
 	}
 	if o.MaxRequestBytes == 0 {
-		o.MaxRequestBytes = 8192
+		o.MaxRequestBytes = 1 << 20
+	}
+	if o.OtherRequestBytes == 0 {
+		o.OtherRequestBytes = 64 << 10
 	}
 }
 
@@ -117,11 +127,20 @@ func Bootstrap(o Options) (*bootstrapv3.Bootstrap, error) {
 		}},
 		TransportApiVersion: corev3.ApiVersion_V3,
 		FailureModeAllow:    false,
-		StatusOnError:       &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
+		// Every request's body (a prefix of a large one) goes to deact, as bytes: gRPC and gRPC-Web bodies are
+		// binary protobuf, which the UTF-8 body field would mangle. Envoy adds x-envoy-auth-partial-body: true to
+		// a Check whose body it cut, which deact refuses where the body decides.
+		WithRequestBody: bodySettings(o.OtherRequestBytes),
+		StatusOnError:   &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
 	}
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: "ingress",
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		// Route (and forward) the path RFC 3986-normalized, slashes merged, so that Envoy's routes, deact and the
+		// upstream see one spelling of it; deact normalizes once more on its own (percent-decoding, ';' path
+		// parameters, '\' separators), since it cannot count on the proxy.
+		NormalizePath: wrapperspb.Bool(true),
+		MergeSlashes:  true,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
 			Name:         "deact_" + o.Preset,
 			VirtualHosts: []*routev3.VirtualHost{{Name: "protected", Domains: []string{"*"}, Routes: vhRoutes}},
@@ -182,7 +201,7 @@ func envoyRoute(r Route, maxBody uint32) (*routev3.Route, error) {
 		settings.ContextExtensions = map[string]string{"op": r.Op}
 	}
 	if r.Body {
-		settings.WithRequestBody = &extauthzv3.BufferSettings{MaxRequestBytes: maxBody, AllowPartialMessage: true}
+		settings.WithRequestBody = bodySettings(maxBody)
 	}
 	perRoute := &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{CheckSettings: settings}}
 	return &routev3.Route{
@@ -191,6 +210,13 @@ func envoyRoute(r Route, maxBody uint32) (*routev3.Route, error) {
 		Action:               routeToUpstream(),
 		TypedPerFilterConfig: map[string]*anypb.Any{ExtAuthzFilter: mustAny(perRoute)},
 	}, nil
+}
+
+// bodySettings buffers up to max bytes of a body for the Check. allow_partial_message keeps Envoy from
+// answering 413 itself: deact decides whether a prefix can matter (it refuses where the body decides, with the
+// surface's error shape) or not (an upload to an API route passes).
+func bodySettings(max uint32) *extauthzv3.BufferSettings {
+	return &extauthzv3.BufferSettings{MaxRequestBytes: max, AllowPartialMessage: true, PackAsBytes: true}
 }
 
 func routeToUpstream() *routev3.Route_Route {
@@ -268,34 +294,38 @@ func mustAny(m proto.Message) *anypb.Any {
 }
 
 // PatternRegex translates a deact route pattern ("/oauth/v2/token", "/**/action/backup", "/zitadel.*/*") into
-// the RE2 expression Envoy's safe_regex matches against the whole path (query excluded).
+// the RE2 expression Envoy's safe_regex matches against the whole path (query excluded). A case-insensitive
+// pattern is a servlet container's or IIS's route (Commvault's): its regex also takes '\' as a separator and
+// ";params" after any segment, as those servers route "/Login;jsessionid=1" and "\Login" to Login.
 func PatternRegex(pattern string, caseInsensitive bool) (string, error) {
 	if !strings.HasPrefix(pattern, "/") {
 		return "", fmt.Errorf("pattern %q must start with /", pattern)
 	}
+	sep, seg, params := "/", "[^/]", ""
 	var b strings.Builder
 	if caseInsensitive {
 		b.WriteString("(?i)")
+		sep, seg, params = `[/\\]`, `[^/\\]`, `(;[^/\\]*)?`
 	}
 	segs := strings.Split(strings.Trim(pattern, "/"), "/")
 	for i, s := range segs {
 		switch {
 		case s == "**":
 			if i == len(segs)-1 {
-				b.WriteString("(/.*)?")
+				b.WriteString("(" + sep + ".*)?")
 			} else {
-				b.WriteString("(/[^/]+)*")
+				b.WriteString("(" + sep + seg + "+)*")
 			}
 		case s == "*", strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}"):
-			b.WriteString("/[^/]+")
+			b.WriteString(sep + seg + "+")
 		case strings.Contains(s, "*"):
 			pre, post, _ := strings.Cut(s, "*")
-			b.WriteString("/" + regexp.QuoteMeta(pre) + "[^/]*" + regexp.QuoteMeta(post))
+			b.WriteString(sep + regexp.QuoteMeta(pre) + seg + "*" + regexp.QuoteMeta(post) + params)
 		default:
-			b.WriteString("/" + regexp.QuoteMeta(s))
+			b.WriteString(sep + regexp.QuoteMeta(s) + params)
 		}
 	}
-	b.WriteString("/?")
+	b.WriteString(sep + "?")
 	if _, err := regexp.Compile(b.String()); err != nil {
 		return "", err
 	}

@@ -68,6 +68,34 @@ func TestBootstrapValidatesAndRenders(t *testing.T) {
 		if ea.FailureModeAllow {
 			t.Fatalf("%s: ext_authz fails open", preset)
 		}
+		// Every route sends deact its body as bytes, a prefix marked partial rather than Envoy's own 413; routes
+		// whose decision depends on the body buffer 1 MiB, every other 64 KiB.
+		if wb := ea.GetWithRequestBody(); wb.GetMaxRequestBytes() != 64<<10 || !wb.GetAllowPartialMessage() || !wb.GetPackAsBytes() {
+			t.Errorf("%s: filter with_request_body = %v", preset, wb)
+		}
+		if !hcm.GetNormalizePath().GetValue() || !hcm.GetMergeSlashes() {
+			t.Errorf("%s: paths not normalized", preset)
+		}
+		routes, _ := envoy.PresetRoutes(preset)
+		bodyRoutes := map[string]bool{}
+		for _, r := range routes {
+			bodyRoutes[r.Name] = r.Body
+		}
+		for _, r := range hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes() {
+			var pr extauthzv3.ExtAuthzPerRoute
+			if cfg := r.GetTypedPerFilterConfig()[envoy.ExtAuthzFilter]; cfg != nil {
+				if err := cfg.UnmarshalTo(&pr); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wb := pr.GetCheckSettings().GetWithRequestBody()
+			switch {
+			case bodyRoutes[r.GetName()] && (wb.GetMaxRequestBytes() != 1<<20 || !wb.GetAllowPartialMessage() || !wb.GetPackAsBytes()):
+				t.Errorf("%s: route %s with_request_body = %v", preset, r.GetName(), wb)
+			case !bodyRoutes[r.GetName()] && wb != nil:
+				t.Errorf("%s: route %s overrides the filter's body settings: %v", preset, r.GetName(), wb)
+			}
+		}
 	}
 	for name, o := range map[string]envoy.Options{
 		"unknown preset": {Preset: "keycloak", Upstream: "a:1"},
@@ -133,6 +161,11 @@ func TestPatternRegex(t *testing.T) {
 		{"/**/action/backup", true, []string{"/webconsole/api/Subclient/5/action/backup", "/x/ACTION/Backup"}, []string{"/action/backups"}},
 		{"/ui/login/**", false, []string{"/ui/login", "/ui/login/loginname"}, []string{"/ui/loginx"}},
 		{"/zitadel.*/*", false, []string{"/zitadel.session.v2.SessionService/CreateSession"}, []string{"/other.x/y"}},
+		// Servlet/IIS routes (case-insensitive patterns): path parameters and backslash separators.
+		{"/**/Login", true, []string{"/webconsole/api/Login;jsessionid=ABC", `\webconsole\api\Login`, `/webconsole/api\login;x`,
+			"/webconsole;x/api/Login"}, []string{"/webconsole/api/Loginx", "/webconsole/api/Login;x/y"}},
+		{"/**/action/backup", true, []string{`/webconsole/api/Subclient/5/action;a=b\backup`, "/x/Action/Backup;jsessionid=1/"}, []string{"/x/action/backupx"}},
+		{"/oauth/v2/token", false, nil, []string{"/oauth/v2/token;x", `/oauth\v2\token`}},
 	} {
 		re, err := envoy.PatternRegex(tc.pattern, tc.fold)
 		if err != nil {

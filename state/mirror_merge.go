@@ -43,12 +43,11 @@ type layerEntry struct {
 
 // mirrorState is what a snapshot keeps of a mirrored record.
 type mirrorState struct {
-	id, projectID string // the upstream's own ID (for apps, the app ID), and the project of an app
-	orgID         string
-	disabled      Ops  // orgs: what it disables; a tombstone disables everything
-	deactivated   bool // projects and apps: deactivated or removed
-	clientIDs     []string
-	domains       []string
+	projectID, orgID string
+	disabled         Ops  // orgs: what it disables; a tombstone disables everything
+	deactivated      bool // projects and apps: deactivated or removed
+	clientIDs        []string
+	domains          []string
 }
 
 // layerBuild is the builder's copy-on-write bookkeeping for the layer set.
@@ -161,16 +160,17 @@ func (b *builder) showLayers(k kind, id string, l *layers) {
 	b.show(k, id, item{val: merge(k, id, l), rev: l.local.rev})
 }
 
-// show and hide are the only writes of this file to the visible tables; they keep the app-ID index in step.
+// show and hide are the only writes to the visible tables (local records and merges alike), so the app-ID
+// index derived from the app table always holds what the table holds.
 func (b *builder) show(k kind, id string, it item) {
 	b.shard(k, id)[id] = it
-	if a, ok := it.val.(*AppState); ok {
+	if a, ok := it.val.(*AppState); ok && k == kindApp {
 		b.reindexApp(a.ProjectID, a.ID, a)
 	}
 }
 
 func (b *builder) hide(k kind, id string) {
-	if it, ok := b.s.get(k, id); ok {
+	if it, ok := b.s.get(k, id); ok && k == kindApp {
 		if a, ok := it.val.(*AppState); ok {
 			b.reindexApp(a.ProjectID, a.ID, nil)
 		}
@@ -202,15 +202,14 @@ func merge(k kind, id string, l *layers) any {
 		}
 		return &p
 	case kindApp:
-		a := AppState{}
+		// id is "project/app", the app table's key; the record's ID is the app's own.
+		project, app, _ := strings.Cut(id, "/")
+		a := AppState{ID: app, ProjectID: project}
 		if la, ok := l.local.val.(*AppState); ok {
 			a = *la
 		}
 		for _, m := range l.mirrors {
 			ms := m.val.(*mirrorState)
-			if a.ID == "" {
-				a.ID = ms.id // the app's own ID, whatever the snapshot keys apps by
-			}
 			a.Deactivated = a.Deactivated || ms.deactivated
 			if a.ProjectID == "" {
 				a.ProjectID = ms.projectID
@@ -295,7 +294,7 @@ func (b *builder) putMirror(key string, value []byte, rev int64) error {
 	ms, err := decodeMirror(source, mk, projectID, id, value)
 	if err != nil {
 		err = fmt.Errorf("decode %s: %w", key, err)
-		ms = &mirrorState{id: id, projectID: projectID, disabled: OpsAll, deactivated: true}
+		ms = &mirrorState{projectID: projectID, disabled: OpsAll, deactivated: true}
 		if prev != nil {
 			ms.orgID, ms.clientIDs, ms.domains = prev.orgID, prev.clientIDs, prev.domains
 		}
@@ -366,7 +365,7 @@ func (b *builder) reindexMirror(ref string, rev int64, mk MirrorKind, projectID,
 // decodeMirror reads a stored mirrored record; the key, not the record's fields, says whose it is. It decodes
 // only what decisions need (a relist decodes every record), and refuses values it does not know, which the
 // caller turns into a deny.
-func decodeMirror(_ string, mk MirrorKind, projectID, id string, value []byte) (*mirrorState, error) {
+func decodeMirror(_ string, mk MirrorKind, projectID, _ string, value []byte) (*mirrorState, error) {
 	var j struct {
 		OrgID       string   `json:"orgId"`
 		Disabled    string   `json:"disabled"`
@@ -378,7 +377,7 @@ func decodeMirror(_ string, mk MirrorKind, projectID, id string, value []byte) (
 	if err := json.Unmarshal(value, &j); err != nil {
 		return nil, err
 	}
-	ms := &mirrorState{id: id, projectID: projectID, orgID: j.OrgID, deactivated: j.Deactivated || j.Removed}
+	ms := &mirrorState{projectID: projectID, orgID: j.OrgID, deactivated: j.Deactivated || j.Removed}
 	if j.Disabled != "" && j.Disabled != "none" {
 		ops, err := ParseOps(j.Disabled)
 		if err != nil {

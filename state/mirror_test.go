@@ -256,7 +256,7 @@ func TestMirrorDenyWinsThroughReplica(t *testing.T) {
 	if o := snap.Org("L"); o == nil || o.Disabled != state.OpLogin|state.OpToken {
 		t.Fatalf("org L = %+v, want local login + mirrored token", o)
 	}
-	if a := snap.App("p", "la"); a == nil || !a.Deactivated {
+	if a := snap.Apps("la"); a == nil || !a.Deactivated {
 		t.Fatalf("app la = %+v: the mirrored 'active' undid the local deactivation", a)
 	}
 	if d := snap.Domain("m.example"); d == nil || d.OrgID != "M" {
@@ -287,7 +287,7 @@ func TestMirrorDenyWinsThroughReplica(t *testing.T) {
 	if o := snap.Org("L"); o == nil || o.Disabled != 0 {
 		t.Fatalf("org L = %+v, want active in both layers", o)
 	}
-	if a := snap.App("p", "la"); a == nil || !a.Deactivated {
+	if a := snap.Apps("la"); a == nil || !a.Deactivated {
 		t.Fatalf("app la = %+v", a)
 	}
 	if _, err := s.GetApp(ctx, "p", "la"); err != nil {
@@ -295,7 +295,7 @@ func TestMirrorDenyWinsThroughReplica(t *testing.T) {
 	}
 	// A relist builds the same merge from scratch (mirror keys sort before orgs: order must not matter).
 	r2 := startReplica(t, cli, state.ReplicaConfig{})
-	if a := r2.Snapshot().App("p", "la"); a == nil || !a.Deactivated {
+	if a := r2.Snapshot().Apps("la"); a == nil || !a.Deactivated {
 		t.Fatalf("relisted app la = %+v", a)
 	}
 	if o := r2.Snapshot().Org("M"); o == nil || o.Disabled != state.OpLogin|state.OpToken {
@@ -340,7 +340,7 @@ func TestMirrorTombstoneDeniesUntilPruned(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("pruned %d, %v", n, err)
 	}
-	eventually(t, "prune applied", func() bool { return r.Snapshot().App("p", "a") == nil })
+	eventually(t, "prune applied", func() bool { return r.Snapshot().Apps("a") == nil })
 	snap = r.Snapshot()
 	if c := snap.Client("a@p"); c != nil {
 		t.Fatalf("pruned app's client still indexed: %+v", c)
@@ -348,7 +348,7 @@ func TestMirrorTombstoneDeniesUntilPruned(t *testing.T) {
 	if o := snap.Org("O"); o == nil || o.Disabled != state.OpsAll {
 		t.Fatalf("recent org tombstone = %+v", o)
 	}
-	if a := snap.App("p", "b"); a == nil || a.Deactivated {
+	if a := snap.Apps("b"); a == nil || a.Deactivated {
 		t.Fatalf("app b = %+v", a)
 	}
 }

@@ -2,6 +2,8 @@ package state
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -21,19 +24,39 @@ type NodeReporterConfig struct {
 	NodeID  string
 	Version string
 	Logger  *slog.Logger
-	// TTL of the node's lease [10s]: a node that stops without revoking disappears after it.
+	// TTL of the node's lease [10s, at least 5s]: a node that stops without revoking disappears after it, and a
+	// node that cannot renew it stops deciding a margin before it expires (see Fenced).
 	TTL time.Duration
 	// Heartbeat rewrites the record this often even without changes, so its staleness stays current [10s].
 	Heartbeat time.Duration
 }
 
+// ErrNodeIDInUse is returned by Run when another running instance holds this node ID's record past one lease
+// TTL: two gateways sharing an ID would share one record, and a write could be confirmed for both by either.
+var ErrNodeIDInUse = errors.New("node ID in use by another running instance")
+
 // NodeReporter keeps this gateway node's record under NodesPrefix, on a lease, with the replica's applied
 // revision. Writes are coalesced: at most one is in flight, and the next one carries the latest revision.
+//
+// The record is this instance's alone: it carries a random instance ID, it is created only if absent, and it is
+// rewritten only while it is still the one this instance created, so a second process with the same node ID
+// can neither share nor remove it (it waits one lease TTL for a crashed predecessor's record to expire, then
+// Run returns ErrNodeIDInUse).
+//
+// The reporter also fences the node: Fenced turns true once the node can no longer prove, on its own monotonic
+// clock, that its record is alive in the registry. Writers count a node while its record lives, and stop
+// counting it when the lease expires; a fenced node refuses to decide, so a node that drops out of the count
+// (frozen, cut from etcd) has already stopped answering.
 type NodeReporter struct {
 	cfg            NodeReporterConfig
 	log            *slog.Logger
+	instance       string
 	registered     chan struct{}
 	registeredOnce sync.Once
+
+	epoch time.Time
+	// fence is the monotonic time (nanoseconds since epoch) until which the node may decide; 0 = fenced.
+	fence atomic.Int64
 }
 
 // NewNodeReporter validates the node ID and returns a reporter; Run starts it.
@@ -41,8 +64,11 @@ func NewNodeReporter(cfg NodeReporterConfig) (*NodeReporter, error) {
 	if err := ValidateID("node", cfg.NodeID); err != nil {
 		return nil, err
 	}
-	if cfg.TTL < 5*time.Second {
+	if cfg.TTL == 0 {
 		cfg.TTL = 10 * time.Second
+	}
+	if cfg.TTL < 5*time.Second || cfg.TTL%time.Second != 0 {
+		return nil, fmt.Errorf("node lease TTL %v: want whole seconds, at least 5s", cfg.TTL)
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 10 * time.Second
@@ -50,20 +76,58 @@ func NewNodeReporter(cfg NodeReporterConfig) (*NodeReporter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &NodeReporter{cfg: cfg, log: cfg.Logger.With("component", "node-reporter"), registered: make(chan struct{})}, nil
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, err
+	}
+	return &NodeReporter{
+		cfg: cfg, log: cfg.Logger.With("component", "node-reporter"), instance: hex.EncodeToString(id[:]),
+		registered: make(chan struct{}), epoch: time.Now(),
+	}, nil
 }
 
-// Registered is closed once the node's record is first written. A gateway should not take traffic before:
-// writers only wait for nodes in the registry, so a node serving before it registers could miss the
-// confirmation of a write it has not applied yet.
+// Registered is closed once the node's record is first written and the replica has applied every write made
+// before it. A gateway should not take traffic before: writers only wait for nodes in the registry.
 func (n *NodeReporter) Registered() <-chan struct{} { return n.registered }
 
-// Run reports until ctx ends, then revokes the lease so the node leaves the registry at once.
+// Instance is this reporter's random instance ID, as written in its record.
+func (n *NodeReporter) Instance() string { return n.instance }
+
+// Fenced reports whether the node must refuse to decide: it is true until the node is registered and its
+// replica holds every write made before the registration, and again from FenceBound after the last moment the
+// node knew its lease alive (when the keep-alive that proved it was sent, not when the answer came, so a
+// freeze in between cannot extend it). FenceBound is shorter than the lease TTL, so by the time etcd expires
+// the lease and writers stop counting the node, it has stopped deciding. Safe on the hot path: one monotonic
+// clock read and one atomic load.
+func (n *NodeReporter) Fenced() bool { return int64(time.Since(n.epoch)) >= n.fence.Load() }
+
+// FenceBound is how long after a keep-alive was sent the node keeps deciding without another: the granted TTL
+// less a margin for clock-rate differences between this node and etcd's leader (a tenth, at least one second).
+func FenceBound(ttl time.Duration) time.Duration { return ttl - max(ttl/10, time.Second) }
+
+func (n *NodeReporter) now() int64 { return int64(time.Since(n.epoch)) }
+
+// Run reports until ctx ends, then revokes the lease so the node leaves the registry at once. It returns
+// ErrNodeIDInUse (wrapped, naming the node) if another live instance holds the node ID; other errors are
+// retried.
 func (n *NodeReporter) Run(ctx context.Context) error {
 	if err := n.cfg.Replica.WaitReady(ctx); err != nil {
 		return nil
 	}
-	untilDone(ctx, n.log, "node registration lost, registering again", 500*time.Millisecond, n.session)
+	for ctx.Err() == nil {
+		err := n.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrNodeIDInUse) {
+			return err
+		}
+		n.log.Warn("node registration lost, registering again", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 	return nil
 }
 
@@ -82,9 +146,15 @@ func untilDone(ctx context.Context, log *slog.Logger, msg string, pause time.Dur
 	}
 }
 
-// session holds one lease and writes the record until the lease is lost or ctx ends.
+// session registers with a new lease and keeps the record and the fence up until the lease or the record is
+// lost or ctx ends. The node is fenced whenever no session is open.
 func (n *NodeReporter) session(ctx context.Context) error {
 	cli := n.cfg.Client
+	key := NodeKey(n.cfg.NodeID)
+	if err := n.awaitFree(ctx); err != nil {
+		return err
+	}
+	asked := n.now()
 	lease, err := cli.Grant(ctx, int64(n.cfg.TTL/time.Second))
 	if err != nil {
 		return fmt.Errorf("grant lease: %w", err)
@@ -94,19 +164,46 @@ func (n *NodeReporter) session(ctx context.Context) error {
 		_, _ = cli.Revoke(rctx, lease.ID)
 		cancel()
 	}()
-	kctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ka, err := cli.KeepAlive(kctx, lease.ID)
+	defer n.fence.Store(0) // runs before the revoke: stop deciding before leaving the registry
+	// The lease lives at least until asked + its TTL: etcd granted it after we asked.
+	proof := asked + int64(FenceBound(time.Duration(lease.TTL)*time.Second))
+
+	rev := n.cfg.Replica.AppliedRevision()
+	b, err := n.record(rev)
 	if err != nil {
-		return fmt.Errorf("keep lease alive: %w", err)
+		return err
 	}
+	resp, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, b, clientv3.WithLease(lease.ID))).Commit()
+	if err != nil {
+		return fmt.Errorf("register node: %w", err)
+	}
+	if !resp.Succeeded {
+		return errors.New("another instance registered the node ID meanwhile")
+	}
+	created, written := resp.Header.Revision, rev
+
+	// Until the replica has applied the registration's revision, a write made while the node was not yet (or no
+	// longer) registered may be missing from it and was confirmed without it: stay fenced until then.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	caughtUp := make(chan error, 1)
+	go func() { caughtUp <- n.cfg.Replica.WaitApplied(sctx, created) }()
+	defer func() { cancel(); <-caughtUp }()
+	gate, open := caughtUp, false
+
+	bound := FenceBound(time.Duration(lease.TTL) * time.Second)
+	keepalive := time.NewTicker(bound / 3)
+	defer keepalive.Stop()
 	heartbeat := time.NewTicker(n.cfg.Heartbeat)
 	defer heartbeat.Stop()
-	var written int64 = -1
 	for {
+		if open {
+			n.fence.Store(proof)
+		}
 		changed := n.cfg.Replica.Changed()
 		if rev := n.cfg.Replica.AppliedRevision(); rev != written {
-			if err := n.write(ctx, lease.ID, rev); err != nil {
+			if err := n.write(ctx, lease.ID, created, rev); err != nil {
 				return err
 			}
 			written = rev
@@ -115,9 +212,30 @@ func (n *NodeReporter) session(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case _, ok := <-ka:
-			if !ok {
-				return errors.New("lease keep-alive ended")
+		case err := <-gate:
+			gate = nil
+			caughtUp <- err // for the deferred receive
+			if err != nil {
+				return err
+			}
+			open = true
+			n.registeredOnce.Do(func() { close(n.registered) })
+		case <-keepalive.C:
+			asked := n.now()
+			kctx, kcancel := context.WithTimeout(ctx, bound/3)
+			ka, err := cli.KeepAliveOnce(kctx, lease.ID)
+			kcancel()
+			switch {
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case errors.Is(err, rpctypes.ErrLeaseNotFound):
+				return fmt.Errorf("lease expired: %w", err)
+			case err != nil:
+				n.log.Warn("lease keep-alive failed", "err", err) // the fence runs out if this goes on
+			case ka.TTL <= 0:
+				return errors.New("lease expired")
+			default:
+				proof = max(proof, asked+int64(FenceBound(time.Duration(ka.TTL)*time.Second)))
 			}
 		case <-changed:
 		case <-heartbeat.C:
@@ -126,18 +244,78 @@ func (n *NodeReporter) session(ctx context.Context) error {
 	}
 }
 
-func (n *NodeReporter) write(ctx context.Context, lease clientv3.LeaseID, rev int64) error {
+// awaitFree returns once no record holds the node ID, or the one there is this instance's (left by a session
+// whose revoke failed; it is removed). A record of another instance is waited for up to its lease's TTL and two
+// seconds: a crashed predecessor's expires by then, a live one is renewed and makes this ErrNodeIDInUse.
+func (n *NodeReporter) awaitFree(ctx context.Context) error {
+	cli := n.cfg.Client
+	key := NodeKey(n.cfg.NodeID)
+	var deadline time.Time
+	for {
+		resp, err := cli.Get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("read node record: %w", err)
+		}
+		if len(resp.Kvs) == 0 {
+			return nil
+		}
+		kv := resp.Kvs[0]
+		var other Node
+		_ = json.Unmarshal(kv.Value, &other)
+		if other.Instance == n.instance {
+			_, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).Then(clientv3.OpDelete(key)).Commit()
+			if err != nil {
+				return fmt.Errorf("remove own stale node record: %w", err)
+			}
+			continue
+		}
+		if deadline.IsZero() {
+			wait := n.cfg.TTL
+			if kv.Lease != 0 {
+				if ttl, err := cli.TimeToLive(ctx, clientv3.LeaseID(kv.Lease)); err == nil && ttl.GrantedTTL > 0 {
+					wait = time.Duration(ttl.GrantedTTL) * time.Second
+				}
+			}
+			// etcd revokes expired leases in batches; the margin covers that delay.
+			deadline = time.Now().Add(wait + 2*time.Second)
+			n.log.Warn("node ID registered by another instance; waiting for its lease to expire",
+				"node", n.cfg.NodeID, "other_instance", other.Instance, "wait", wait)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: node ID %q is registered by another running deactd (instance %s, version %s); give every gateway its own --node-id",
+				ErrNodeIDInUse, n.cfg.NodeID, other.Instance, other.Version)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (n *NodeReporter) record(rev int64) (string, error) {
 	b, err := json.Marshal(Node{
-		ID: n.cfg.NodeID, AppliedRevision: rev, SyncedAt: time.Now().UTC(),
+		ID: n.cfg.NodeID, Instance: n.instance, AppliedRevision: rev, SyncedAt: time.Now().UTC(),
 		StalenessMs: n.cfg.Replica.Staleness().Milliseconds(), Version: n.cfg.Version,
 	})
+	return string(b), err
+}
+
+// write rewrites the record, only while it is still the one this session created.
+func (n *NodeReporter) write(ctx context.Context, lease clientv3.LeaseID, created, rev int64) error {
+	b, err := n.record(rev)
 	if err != nil {
 		return err
 	}
-	if _, err := n.cfg.Client.Put(ctx, NodeKey(n.cfg.NodeID), string(b), clientv3.WithLease(lease)); err != nil {
+	key := NodeKey(n.cfg.NodeID)
+	resp, err := n.cfg.Client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", created)).
+		Then(clientv3.OpPut(key, b, clientv3.WithLease(lease))).Commit()
+	if err != nil {
 		return fmt.Errorf("write node record: %w", err)
 	}
-	n.registeredOnce.Do(func() { close(n.registered) })
+	if !resp.Succeeded {
+		return errors.New("node record lost (expired, or taken by another instance)")
+	}
 	return nil
 }
 
@@ -248,10 +426,13 @@ type Confirmation struct {
 	Waited    time.Duration `json:"-"`
 	WaitedMs  float64       `json:"waitedMs"`
 	Pending   []string      `json:"pending,omitempty"` // nodes that had not applied it
+	// NotNeeded marks a write no gateway reads (outside StatePrefix, such as admin tokens): nothing was waited
+	// for, and Confirmed and Total are 0.
+	NotNeeded bool `json:"notNeeded,omitempty"`
 }
 
-// Complete reports whether every live node confirmed.
-func (c Confirmation) Complete() bool { return c.Confirmed == c.Total }
+// Complete reports whether every live node confirmed (trivially for a write no gateway reads).
+func (c Confirmation) Complete() bool { return c.NotNeeded || c.Confirmed == c.Total }
 
 // WaitApplied returns when every live gateway node has applied revision rev (nil error), or when ctx ends
 // (ctx's error, with how many had). Nodes that leave the registry while it waits stop counting.

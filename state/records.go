@@ -316,6 +316,7 @@ type Account struct {
 // Node is a gateway node's report of what it has applied. It lives on a lease: a dead node disappears.
 type Node struct {
 	ID              string    `json:"id"`
+	Instance        string    `json:"instance,omitempty"` // random per process: tells two holders of one ID apart
 	AppliedRevision int64     `json:"appliedRevision"`
 	SyncedAt        time.Time `json:"syncedAt"`
 	StalenessMs     int64     `json:"stalenessMs"`

@@ -23,8 +23,9 @@ type ReplicaConfig struct {
 	Client   *clientv3.Client
 	Logger   *slog.Logger
 	PageSize int64 // records per list page when the server cannot stream a range (etcd < 3.7) [5000]
-	// ProgressInterval is how often the replica asks etcd to confirm it is current [500ms]; staleness stays
-	// below about this value while etcd is reachable.
+	// ProgressInterval is how often the replica learns etcd's committed revision and asks to be confirmed
+	// current up to it [500ms]; staleness stays below about this value plus one round trip while etcd is
+	// reachable and the replica keeps up.
 	ProgressInterval time.Duration
 	// ResyncInterval is the period of the anti-entropy relist [10m]; negative disables it.
 	ResyncInterval time.Duration
@@ -42,8 +43,11 @@ type Replica struct {
 	snap  atomic.Pointer[Snapshot]
 	epoch time.Time
 
-	applied     atomic.Int64 // highest revision etcd confirmed we hold everything up to
-	lastContact atomic.Int64 // nanoseconds since epoch (monotonic) of the last confirmation; 0 = never
+	applied atomic.Int64 // highest revision etcd confirmed we hold everything up to
+	// currentAt is the latest moment (monotonic nanoseconds since epoch) as of which the replica is known to
+	// hold everything etcd had committed: the time a linearizable read was sent whose revision the replica has
+	// since applied. 0 = never.
+	currentAt   atomic.Int64
 	relists     atomic.Int64
 	corrections atomic.Int64
 	badRecords  atomic.Int64
@@ -51,9 +55,21 @@ type Replica struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced whenever the snapshot changes
+	mu       sync.Mutex
+	changed  chan struct{}  // closed and replaced whenever the snapshot changes
+	advanced chan struct{}  // closed and replaced whenever the applied revision moves
+	targets  []currencyMark // revisions learned from etcd that the replica has not applied yet, oldest first
 }
+
+// currencyMark is a committed revision of etcd and the moment it was asked for: once the replica has applied
+// rev, it holds everything etcd had committed at time at.
+type currencyMark struct {
+	rev int64
+	at  int64 // monotonic nanoseconds since the replica's epoch
+}
+
+// maxCurrencyMarks bounds the marks kept while the replica lags; dropping the oldest only overstates staleness.
+const maxCurrencyMarks = 1024
 
 // NewReplica returns a replica; call Run to start syncing.
 func NewReplica(cfg ReplicaConfig) *Replica {
@@ -74,7 +90,7 @@ func NewReplica(cfg ReplicaConfig) *Replica {
 	}
 	return &Replica{
 		cfg: cfg, log: cfg.Logger.With("component", "replica"), epoch: time.Now(),
-		ready: make(chan struct{}), changed: make(chan struct{}),
+		ready: make(chan struct{}), changed: make(chan struct{}), advanced: make(chan struct{}),
 	}
 }
 
@@ -104,11 +120,32 @@ func (r *Replica) WaitReady(ctx context.Context) error {
 // AppliedRevision is the etcd revision up to which this replica holds every change.
 func (r *Replica) AppliedRevision() int64 { return r.applied.Load() }
 
-// Staleness is the time since etcd last confirmed this replica was current (a watch event or a progress
-// notification). Before the first confirmation it is the time since the replica was created.
+// Staleness bounds how far behind etcd's committed state the snapshot may be: the replica holds every write
+// etcd had committed Staleness ago. It is measured from the moment the replica asked etcd for its committed
+// revision (a linearizable read, every ProgressInterval) to now, once the replica has applied that revision;
+// so a replica that receives events but lags behind a burst of writes shows its real lag, and a replica
+// frozen between the question and the answer cannot make itself look fresher. Before the first list is
+// applied it is the time since the replica was created. Safe on the hot path: one atomic load, one clock read.
 func (r *Replica) Staleness() time.Duration {
-	last := r.lastContact.Load()
-	return time.Since(r.epoch) - time.Duration(last)
+	return time.Since(r.epoch) - time.Duration(r.currentAt.Load())
+}
+
+// WaitApplied blocks until the replica has applied rev (AppliedRevision ≥ rev) or ctx ends. Revisions of writes
+// outside StatePrefix are reached through progress notifications, within about one ProgressInterval.
+func (r *Replica) WaitApplied(ctx context.Context, rev int64) error {
+	for {
+		r.mu.Lock()
+		advanced := r.advanced
+		r.mu.Unlock()
+		if r.applied.Load() >= rev {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-advanced:
+		}
+	}
 }
 
 // Changed returns a channel that is closed at the next snapshot change.
@@ -160,6 +197,7 @@ func (r *Replica) Run(ctx context.Context) error {
 // relist reads the whole state at one linearizable revision and swaps it in. It streams the range where the
 // server supports it (etcd ≥ 3.7), and otherwise reads it in pages, all at the revision of the first page.
 func (r *Replica) relist(ctx context.Context) (int64, error) {
+	asked := r.now() // the list is a linearizable read: everything committed before now is in it
 	b := newBuilder(nil)
 	seen := 0
 	add := func(kvs []*mvccpb.KeyValue) {
@@ -199,6 +237,7 @@ func (r *Replica) relist(ctx context.Context) (int64, error) {
 	}
 	r.relists.Add(1)
 	r.publish(b.s, rev)
+	r.markCurrent(asked)
 	if n := b.s.Len(); n >= bigList {
 		// A list of this size leaves as much garbage as it keeps (pages, decoded JSON, the old snapshot); give
 		// it back now rather than carry twice the live heap until the GC would next run.
@@ -258,10 +297,14 @@ func (r *Replica) listPages(ctx context.Context, add func([]*mvccpb.KeyValue)) (
 
 // watch applies changes after rev until the watch breaks, is compacted, or the resync interval passes.
 func (r *Replica) watch(ctx context.Context, rev int64) error {
+	var probes sync.WaitGroup
+	defer probes.Wait() // runs after cancel below: a probe ends with wctx
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	cli := r.cfg.Client
 	wch := cli.Watch(wctx, StatePrefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
+
+	var probing atomic.Bool
 
 	progress := time.NewTicker(r.cfg.ProgressInterval)
 	defer progress.Stop()
@@ -278,11 +321,16 @@ func (r *Replica) watch(ctx context.Context, rev int64) error {
 		case <-resync:
 			return errResync
 		case <-progress.C:
-			// Asks the server to confirm, on this watch stream, that we have seen everything; the answer is a
-			// progress notification handled below. A failure shows up as growing staleness.
-			pctx, pcancel := context.WithTimeout(wctx, r.cfg.ProgressInterval)
-			_ = cli.RequestProgress(pctx)
-			pcancel()
+			// One probe at a time, off this loop, so that a slow etcd neither blocks applying events nor piles up
+			// requests. A failed probe shows up as growing staleness.
+			if probing.CompareAndSwap(false, true) {
+				probes.Add(1)
+				go func() {
+					defer probes.Done()
+					defer probing.Store(false)
+					r.probe(wctx)
+				}()
+			}
 		case resp, ok := <-wch:
 			if !ok {
 				return errors.New("watch channel closed")
@@ -337,13 +385,73 @@ func (r *Replica) publish(s *Snapshot, rev int64) {
 	r.mu.Unlock()
 }
 
-// confirm records that etcd has told us we hold everything up to rev, now.
+// probe learns etcd's committed revision with a linearizable read and asks, on the watch stream wctx, to be
+// confirmed current up to it (the answer is a progress notification, which also covers writes outside
+// StatePrefix). The time is taken before the read is sent: once the replica has applied the revision, it
+// holds everything committed before that time.
+func (r *Replica) probe(wctx context.Context) {
+	asked := r.now()
+	gctx, cancel := context.WithTimeout(wctx, probeTimeout)
+	defer cancel()
+	resp, err := r.cfg.Client.Get(gctx, StatePrefix) // one key no record uses: the answer is just the header
+	if err != nil {
+		return
+	}
+	r.expect(resp.Header.Revision, asked)
+	_ = r.cfg.Client.RequestProgress(gctx)
+}
+
+// probeTimeout bounds one probe; until it ends no other is sent.
+const probeTimeout = 5 * time.Second
+
+func (r *Replica) now() int64 { return int64(time.Since(r.epoch)) }
+
+// expect records that etcd had committed rev at time at (monotonic, since epoch).
+func (r *Replica) expect(rev, at int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.applied.Load() >= rev {
+		r.markCurrent(at)
+		return
+	}
+	if len(r.targets) >= maxCurrencyMarks {
+		r.targets = r.targets[1:]
+	}
+	r.targets = append(r.targets, currencyMark{rev: rev, at: at})
+}
+
+// markCurrent moves currentAt forward to at; it never goes back.
+func (r *Replica) markCurrent(at int64) {
+	for {
+		cur := r.currentAt.Load()
+		if at <= cur || r.currentAt.CompareAndSwap(cur, at) {
+			return
+		}
+	}
+}
+
+// confirm records that etcd has told us we hold everything up to rev: it settles the currency marks rev
+// reaches and wakes WaitApplied.
 func (r *Replica) confirm(rev int64) {
 	for {
 		cur := r.applied.Load()
-		if rev <= cur || r.applied.CompareAndSwap(cur, rev) {
+		if rev <= cur {
+			return
+		}
+		if r.applied.CompareAndSwap(cur, rev) {
 			break
 		}
 	}
-	r.lastContact.Store(int64(time.Since(r.epoch)))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for n < len(r.targets) && r.targets[n].rev <= rev {
+		n++
+	}
+	if n > 0 {
+		r.markCurrent(r.targets[n-1].at)
+		r.targets = append(r.targets[:0], r.targets[n:]...)
+	}
+	close(r.advanced)
+	r.advanced = make(chan struct{})
 }

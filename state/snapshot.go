@@ -16,10 +16,10 @@ import (
 type Snapshot struct {
 	revision int64 // revision of the newest change this snapshot contains
 	tables   [nKinds]table
-	layers   *layerSet // the mirrored layers of subjects some source mirrors (mirror_merge.go); nil if none
 	// appIDs indexes the app table (keyed "project/app") by app ID: each item holds an *AppSet. It is derived,
 	// so it is not counted as records.
 	appIDs table
+	layers   *layerSet // the mirrored layers of subjects some source mirrors (mirror_merge.go); nil if none
 }
 
 const (
@@ -285,10 +285,7 @@ func (b *builder) put(key string, value []byte, rev int64) error {
 			return err
 		}
 	}
-	b.shard(k, id)[id] = item{val: v, rev: rev}
-	if a, ok := v.(*AppState); ok {
-		b.reindexApp(a.ProjectID, a.ID, a)
-	}
+	b.show(k, id, item{val: v, rev: rev})
 	b.relayer(k, id)
 	b.bump(rev)
 	return err
@@ -308,10 +305,7 @@ func (b *builder) del(key string, rev int64) {
 	if !ok || it.rev >= rev {
 		return
 	}
-	if a, ok := it.val.(*AppState); ok {
-		b.reindexApp(a.ProjectID, a.ID, nil)
-	}
-	delete(b.shard(k, id), id)
+	b.hide(k, id)
 	b.relayer(k, id)
 	b.bump(rev)
 }

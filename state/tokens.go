@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -31,6 +32,22 @@ type Token struct {
 	Created   time.Time `json:"created"`
 	CreatedBy string    `json:"createdBy,omitempty"`
 }
+
+// RevokedTokensPrefix holds one record per revoked token hash. It is kept for good: a revoked secret can never
+// become a token again, whoever presents it (a restart with the same --admin-token, an import, a replayed create).
+const RevokedTokensPrefix = Prefix + "revoked-tokens/"
+
+// ErrRevoked is returned when a token is created with a hash that was revoked before.
+var ErrRevoked = errors.New("token was revoked")
+
+// Revocation is the record DeleteToken leaves under RevokedTokensPrefix.
+type Revocation struct {
+	RevokedAt time.Time `json:"revokedAt"`
+	RevokedBy string    `json:"revokedBy,omitempty"`
+	Name      string    `json:"name,omitempty"`
+}
+
+func revokedKey(hash string) string { return RevokedTokensPrefix + hash }
 
 // HashToken returns the hex SHA-256 of a token secret, the form tokens are stored and looked up by.
 func HashToken(secret string) string {
@@ -96,7 +113,7 @@ func (t *Token) Validate() error {
 }
 
 // CreateToken stores a new token record, with an audit entry. It fails with ErrConflict when a token with the
-// same hash exists (the secret was reused).
+// same hash exists (the secret was reused), and with ErrRevoked when that hash was revoked before.
 func (s *Store) CreateToken(ctx context.Context, t Token, c Change) (Result, error) {
 	if err := t.Validate(); err != nil {
 		return Result{}, err
@@ -117,12 +134,16 @@ func (s *Store) CreateToken(ctx context.Context, t Token, c Change) (Result, err
 	if err != nil {
 		return Result{}, err
 	}
-	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(b)), audit).Commit()
+	revoked := revokedKey(t.Hash)
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0), clientv3.Compare(clientv3.CreateRevision(revoked), "=", 0)).
+		Then(clientv3.OpPut(key, string(b)), audit).Else(clientv3.OpGet(revoked, clientv3.WithCountOnly())).Commit()
 	if err != nil {
 		return Result{}, fmt.Errorf("commit %s: %w", key, err)
 	}
 	if !resp.Succeeded {
+		if resp.Responses[0].GetResponseRange().Count > 0 {
+			return Result{}, fmt.Errorf("token %.12s: %w", t.Hash, ErrRevoked)
+		}
 		return Result{}, fmt.Errorf("token %.12s exists: %w", t.Hash, ErrConflict)
 	}
 	return Result{Revision: resp.Header.Revision, ChangedAt: now, OrgID: t.HomeOrg}, nil
@@ -141,7 +162,20 @@ func (s *Store) ListTokens(ctx context.Context, after string, limit int64) (Page
 	return list[Token](ctx, s, TokensPrefix, after, limit)
 }
 
-// DeleteToken revokes the token with the given hash; an unknown one is ErrNotFound.
+// TokenRevoked reports whether the token with the given hash was revoked (DeleteToken).
+func (s *Store) TokenRevoked(ctx context.Context, hash string) (bool, error) {
+	if len(hash) != sha256.Size*2 {
+		return false, fmt.Errorf("%w: token hash must be %d hex characters", ErrInvalidID, sha256.Size*2)
+	}
+	resp, err := s.cli.Get(ctx, revokedKey(hash), clientv3.WithCountOnly())
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", revokedKey(hash), err)
+	}
+	return resp.Count > 0, nil
+}
+
+// DeleteToken revokes the token with the given hash; an unknown one is ErrNotFound. It leaves a revocation
+// record in the same transaction, so the hash can never be created again (CreateToken fails with ErrRevoked).
 func (s *Store) DeleteToken(ctx context.Context, hash string, c Change) (Result, error) {
 	cur, err := s.GetToken(ctx, hash)
 	if err != nil {
@@ -154,8 +188,9 @@ func (s *Store) DeleteToken(ctx context.Context, hash string, c Change) (Result,
 	if err != nil {
 		return Result{}, err
 	}
+	rev, _ := json.Marshal(Revocation{RevokedAt: now, RevokedBy: c.Actor, Name: cur.Record.Name})
 	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", cur.Revision)).
-		Then(clientv3.OpDelete(key), audit).Commit()
+		Then(clientv3.OpDelete(key), clientv3.OpPut(revokedKey(hash), string(rev)), audit).Commit()
 	if err != nil {
 		return Result{}, fmt.Errorf("commit %s: %w", key, err)
 	}

@@ -312,7 +312,11 @@ func (c *cli) send(ctx context.Context, method, path string, body any) error {
 func printWrite(out io.Writer, w admin.WriteResult) {
 	t := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(t, "REVISION\tORG\tCHANGED AT\tCONFIRMED\tWAITED")
-	fmt.Fprintf(t, "%d\t%s\t%s\t%d/%d\t%.1fms\n", w.Revision, w.OrgID, stamp(w.ChangedAt), w.Confirmation.Confirmed, w.Confirmation.Total, w.Confirmation.WaitedMs)
+	confirmed := fmt.Sprintf("%d/%d", w.Confirmation.Confirmed, w.Confirmation.Total)
+	if w.Confirmation.NotNeeded {
+		confirmed = admin.ConfirmNotNeeded // a token write: no gateway holds tokens
+	}
+	fmt.Fprintf(t, "%d\t%s\t%s\t%s\t%.1fms\n", w.Revision, w.OrgID, stamp(w.ChangedAt), confirmed, w.Confirmation.WaitedMs)
 	t.Flush()
 	if len(w.Confirmation.Pending) > 0 {
 		fmt.Fprintf(out, "not yet applied by: %s\n", strings.Join(w.Confirmation.Pending, ", "))

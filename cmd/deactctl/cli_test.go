@@ -140,7 +140,11 @@ func TestDeactctl(t *testing.T) {
 		t.Errorf("app status printed %q", r.stdout)
 	}
 	must(deactctl(t, addr, secret, "reactivate", "app", "p1", "a1"))
-	r = must(deactctl(t, addr, secret, "nodes"))
+	// The node registry is for all-orgs tokens only.
+	if r = deactctl(t, addr, secret, "nodes"); r.code != 1 || !strings.Contains(r.stderr, "403") {
+		t.Errorf("nodes with an org-scoped token: %d %q", r.code, r.stderr)
+	}
+	r = must(deactctl(t, addr, rootToken, "nodes"))
 	if !strings.Contains(r.stdout, "node-0") {
 		t.Errorf("nodes printed %q", r.stdout)
 	}

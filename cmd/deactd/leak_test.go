@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"testing"
 
 	"github.com/deact/deact/state/etcdtest"
@@ -8,5 +9,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if path := os.Getenv(dialAsEnv); path != "" {
+		os.Exit(probeDial(path)) // a probe child of TestEmbeddedEtcdIsPrivate, not a test run
+	}
 	goleak.VerifyTestMain(m, etcdtest.LeakOptions()...)
 }

@@ -1,10 +1,12 @@
 // Command deactd is the deact daemon: the ext_authz gRPC server and HTTP check endpoint that enforce
 // deactivations, the admin API that records them, and (by default) an embedded etcd holding them.
-// Every flag can also be set through the environment: --admin-token is DEACT_ADMIN_TOKEN.
+// Every flag can also be set through the environment: --admin-token is DEACT_ADMIN_TOKEN (pass secrets that way
+// or with --admin-token-file, never on the command line).
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -33,7 +35,7 @@ func main() {
 // parse fills a Config from flags, with DEACT_* environment variables for flags not given.
 func parse(args []string) (daemon.Config, error) {
 	var c daemon.Config
-	var etcd, presets, logLevel, logFormat string
+	var etcd, presets, logLevel, logFormat, tokenFile string
 	fs := flag.NewFlagSet("deactd", flag.ContinueOnError)
 	fs.StringVar(&c.DataDir, "data-dir", "./deact-data", "directory for the embedded etcd's data and the generated admin token")
 	fs.StringVar(&c.NodeID, "node-id", "", "this gateway node's ID in the registry (default: host name)")
@@ -46,10 +48,14 @@ func parse(args []string) (daemon.Config, error) {
 	fs.StringVar(&c.AuthzAddr, "authz-addr", "127.0.0.1:9191", "ext_authz gRPC listen address (port 0 picks a free port)")
 	fs.StringVar(&c.HTTPCheckAddr, "http-check-addr", "127.0.0.1:9192", "HTTP check (nginx auth_request) listen address")
 	fs.StringVar(&c.AdminAddr, "admin-addr", "127.0.0.1:8080", "admin API, /healthz, /readyz and /metrics listen address")
+	fs.IntVar(&c.MaxConns, "max-conns", 0, "bound on each listener's open connections; when full, the connection quiet the longest makes room (default: derived from the open-file limit, a reserve kept for etcd)")
+	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 0, "a new connection must send its first request (TLS and HTTP/2 handshakes included) within this (default 5s)")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 0, "close connections that carried no request for this long: HTTP keep-alive and gRPC (default 2m)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve the listeners over TLS with this certificate")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "key of --tls-cert")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "require client certificates signed by this CA (mTLS)")
-	fs.StringVar(&c.AdminToken, "admin-token", "", "bootstrap admin token (default: the one kept in --data-dir, or a new one printed once)")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bootstrap admin token, created only while no all-orgs admin token exists and never once revoked (default: the one kept in --data-dir, or a new one printed once); prefer DEACT_ADMIN_TOKEN or --admin-token-file: every user can read a command line")
+	fs.StringVar(&tokenFile, "admin-token-file", "", "read the bootstrap admin token from this file (e.g. a mounted Secret) instead of --admin-token")
 	fs.DurationVar(&c.ConfirmTimeout, "confirm-timeout", 0, "how long the admin API waits for every gateway node to apply a write (default 2s)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 0, "bound on the etcd calls of one admin request (auth, reads, the write); past it the API answers 503 unavailable (default 5s)")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", 0, "admin nodes delete audit records older than this (default 2160h = 90 days; negative keeps all)")
@@ -57,6 +63,7 @@ func parse(args []string) (daemon.Config, error) {
 	fs.StringVar(&presets, "presets", "zitadel,commvault", "authz route presets to enable (zitadel, commvault; empty for none)")
 	fs.StringVar(&c.RulesFile, "rules", "", "YAML or JSON file of custom authz route rules")
 	fs.StringVar(&c.Staleness, "staleness", "", "per-op staleness policy, e.g. backup=deny-after:5m,login=serve-last-known (default: serve last known state)")
+	fs.DurationVar(&c.NodeTTL, "node-ttl", 0, "lease TTL of this gateway's registry record, whole seconds (default 10s): a gateway that cannot renew it stops deciding a tenth (at least 1s) before it expires")
 	fs.DurationVar(&c.ResyncInterval, "resync-interval", 0, "anti-entropy full relist period (default 10m)")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 0, "on SIGTERM, report NOT_SERVING this long before draining")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 0, "bound on draining in-flight requests (default 10s)")
@@ -81,6 +88,19 @@ func parse(args []string) (daemon.Config, error) {
 	})
 	if envErr != nil {
 		return c, envErr
+	}
+	if tokenFile != "" {
+		if c.AdminToken != "" {
+			return c, errors.New("--admin-token and --admin-token-file exclude each other")
+		}
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return c, fmt.Errorf("--admin-token-file: %w", err)
+		}
+		c.AdminToken = strings.TrimSpace(string(b))
+		if c.AdminToken == "" {
+			return c, fmt.Errorf("--admin-token-file %s is empty", tokenFile)
+		}
 	}
 	c.EtcdEndpoints = splitList(etcd)
 	c.Presets = splitList(presets)

@@ -32,7 +32,8 @@ func startChild(t *testing.T, bin, dataDir string) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(bin, "--data-dir", dataDir, "--node-id", "child",
 		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--admin-token", "child-test-token-0123456789", "--etcd-log-level", "fatal", "--log-level", "warn")
+		"--etcd-log-level", "fatal", "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "DEACT_ADMIN_TOKEN=child-test-token-0123456789")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

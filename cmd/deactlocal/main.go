@@ -21,7 +21,7 @@ func main() {
 	dir := flag.String("dir", "", "data and logs (default: a new temporary directory, removed at exit)")
 	members := flag.Int("etcd-members", 3, "etcd members")
 	gateways := flag.Int("gateways", 3, "gateway nodes")
-	token := flag.String("admin-token", os.Getenv("DEACT_ADMIN_TOKEN"), "admin token (default: generated)")
+	token := flag.String("admin-token", os.Getenv("DEACT_ADMIN_TOKEN"), "admin token (default: DEACT_ADMIN_TOKEN, else generated); prefer the variable: every user can read a command line. Child processes get it through their environment")
 	processes := flag.Bool("processes", false, "run each node as a deactd child process (built from ./cmd/deactd unless --deactd)")
 	deactd := flag.String("deactd", "", "deactd binary for --processes")
 	flag.Parse()

@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -60,6 +62,7 @@ type Node struct {
 	HTTPCheckAddr string // HTTP check (gateways)
 	AdminAddr     string // admin API, /readyz, /metrics
 	LogFile       string
+	PID           int // the child process with Config.Exec, 0 in process
 	stop          func() error
 	once          sync.Once
 }
@@ -109,7 +112,30 @@ func Start(cfg Config) (_ *Cluster, err error) {
 	if c.Admin, err = c.startNode("admin", daemon.RoleAdmin); err != nil {
 		return nil, err
 	}
+	for _, n := range c.Gateways {
+		if err := waitReady(n); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
+}
+
+// waitReady waits until a gateway's /readyz says 200: synced, registered and not fenced, so that it decides.
+func waitReady(n *Node) error {
+	hc := http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if r, err := hc.Get("http://" + n.AdminAddr + "/readyz"); err == nil {
+			r.Body.Close()
+			if r.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready within 60s; see %s", n.ID, n.LogFile)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (c *Cluster) startNode(id, role string) (*Node, error) {
@@ -151,13 +177,18 @@ var (
 	bannerAdmin = regexp.MustCompile(`admin HTTP/gRPC:\s+http://(\S+)`)
 )
 
-// execNode runs a node as a deactd child process and reads its addresses from the banner it prints.
+// execNode runs a node as a deactd child process and reads its addresses from the banner it prints. The admin
+// token goes to the admin node only, through its environment: a command line is readable by every user (ps).
 func (c *Cluster) execNode(id, role string, logFile *os.File) (*Node, error) {
 	cmd := exec.Command(c.cfg.Exec,
 		"--data-dir", filepath.Join(c.Dir, id), "--node-id", id, "--role", role,
-		"--etcd-endpoints", strings.Join(c.Etcd.Endpoints(), ","), "--admin-token", c.AdminToken,
+		"--etcd-endpoints", strings.Join(c.Etcd.Endpoints(), ","),
 		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--log-level", strings.ToLower(c.cfg.LogLevel.String()))
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "DEACT_ADMIN_TOKEN") })
+	if role != daemon.RoleGateway {
+		cmd.Env = append(cmd.Env, "DEACT_ADMIN_TOKEN="+c.AdminToken)
+	}
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -167,7 +198,7 @@ func (c *Cluster) execNode(id, role string, logFile *os.File) (*Node, error) {
 		return nil, fmt.Errorf("%s: %w", id, err)
 	}
 	exited := make(chan error, 1)
-	n := &Node{ID: id, LogFile: logFile.Name()}
+	n := &Node{ID: id, LogFile: logFile.Name(), PID: cmd.Process.Pid}
 	n.stop = func() error {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {

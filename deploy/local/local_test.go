@@ -2,10 +2,13 @@ package local_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +75,19 @@ func testFanOut(t *testing.T, cfg local.Config) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
+	// The admin token is on no child's command line (every user can read those).
+	for _, n := range append(slices.Clone(c.Gateways), c.Admin) {
+		if n.PID == 0 {
+			continue
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", n.PID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(cmdline), c.AdminToken) {
+			t.Errorf("%s has the admin token on its command line", n.ID)
+		}
+	}
 	var clients []authv3.AuthorizationClient
 	for _, addr := range c.AuthzAddrs() {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))

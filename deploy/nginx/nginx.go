@@ -71,11 +71,15 @@ func Render(w io.Writer, o Options) error {
 			return err
 		}
 		for _, r := range rs {
-			// PCRE and RE2 agree on the constructs PatternRegex emits; case folding is nginx's "~*".
-			re, err := envoy.PatternRegex(r.Pattern, false)
+			// PCRE and RE2 agree on the constructs PatternRegex emits; case folding is nginx's "~*". A
+			// case-insensitive (servlet/IIS) route's regex also takes ";params" and '\' separators, which nginx
+			// neither strips nor turns into '/' ($uri decodes "%5C" to '\'). The regex goes into the
+			// configuration double-quoted, where nginx reads "\\" as one backslash.
+			re, err := envoy.PatternRegex(r.Pattern, r.CaseInsensitive)
 			if err != nil {
 				return err
 			}
+			re = strings.ReplaceAll(strings.TrimPrefix(re, "(?i)"), `\`, `\\`)
 			routes = append(routes, route{Name: r.Name, Regex: re, Op: r.Op, CaseInsensitive: r.CaseInsensitive})
 		}
 	}

@@ -1,6 +1,7 @@
 package nginx_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -129,14 +130,10 @@ func do(t *testing.T, method, url string, hdr map[string]string, body string) re
 	return reply{resp.StatusCode, string(b), resp.Header}
 }
 
-// TestNginxEndToEnd: real nginx in front of a small upstream, deciding through deactd's /check, with writes
-// through deact's ZITADEL- and Commvault-compatible admin APIs.
-func TestNginxEndToEnd(t *testing.T) {
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "upstream ok %s %s", r.Method, r.URL.Path)
-	}))
-	t.Cleanup(upstream.Close)
-
+// startDeactd starts a deactd (embedded etcd, all listeners on free ports) and waits until it is ready: synced
+// and registered, so that from then on the admin API waits for it before it answers a write.
+func startDeactd(t *testing.T) (*daemon.Daemon, string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d, err := daemon.Start(ctx, daemon.Config{
 		DataDir: t.TempDir(), NodeID: "edge", AdminToken: token,
@@ -162,6 +159,19 @@ func TestNginxEndToEnd(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+
+	return d, admin
+}
+
+// TestNginxEndToEnd: real nginx in front of a small upstream, deciding through deactd's /check, with writes
+// through deact's ZITADEL- and Commvault-compatible admin APIs.
+func TestNginxEndToEnd(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "upstream ok %s %s", r.Method, r.URL.Path)
+	}))
+	t.Cleanup(upstream.Close)
+
+	d, admin := startDeactd(t)
 
 	edge := startNginx(t, nginx.Options{
 		Upstream: strings.TrimPrefix(upstream.URL, "http://"),
@@ -257,5 +267,99 @@ func TestRenderRejectsBadInput(t *testing.T) {
 	}
 	if err := nginx.Render(&b, nginx.Options{Upstream: "a:1", Tenants: []nginx.Tenant{{Host: "x; evil", OrgID: "1"}}}); err == nil {
 		t.Error("tenant with ';' accepted")
+	}
+}
+
+// rawRequest sends one HTTP/1.1 request exactly as written (a backslash in the path, repeated headers), which
+// net/http would normalize, and returns the status and body.
+func rawRequest(t *testing.T, base, method, target string, headers [][2]string, body string) reply {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: tenant7.backup.test\r\nConnection: close\r\nContent-Length: %d\r\n", method, target, len(body))
+	for _, h := range headers {
+		fmt.Fprintf(&b, "%s: %s\r\n", h[0], h[1])
+	}
+	b.WriteString("\r\n" + body)
+	if _, err := io.WriteString(c, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, string(rb), resp.Header}
+}
+
+// TestNginxOtherSpellings (issue 14 items 2 and 3) through real nginx: Commvault routes spelled with
+// ";jsessionid=…" path parameters, ";x" inside a segment, '\' and "%5C" separators are denied for a tenant
+// whose restores (and logins) are disabled while its backups pass, and a JWT of a deactivated org next to a
+// second Authorization header never reaches the upstream, whichever comes first.
+func TestNginxOtherSpellings(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "upstream ok %s %s", r.Method, r.URL.Path)
+	}))
+	t.Cleanup(upstream.Close)
+	d, admin := startDeactd(t)
+	edge := startNginx(t, nginx.Options{
+		Upstream: strings.TrimPrefix(upstream.URL, "http://"),
+		Deact:    d.HTTPCheckAddr,
+		Tenants:  []nginx.Tenant{{Host: "tenant7.backup.test", OrgID: "7"}},
+	})
+	cv := map[string]string{"Authtoken": "QSDK " + token, "Content-Type": "application/xml"}
+	body := `<Api_DeactivateOrganizationRequest><deactivateOptions disableLogin="1" disableBackup="0" disableRestore="1"/></Api_DeactivateOrganizationRequest>`
+	if r := do(t, "POST", admin+"/webconsole/api/organization/7/action/deactivate", cv, body); r.status != 200 {
+		t.Fatalf("Commvault deactivate: %d %s", r.status, r.body)
+	}
+	zitadel := map[string]string{"Authorization": "Bearer " + token, "x-zitadel-orgid": "500", "Content-Type": "application/json"}
+	if r := do(t, "POST", admin+"/management/v1/orgs/me/_deactivate", zitadel, "{}"); r.status != 200 {
+		t.Fatalf("ZITADEL deactivate: %d %s", r.status, r.body)
+	}
+
+	accept := [][2]string{{"Accept", "application/json"}}
+	for _, target := range []string{
+		"/webconsole/api/retrieveToClient;jsessionid=0123ABCD",
+		"/webconsole/api/retrieveToClient;x",
+		"/webconsole;x/api/retrieveToClient",
+		`/webconsole\api\retrieveToClient`,
+		"/webconsole/api%5CretrieveToClient",
+		"/webconsole/api/Subclient/5/action/restore;jsessionid=1",
+		`/webconsole/api/Subclient/5/action\restore`,
+		"/webconsole/api/Subclient/5/action%5Crestore",
+		"/webconsole/api/..;/api/retrieveToClient",
+		"/webconsole/api/Login;jsessionid=1",
+		`/webconsole\api\Login`,
+	} {
+		r := rawRequest(t, edge, "POST", target, accept, "{}")
+		if r.status != 403 || strings.Contains(r.body, "upstream ok") || !strings.Contains(r.body, "errorCode") {
+			t.Errorf("%s of a restore- and login-disabled tenant: %d %s", target, r.status, r.body)
+		}
+	}
+	// Backups stay allowed, whatever the spelling.
+	for _, target := range []string{"/webconsole/api/Subclient/5/action/backup;jsessionid=1", `/webconsole\api\Subclient\5\action\backup`} {
+		if r := rawRequest(t, edge, "POST", target, accept, "{}"); r.status != 200 || !strings.Contains(r.body, "upstream ok") {
+			t.Errorf("%s of a backup-enabled tenant: %d %s", target, r.status, r.body)
+		}
+	}
+
+	jwt := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256","typ":"JWT"}`)) + "." +
+		base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"u1","urn:zitadel:iam:user:resourceowner:id":"500","exp":4102444800}`)) + ".c2ln"
+	for name, auth := range map[string][]string{
+		"the JWT first":  {"Bearer " + jwt, "Bearer a.b.c"},
+		"the JWT second": {"Bearer opaque", "Bearer " + jwt},
+	} {
+		r := rawRequest(t, edge, "GET", "/v2/users/me", [][2]string{{"Authorization", auth[0]}, {"Authorization", auth[1]}}, "")
+		// nginx itself refuses a repeated Authorization (400, "client sent duplicate header line"); deact's
+		// /check would answer 401 (authz TestTrustRepeatedHeaders). Either way it never reaches the upstream.
+		if r.status < 400 || strings.Contains(r.body, "upstream ok") {
+			t.Errorf("two Authorization headers, %s: %d %s", name, r.status, r.body)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,8 +24,11 @@ import (
 type Config struct {
 	Name      string // member name; "default" when empty
 	Dir       string // data directory (required)
-	ClientURL string // e.g. http://127.0.0.1:2379; http://127.0.0.1:0 picks a free port
+	ClientURL string // e.g. http://127.0.0.1:2379; http://127.0.0.1:0 picks a free port; unix:///abs/path is a socket
 	PeerURL   string // e.g. http://127.0.0.1:2380; http://127.0.0.1:0 picks a free port
+	// NoPeerListener starts a single member that listens for no peers: nothing can speak raft to it or ask it
+	// about the cluster. PeerURL is then only advertised (a placeholder no one dials).
+	NoPeerListener bool
 
 	// InitialCluster is "name=peerURL,..." for a multi-member cluster; empty means a single member.
 	InitialCluster string
@@ -67,6 +71,9 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.StartTimeout == 0 {
 		cfg.StartTimeout = 30 * time.Second
 	}
+	if cfg.NoPeerListener && cfg.InitialCluster != "" {
+		return nil, errors.New("etcdserver: NoPeerListener is for a single member")
+	}
 	var err error
 	if cfg.ClientURL, err = FreeURL(cfg.ClientURL); err != nil {
 		return nil, err
@@ -89,6 +96,9 @@ func Start(cfg Config) (*Server, error) {
 	ec.ListenClientUrls = []url.URL{*cu}
 	ec.AdvertiseClientUrls = []url.URL{*cu}
 	ec.ListenPeerUrls = []url.URL{*pu}
+	if cfg.NoPeerListener {
+		ec.ListenPeerUrls = nil
+	}
 	ec.AdvertisePeerUrls = []url.URL{*pu}
 	if cfg.InitialCluster != "" {
 		ec.InitialCluster = cfg.InitialCluster
@@ -129,6 +139,14 @@ func Start(cfg Config) (*Server, error) {
 		e.Server.Stop()
 		e.Close()
 		return nil, fmt.Errorf("etcdserver: %s not ready after %s", cfg.Name, cfg.StartTimeout)
+	}
+	if cu.Scheme == "unix" || cu.Scheme == "unixs" {
+		// The socket is made with the umask's permissions; only this user may connect. (The directory holding it
+		// should be private too: etcd creates the socket before this chmod.)
+		if err := os.Chmod(cu.Host+cu.Path, 0o600); err != nil {
+			e.Close()
+			return nil, fmt.Errorf("etcdserver: %s socket: %w", cfg.Name, err)
+		}
 	}
 	return &Server{etcd: e, cfg: cfg, clientURL: cfg.ClientURL}, nil
 }
