@@ -153,16 +153,17 @@ func (l *Leader) term(ctx context.Context, work func(context.Context) error) err
 	if err := l.campaign(ctx, sess, e); err != nil {
 		return err
 	}
-	until, err := l.confirm(ctx, sess, e)
+	until, err := l.confirm(ctx, sess, e, time.Now().Add(l.cfg.TTL/4))
 	if err != nil {
 		return err
 	}
 
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	deleted, watched := l.watchKey(wctx, e)
 	held := make(chan error, 1)
 	go func() {
-		held <- l.hold(wctx, sess, e, until)
+		held <- l.hold(wctx, sess, e, until, deleted)
 		cancel() // leadership lost: the work's context ends
 	}()
 	l.since.Store(time.Now().UnixNano())
@@ -171,6 +172,7 @@ func (l *Leader) term(ctx context.Context, work func(context.Context) error) err
 	workErr := work(wctx)
 	cancel()
 	why := <-held
+	<-watched
 	l.leading.Store(false)
 	l.since.Store(0)
 	// Resign so another candidate takes over now rather than when the lease expires.
@@ -223,16 +225,33 @@ func (l *Leader) waitBriefly(done <-chan error) {
 	}
 }
 
+// watchKey closes deleted when the leader key is deleted (its lease revoked, or an operator's etcdctl del): a
+// watch sees that at once, where the periodic confirmation takes up to TTL/4. It runs in its own goroutine
+// because opening a watch blocks while etcd is unreachable; watched is closed when it has stopped (after ctx).
+func (l *Leader) watchKey(ctx context.Context, e *concurrency.Election) (deleted, watched <-chan struct{}) {
+	del, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for wr := range l.cfg.Client.Watch(clientv3.WithRequireLeader(ctx), e.Key(), clientv3.WithRev(e.Rev()+1)) {
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					close(del)
+					<-ctx.Done()
+					return
+				}
+			}
+		}
+	}()
+	return del, done
+}
+
 // hold keeps confirming the leadership while ctx lasts and returns why it ended (nil: ctx ended).
-func (l *Leader) hold(ctx context.Context, sess *concurrency.Session, e *concurrency.Election, until time.Time) error {
+func (l *Leader) hold(ctx context.Context, sess *concurrency.Session, e *concurrency.Election, until time.Time, deleted <-chan struct{}) error {
 	every := l.cfg.TTL / 4
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	stepDown := time.NewTimer(time.Until(until) - every)
 	defer stepDown.Stop()
-	// A delete of the leader key (its lease revoked, or an operator's etcdctl del) is seen at once on a watch;
-	// the periodic confirmation covers a watch that breaks.
-	wch := l.cfg.Client.Watch(clientv3.WithRequireLeader(ctx), e.Key(), clientv3.WithRev(e.Rev()+1))
 	var lastErr error
 	for {
 		select {
@@ -240,20 +259,17 @@ func (l *Leader) hold(ctx context.Context, sess *concurrency.Session, e *concurr
 			return nil
 		case <-sess.Done():
 			return fmt.Errorf("%w: the session's lease is gone", errLost)
-		case wr, ok := <-wch:
-			if !ok || wr.Err() != nil {
-				wch = nil // fall back on the periodic confirmation
-				continue
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypeDelete {
-					return fmt.Errorf("%w: the leader key was deleted", errLost)
-				}
-			}
+		case <-deleted:
+			return fmt.Errorf("%w: the leader key was deleted", errLost)
 		case <-stepDown.C:
 			return fmt.Errorf("%w: etcd has not confirmed the lease for too long, stepping down before it can expire: %v", errLost, lastErr)
 		case <-tick.C:
-			u, err := l.confirm(ctx, sess, e)
+			// The confirmation may not run past the step-down time: while it waits, nothing else here does.
+			limit := until.Add(-every)
+			if !time.Now().Before(limit) {
+				return fmt.Errorf("%w: etcd has not confirmed the lease for too long, stepping down before it can expire: %v", errLost, lastErr)
+			}
+			u, err := l.confirm(ctx, sess, e, limit)
 			switch {
 			case errors.Is(err, errLost):
 				return err
@@ -267,10 +283,14 @@ func (l *Leader) hold(ctx context.Context, sess *concurrency.Session, e *concurr
 	}
 }
 
-// confirm renews the lease once and checks that the leader key is still this session's. It returns the time
-// until which the lease is certainly held: a renewal sent at t with TTL d holds it at least until t+d.
-func (l *Leader) confirm(ctx context.Context, sess *concurrency.Session, e *concurrency.Election) (time.Time, error) {
-	cctx, cancel := context.WithTimeout(ctx, l.cfg.TTL/4)
+// confirm renews the lease once and checks that the leader key is still this session's, giving up at the
+// latest at deadline (and after TTL/4). It returns the time until which the lease is certainly held: a renewal
+// sent at t with TTL d holds it at least until t+d.
+func (l *Leader) confirm(ctx context.Context, sess *concurrency.Session, e *concurrency.Election, deadline time.Time) (time.Time, error) {
+	if d := time.Now().Add(l.cfg.TTL / 4); d.Before(deadline) {
+		deadline = d
+	}
+	cctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	sent := time.Now()
 	ka, err := l.cfg.Client.KeepAliveOnce(cctx, sess.Lease())

@@ -177,7 +177,8 @@ func TestLeaderFailover(t *testing.T) {
 }
 
 // TestLeaderCutOffFromEtcd: a leader that loses etcd stops its work before its lease can expire, so the other
-// candidate never runs at the same time; when the network comes back it does not take over again.
+// candidate never runs at the same time; when the network comes back it does not take over again. The lease is
+// 5 s so that the margin (TTL/4) holds on a loaded machine under -race.
 func TestLeaderCutOffFromEtcd(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
@@ -199,9 +200,9 @@ func TestLeaderCutOffFromEtcd(t *testing.T) {
 	t.Cleanup(func() { cutCli.Close() })
 
 	f := newFleet()
-	a := startCandidate(t, cutCli, f, "a", 3*time.Second)
+	a := startCandidate(t, cutCli, f, "a", 5*time.Second)
 	eventually(t, "a leads", func() bool { return f.is("a") })
-	b := startCandidate(t, etcdtest.Client(t, srv.Endpoints()), f, "b", 3*time.Second)
+	b := startCandidate(t, etcdtest.Client(t, srv.Endpoints()), f, "b", 5*time.Second)
 
 	proxy.Stop()
 	eventually(t, "a steps down", func() bool { return !f.is("a") })

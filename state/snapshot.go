@@ -19,7 +19,7 @@ type Snapshot struct {
 	// appIDs indexes the app table (keyed "project/app") by app ID: each item holds an *AppSet. It is derived,
 	// so it is not counted as records.
 	appIDs table
-	layers   *layerSet // the mirrored layers of subjects some source mirrors (mirror_merge.go); nil if none
+	layers *layerSet // the mirrored layers of subjects some source mirrors (mirror_merge.go); nil if none
 }
 
 const (
