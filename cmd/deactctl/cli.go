@@ -454,6 +454,14 @@ func (c *cli) list(ctx context.Context, what string) error {
 	if c.output == "table" {
 		fmt.Fprintln(t, header)
 	}
+	// With -o json the pages are gathered and printed as one document, {"items":[...]}, so the page requests
+	// decode their answers rather than print them.
+	fetch, all := c, []json.RawMessage{}
+	if c.output == "json" {
+		cc := *c
+		cc.output = "table"
+		fetch = &cc
+	}
 	after := ""
 	for {
 		q := url.Values{}
@@ -471,14 +479,18 @@ func (c *cli) list(ctx context.Context, what string) error {
 			Items []json.RawMessage `json:"items"`
 			Next  string            `json:"next"`
 		}
-		if err := c.sendJSON(ctx, "GET", path, nil, &pg); err != nil {
+		if err := fetch.sendJSON(ctx, "GET", path, nil, &pg); err != nil {
 			return err
 		}
 		if c.output == "json" {
-			// Each page was written as it came; the caller gets one JSON document a page.
+			all = append(all, pg.Items...)
 			if pg.Next == "" {
-				return nil
+				return json.NewEncoder(c.out).Encode(struct {
+					Items []json.RawMessage `json:"items"`
+				}{all})
 			}
+			after = pg.Next
+			continue
 		}
 		for _, it := range pg.Items {
 			s, err := row(it)

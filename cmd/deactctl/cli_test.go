@@ -183,6 +183,19 @@ func TestDeactctl(t *testing.T) {
 			t.Errorf("list orgs misses %q: %q", id, r.stdout)
 		}
 	}
+	// -o json follows every page too, and prints them as one document.
+	r = must(deactctl(t, addr, rootToken, "-o", "json", "list", "orgs", "--limit", "1"))
+	var listed struct {
+		Items []struct {
+			Record state.Org `json:"record"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil {
+		t.Fatalf("-o json list: %v: %q", err, r.stdout)
+	}
+	if n, want := len(listed.Items), strings.Count(must(deactctl(t, addr, rootToken, "list", "orgs")).stdout, "\n")-1; n != want || n < 3 {
+		t.Errorf("-o json list orgs --limit 1 printed %d orgs, the table %d: %q", n, want, r.stdout)
+	}
 	r = must(deactctl(t, addr, rootToken, "audit", "--limit", "2"))
 	if !strings.Contains(r.stdout, "import") {
 		t.Errorf("audit printed %q", r.stdout)
