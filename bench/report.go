@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -260,6 +262,14 @@ func (a *AdminReport) writeSummary(w io.Writer) {
 	fmt.Fprintf(w, "  %d writes: %.0f writes/s (%.0f deactivations/s), latency p50 %s p99 %s max %s; confirm wait p50 %s p99 %s\n",
 		a.Writes, a.WritesPerS, a.DeactPerS, ms(a.Latency.P50Ms), ms(a.Latency.P99Ms), ms(a.Latency.MaxMs), ms(a.ConfirmWait.P50Ms), ms(a.ConfirmWait.P99Ms))
 	fmt.Fprintf(w, "  not %d/%d confirmed: %d; failed: %d\n", a.ExpectNodes, a.ExpectNodes, a.NotConfirmed, a.Errors)
+	if len(a.EtcdPerWrite) > 0 {
+		keys := slices.Sorted(maps.Keys(a.EtcdPerWrite))
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s %.2f", k, a.EtcdPerWrite[k]))
+		}
+		fmt.Fprintf(w, "  etcd per write (all members, every client): %s\n", strings.Join(parts, ", "))
+	}
 	for _, e := range a.Examples {
 		fmt.Fprintf(w, "  ! %s\n", e)
 	}
