@@ -55,6 +55,8 @@ type envOpts struct {
 	config  func(*admin.Config)
 	// readTimeout is the listener's http.Server.ReadTimeout (the daemon's is 30s); zero: none.
 	readTimeout time.Duration
+	// progressInterval is the gateways' replica ProgressInterval [50ms].
+	progressInterval time.Duration
 }
 
 // errorLog records every log record at error level: client mistakes must never produce one.
@@ -102,9 +104,12 @@ func newEnv(t testing.TB, o envOpts) *env {
 	}
 	e.fanout = state.NewFanout(cli, log)
 	run(e.fanout.Run)
+	if o.progressInterval == 0 {
+		o.progressInterval = 50 * time.Millisecond
+	}
 	for i := range o.nodes {
 		ncli := etcdtest.Client(t, endpoints)
-		r := state.NewReplica(state.ReplicaConfig{Client: ncli, Logger: log, ProgressInterval: 50 * time.Millisecond, RetryInterval: 20 * time.Millisecond})
+		r := state.NewReplica(state.ReplicaConfig{Client: ncli, Logger: log, ProgressInterval: o.progressInterval, RetryInterval: 20 * time.Millisecond})
 		run(r.Run)
 		nr, err := state.NewNodeReporter(state.NodeReporterConfig{Client: ncli, Replica: r, NodeID: fmt.Sprintf("node-%d", i), Logger: log})
 		if err != nil {

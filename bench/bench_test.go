@@ -218,6 +218,10 @@ func TestAll(t *testing.T) {
 	if a := rep.Admin; a.Writes == 0 || a.ExpectNodes != 3 || a.NotConfirmed != 0 || a.ConfirmWait.Count == 0 {
 		t.Errorf("admin report %+v", a)
 	}
+	// Every write is one transaction at least; the in-process local cluster's etcd counts it.
+	if a := rep.Admin; a.EtcdPerWrite["Txn"] < 1 || a.EtcdPerWrite["Range"] < 1 {
+		t.Errorf("admin report's etcd requests per write %v: want Txn and Range ≥ 1", a.EtcdPerWrite)
+	}
 	if s := rep.Sync; s.Records != 2000 || s.ReadyS <= 0 || s.RSSMiB <= 0 || s.PeakRSSMiB < s.RSSMiB || s.SettledMiB <= 0 ||
 		s.HeapInuseMiB <= 0 || s.Applied < s.Revision || s.SpotChecks != 20 || s.WrongChecks != 0 {
 		t.Errorf("sync report %+v", s)
@@ -227,7 +231,7 @@ func TestAll(t *testing.T) {
 	}
 	var sum bytes.Buffer
 	rep.WriteSummary(&sum)
-	for _, want := range []string{"check (grpc): closed loop", "open loop at", "median of 3 rounds", "propagation:", "sync:", "admin:", "every answer matched"} {
+	for _, want := range []string{"check (grpc): closed loop", "open loop at", "median of 3 rounds", "propagation:", "sync:", "admin:", "etcd per write", "every answer matched"} {
 		if !strings.Contains(sum.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, sum.String())
 		}

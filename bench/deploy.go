@@ -27,8 +27,11 @@ type Deployment struct {
 	ReadyURLs []string
 	// PID is the process that serves the checks when deactbench started it as a child (0 otherwise): its CPU
 	// is measured per run.
-	PID   int
-	close func()
+	PID int
+	// EtcdInProcess says the deployment's etcd members run in this process: their request counters are read
+	// from the default Prometheus registry (see etcdCounts).
+	EtcdInProcess bool
+	close         func()
 }
 
 // Gateways is the number of gateway nodes.
@@ -68,7 +71,7 @@ func StartDaemon(ctx context.Context, dir string) (*Deployment, error) {
 		Desc:       "1 in-process deactd (role all, embedded etcd)",
 		AuthzAddrs: []string{d.AuthzAddr}, HTTPAddrs: []string{d.HTTPCheckAddr},
 		AdminURL: "http://" + d.AdminAddr, AdminToken: token, ReadyURLs: []string{"http://" + d.AdminAddr + "/readyz"},
-		close: func() { cancel(); _ = d.Wait(); logf.Close() },
+		EtcdInProcess: true, close: func() { cancel(); _ = d.Wait(); logf.Close() },
 	}
 	if err := waitReady(ctx, dep.ReadyURLs); err != nil {
 		dep.Close()
@@ -101,6 +104,7 @@ func StartLocal(ctx context.Context, dir string) (*Deployment, error) {
 	dep := &Deployment{
 		Desc:       fmt.Sprintf("local cluster in-process: %d etcd members, %d gateways, 1 admin node", len(c.Etcd.Endpoints()), len(c.Gateways)),
 		AuthzAddrs: c.AuthzAddrs(), AdminURL: c.AdminURL(), AdminToken: c.AdminToken, close: c.Close,
+		EtcdInProcess: true,
 	}
 	for _, g := range c.Gateways {
 		dep.HTTPAddrs = append(dep.HTTPAddrs, g.HTTPCheckAddr)

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -32,7 +34,24 @@ type Machine struct {
 	GOMAXPROCS int    `json:"gomaxprocs"`
 	Go         string `json:"go"`
 	OS         string `json:"os"`
-	Note       string `json:"note"`
+	// CPU is the processor's model name where the system says it (Linux: /proc/cpuinfo): a VM moved to another
+	// host changes every absolute figure with no change in the code.
+	CPU  string `json:"cpu,omitempty"`
+	Note string `json:"note"`
+}
+
+// cpuModel is the first "model name" of /proc/cpuinfo, or "" where there is none.
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	for line := range strings.Lines(string(b)) {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 // NewReport starts a report for the command line args.
@@ -41,6 +60,7 @@ func NewReport(args []string) *Report {
 		Tool: "deactbench", Command: args, Started: time.Now(), Failures: []string{},
 		Machine: Machine{
 			NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
+			CPU: cpuModel(),
 			Note: fmt.Sprintf("load generator, deact, the null baseline and etcd share this machine's %d CPUs (in-process mode: one Go runtime, GOMAXPROCS=%d; process mode: one process each); "+
 				"absolute figures are this machine's, compare ratios from one run", runtime.NumCPU(), runtime.GOMAXPROCS(0)),
 		},
@@ -71,7 +91,11 @@ func (r *Report) WriteJSON(path string) error {
 
 // WriteSummary writes the human-readable summary.
 func (r *Report) WriteSummary(w io.Writer) {
-	fmt.Fprintf(w, "deactbench %s, %s, %s\n", r.Started.Format(time.RFC3339), r.Machine.OS, r.Machine.Go)
+	fmt.Fprintf(w, "deactbench %s, %s, %s", r.Started.Format(time.RFC3339), r.Machine.OS, r.Machine.Go)
+	if r.Machine.CPU != "" {
+		fmt.Fprintf(w, ", %d × %s", r.Machine.NumCPU, r.Machine.CPU)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "note: %s\n", r.Machine.Note)
 	for _, c := range r.Check {
 		c.writeSummary(w)
@@ -260,6 +284,14 @@ func (a *AdminReport) writeSummary(w io.Writer) {
 	fmt.Fprintf(w, "  %d writes: %.0f writes/s (%.0f deactivations/s), latency p50 %s p99 %s max %s; confirm wait p50 %s p99 %s\n",
 		a.Writes, a.WritesPerS, a.DeactPerS, ms(a.Latency.P50Ms), ms(a.Latency.P99Ms), ms(a.Latency.MaxMs), ms(a.ConfirmWait.P50Ms), ms(a.ConfirmWait.P99Ms))
 	fmt.Fprintf(w, "  not %d/%d confirmed: %d; failed: %d\n", a.ExpectNodes, a.ExpectNodes, a.NotConfirmed, a.Errors)
+	if len(a.EtcdPerWrite) > 0 {
+		keys := slices.Sorted(maps.Keys(a.EtcdPerWrite))
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s %.2f", k, a.EtcdPerWrite[k]))
+		}
+		fmt.Fprintf(w, "  etcd per write (all members, every client): %s\n", strings.Join(parts, ", "))
+	}
 	for _, e := range a.Examples {
 		fmt.Fprintf(w, "  ! %s\n", e)
 	}
