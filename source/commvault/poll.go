@@ -11,7 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/deact/deact/source"
 	"github.com/deact/deact/state"
@@ -339,15 +338,15 @@ func (p *Poller) record(l Listed, o Org, seq uint64, now time.Time) state.Mirror
 		}
 	}
 	slices.Sort(domains)
-	if len(domains) > maxListed {
-		p.log.Warn("commvault organization has more domains than deact mirrors; the rest are not followed", "org", l.ID, "domains", len(domains), "kept", maxListed)
-		domains = domains[:maxListed]
+	if len(domains) > source.MaxListed {
+		p.log.Warn("commvault organization has more domains than deact mirrors; the rest are not followed", "org", l.ID, "domains", len(domains), "kept", source.MaxListed)
+		domains = domains[:source.MaxListed]
 	}
 	name := o.Name
 	if name == "" {
 		name = l.Name
 	}
-	return state.MirrorRecord{Source: SourceName, Kind: state.MirrorOrg, ID: l.ID, Name: clip(name),
+	return state.MirrorRecord{Source: SourceName, Kind: state.MirrorOrg, ID: l.ID, Name: source.ClipName(name),
 		Domains: domains, Disabled: o.Disabled, Sequence: seq, ChangedAt: now}
 }
 
@@ -399,22 +398,4 @@ feed:
 	st.Unchanged += int(unchanged.Load())
 	st.Stale += int(stale.Load())
 	return context.Cause(ctx)
-}
-
-// maxListed and maxName are the bounds state.ApplyMirror sets on one record's domains and name.
-const (
-	maxListed = 100
-	maxName   = 200
-)
-
-// clip shortens a display name to what a mirrored record holds, on a rune boundary.
-func clip(name string) string {
-	if len(name) <= maxName {
-		return name
-	}
-	cut := maxName
-	for cut > 0 && !utf8.RuneStart(name[cut]) {
-		cut--
-	}
-	return name[:cut]
 }

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/deact/deact/source"
 	"github.com/deact/deact/state"
@@ -256,11 +255,11 @@ func (r *Reconciler) list(ctx context.Context) (*listing, error) {
 		if err != nil {
 			return err
 		}
-		if len(norm) > maxListed {
-			r.log.Warn("zitadel org has more domains than deact mirrors; the rest are not followed", "org", o.ID, "domains", len(norm), "kept", maxListed)
-			norm = norm[:maxListed]
+		if len(norm) > source.MaxListed {
+			r.log.Warn("zitadel org has more domains than deact mirrors; the rest are not followed", "org", o.ID, "domains", len(norm), "kept", source.MaxListed)
+			norm = norm[:source.MaxListed]
 		}
-		rec := state.MirrorRecord{Source: SourceName, Kind: state.MirrorOrg, ID: o.ID, Name: clip(o.Name),
+		rec := state.MirrorRecord{Source: SourceName, Kind: state.MirrorOrg, ID: o.ID, Name: source.ClipName(o.Name),
 			Domains: norm, Sequence: o.Sequence, ChangedAt: o.Changed.UTC()}
 		if o.State == StateInactive {
 			rec.Disabled = state.OpLogin | state.OpToken
@@ -276,7 +275,7 @@ func (r *Reconciler) list(ctx context.Context) (*listing, error) {
 				continue
 			}
 			l.proj[p.ID] = state.MirrorRecord{Source: SourceName, Kind: state.MirrorProject, ID: p.ID, OrgID: o.ID,
-				Name: clip(p.Name), Deactivated: p.State == StateInactive, Sequence: p.Sequence, ChangedAt: p.Changed.UTC()}
+				Name: source.ClipName(p.Name), Deactivated: p.State == StateInactive, Sequence: p.Sequence, ChangedAt: p.Changed.UTC()}
 		}
 		l.mu.Unlock()
 		l.nProjects.Add(int64(len(ps)))
@@ -308,7 +307,7 @@ func (r *Reconciler) list(ctx context.Context) (*listing, error) {
 				continue
 			}
 			rec := state.MirrorRecord{Source: SourceName, Kind: state.MirrorApp, ID: a.ID, ProjectID: j.projectID,
-				OrgID: j.orgID, Name: clip(a.Name), Deactivated: a.State == StateInactive, Sequence: a.Sequence, ChangedAt: a.Changed.UTC()}
+				OrgID: j.orgID, Name: source.ClipName(a.Name), Deactivated: a.State == StateInactive, Sequence: a.Sequence, ChangedAt: a.Changed.UTC()}
 			if a.ClientID != "" {
 				if state.ValidateID("client", a.ClientID) != nil {
 					return fmt.Errorf("zitadel listed app %s with client id %q: invalid id", a.ID, a.ClientID)
@@ -443,24 +442,6 @@ func (r *Reconciler) diff(ctx context.Context, l *listing, start time.Time, st *
 		}
 	}
 	return changes, nil
-}
-
-// maxListed and maxName are the bounds state.ApplyMirror sets on one record's lists and name.
-const (
-	maxListed = 100
-	maxName   = 200
-)
-
-// clip shortens a display name to what a mirrored record holds, on a rune boundary.
-func clip(name string) string {
-	if len(name) <= maxName {
-		return name
-	}
-	cut := maxName
-	for cut > 0 && !utf8.RuneStart(name[cut]) {
-		cut--
-	}
-	return name[:cut]
 }
 
 // sameMirror compares what a listing can say about a record.
