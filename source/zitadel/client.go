@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/deact/deact/source"
 )
 
 // Client reads ZITADEL's v1 admin and management REST APIs (served by ZITADEL v2.x through v4.x) with a service
@@ -67,30 +69,26 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 }
 
 // errUnreachable wraps failures to get any answer from ZITADEL.
-var errUnreachable = errors.New("zitadel unreachable")
+var errUnreachable = source.Unreachable("zitadel")
 
-// APIError is an answer other than 200 from ZITADEL (google.rpc.Status as its gateway writes it).
-type APIError struct {
-	Method, Path string
-	Status       int
-	Code         int
-	Message      string
+// APIError is an answer other than 200 from ZITADEL (google.rpc.Status as its gateway writes it). Make one with
+// apiError.
+type APIError = source.APIError
+
+// apiError is an APIError worded for ZITADEL.
+func apiError(method, path string, status int) *APIError {
+	return &APIError{Upstream: "zitadel", CodeName: "code", Hint: hint, Method: method, Path: path, Status: status}
 }
 
-func (e *APIError) Error() string {
-	hint := ""
-	switch e.Status {
+// hint says what to check when ZITADEL answers status.
+func hint(status int) string {
+	switch status {
 	case http.StatusUnauthorized:
-		hint = " (the token is invalid or expired)"
+		return "the token is invalid or expired"
 	case http.StatusForbidden:
-		hint = " (the service account lacks a role: it needs IAM_OWNER_VIEWER, or ORG_OWNER_VIEWER on each --zitadel-orgs org)"
+		return "the service account lacks a role: it needs IAM_OWNER_VIEWER, or ORG_OWNER_VIEWER on each --zitadel-orgs org"
 	}
-	return fmt.Sprintf("zitadel %s %s: HTTP %d code %d: %s%s", e.Method, e.Path, e.Status, e.Code, e.Message, hint)
-}
-
-// Unauthorized reports whether ZITADEL refused the credentials or their permissions (401, 403).
-func (e *APIError) Unauthorized() bool {
-	return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
+	return ""
 }
 
 // Object states deact mirrors, from the enum names of ZITADEL's protos.
@@ -368,7 +366,7 @@ func (c *Client) once(ctx context.Context, method, path, orgID string, payload [
 		return fmt.Errorf("zitadel %s %s: answer larger than %d bytes", method, path, maxAnswer)
 	}
 	if resp.StatusCode != http.StatusOK {
-		e := &APIError{Method: method, Path: path, Status: resp.StatusCode}
+		e := apiError(method, path, resp.StatusCode)
 		var st struct {
 			Code    int    `json:"code"`
 			Message string `json:"message"`
