@@ -1,13 +1,11 @@
 package commvault
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -83,10 +81,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cfg.MaxAnswer = 16 << 20
 	}
 	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second,
-			ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: cfg.Timeout,
-		}}
+		cfg.HTTP = &http.Client{Transport: source.NewTransport(cfg.Timeout)}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -233,23 +228,13 @@ type answer interface {
 func (c *Client) send(ctx context.Context, method, path, token string, body []byte, out answer) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	u := *c.base
-	u.Path += path
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	accept := "application/json"
+	if c.cfg.XML {
+		accept = "application/xml"
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	req, err := source.NewRequest(ctx, method, c.base, path, body, accept)
 	if err != nil {
 		return err
-	}
-	if c.cfg.XML {
-		req.Header.Set("Accept", "application/xml")
-	} else {
-		req.Header.Set("Accept", "application/json")
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
 	}
 	if token != "" {
 		req.Header.Set("Authtoken", token)
@@ -260,12 +245,13 @@ func (c *Client) send(ctx context.Context, method, path, token string, body []by
 		return fmt.Errorf("%w: %s %s: %w", errUnreachable, method, path, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxAnswer+1))
-	if err != nil {
+	b, err := source.ReadAnswer(resp.Body, c.cfg.MaxAnswer)
+	var large *source.AnswerTooLargeError
+	switch {
+	case errors.As(err, &large):
+		return fmt.Errorf("commvault %s %s: %w", method, path, err)
+	case err != nil:
 		return fmt.Errorf("%w: %s %s: reading the answer: %w", errUnreachable, method, path, err)
-	}
-	if int64(len(b)) > c.cfg.MaxAnswer {
-		return fmt.Errorf("commvault %s %s: answer larger than %d bytes", method, path, c.cfg.MaxAnswer)
 	}
 	xmlAnswer := isXML(resp.Header.Get("Content-Type"))
 	if resp.StatusCode != http.StatusOK {

@@ -1,12 +1,10 @@
 package zitadel
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -48,10 +46,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, errors.New("zitadel token contains white space")
 	}
 	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second,
-			ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second,
-		}}
+		cfg.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: source.NewTransport(0)}
 	}
 	if cfg.PageSize <= 0 || cfg.PageSize > 1000 {
 		cfg.PageSize = 1000
@@ -329,13 +324,7 @@ func (c *Client) do(ctx context.Context, method, path, orgID string, body, out a
 }
 
 func (c *Client) once(ctx context.Context, method, path, orgID string, payload []byte, out any) error {
-	var rd io.Reader
-	if payload != nil {
-		rd = bytes.NewReader(payload)
-	}
-	u := *c.base
-	u.Path += path
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	req, err := source.NewRequest(ctx, method, c.base, path, payload, "application/json")
 	if err != nil {
 		return err
 	}
@@ -346,10 +335,6 @@ func (c *Client) once(ctx context.Context, method, path, orgID string, payload [
 		}
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", "application/json")
-	if payload != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
 	if orgID != "" {
 		req.Header.Set("x-zitadel-orgid", orgID)
 	}
@@ -358,12 +343,13 @@ func (c *Client) once(ctx context.Context, method, path, orgID string, payload [
 		return fmt.Errorf("%w: %s %s: %w", errUnreachable, method, path, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
-	if err != nil {
+	b, err := source.ReadAnswer(resp.Body, maxAnswer)
+	var large *source.AnswerTooLargeError
+	switch {
+	case errors.As(err, &large):
+		return fmt.Errorf("zitadel %s %s: %w", method, path, err)
+	case err != nil:
 		return fmt.Errorf("zitadel %s %s: reading the answer: %w", method, path, err)
-	}
-	if len(b) > maxAnswer {
-		return fmt.Errorf("zitadel %s %s: answer larger than %d bytes", method, path, maxAnswer)
 	}
 	if resp.StatusCode != http.StatusOK {
 		e := apiError(method, path, resp.StatusCode)
