@@ -186,7 +186,7 @@ func (r *Reconciler) list(ctx context.Context) (*listing, error) {
 	var orgs []Org
 	if len(r.cfg.Orgs) > 0 {
 		var mu sync.Mutex
-		err := parallel(ctx, r.cfg.Concurrency, r.cfg.Orgs, func(ctx context.Context, id string) error {
+		err := source.Parallel(ctx, r.cfg.Concurrency, r.cfg.Orgs, func(ctx context.Context, id string) error {
 			o, err := c.GetOrg(ctx, id)
 			var ae *APIError
 			if errors.As(err, &ae) && ae.Status == 404 {
@@ -238,7 +238,7 @@ func (r *Reconciler) list(ctx context.Context) (*listing, error) {
 	type projectJob struct{ orgID, projectID string }
 	var projects []projectJob
 	var pmu sync.Mutex
-	err := parallel(ctx, r.cfg.Concurrency, live, func(ctx context.Context, o Org) error {
+	err := source.Parallel(ctx, r.cfg.Concurrency, live, func(ctx context.Context, o Org) error {
 		domains, err := c.ListDomains(ctx, o.ID)
 		if err != nil {
 			return err
@@ -292,7 +292,7 @@ func (r *Reconciler) list(ctx context.Context) (*listing, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = parallel(ctx, r.cfg.Concurrency, projects, func(ctx context.Context, j projectJob) error {
+	err = source.Parallel(ctx, r.cfg.Concurrency, projects, func(ctx context.Context, j projectJob) error {
 		apps, err := c.ListApps(ctx, j.orgID, j.projectID)
 		if err != nil {
 			return err
@@ -467,7 +467,7 @@ func (r *Reconciler) write(ctx context.Context, changes []state.MirrorRecord, st
 	})
 	defer stop()
 	c := state.Change{Actor: "source:" + SourceName, Reason: "zitadel reconcile"}
-	err := parallel(ctx, r.cfg.WriteConcurrency, batches, func(ctx context.Context, b []state.MirrorRecord) error {
+	err := source.Parallel(ctx, r.cfg.WriteConcurrency, batches, func(ctx context.Context, b []state.MirrorRecord) error {
 		res, err := r.cfg.Store.ApplyMirror(ctx, b, c)
 		if err != nil {
 			return fmt.Errorf("write mirrored records: %w", err)
@@ -488,40 +488,4 @@ func (r *Reconciler) write(ctx context.Context, changes []state.MirrorRecord, st
 	st.Stale += int(stale.Load())
 	st.Revision = rev.Load()
 	return err
-}
-
-// parallel runs f on every item with at most n at once; the first error cancels the rest and is returned.
-func parallel[T any](ctx context.Context, n int, items []T, f func(context.Context, T) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	work := make(chan T)
-	var wg sync.WaitGroup
-	for range min(n, len(items)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for it := range work {
-				if ctx.Err() != nil {
-					continue
-				}
-				if err := f(ctx, it); err != nil {
-					cancel(err)
-				}
-			}
-		}()
-	}
-feed:
-	for _, it := range items {
-		select {
-		case work <- it:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return ctx.Err()
 }
