@@ -340,21 +340,11 @@ func (p *Poller) write(ctx context.Context, changes []state.MirrorRecord, st *Ro
 	if len(changes) == 0 {
 		return nil
 	}
-	batches := slices.Collect(slices.Chunk(changes, p.cfg.BatchSize))
-	var written, unchanged, stale atomic.Int64
-	c := state.Change{Actor: "source:" + SourceName, Reason: "commvault poll"}
-	err := source.Parallel(ctx, p.cfg.WriteConcurrency, batches, func(ctx context.Context, b []state.MirrorRecord) error {
-		res, err := p.cfg.Store.ApplyMirror(ctx, b, c)
-		if err != nil {
-			return fmt.Errorf("write mirrored records: %w", err)
-		}
-		written.Add(int64(res.Written))
-		unchanged.Add(int64(res.Unchanged))
-		stale.Add(int64(res.Stale))
-		return nil
-	})
-	st.Written += int(written.Load())
-	st.Unchanged += int(unchanged.Load())
-	st.Stale += int(stale.Load())
+	var w source.MirrorWrites
+	err := source.WriteMirror(ctx, p.cfg.Store, changes, p.cfg.BatchSize, p.cfg.WriteConcurrency,
+		state.Change{Actor: "source:" + SourceName, Reason: "commvault poll"}, &w)
+	st.Written += int(w.Written.Load())
+	st.Unchanged += int(w.Unchanged.Load())
+	st.Stale += int(w.Stale.Load())
 	return err
 }

@@ -456,36 +456,16 @@ func (r *Reconciler) write(ctx context.Context, changes []state.MirrorRecord, st
 	if len(changes) == 0 {
 		return nil
 	}
-	var batches [][]state.MirrorRecord
-	for b := range slices.Chunk(changes, r.cfg.BatchSize) {
-		batches = append(batches, b)
-	}
-	var written, unchanged, stale atomic.Int64
-	var rev atomic.Int64
+	var w source.MirrorWrites
 	stop := r.progress(func() []any {
-		return []any{"written", written.Load(), "of", len(changes)}
+		return []any{"written", w.Written.Load(), "of", len(changes)}
 	})
 	defer stop()
-	c := state.Change{Actor: "source:" + SourceName, Reason: "zitadel reconcile"}
-	err := source.Parallel(ctx, r.cfg.WriteConcurrency, batches, func(ctx context.Context, b []state.MirrorRecord) error {
-		res, err := r.cfg.Store.ApplyMirror(ctx, b, c)
-		if err != nil {
-			return fmt.Errorf("write mirrored records: %w", err)
-		}
-		written.Add(int64(res.Written))
-		unchanged.Add(int64(res.Unchanged))
-		stale.Add(int64(res.Stale))
-		for {
-			cur := rev.Load()
-			if res.Revision <= cur || rev.CompareAndSwap(cur, res.Revision) {
-				break
-			}
-		}
-		return nil
-	})
-	st.Written += int(written.Load())
-	st.Unchanged += int(unchanged.Load())
-	st.Stale += int(stale.Load())
-	st.Revision = rev.Load()
+	err := source.WriteMirror(ctx, r.cfg.Store, changes, r.cfg.BatchSize, r.cfg.WriteConcurrency,
+		state.Change{Actor: "source:" + SourceName, Reason: "zitadel reconcile"}, &w)
+	st.Written += int(w.Written.Load())
+	st.Unchanged += int(w.Unchanged.Load())
+	st.Stale += int(w.Stale.Load())
+	st.Revision = w.Revision.Load()
 	return err
 }
