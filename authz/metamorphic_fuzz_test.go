@@ -11,7 +11,6 @@ import (
 	"testing"
 	"unicode"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -252,26 +251,7 @@ func (r *mReq) checkRequest() *authv3.CheckRequest {
 	if r.query != "" {
 		target += "?" + r.query
 	}
-	h := &authv3.AttributeContext_HttpRequest{Method: r.method, Path: target, RawBody: []byte(r.body)}
-	if r.raw {
-		hm := &corev3.HeaderMap{}
-		for _, kv := range r.headers {
-			hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: kv[0], RawValue: []byte(kv[1])})
-		}
-		h.HeaderMap = hm
-	} else {
-		h.Headers = map[string]string{}
-		for _, kv := range r.headers {
-			k := strings.ToLower(kv[0])
-			if old, ok := h.Headers[k]; ok {
-				h.Headers[k] = old + "," + kv[1]
-			} else {
-				h.Headers[k] = kv[1]
-			}
-		}
-	}
-	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Request: &authv3.AttributeContext_Request{Http: h}, ContextExtensions: r.route}}
+	return envoyRequest(r.method, target, r.body, r.headers, r.raw, r.route)
 }
 
 // httpRequest is the request to /check, the original one named by X-Original-URI so that any path spelling

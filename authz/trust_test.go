@@ -51,16 +51,23 @@ func (r trustReq) target() string {
 }
 
 func (r trustReq) check() *authv3.CheckRequest {
-	h := &authv3.AttributeContext_HttpRequest{Method: r.method, Path: r.target(), RawBody: []byte(r.body)}
-	if r.rawHeaders {
+	return envoyRequest(r.method, r.target(), r.body, r.headers, r.rawHeaders, r.route)
+}
+
+// envoyRequest is the CheckRequest Envoy sends for a request with headers in order: as its header_map (raw: names
+// as spelled, repeats kept, encode_raw_headers) or as its merged map (names lower-cased, a repeated header's
+// values joined with ","), and route as the context extensions.
+func envoyRequest(method, target, body string, headers [][2]string, raw bool, route map[string]string) *authv3.CheckRequest {
+	h := &authv3.AttributeContext_HttpRequest{Method: method, Path: target, RawBody: []byte(body)}
+	if raw {
 		hm := &corev3.HeaderMap{}
-		for _, kv := range r.headers {
+		for _, kv := range headers {
 			hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: kv[0], RawValue: []byte(kv[1])})
 		}
 		h.HeaderMap = hm
 	} else {
 		h.Headers = map[string]string{}
-		for _, kv := range r.headers {
+		for _, kv := range headers {
 			k := strings.ToLower(kv[0])
 			if old, ok := h.Headers[k]; ok {
 				h.Headers[k] = old + "," + kv[1]
@@ -70,7 +77,7 @@ func (r trustReq) check() *authv3.CheckRequest {
 		}
 	}
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Request: &authv3.AttributeContext_Request{Http: h}, ContextExtensions: r.route}}
+		Request: &authv3.AttributeContext_Request{Http: h}, ContextExtensions: route}}
 }
 
 // http builds the request Envoy's HTTP ext_authz (path_prefix /check) sends: its method, path and body, its

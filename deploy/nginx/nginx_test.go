@@ -2,22 +2,14 @@ package nginx_test
 
 import (
 	"bytes"
-	"context"
-	"encoding/base64"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/deact/deact/daemon"
+	"github.com/deact/deact/deploy/internal/proxytest"
 	"github.com/deact/deact/deploy/nginx"
 )
 
@@ -26,26 +18,7 @@ const token = "nginx-e2e-token-0123456789"
 // nginxBinary finds nginx; outside CI a missing nginx skips, under CI=true it fails.
 func nginxBinary(t *testing.T) string {
 	t.Helper()
-	for _, p := range []string{"nginx", "/usr/sbin/nginx"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("nginx is not installed, and CI=true requires this test to run (.ci/run installs it: apt-get install -y nginx)")
-	}
-	t.Skip("nginx not installed: skipping the nginx end-to-end test (apt-get install -y nginx to run it)")
-	return ""
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return proxytest.Binary(t, "nginx", "nginx", "/usr/sbin/nginx")
 }
 
 // startNginx renders the configuration into a temporary prefix and runs nginx in the foreground until cleanup.
@@ -59,7 +32,7 @@ func startNginx(t *testing.T, o nginx.Options) string {
 		}
 	}
 	o.Prefix = prefix
-	o.Listen = freePort(t)
+	o.Listen = proxytest.FreePort(t)
 	if os.Geteuid() == 0 {
 		o.User = "root" // workers must reach the temp prefix, which belongs to root
 	}
@@ -75,102 +48,20 @@ func startNginx(t *testing.T, o nginx.Options) string {
 		t.Fatalf("nginx -t: %v\n%s\n%s", err, out, conf.String())
 	}
 	cmd := exec.Command(bin, "-p", prefix, "-c", confPath, "-g", "daemon off;")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(prefix, "error.log"))
-			t.Logf("nginx stderr:\n%s\nerror.log:\n%s", stderr.String(), log)
-		}
+	proxytest.Run(t, "nginx", cmd, o.Listen, func() string {
+		log, _ := os.ReadFile(filepath.Join(prefix, "error.log"))
+		return "error.log:\n" + string(log)
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", o.Listen); err == nil {
-			c.Close()
-			return "http://" + o.Listen
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx does not listen on %s: %s", o.Listen, stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-type reply struct {
-	status int
-	body   string
-	header http.Header
-}
-
-func do(t *testing.T, method, url string, hdr map[string]string, body string) reply {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		if k == "Host" {
-			req.Host = v
-			continue
-		}
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return reply{resp.StatusCode, string(b), resp.Header}
-}
-
-// startDeactd starts a deactd (embedded etcd, all listeners on free ports) and waits until it is ready: synced
-// and registered, so that from then on the admin API waits for it before it answers a write.
-func startDeactd(t *testing.T) (*daemon.Daemon, string) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := daemon.Start(ctx, daemon.Config{
-		DataDir: t.TempDir(), NodeID: "edge", AdminToken: token,
-		AuthzAddr: "127.0.0.1:0", HTTPCheckAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		EtcdLogLevel: "fatal", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: io.Discard,
-	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = d.Wait() })
-	admin := "http://" + d.AdminAddr
-	// Ready means synced and registered: from then on the admin waits for this node before it answers.
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if r, err := http.Get(admin + "/readyz"); err == nil {
-			r.Body.Close()
-			if r.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("deactd not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-
-	return d, admin
+	return "http://" + o.Listen
 }
 
 // TestNginxEndToEnd: real nginx in front of a small upstream, deciding through deactd's /check, with writes
 // through deact's ZITADEL- and Commvault-compatible admin APIs.
 func TestNginxEndToEnd(t *testing.T) {
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "upstream ok %s %s", r.Method, r.URL.Path)
-	}))
-	t.Cleanup(upstream.Close)
+	upstream := proxytest.Upstream(t)
 
-	d, admin := startDeactd(t)
+	d := proxytest.StartDeactd(t, token)
+	admin := "http://" + d.AdminAddr
 
 	edge := startNginx(t, nginx.Options{
 		Upstream: strings.TrimPrefix(upstream.URL, "http://"),
@@ -180,64 +71,63 @@ func TestNginxEndToEnd(t *testing.T) {
 
 	// An OAuth client of org 500, found by its client ID (HTTP Basic auth: nginx does not forward bodies).
 	bearer := map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json"}
-	if r := do(t, "PUT", admin+"/v1/projects/p1/apps/a1", bearer, `{"orgId":"500","clientIds":["cli-1@proj"]}`); r.status != 200 {
-		t.Fatalf("register app: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "PUT", admin+"/v1/projects/p1/apps/a1", bearer, `{"orgId":"500","clientIds":["cli-1@proj"]}`); r.Status != 200 {
+		t.Fatalf("register app: %d %s", r.Status, r.Body)
 	}
-	tokenReq := func() reply {
-		return do(t, "POST", edge+"/oauth/v2/token", map[string]string{
+	tokenReq := func() proxytest.Reply {
+		return proxytest.Do(t, "POST", edge+"/oauth/v2/token", map[string]string{
 			"Authorization": "Basic Y2xpLTFAcHJvajpzZWNyZXQ=", // cli-1@proj:secret
 			"Content-Type":  "application/x-www-form-urlencoded",
 		}, "grant_type=client_credentials&scope=openid")
 	}
-	if r := tokenReq(); r.status != 200 || !strings.Contains(r.body, "upstream ok POST /oauth/v2/token") {
-		t.Fatalf("token request of an active org: %d %s", r.status, r.body)
+	if r := tokenReq(); r.Status != 200 || !strings.Contains(r.Body, "upstream ok POST /oauth/v2/token") {
+		t.Fatalf("token request of an active org: %d %s", r.Status, r.Body)
 	}
 
 	zitadel := map[string]string{"Authorization": "Bearer " + token, "x-zitadel-orgid": "500", "Content-Type": "application/json"}
-	if r := do(t, "POST", admin+"/management/v1/orgs/me/_deactivate", zitadel, "{}"); r.status != 200 || r.header.Get("X-Deact-Confirmed") != "1/1" {
-		t.Fatalf("ZITADEL deactivate: %d %s confirmed=%q", r.status, r.body, r.header.Get("X-Deact-Confirmed"))
+	if r := proxytest.Do(t, "POST", admin+"/management/v1/orgs/me/_deactivate", zitadel, "{}"); r.Status != 200 || r.Header.Get("X-Deact-Confirmed") != "1/1" {
+		t.Fatalf("ZITADEL deactivate: %d %s confirmed=%q", r.Status, r.Body, r.Header.Get("X-Deact-Confirmed"))
 	}
 	r := tokenReq()
-	if r.status < 400 || r.status >= 500 || !strings.Contains(r.body, `"error"`) || strings.Contains(r.body, "upstream ok") {
-		t.Fatalf("token request of a deactivated org: %d %s", r.status, r.body)
+	if r.Status < 400 || r.Status >= 500 || !strings.Contains(r.Body, `"error"`) || strings.Contains(r.Body, "upstream ok") {
+		t.Fatalf("token request of a deactivated org: %d %s", r.Status, r.Body)
 	}
-	if r.header.Get("X-Deact-Reason") == "" {
-		t.Errorf("deny without a reason header: %v", r.header)
+	if r.Header.Get("X-Deact-Reason") == "" {
+		t.Errorf("deny without a reason header: %v", r.Header)
 	}
 
 	// X-Deact-* headers are nginx's to set: a client's own never reach deact. Were they passed on, this request
 	// (naming the deactivated org 500 for a token op) would be denied.
-	if r := do(t, "GET", edge+"/elsewhere", map[string]string{"X-Deact-Op": "token", "X-Deact-Org-Id": "500"}, ""); r.status != 200 {
-		t.Fatalf("client-sent X-Deact-* headers reached deact: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "GET", edge+"/elsewhere", map[string]string{"X-Deact-Op": "token", "X-Deact-Org-Id": "500"}, ""); r.Status != 200 {
+		t.Fatalf("client-sent X-Deact-* headers reached deact: %d %s", r.Status, r.Body)
 	}
 	// An absolute-form request target names the same path.
 	host := strings.TrimPrefix(edge, "http://")
 	form := "grant_type=client_credentials"
-	raw := sendRaw(t, edge, "POST http://"+host+"/oauth/v2/token HTTP/1.1\r\nHost: "+host+
+	raw := proxytest.SendRaw(t, edge, "POST http://"+host+"/oauth/v2/token HTTP/1.1\r\nHost: "+host+
 		"\r\nAuthorization: Basic Y2xpLTFAcHJvajpzZWNyZXQ=\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: "+
 		fmt.Sprint(len(form))+"\r\nConnection: close\r\n\r\n"+form)
-	if raw.status != 403 || strings.Contains(raw.body, "upstream ok") {
-		t.Errorf("absolute-form token request of a deactivated client: %d %s", raw.status, raw.body)
+	if raw.Status != 403 || strings.Contains(raw.Body, "upstream ok") {
+		t.Errorf("absolute-form token request of a deactivated client: %d %s", raw.Status, raw.Body)
 	}
 	// Nor can a client's X-Forwarded-* (the forward-auth family, which deact reads only without X-Original-URI)
 	// describe another request: nginx always sets X-Original-URI and -Method.
-	spoofed := do(t, "POST", edge+"/oauth/v2/token", map[string]string{
+	spoofed := proxytest.Do(t, "POST", edge+"/oauth/v2/token", map[string]string{
 		"Authorization": "Basic Y2xpLTFAcHJvajpzZWNyZXQ=", "Content-Type": "application/x-www-form-urlencoded",
 		"X-Forwarded-Uri": "/elsewhere", "X-Forwarded-Method": "GET", "X-Forwarded-Host": "other.test",
 	}, "grant_type=client_credentials")
-	if spoofed.status != 403 || strings.Contains(spoofed.body, "upstream ok") {
-		t.Fatalf("token request with client-sent X-Forwarded-*: %d %s", spoofed.status, spoofed.body)
+	if spoofed.Status != 403 || strings.Contains(spoofed.Body, "upstream ok") {
+		t.Fatalf("token request with client-sent X-Forwarded-*: %d %s", spoofed.Status, spoofed.Body)
 	}
 
 	// An access token issued to org 500 before its deactivation is refused at the resource API (op api), as a
 	// revoked token: 401 with an RFC 6750 challenge. deact reads the JWT's payload; the upstream verifies it.
-	jwt := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256","typ":"JWT"}`)) + "." +
-		base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"u1","urn:zitadel:iam:user:resourceowner:id":"500","exp":4102444800}`)) + ".c2ln"
-	r = do(t, "GET", edge+"/v2/users/me", map[string]string{"Authorization": "Bearer " + jwt}, "")
-	if r.status != 401 || !strings.Contains(r.header.Get("WWW-Authenticate"), `error="invalid_token"`) || strings.Contains(r.body, "upstream ok") {
-		t.Fatalf("API call with a token of a deactivated org: %d %q %s", r.status, r.header.Get("WWW-Authenticate"), r.body)
+	jwt := proxytest.OrgJWT("500")
+	r = proxytest.Do(t, "GET", edge+"/v2/users/me", map[string]string{"Authorization": "Bearer " + jwt}, "")
+	if r.Status != 401 || !strings.Contains(r.Header.Get("WWW-Authenticate"), `error="invalid_token"`) || strings.Contains(r.Body, "upstream ok") {
+		t.Fatalf("API call with a token of a deactivated org: %d %q %s", r.Status, r.Header.Get("WWW-Authenticate"), r.Body)
 	}
-	if strings.Contains(r.body, jwt) {
+	if strings.Contains(r.Body, jwt) {
 		t.Fatal("the deny echoes the token")
 	}
 
@@ -245,42 +135,42 @@ func TestNginxEndToEnd(t *testing.T) {
 	cv := map[string]string{"Authtoken": "QSDK " + token, "Content-Type": "application/xml", "Accept": "application/xml"}
 	body := `<Api_DeactivateOrganizationRequest> <deactivateOptions disableLogin="0" disableBackup="1" disableRestore="0"/>
 </Api_DeactivateOrganizationRequest>`
-	if r := do(t, "POST", admin+"/webconsole/api/organization/7/action/deactivate", cv, body); r.status != 200 || !strings.Contains(r.body, `errorCode="0"`) {
-		t.Fatalf("Commvault deactivate: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "POST", admin+"/webconsole/api/organization/7/action/deactivate", cv, body); r.Status != 200 || !strings.Contains(r.Body, `errorCode="0"`) {
+		t.Fatalf("Commvault deactivate: %d %s", r.Status, r.Body)
 	}
 	tenant := map[string]string{"Host": "tenant7.backup.test", "Authtoken": "QSDK opaque", "Content-Type": "application/json"}
-	if r := do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", tenant, "{}"); r.status != 403 || strings.Contains(r.body, "upstream ok") || !strings.Contains(r.body, "errorCode") {
-		t.Fatalf("backup of a backup-disabled org: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", tenant, "{}"); r.Status != 403 || strings.Contains(r.Body, "upstream ok") || !strings.Contains(r.Body, "errorCode") {
+		t.Fatalf("backup of a backup-disabled org: %d %s", r.Status, r.Body)
 	}
 	// Other spellings of the tenant's host name still name the tenant ($host is lower case, without the dot).
 	for _, host := range []string{"TENANT7.Backup.Test", "tenant7.backup.test.", "tenant7.backup.test:443"} {
 		h := map[string]string{"Host": host, "Authtoken": "QSDK opaque"}
-		if r := do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", h, "{}"); r.status != 403 || strings.Contains(r.body, "upstream ok") {
-			t.Errorf("backup of a backup-disabled org through host %q: %d %s", host, r.status, r.body)
+		if r := proxytest.Do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", h, "{}"); r.Status != 403 || strings.Contains(r.Body, "upstream ok") {
+			t.Errorf("backup of a backup-disabled org through host %q: %d %s", host, r.Status, r.Body)
 		}
 	}
-	if r := do(t, "POST", edge+"/webconsole/api/Login", tenant, `{"username":"alice","password":"x"}`); r.status != 200 || !strings.Contains(r.body, "upstream ok") {
-		t.Fatalf("login of a backup-disabled org: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "POST", edge+"/webconsole/api/Login", tenant, `{"username":"alice","password":"x"}`); r.Status != 200 || !strings.Contains(r.Body, "upstream ok") {
+		t.Fatalf("login of a backup-disabled org: %d %s", r.Status, r.Body)
 	}
-	if r := do(t, "POST", edge+"/webconsole/api/Subclient/5/action/restore", tenant, "{}"); r.status != 200 {
-		t.Fatalf("restore of a backup-disabled org: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "POST", edge+"/webconsole/api/Subclient/5/action/restore", tenant, "{}"); r.Status != 200 {
+		t.Fatalf("restore of a backup-disabled org: %d %s", r.Status, r.Body)
 	}
 
 	// Reactivation lets both through again.
-	if r := do(t, "POST", admin+"/management/v1/orgs/me/_reactivate", zitadel, "{}"); r.status != 200 {
-		t.Fatalf("ZITADEL reactivate: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "POST", admin+"/management/v1/orgs/me/_reactivate", zitadel, "{}"); r.Status != 200 {
+		t.Fatalf("ZITADEL reactivate: %d %s", r.Status, r.Body)
 	}
-	if r := do(t, "POST", admin+"/webconsole/api/organization/7/action/activate", cv, ""); r.status != 200 {
-		t.Fatalf("Commvault activate: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "POST", admin+"/webconsole/api/organization/7/action/activate", cv, ""); r.Status != 200 {
+		t.Fatalf("Commvault activate: %d %s", r.Status, r.Body)
 	}
-	if r := tokenReq(); r.status != 200 {
-		t.Fatalf("token request after reactivation: %d %s", r.status, r.body)
+	if r := tokenReq(); r.Status != 200 {
+		t.Fatalf("token request after reactivation: %d %s", r.Status, r.Body)
 	}
-	if r := do(t, "GET", edge+"/v2/users/me", map[string]string{"Authorization": "Bearer " + jwt}, ""); r.status != 200 {
-		t.Fatalf("API call after reactivation: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "GET", edge+"/v2/users/me", map[string]string{"Authorization": "Bearer " + jwt}, ""); r.Status != 200 {
+		t.Fatalf("API call after reactivation: %d %s", r.Status, r.Body)
 	}
-	if r := do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", tenant, "{}"); r.status != 200 {
-		t.Fatalf("backup after activation: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", tenant, "{}"); r.Status != 200 {
+		t.Fatalf("backup after activation: %d %s", r.Status, r.Body)
 	}
 }
 
@@ -296,7 +186,7 @@ func TestRenderRejectsBadInput(t *testing.T) {
 
 // rawRequest sends one HTTP/1.1 request exactly as written (a backslash in the path, repeated headers), which
 // net/http would normalize, and returns the status and body.
-func rawRequest(t *testing.T, base, method, target string, headers [][2]string, body string) reply {
+func rawRequest(t *testing.T, base, method, target string, headers [][2]string, body string) proxytest.Reply {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: tenant7.backup.test\r\nConnection: close\r\nContent-Length: %d\r\n", method, target, len(body))
@@ -304,7 +194,7 @@ func rawRequest(t *testing.T, base, method, target string, headers [][2]string, 
 		fmt.Fprintf(&b, "%s: %s\r\n", h[0], h[1])
 	}
 	b.WriteString("\r\n" + body)
-	return sendRaw(t, base, b.String())
+	return proxytest.SendRaw(t, base, b.String())
 }
 
 // TestNginxOtherSpellings (issue 14 items 2 and 3) through real nginx: Commvault routes spelled with
@@ -312,11 +202,9 @@ func rawRequest(t *testing.T, base, method, target string, headers [][2]string, 
 // whose restores (and logins) are disabled while its backups pass, and a JWT of a deactivated org next to a
 // second Authorization header never reaches the upstream, whichever comes first.
 func TestNginxOtherSpellings(t *testing.T) {
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "upstream ok %s %s", r.Method, r.URL.Path)
-	}))
-	t.Cleanup(upstream.Close)
-	d, admin := startDeactd(t)
+	upstream := proxytest.Upstream(t)
+	d := proxytest.StartDeactd(t, token)
+	admin := "http://" + d.AdminAddr
 	edge := startNginx(t, nginx.Options{
 		Upstream: strings.TrimPrefix(upstream.URL, "http://"),
 		Deact:    d.HTTPCheckAddr,
@@ -324,12 +212,12 @@ func TestNginxOtherSpellings(t *testing.T) {
 	})
 	cv := map[string]string{"Authtoken": "QSDK " + token, "Content-Type": "application/xml"}
 	body := `<Api_DeactivateOrganizationRequest><deactivateOptions disableLogin="1" disableBackup="0" disableRestore="1"/></Api_DeactivateOrganizationRequest>`
-	if r := do(t, "POST", admin+"/webconsole/api/organization/7/action/deactivate", cv, body); r.status != 200 {
-		t.Fatalf("Commvault deactivate: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "POST", admin+"/webconsole/api/organization/7/action/deactivate", cv, body); r.Status != 200 {
+		t.Fatalf("Commvault deactivate: %d %s", r.Status, r.Body)
 	}
 	zitadel := map[string]string{"Authorization": "Bearer " + token, "x-zitadel-orgid": "500", "Content-Type": "application/json"}
-	if r := do(t, "POST", admin+"/management/v1/orgs/me/_deactivate", zitadel, "{}"); r.status != 200 {
-		t.Fatalf("ZITADEL deactivate: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "POST", admin+"/management/v1/orgs/me/_deactivate", zitadel, "{}"); r.Status != 200 {
+		t.Fatalf("ZITADEL deactivate: %d %s", r.Status, r.Body)
 	}
 
 	accept := [][2]string{{"Accept", "application/json"}}
@@ -347,19 +235,18 @@ func TestNginxOtherSpellings(t *testing.T) {
 		`/webconsole\api\Login`,
 	} {
 		r := rawRequest(t, edge, "POST", target, accept, "{}")
-		if r.status != 403 || strings.Contains(r.body, "upstream ok") || !strings.Contains(r.body, "errorCode") {
-			t.Errorf("%s of a restore- and login-disabled tenant: %d %s", target, r.status, r.body)
+		if r.Status != 403 || strings.Contains(r.Body, "upstream ok") || !strings.Contains(r.Body, "errorCode") {
+			t.Errorf("%s of a restore- and login-disabled tenant: %d %s", target, r.Status, r.Body)
 		}
 	}
 	// Backups stay allowed, whatever the spelling.
 	for _, target := range []string{"/webconsole/api/Subclient/5/action/backup;jsessionid=1", `/webconsole\api\Subclient\5\action\backup`} {
-		if r := rawRequest(t, edge, "POST", target, accept, "{}"); r.status != 200 || !strings.Contains(r.body, "upstream ok") {
-			t.Errorf("%s of a backup-enabled tenant: %d %s", target, r.status, r.body)
+		if r := rawRequest(t, edge, "POST", target, accept, "{}"); r.Status != 200 || !strings.Contains(r.Body, "upstream ok") {
+			t.Errorf("%s of a backup-enabled tenant: %d %s", target, r.Status, r.Body)
 		}
 	}
 
-	jwt := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256","typ":"JWT"}`)) + "." +
-		base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"u1","urn:zitadel:iam:user:resourceowner:id":"500","exp":4102444800}`)) + ".c2ln"
+	jwt := proxytest.OrgJWT("500")
 	for name, auth := range map[string][]string{
 		"the JWT first":  {"Bearer " + jwt, "Bearer a.b.c"},
 		"the JWT second": {"Bearer opaque", "Bearer " + jwt},
@@ -367,8 +254,8 @@ func TestNginxOtherSpellings(t *testing.T) {
 		r := rawRequest(t, edge, "GET", "/v2/users/me", [][2]string{{"Authorization", auth[0]}, {"Authorization", auth[1]}}, "")
 		// nginx itself refuses a repeated Authorization (400, "client sent duplicate header line"); deact's
 		// /check would answer 401 (authz TestTrustRepeatedHeaders). Either way it never reaches the upstream.
-		if r.status < 400 || strings.Contains(r.body, "upstream ok") {
-			t.Errorf("two Authorization headers, %s: %d %s", name, r.status, r.body)
+		if r.Status < 400 || strings.Contains(r.Body, "upstream ok") {
+			t.Errorf("two Authorization headers, %s: %d %s", name, r.Status, r.Body)
 		}
 	}
 }

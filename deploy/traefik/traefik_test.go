@@ -2,11 +2,8 @@ package traefik_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,7 +18,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/deact/deact/daemon"
+	"github.com/deact/deact/deploy/internal/proxytest"
 	"github.com/deact/deact/deploy/traefik"
 )
 
@@ -174,70 +171,11 @@ func (p *traefikLike) forwardAuth(w http.ResponseWriter, req *http.Request, fa *
 
 const token = "traefik-e2e-token-0123456789"
 
-type reply struct {
-	status int
-	body   string
-	header http.Header
-}
-
-func do(t *testing.T, method, url string, hdr map[string]string, body string) reply {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		if k == "Host" {
-			req.Host = v
-			continue
-		}
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return reply{resp.StatusCode, string(b), resp.Header}
-}
-
-func startDeactd(t *testing.T) *daemon.Daemon {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := daemon.Start(ctx, daemon.Config{
-		DataDir: t.TempDir(), NodeID: "edge", AdminToken: token,
-		AuthzAddr: "127.0.0.1:0", HTTPCheckAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		EtcdLogLevel: "fatal", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: io.Discard,
-	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = d.Wait() })
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if r, err := http.Get("http://" + d.AdminAddr + "/readyz"); err == nil {
-			r.Body.Close()
-			if r.StatusCode == 200 {
-				return d
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("deactd not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestTraefikEndToEnd: the generated dynamic configuration, as Traefik v3 applies it, in front of a small
 // upstream, deciding through a real deactd's /check.
 func TestTraefikEndToEnd(t *testing.T) {
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		fmt.Fprintf(w, "upstream ok %s %s body=%q", r.Method, r.URL.EscapedPath(), b)
-	}))
-	t.Cleanup(upstream.Close)
-	d := startDeactd(t)
+	upstream := proxytest.Upstream(t)
+	d := proxytest.StartDeactd(t, token)
 	admin := "http://" + d.AdminAddr
 	cfg, err := traefik.Build(traefik.Options{
 		Upstream: upstream.URL, Deact: d.HTTPCheckAddr,
@@ -260,19 +198,19 @@ func TestTraefikEndToEnd(t *testing.T) {
 	edge := edgeSrv.URL
 
 	bearer := map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json"}
-	if r := do(t, "PUT", admin+"/v1/projects/p1/apps/a1", bearer, `{"orgId":"500","clientIds":["cli-1@proj"]}`); r.status != 200 {
-		t.Fatalf("register app: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "PUT", admin+"/v1/projects/p1/apps/a1", bearer, `{"orgId":"500","clientIds":["cli-1@proj"]}`); r.Status != 200 {
+		t.Fatalf("register app: %d %s", r.Status, r.Body)
 	}
 	formHdr := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
 	// A public client (PKCE) names itself only in the form body: deact must see it through forwardBody.
 	form := "grant_type=authorization_code&code=abc&code_verifier=xyz&client_id=cli-1%40proj"
-	if r := do(t, "POST", edge+"/oauth/v2/token", formHdr, form); r.status != 200 || r.body != `upstream ok POST /oauth/v2/token body="`+form+`"` {
-		t.Fatalf("token request of an active org (the upstream must get the body): %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "POST", edge+"/oauth/v2/token", formHdr, form); r.Status != 200 || r.Body != `upstream ok POST /oauth/v2/token body="`+form+`"` {
+		t.Fatalf("token request of an active org (the upstream must get the body): %d %s", r.Status, r.Body)
 	}
 
 	zitadel := map[string]string{"Authorization": "Bearer " + token, "x-zitadel-orgid": "500", "Content-Type": "application/json"}
-	if r := do(t, "POST", admin+"/management/v1/orgs/me/_deactivate", zitadel, "{}"); r.status != 200 || r.header.Get("X-Deact-Confirmed") != "1/1" {
-		t.Fatalf("ZITADEL deactivate: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "POST", admin+"/management/v1/orgs/me/_deactivate", zitadel, "{}"); r.Status != 200 || r.Header.Get("X-Deact-Confirmed") != "1/1" {
+		t.Fatalf("ZITADEL deactivate: %d %s", r.Status, r.Body)
 	}
 	spoof := map[string]string{
 		"X-Original-URI": "/elsewhere", "X-Original-Method": "GET",
@@ -288,30 +226,30 @@ func TestTraefikEndToEnd(t *testing.T) {
 			for k, v := range extra {
 				h[k] = v
 			}
-			r := do(t, "POST", edge+p, h, form)
-			if r.status != 403 || strings.Contains(r.body, "upstream ok") || !strings.Contains(r.body, `"error"`) || r.header.Get("X-Deact-Reason") != "org_deactivated" {
-				t.Errorf("POST %s (%s) by a deactivated public client: %d %v %s", p, name, r.status, r.header, r.body)
+			r := proxytest.Do(t, "POST", edge+p, h, form)
+			if r.Status != 403 || strings.Contains(r.Body, "upstream ok") || !strings.Contains(r.Body, `"error"`) || r.Header.Get("X-Deact-Reason") != "org_deactivated" {
+				t.Errorf("POST %s (%s) by a deactivated public client: %d %v %s", p, name, r.Status, r.Header, r.Body)
 			}
 		}
 	}
-	if r := do(t, "GET", edge+"/elsewhere", map[string]string{"X-Deact-Op": "token", "X-Deact-Org-Id": "500", "X-Original-URI": "/oauth/v2/token", "X-Original-Method": "POST"}, ""); r.status != 200 {
-		t.Fatalf("client-sent X-Deact-* or X-Original-* headers reached deact: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "GET", edge+"/elsewhere", map[string]string{"X-Deact-Op": "token", "X-Deact-Org-Id": "500", "X-Original-URI": "/oauth/v2/token", "X-Original-Method": "POST"}, ""); r.Status != 200 {
+		t.Fatalf("client-sent X-Deact-* or X-Original-* headers reached deact: %d %s", r.Status, r.Body)
 	}
 	// A body over maxBodySize is refused by Traefik itself (401), never forwarded unseen.
-	if r := do(t, "POST", edge+"/oauth/v2/token", formHdr, form+"&pad="+strings.Repeat("a", 64<<10)); r.status != 401 || strings.Contains(r.body, "upstream ok") {
-		t.Fatalf("oversized token request: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "POST", edge+"/oauth/v2/token", formHdr, form+"&pad="+strings.Repeat("a", 64<<10)); r.Status != 401 || strings.Contains(r.Body, "upstream ok") {
+		t.Fatalf("oversized token request: %d %s", r.Status, r.Body)
 	}
 	// Requests off the body routes are not bounded by maxBodySize.
-	if r := do(t, "PUT", edge+"/assets/big", nil, strings.Repeat("a", 128<<10)); r.status != 200 {
-		t.Fatalf("large upload elsewhere: %d %.100s", r.status, r.body)
+	if r := proxytest.Do(t, "PUT", edge+"/assets/big", nil, strings.Repeat("a", 128<<10)); r.Status != 200 {
+		t.Fatalf("large upload elsewhere: %d %.100s", r.Status, r.Body)
 	}
 
 	// Commvault: backup disabled for the tenant mapped from its host; CreateTask's body decides the op.
 	cv := map[string]string{"Authtoken": "QSDK " + token, "Content-Type": "application/xml", "Accept": "application/xml"}
 	body := `<Api_DeactivateOrganizationRequest> <deactivateOptions disableLogin="0" disableBackup="1" disableRestore="0"/>
 </Api_DeactivateOrganizationRequest>`
-	if r := do(t, "POST", admin+"/webconsole/api/organization/7/action/deactivate", cv, body); r.status != 200 {
-		t.Fatalf("Commvault deactivate: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "POST", admin+"/webconsole/api/organization/7/action/deactivate", cv, body); r.Status != 200 {
+		t.Fatalf("Commvault deactivate: %d %s", r.Status, r.Body)
 	}
 	tenant := map[string]string{"Host": "tenant7.backup.test", "Authtoken": "QSDK opaque", "Content-Type": "application/json", "X-Deact-Org-Id": "8"}
 	backupTask := `{"taskInfo":{"subTasks":[{"subTask":{"subTaskType":"BACKUP","operationType":"BACKUP"}}]}}`
@@ -321,31 +259,31 @@ func TestTraefikEndToEnd(t *testing.T) {
 		{"/webconsole/api/subclient/5/ACTION/Backup", "{}"},
 		{"/webconsole/api/CreateTask", backupTask},
 	} {
-		if r := do(t, "POST", edge+c.path, tenant, c.body); r.status != 403 || strings.Contains(r.body, "upstream ok") || !strings.Contains(r.body, "errorCode") {
-			t.Errorf("POST %s of a backup-disabled org: %d %s", c.path, r.status, r.body)
+		if r := proxytest.Do(t, "POST", edge+c.path, tenant, c.body); r.Status != 403 || strings.Contains(r.Body, "upstream ok") || !strings.Contains(r.Body, "errorCode") {
+			t.Errorf("POST %s of a backup-disabled org: %d %s", c.path, r.Status, r.Body)
 		}
 	}
 	// Other spellings of the tenant's host name still name the tenant.
 	for _, host := range []string{"TENANT7.Backup.Test", "tenant7.backup.test.", "tenant7.backup.test:443"} {
 		h := map[string]string{"Host": host, "Authtoken": "QSDK opaque"}
-		if r := do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", h, "{}"); r.status != 403 || strings.Contains(r.body, "upstream ok") {
-			t.Errorf("backup of a backup-disabled org through host %q: %d %s", host, r.status, r.body)
+		if r := proxytest.Do(t, "POST", edge+"/webconsole/api/Subclient/5/action/backup", h, "{}"); r.Status != 403 || strings.Contains(r.Body, "upstream ok") {
+			t.Errorf("backup of a backup-disabled org through host %q: %d %s", host, r.Status, r.Body)
 		}
 	}
 	for _, c := range []struct{ path, body string }{
 		{"/webconsole/api/Subclient/5/action/restore", "{}"},
 		{"/webconsole/api/CreateTask", restoreTask},
 	} {
-		if r := do(t, "POST", edge+c.path, tenant, c.body); r.status != 200 {
-			t.Errorf("POST %s (restore) of a backup-disabled org: %d %s", c.path, r.status, r.body)
+		if r := proxytest.Do(t, "POST", edge+c.path, tenant, c.body); r.Status != 200 {
+			t.Errorf("POST %s (restore) of a backup-disabled org: %d %s", c.path, r.Status, r.Body)
 		}
 	}
 
-	if r := do(t, "POST", admin+"/management/v1/orgs/me/_reactivate", zitadel, "{}"); r.status != 200 {
-		t.Fatalf("ZITADEL reactivate: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "POST", admin+"/management/v1/orgs/me/_reactivate", zitadel, "{}"); r.Status != 200 {
+		t.Fatalf("ZITADEL reactivate: %d %s", r.Status, r.Body)
 	}
-	if r := do(t, "POST", edge+"/oauth/v2/token", formHdr, form); r.status != 200 {
-		t.Fatalf("token request after reactivation: %d %s", r.status, r.body)
+	if r := proxytest.Do(t, "POST", edge+"/oauth/v2/token", formHdr, form); r.Status != 200 {
+		t.Fatalf("token request after reactivation: %d %s", r.Status, r.Body)
 	}
 }
 

@@ -1,18 +1,18 @@
 package commvault
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/deact/deact/source"
 )
 
 // Client reads Commvault's REST web service (the organization APIs) with a token from POST /Login or a fixed
@@ -81,10 +81,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cfg.MaxAnswer = 16 << 20
 	}
 	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second,
-			ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: cfg.Timeout,
-		}}
+		cfg.HTTP = &http.Client{Transport: source.NewTransport(cfg.Timeout)}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -116,31 +113,27 @@ func authtoken(t string) (string, error) {
 }
 
 // errUnreachable wraps failures to get any answer from Commvault (refused, reset, timed out).
-var errUnreachable = errors.New("commvault unreachable")
+var errUnreachable = source.Unreachable("commvault")
 
 // APIError is an answer Commvault gave that is not a success: an HTTP status other than 200, or a 200 whose
-// body carries a non-zero errorCode (Commvault reports many failures that way).
-type APIError struct {
-	Method, Path string
-	Status       int
-	Code         int
-	Message      string
+// body carries a non-zero errorCode (Commvault reports many failures that way). Make one with apiError.
+type APIError = source.APIError
+
+// apiError is an APIError worded for Commvault.
+func apiError(method, path string, status, code int, msg string) *APIError {
+	return &APIError{Upstream: "commvault", CodeName: "errorCode", Hint: hint,
+		Method: method, Path: path, Status: status, Code: code, Message: msg}
 }
 
-func (e *APIError) Error() string {
-	hint := ""
-	switch e.Status {
+// hint says what to check when Commvault answers status.
+func hint(status int) string {
+	switch status {
 	case http.StatusUnauthorized:
-		hint = " (the token is invalid or expired, or the login was refused)"
+		return "the token is invalid or expired, or the login was refused"
 	case http.StatusForbidden:
-		hint = " (the user lacks the permission to view organizations)"
+		return "the user lacks the permission to view organizations"
 	}
-	return fmt.Sprintf("commvault %s %s: HTTP %d errorCode %d: %s%s", e.Method, e.Path, e.Status, e.Code, e.Message, hint)
-}
-
-// Unauthorized reports whether Commvault refused the credentials or their permissions.
-func (e *APIError) Unauthorized() bool {
-	return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
+	return ""
 }
 
 // login obtains a new token with POST /Login unless another goroutine already replaced the one seen (version).
@@ -180,7 +173,7 @@ func (c *Client) login(ctx context.Context, seen uint64) error {
 			msg, code = resp.Errors[0].Message, resp.Errors[0].Code
 		}
 		// Commvault answers a refused login with 200 and an errList; it is a 401 for what it means.
-		return &APIError{Method: http.MethodPost, Path: "/Login", Status: http.StatusUnauthorized, Code: code, Message: msg}
+		return apiError(http.MethodPost, "/Login", http.StatusUnauthorized, code, msg)
 	}
 	t, err := authtoken(resp.Token)
 	if err != nil {
@@ -235,23 +228,13 @@ type answer interface {
 func (c *Client) send(ctx context.Context, method, path, token string, body []byte, out answer) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	u := *c.base
-	u.Path += path
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	accept := "application/json"
+	if c.cfg.XML {
+		accept = "application/xml"
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	req, err := source.NewRequest(ctx, method, c.base, path, body, accept)
 	if err != nil {
 		return err
-	}
-	if c.cfg.XML {
-		req.Header.Set("Accept", "application/xml")
-	} else {
-		req.Header.Set("Accept", "application/json")
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
 	}
 	if token != "" {
 		req.Header.Set("Authtoken", token)
@@ -262,16 +245,17 @@ func (c *Client) send(ctx context.Context, method, path, token string, body []by
 		return fmt.Errorf("%w: %s %s: %w", errUnreachable, method, path, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxAnswer+1))
-	if err != nil {
+	b, err := source.ReadAnswer(resp.Body, c.cfg.MaxAnswer)
+	var large *source.AnswerTooLargeError
+	switch {
+	case errors.As(err, &large):
+		return fmt.Errorf("commvault %s %s: %w", method, path, err)
+	case err != nil:
 		return fmt.Errorf("%w: %s %s: reading the answer: %w", errUnreachable, method, path, err)
-	}
-	if int64(len(b)) > c.cfg.MaxAnswer {
-		return fmt.Errorf("commvault %s %s: answer larger than %d bytes", method, path, c.cfg.MaxAnswer)
 	}
 	xmlAnswer := isXML(resp.Header.Get("Content-Type"))
 	if resp.StatusCode != http.StatusOK {
-		e := &APIError{Method: method, Path: path, Status: resp.StatusCode}
+		e := apiError(method, path, resp.StatusCode, 0, "")
 		var g genericAnswer
 		if decode(b, xmlAnswer, &g) == nil && g.Message != "" {
 			e.Code, e.Message = g.Code, g.Message
@@ -284,7 +268,7 @@ func (c *Client) send(ctx context.Context, method, path, token string, body []by
 		return fmt.Errorf("commvault %s %s: unreadable answer: %w", method, path, err)
 	}
 	if code, msg := out.apiError(); code != 0 {
-		return &APIError{Method: method, Path: path, Status: resp.StatusCode, Code: code, Message: msg}
+		return apiError(method, path, resp.StatusCode, code, msg)
 	}
 	return nil
 }

@@ -13,22 +13,19 @@ import (
 	"time"
 
 	"github.com/deact/deact/daemon"
-	"github.com/deact/deact/deploy/local"
 	"github.com/deact/deact/source/commvault"
 	"github.com/deact/deact/source/commvault/commvaulttest"
+	"github.com/deact/deact/source/internal/sourcetest"
 	"github.com/deact/deact/state"
-	"github.com/deact/deact/state/etcdtest"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // cvCluster is a local 3-gateway deact whose admin node follows a fake Commvault.
 type cvCluster struct {
 	t    *testing.T
 	fake *commvaulttest.Server
-	c    *local.Cluster
+	c    *sourcetest.Cluster
 	gws  []authv3.AuthorizationClient
 }
 
@@ -42,26 +39,10 @@ func startCluster(t testing.TB, fake *commvaulttest.Server, cv daemon.CommvaultC
 		}
 	}
 	cv.URL = fake.URL
-	c, err := local.Start(local.Config{Dir: filepath.Join(dir, "cluster"), Daemon: func(dc *daemon.Config) {
-		if dc.Role == daemon.RoleAdmin {
-			dc.Commvault = cv
-		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cc := &cvCluster{fake: fake, c: c}
+	c := sourcetest.Start(t, dir, func(dc *daemon.Config) { dc.Commvault = cv })
+	cc := &cvCluster{fake: fake, c: c, gws: c.Gateways}
 	if tt, ok := t.(*testing.T); ok {
 		cc.t = tt
-	}
-	for _, addr := range c.AuthzAddrs() {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		cc.gws = append(cc.gws, authv3.NewAuthorizationClient(conn))
 	}
 	return cc
 }
@@ -148,26 +129,7 @@ func (cc *cvCluster) within(what string, rounds int64, want map[string]code.Code
 
 func (cc *cvCluster) status(what string, ok func(state.SourceStatus) bool) state.SourceStatus {
 	cc.t.Helper()
-	store := state.NewStore(etcdtest.Client(cc.t, cc.c.Etcd.Endpoints()))
-	deadline := time.Now().Add(30 * time.Second)
-	var last state.SourceStatus
-	for time.Now().Before(deadline) {
-		all, err := store.ListSourceStatus(context.Background())
-		if err != nil {
-			cc.t.Fatal(err)
-		}
-		for _, st := range all {
-			if st.Source == commvault.SourceName {
-				last = st
-				if ok(st) {
-					return st
-				}
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	cc.t.Fatalf("%s: status never matched; last %+v", what, last)
-	return last
+	return cc.c.Status(cc.t, what, commvault.SourceName, 30*time.Second, ok)
 }
 
 func (cc *cvCluster) get(path string) string {

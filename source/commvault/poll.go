@@ -11,7 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/deact/deact/source"
 	"github.com/deact/deact/state"
@@ -274,8 +273,6 @@ func (p *Poller) read(ctx context.Context) ([]Listed, map[string]Org, map[string
 	if err != nil {
 		return nil, nil, nil, requests, err
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	var mu sync.Mutex
 	details := make(map[string]Org, len(listed))
 	failures := map[string]error{}
@@ -283,46 +280,28 @@ func (p *Poller) read(ctx context.Context) ([]Listed, map[string]Org, map[string
 	// Consecutive detail requests that got no answer: one slow organization is its own failure, but every worker
 	// failing in a row means Commvault went away, and the round stops rather than wait for each timeout.
 	var unreachable atomic.Int64
-	work := make(chan Listed)
-	var wg sync.WaitGroup
-	for range min(p.cfg.Concurrency, len(listed)) {
-		wg.Go(func() {
-			for l := range work {
-				if ctx.Err() != nil {
-					continue
-				}
-				n.Add(1)
-				o, err := c.GetOrg(ctx, l.ID)
-				var ae *APIError
-				switch {
-				case err == nil:
-					unreachable.Store(0)
-					mu.Lock()
-					details[l.ID] = o
-					mu.Unlock()
-				case errors.As(err, &ae) && ae.Unauthorized(),
-					errors.Is(err, errUnreachable) && unreachable.Add(1) > int64(2*p.cfg.Concurrency):
-					cancel(err)
-				default:
-					mu.Lock()
-					failures[l.ID] = err
-					mu.Unlock()
-				}
-			}
-		})
-	}
-feed:
-	for _, l := range listed {
-		select {
-		case work <- l:
-		case <-ctx.Done():
-			break feed
+	err = source.Parallel(ctx, p.cfg.Concurrency, listed, func(ctx context.Context, l Listed) error {
+		n.Add(1)
+		o, err := c.GetOrg(ctx, l.ID)
+		var ae *APIError
+		switch {
+		case err == nil:
+			unreachable.Store(0)
+			mu.Lock()
+			details[l.ID] = o
+			mu.Unlock()
+		case errors.As(err, &ae) && ae.Unauthorized(),
+			errors.Is(err, errUnreachable) && unreachable.Add(1) > int64(2*p.cfg.Concurrency):
+			return err
+		default:
+			mu.Lock()
+			failures[l.ID] = err
+			mu.Unlock()
 		}
-	}
-	close(work)
-	wg.Wait()
+		return nil
+	})
 	requests += n.Load()
-	if err := context.Cause(ctx); err != nil {
+	if err != nil {
 		return nil, nil, nil, requests, err
 	}
 	return listed, details, failures, requests, nil
@@ -339,15 +318,15 @@ func (p *Poller) record(l Listed, o Org, seq uint64, now time.Time) state.Mirror
 		}
 	}
 	slices.Sort(domains)
-	if len(domains) > maxListed {
-		p.log.Warn("commvault organization has more domains than deact mirrors; the rest are not followed", "org", l.ID, "domains", len(domains), "kept", maxListed)
-		domains = domains[:maxListed]
+	if len(domains) > source.MaxListed {
+		p.log.Warn("commvault organization has more domains than deact mirrors; the rest are not followed", "org", l.ID, "domains", len(domains), "kept", source.MaxListed)
+		domains = domains[:source.MaxListed]
 	}
 	name := o.Name
 	if name == "" {
 		name = l.Name
 	}
-	return state.MirrorRecord{Source: SourceName, Kind: state.MirrorOrg, ID: l.ID, Name: clip(name),
+	return state.MirrorRecord{Source: SourceName, Kind: state.MirrorOrg, ID: l.ID, Name: source.ClipName(name),
 		Domains: domains, Disabled: o.Disabled, Sequence: seq, ChangedAt: now}
 }
 
@@ -361,60 +340,11 @@ func (p *Poller) write(ctx context.Context, changes []state.MirrorRecord, st *Ro
 	if len(changes) == 0 {
 		return nil
 	}
-	batches := slices.Collect(slices.Chunk(changes, p.cfg.BatchSize))
-	var written, unchanged, stale atomic.Int64
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	work := make(chan []state.MirrorRecord)
-	var wg sync.WaitGroup
-	c := state.Change{Actor: "source:" + SourceName, Reason: "commvault poll"}
-	for range min(p.cfg.WriteConcurrency, len(batches)) {
-		wg.Go(func() {
-			for b := range work {
-				if ctx.Err() != nil {
-					continue
-				}
-				res, err := p.cfg.Store.ApplyMirror(ctx, b, c)
-				if err != nil {
-					cancel(fmt.Errorf("write mirrored records: %w", err))
-					continue
-				}
-				written.Add(int64(res.Written))
-				unchanged.Add(int64(res.Unchanged))
-				stale.Add(int64(res.Stale))
-			}
-		})
-	}
-feed:
-	for _, b := range batches {
-		select {
-		case work <- b:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
-	st.Written += int(written.Load())
-	st.Unchanged += int(unchanged.Load())
-	st.Stale += int(stale.Load())
-	return context.Cause(ctx)
-}
-
-// maxListed and maxName are the bounds state.ApplyMirror sets on one record's domains and name.
-const (
-	maxListed = 100
-	maxName   = 200
-)
-
-// clip shortens a display name to what a mirrored record holds, on a rune boundary.
-func clip(name string) string {
-	if len(name) <= maxName {
-		return name
-	}
-	cut := maxName
-	for cut > 0 && !utf8.RuneStart(name[cut]) {
-		cut--
-	}
-	return name[:cut]
+	var w source.MirrorWrites
+	err := source.WriteMirror(ctx, p.cfg.Store, changes, p.cfg.BatchSize, p.cfg.WriteConcurrency,
+		state.Change{Actor: "source:" + SourceName, Reason: "commvault poll"}, &w)
+	st.Written += int(w.Written.Load())
+	st.Unchanged += int(w.Unchanged.Load())
+	st.Stale += int(w.Stale.Load())
+	return err
 }

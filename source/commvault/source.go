@@ -77,21 +77,12 @@ func Report(status *source.Status, st RoundStats, err error) {
 	status.Reconciled(time.Now().Add(-st.Duration), int64(st.Written), int64(st.Records), int64(st.Tombstones), err)
 }
 
-// ErrorClass names a failure for deact_source_upstream_errors_total.
+// ErrorClass names a failure for deact_source_upstream_errors_total: source.ErrorClass, with a round that
+// could not read some organizations (PartialError) a "bad_response".
 func ErrorClass(err error) string {
-	var ae *APIError
 	var pe *PartialError
-	switch {
-	case errors.Is(err, source.ErrSuspiciousListing):
-		return "suspicious"
-	case errors.As(err, &pe):
+	if errors.As(err, &pe) && !errors.Is(err, source.ErrSuspiciousListing) {
 		return "bad_response"
-	case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized:
-		return "unauthorized"
-	case errors.As(err, &ae) && ae.Status == http.StatusForbidden:
-		return "forbidden"
-	case errors.Is(err, errUnreachable):
-		return "unreachable"
 	}
-	return "bad_response"
+	return source.ErrorClass(err)
 }

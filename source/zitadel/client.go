@@ -1,17 +1,17 @@
 package zitadel
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/deact/deact/source"
 )
 
 // Client reads ZITADEL's v1 admin and management REST APIs (served by ZITADEL v2.x through v4.x) with a service
@@ -46,10 +46,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, errors.New("zitadel token contains white space")
 	}
 	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second,
-			ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second,
-		}}
+		cfg.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: source.NewTransport(0)}
 	}
 	if cfg.PageSize <= 0 || cfg.PageSize > 1000 {
 		cfg.PageSize = 1000
@@ -67,30 +64,26 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 }
 
 // errUnreachable wraps failures to get any answer from ZITADEL.
-var errUnreachable = errors.New("zitadel unreachable")
+var errUnreachable = source.Unreachable("zitadel")
 
-// APIError is an answer other than 200 from ZITADEL (google.rpc.Status as its gateway writes it).
-type APIError struct {
-	Method, Path string
-	Status       int
-	Code         int
-	Message      string
+// APIError is an answer other than 200 from ZITADEL (google.rpc.Status as its gateway writes it). Make one with
+// apiError.
+type APIError = source.APIError
+
+// apiError is an APIError worded for ZITADEL.
+func apiError(method, path string, status int) *APIError {
+	return &APIError{Upstream: "zitadel", CodeName: "code", Hint: hint, Method: method, Path: path, Status: status}
 }
 
-func (e *APIError) Error() string {
-	hint := ""
-	switch e.Status {
+// hint says what to check when ZITADEL answers status.
+func hint(status int) string {
+	switch status {
 	case http.StatusUnauthorized:
-		hint = " (the token is invalid or expired)"
+		return "the token is invalid or expired"
 	case http.StatusForbidden:
-		hint = " (the service account lacks a role: it needs IAM_OWNER_VIEWER, or ORG_OWNER_VIEWER on each --zitadel-orgs org)"
+		return "the service account lacks a role: it needs IAM_OWNER_VIEWER, or ORG_OWNER_VIEWER on each --zitadel-orgs org"
 	}
-	return fmt.Sprintf("zitadel %s %s: HTTP %d code %d: %s%s", e.Method, e.Path, e.Status, e.Code, e.Message, hint)
-}
-
-// Unauthorized reports whether ZITADEL refused the credentials or their permissions (401, 403).
-func (e *APIError) Unauthorized() bool {
-	return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
+	return ""
 }
 
 // Object states deact mirrors, from the enum names of ZITADEL's protos.
@@ -331,13 +324,7 @@ func (c *Client) do(ctx context.Context, method, path, orgID string, body, out a
 }
 
 func (c *Client) once(ctx context.Context, method, path, orgID string, payload []byte, out any) error {
-	var rd io.Reader
-	if payload != nil {
-		rd = bytes.NewReader(payload)
-	}
-	u := *c.base
-	u.Path += path
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	req, err := source.NewRequest(ctx, method, c.base, path, payload, "application/json")
 	if err != nil {
 		return err
 	}
@@ -348,10 +335,6 @@ func (c *Client) once(ctx context.Context, method, path, orgID string, payload [
 		}
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", "application/json")
-	if payload != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
 	if orgID != "" {
 		req.Header.Set("x-zitadel-orgid", orgID)
 	}
@@ -360,15 +343,16 @@ func (c *Client) once(ctx context.Context, method, path, orgID string, payload [
 		return fmt.Errorf("%w: %s %s: %w", errUnreachable, method, path, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
-	if err != nil {
+	b, err := source.ReadAnswer(resp.Body, maxAnswer)
+	var large *source.AnswerTooLargeError
+	switch {
+	case errors.As(err, &large):
+		return fmt.Errorf("zitadel %s %s: %w", method, path, err)
+	case err != nil:
 		return fmt.Errorf("zitadel %s %s: reading the answer: %w", method, path, err)
 	}
-	if len(b) > maxAnswer {
-		return fmt.Errorf("zitadel %s %s: answer larger than %d bytes", method, path, maxAnswer)
-	}
 	if resp.StatusCode != http.StatusOK {
-		e := &APIError{Method: method, Path: path, Status: resp.StatusCode}
+		e := apiError(method, path, resp.StatusCode)
 		var st struct {
 			Code    int    `json:"code"`
 			Message string `json:"message"`

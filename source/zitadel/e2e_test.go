@@ -13,15 +13,12 @@ import (
 	"time"
 
 	"github.com/deact/deact/daemon"
-	"github.com/deact/deact/deploy/local"
+	"github.com/deact/deact/source/internal/sourcetest"
 	"github.com/deact/deact/source/zitadel"
 	"github.com/deact/deact/source/zitadel/zitadeltest"
 	"github.com/deact/deact/state"
-	"github.com/deact/deact/state/etcdtest"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 const e2eKey = "e2e-signing-key"
@@ -30,7 +27,7 @@ const e2eKey = "e2e-signing-key"
 type zitadelCluster struct {
 	t       *testing.T
 	fake    *zitadeltest.Server
-	c       *local.Cluster
+	c       *sourcetest.Cluster
 	gws     []authv3.AuthorizationClient
 	zcfg    daemon.ZitadelConfig
 	nodeDir string
@@ -50,24 +47,8 @@ func startZitadelCluster(t *testing.T, fake *zitadeltest.Server) *zitadelCluster
 	zc := &zitadelCluster{t: t, fake: fake, nodeDir: dir, zcfg: daemon.ZitadelConfig{
 		URL: fake.URL, TokenFile: tokenFile, SigningKeyFile: keyFile, SyncInterval: 300 * time.Millisecond,
 	}}
-	c, err := local.Start(local.Config{Dir: filepath.Join(dir, "cluster"), Daemon: func(dc *daemon.Config) {
-		if dc.Role == daemon.RoleAdmin {
-			dc.Zitadel = zc.zcfg
-		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	zc.c = c
-	for _, addr := range c.AuthzAddrs() {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		zc.gws = append(zc.gws, authv3.NewAuthorizationClient(conn))
-	}
+	zc.c = sourcetest.Start(t, dir, func(dc *daemon.Config) { dc.Zitadel = zc.zcfg })
+	zc.gws = zc.c.Gateways
 	return zc
 }
 
@@ -262,26 +243,7 @@ func (zc *zitadelCluster) startAdmin(id string) *daemon.Daemon {
 // status polls the ZITADEL source's status record until ok accepts it.
 func (zc *zitadelCluster) status(what string, ok func(state.SourceStatus) bool) state.SourceStatus {
 	zc.t.Helper()
-	store := state.NewStore(etcdtest.Client(zc.t, zc.c.Etcd.Endpoints()))
-	deadline := time.Now().Add(20 * time.Second)
-	var last state.SourceStatus
-	for time.Now().Before(deadline) {
-		all, err := store.ListSourceStatus(context.Background())
-		if err != nil {
-			zc.t.Fatal(err)
-		}
-		for _, st := range all {
-			if st.Source == zitadel.SourceName {
-				last = st
-				if ok(st) {
-					return st
-				}
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	zc.t.Fatalf("%s: status never matched; last %+v", what, last)
-	return last
+	return zc.c.Status(zc.t, what, zitadel.SourceName, 20*time.Second, ok)
 }
 
 // TestZitadelLeaderMovesAndStatus: two admin nodes follow ZITADEL, one syncs; the webhook works on both; when

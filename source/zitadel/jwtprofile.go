@@ -109,7 +109,9 @@ func (p *jwtProfile) bearer(ctx context.Context) (string, error) {
 			Desc  string `json:"error_description"`
 		}
 		_ = json.Unmarshal(b, &oe)
-		return "", &APIError{Method: http.MethodPost, Path: "/oauth/v2/token", Status: resp.StatusCode, Message: strings.TrimSpace(oe.Error + " " + oe.Desc)}
+		e := apiError(http.MethodPost, "/oauth/v2/token", resp.StatusCode)
+		e.Message = strings.TrimSpace(oe.Error + " " + oe.Desc)
+		return "", e
 	}
 	var tr struct {
 		AccessToken string `json:"access_token"`

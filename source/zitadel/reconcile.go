@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/deact/deact/source"
 	"github.com/deact/deact/state"
@@ -187,7 +186,7 @@ func (r *Reconciler) list(ctx context.Context) (*listing, error) {
 	var orgs []Org
 	if len(r.cfg.Orgs) > 0 {
 		var mu sync.Mutex
-		err := parallel(ctx, r.cfg.Concurrency, r.cfg.Orgs, func(ctx context.Context, id string) error {
+		err := source.Parallel(ctx, r.cfg.Concurrency, r.cfg.Orgs, func(ctx context.Context, id string) error {
 			o, err := c.GetOrg(ctx, id)
 			var ae *APIError
 			if errors.As(err, &ae) && ae.Status == 404 {
@@ -239,7 +238,7 @@ func (r *Reconciler) list(ctx context.Context) (*listing, error) {
 	type projectJob struct{ orgID, projectID string }
 	var projects []projectJob
 	var pmu sync.Mutex
-	err := parallel(ctx, r.cfg.Concurrency, live, func(ctx context.Context, o Org) error {
+	err := source.Parallel(ctx, r.cfg.Concurrency, live, func(ctx context.Context, o Org) error {
 		domains, err := c.ListDomains(ctx, o.ID)
 		if err != nil {
 			return err
@@ -256,11 +255,11 @@ func (r *Reconciler) list(ctx context.Context) (*listing, error) {
 		if err != nil {
 			return err
 		}
-		if len(norm) > maxListed {
-			r.log.Warn("zitadel org has more domains than deact mirrors; the rest are not followed", "org", o.ID, "domains", len(norm), "kept", maxListed)
-			norm = norm[:maxListed]
+		if len(norm) > source.MaxListed {
+			r.log.Warn("zitadel org has more domains than deact mirrors; the rest are not followed", "org", o.ID, "domains", len(norm), "kept", source.MaxListed)
+			norm = norm[:source.MaxListed]
 		}
-		rec := state.MirrorRecord{Source: SourceName, Kind: state.MirrorOrg, ID: o.ID, Name: clip(o.Name),
+		rec := state.MirrorRecord{Source: SourceName, Kind: state.MirrorOrg, ID: o.ID, Name: source.ClipName(o.Name),
 			Domains: norm, Sequence: o.Sequence, ChangedAt: o.Changed.UTC()}
 		if o.State == StateInactive {
 			rec.Disabled = state.OpLogin | state.OpToken
@@ -276,7 +275,7 @@ func (r *Reconciler) list(ctx context.Context) (*listing, error) {
 				continue
 			}
 			l.proj[p.ID] = state.MirrorRecord{Source: SourceName, Kind: state.MirrorProject, ID: p.ID, OrgID: o.ID,
-				Name: clip(p.Name), Deactivated: p.State == StateInactive, Sequence: p.Sequence, ChangedAt: p.Changed.UTC()}
+				Name: source.ClipName(p.Name), Deactivated: p.State == StateInactive, Sequence: p.Sequence, ChangedAt: p.Changed.UTC()}
 		}
 		l.mu.Unlock()
 		l.nProjects.Add(int64(len(ps)))
@@ -293,7 +292,7 @@ func (r *Reconciler) list(ctx context.Context) (*listing, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = parallel(ctx, r.cfg.Concurrency, projects, func(ctx context.Context, j projectJob) error {
+	err = source.Parallel(ctx, r.cfg.Concurrency, projects, func(ctx context.Context, j projectJob) error {
 		apps, err := c.ListApps(ctx, j.orgID, j.projectID)
 		if err != nil {
 			return err
@@ -308,7 +307,7 @@ func (r *Reconciler) list(ctx context.Context) (*listing, error) {
 				continue
 			}
 			rec := state.MirrorRecord{Source: SourceName, Kind: state.MirrorApp, ID: a.ID, ProjectID: j.projectID,
-				OrgID: j.orgID, Name: clip(a.Name), Deactivated: a.State == StateInactive, Sequence: a.Sequence, ChangedAt: a.Changed.UTC()}
+				OrgID: j.orgID, Name: source.ClipName(a.Name), Deactivated: a.State == StateInactive, Sequence: a.Sequence, ChangedAt: a.Changed.UTC()}
 			if a.ClientID != "" {
 				if state.ValidateID("client", a.ClientID) != nil {
 					return fmt.Errorf("zitadel listed app %s with client id %q: invalid id", a.ID, a.ClientID)
@@ -445,24 +444,6 @@ func (r *Reconciler) diff(ctx context.Context, l *listing, start time.Time, st *
 	return changes, nil
 }
 
-// maxListed and maxName are the bounds state.ApplyMirror sets on one record's lists and name.
-const (
-	maxListed = 100
-	maxName   = 200
-)
-
-// clip shortens a display name to what a mirrored record holds, on a rune boundary.
-func clip(name string) string {
-	if len(name) <= maxName {
-		return name
-	}
-	cut := maxName
-	for cut > 0 && !utf8.RuneStart(name[cut]) {
-		cut--
-	}
-	return name[:cut]
-}
-
 // sameMirror compares what a listing can say about a record.
 func sameMirror(a, b state.MirrorRecord) bool {
 	return a.Kind == b.Kind && a.ID == b.ID && a.ProjectID == b.ProjectID && a.OrgID == b.OrgID &&
@@ -475,72 +456,16 @@ func (r *Reconciler) write(ctx context.Context, changes []state.MirrorRecord, st
 	if len(changes) == 0 {
 		return nil
 	}
-	var batches [][]state.MirrorRecord
-	for b := range slices.Chunk(changes, r.cfg.BatchSize) {
-		batches = append(batches, b)
-	}
-	var written, unchanged, stale atomic.Int64
-	var rev atomic.Int64
+	var w source.MirrorWrites
 	stop := r.progress(func() []any {
-		return []any{"written", written.Load(), "of", len(changes)}
+		return []any{"written", w.Written.Load(), "of", len(changes)}
 	})
 	defer stop()
-	c := state.Change{Actor: "source:" + SourceName, Reason: "zitadel reconcile"}
-	err := parallel(ctx, r.cfg.WriteConcurrency, batches, func(ctx context.Context, b []state.MirrorRecord) error {
-		res, err := r.cfg.Store.ApplyMirror(ctx, b, c)
-		if err != nil {
-			return fmt.Errorf("write mirrored records: %w", err)
-		}
-		written.Add(int64(res.Written))
-		unchanged.Add(int64(res.Unchanged))
-		stale.Add(int64(res.Stale))
-		for {
-			cur := rev.Load()
-			if res.Revision <= cur || rev.CompareAndSwap(cur, res.Revision) {
-				break
-			}
-		}
-		return nil
-	})
-	st.Written += int(written.Load())
-	st.Unchanged += int(unchanged.Load())
-	st.Stale += int(stale.Load())
-	st.Revision = rev.Load()
+	err := source.WriteMirror(ctx, r.cfg.Store, changes, r.cfg.BatchSize, r.cfg.WriteConcurrency,
+		state.Change{Actor: "source:" + SourceName, Reason: "zitadel reconcile"}, &w)
+	st.Written += int(w.Written.Load())
+	st.Unchanged += int(w.Unchanged.Load())
+	st.Stale += int(w.Stale.Load())
+	st.Revision = w.Revision.Load()
 	return err
-}
-
-// parallel runs f on every item with at most n at once; the first error cancels the rest and is returned.
-func parallel[T any](ctx context.Context, n int, items []T, f func(context.Context, T) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	work := make(chan T)
-	var wg sync.WaitGroup
-	for range min(n, len(items)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for it := range work {
-				if ctx.Err() != nil {
-					continue
-				}
-				if err := f(ctx, it); err != nil {
-					cancel(err)
-				}
-			}
-		}()
-	}
-feed:
-	for _, it := range items {
-		select {
-		case work <- it:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return ctx.Err()
 }

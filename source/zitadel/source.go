@@ -113,25 +113,7 @@ func report(env source.Env, st SyncStats, err error) {
 		return
 	}
 	if err != nil {
-		env.Status.UpstreamError(errorClass(err), err)
+		env.Status.UpstreamError(source.ErrorClass(err), err)
 	}
 	env.Status.Reconciled(time.Now().Add(-st.Duration), int64(st.Written), int64(st.Records), int64(st.Tombstones), err)
-}
-
-// errorClass names a failure for the deact_source_upstream_errors_total metric.
-func errorClass(err error) string {
-	var ae *APIError
-	switch {
-	case errors.Is(err, source.ErrSuspiciousListing):
-		return "suspicious"
-	case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized:
-		return "unauthorized"
-	case errors.As(err, &ae) && ae.Status == http.StatusForbidden:
-		return "forbidden"
-	case errors.As(err, &ae):
-		return "bad_response"
-	case errors.Is(err, errUnreachable):
-		return "unreachable"
-	}
-	return "bad_response"
 }
