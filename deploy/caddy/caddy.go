@@ -5,6 +5,7 @@ package caddy
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"text/template"
 
 	"github.com/deact/deact/envoy"
+	"github.com/deact/deact/state"
 )
 
 //go:embed Caddyfile.tmpl
@@ -61,6 +63,10 @@ func Render(w io.Writer, o Options) error {
 		}
 	}
 	for _, t := range o.Tenants {
+		// Only what deact's IDs allow (every DNS name fits), and nothing a Caddyfile would misread.
+		if err := errors.Join(state.ValidateID("tenant host", t.Host), state.ValidateID("org", t.OrgID)); err != nil {
+			return fmt.Errorf("caddy: tenant %q → %q: %w", t.Host, t.OrgID, err)
+		}
 		if t.Host == "" || t.OrgID == "" || bad(t.Host) || bad(t.OrgID) {
 			return fmt.Errorf("caddy: tenant %q → %q: empty, or characters a Caddyfile would misread", t.Host, t.OrgID)
 		}

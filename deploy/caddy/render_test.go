@@ -18,6 +18,8 @@ func TestRenderRejectsBadInput(t *testing.T) {
 		{"tenant org with a brace", caddy.Options{Upstream: "a:1", Tenants: []caddy.Tenant{{Host: "x", OrgID: "1}"}}}},
 		{"tenant org with a placeholder", caddy.Options{Upstream: "a:1", Tenants: []caddy.Tenant{{Host: "x", OrgID: "{http.request.header.X}"}}}},
 		{"empty tenant org", caddy.Options{Upstream: "a:1", Tenants: []caddy.Tenant{{Host: "x"}}}},
+		{"tenant host with a comment", caddy.Options{Upstream: "a:1", Tenants: []caddy.Tenant{{Host: "#x", OrgID: "7"}}}},
+		{"tenant org outside deact's IDs", caddy.Options{Upstream: "a:1", Tenants: []caddy.Tenant{{Host: "x", OrgID: "7$"}}}},
 		{"site with a newline", caddy.Options{Upstream: "a:1", Site: "a\n}"}},
 		{"unknown preset", caddy.Options{Upstream: "a:1", Presets: []string{"keycloak"}}},
 	}

@@ -4,6 +4,7 @@ package nginx
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"text/template"
 
 	"github.com/deact/deact/envoy"
+	"github.com/deact/deact/state"
 )
 
 //go:embed nginx.conf.tmpl
@@ -60,6 +62,11 @@ func Render(w io.Writer, o Options) error {
 		}
 	}
 	for _, t := range o.Tenants {
+		// Only what deact's IDs allow (every DNS name fits): '#' would start an nginx comment and drop the
+		// tenant from the map, '$' would be read as a variable.
+		if err := errors.Join(state.ValidateID("tenant host", t.Host), state.ValidateID("org", t.OrgID)); err != nil {
+			return fmt.Errorf("nginx: tenant %q → %q: %w", t.Host, t.OrgID, err)
+		}
 		if strings.ContainsAny(t.Host+t.OrgID, " \t\n;{}\"'") {
 			return fmt.Errorf("nginx: tenant %q → %q has characters nginx would misread", t.Host, t.OrgID)
 		}

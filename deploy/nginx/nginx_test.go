@@ -179,8 +179,13 @@ func TestRenderRejectsBadInput(t *testing.T) {
 	if err := nginx.Render(&b, nginx.Options{Upstream: "nohostport"}); err == nil {
 		t.Error("bad upstream accepted")
 	}
-	if err := nginx.Render(&b, nginx.Options{Upstream: "a:1", Tenants: []nginx.Tenant{{Host: "x; evil", OrgID: "1"}}}); err == nil {
-		t.Error("tenant with ';' accepted")
+	for _, tn := range []nginx.Tenant{
+		{Host: "x; evil", OrgID: "1"}, {Host: "#x", OrgID: "7"}, {Host: "x", OrgID: "$host"}, {Host: "x\r", OrgID: "7"},
+		{Host: "", OrgID: "7"}, {Host: "x", OrgID: ""}, {Host: "x", OrgID: "7#"},
+	} {
+		if err := nginx.Render(&b, nginx.Options{Upstream: "a:1", Tenants: []nginx.Tenant{tn}}); err == nil {
+			t.Errorf("tenant %q → %q accepted", tn.Host, tn.OrgID)
+		}
 	}
 }
 

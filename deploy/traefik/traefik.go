@@ -5,15 +5,16 @@
 package traefik
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sort"
 	"strings"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/deact/deact/authz"
 	"github.com/deact/deact/envoy"
+	"github.com/deact/deact/state"
+	"sigs.k8s.io/yaml"
 )
 
 // Options describe the deployment. Zero values take the defaults in brackets.
@@ -180,6 +181,10 @@ func Build(o Options) (*Config, error) {
 	}
 	seen := map[string]bool{}
 	for i, tn := range o.Tenants {
+		// Only what deact's IDs allow (every DNS name fits), and nothing a Traefik rule would misread.
+		if err := errors.Join(state.ValidateID("tenant host", tn.Host), state.ValidateID("org", tn.OrgID)); err != nil {
+			return nil, fmt.Errorf("traefik: tenant %q → %q: %w", tn.Host, tn.OrgID, err)
+		}
 		if tn.Host == "" || tn.OrgID == "" || strings.ContainsAny(tn.Host+tn.OrgID, " \t\r\n`\"'(){}&|!,") || seen[strings.ToLower(tn.Host)] {
 			return nil, fmt.Errorf("traefik: tenant %q → %q: empty, repeated, or characters a Traefik rule would misread", tn.Host, tn.OrgID)
 		}

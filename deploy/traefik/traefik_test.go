@@ -298,6 +298,8 @@ func TestBuildRejectsBadInput(t *testing.T) {
 		{"tenant host with a backquote", traefik.Options{Upstream: "a:1", Tenants: []traefik.Tenant{{Host: "x`) || PathPrefix(`/", OrgID: "1"}}}},
 		{"tenant twice", traefik.Options{Upstream: "a:1", Tenants: []traefik.Tenant{{Host: "x", OrgID: "1"}, {Host: "X", OrgID: "2"}}}},
 		{"empty org", traefik.Options{Upstream: "a:1", Tenants: []traefik.Tenant{{Host: "x"}}}},
+		{"tenant host with a comment", traefik.Options{Upstream: "a:1", Tenants: []traefik.Tenant{{Host: "#x", OrgID: "7"}}}},
+		{"tenant org outside deact's IDs", traefik.Options{Upstream: "a:1", Tenants: []traefik.Tenant{{Host: "x", OrgID: "7$"}}}},
 		{"unknown preset", traefik.Options{Upstream: "a:1", Presets: []string{"keycloak"}}},
 	}
 	for _, tc := range cases {
