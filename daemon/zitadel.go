@@ -61,7 +61,8 @@ func (d *Daemon) addZitadel(fanout *state.Fanout, mux *http.ServeMux) error {
 	if !z.enabled() {
 		return nil
 	}
-	cfg := zitadel.Config{URL: z.URL, Orgs: z.Orgs, Interval: z.SyncInterval, Fanout: fanout, ConfirmTimeout: d.cfg.ConfirmTimeout}
+	cfg := zitadel.Config{URL: z.URL, Orgs: z.Orgs, Interval: z.SyncInterval, Fanout: fanout, ConfirmTimeout: d.cfg.ConfirmTimeout,
+		WriteTimeout: d.cfg.WriteTimeout}
 	if z.SigningKeyFile != "" {
 		b, err := os.ReadFile(z.SigningKeyFile)
 		if err != nil {

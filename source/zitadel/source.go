@@ -22,6 +22,7 @@ type Config struct {
 	Interval       time.Duration // between reconciles [5m]
 	Fanout         *state.Fanout // the webhook waits on it before answering; nil: no wait
 	ConfirmTimeout time.Duration // [2s]
+	WriteTimeout   time.Duration // bound on the webhook's store write [5s]
 	HTTP           *http.Client  // for ZITADEL's APIs [30 s timeout]
 }
 
@@ -83,7 +84,7 @@ func (s *Source) Handler(env source.Env) http.Handler {
 		return nil
 	}
 	h, err := NewWebhook(WebhookConfig{Store: env.Store, Verifier: s.verifier, Fanout: s.cfg.Fanout,
-		ConfirmTimeout: s.cfg.ConfirmTimeout, Orgs: s.cfg.Orgs, Logger: env.Logger, Status: env.Status})
+		ConfirmTimeout: s.cfg.ConfirmTimeout, WriteTimeout: s.cfg.WriteTimeout, Orgs: s.cfg.Orgs, Logger: env.Logger, Status: env.Status})
 	if err != nil {
 		return nil // only a nil store or verifier fails, and neither is
 	}

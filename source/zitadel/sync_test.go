@@ -523,3 +523,37 @@ func TestReconcileUndoesAGlitchTombstone(t *testing.T) {
 		t.Fatalf("removed org = %+v", o)
 	}
 }
+
+// TestWebhookAnswersWithinTheWriteTimeout: with etcd gone, a valid event is answered 503 within the write
+// timeout (as the admin API answers without quorum), not held until ZITADEL's target gives up.
+func TestWebhookAnswersWithinTheWriteTimeout(t *testing.T) {
+	t.Parallel()
+	fake := zitadeltest.New()
+	t.Cleanup(fake.Close)
+	srv := etcdtest.Start(t)
+	store := state.NewStore(etcdtest.Client(t, srv.Endpoints()))
+	v, err := NewVerifier([]string{testKey}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook, err := NewWebhook(WebhookConfig{Store: store, Verifier: v, WriteTimeout: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(hook)
+	t.Cleanup(ts.Close)
+	org, _ := fake.AddOrg("A")
+	body := fake.SetOrgState(org, zitadeltest.Inactive).Body()
+	srv.Close()
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+WebhookPath, bytes.NewReader(body))
+	req.Header.Set(SignatureHeader, zitadeltest.Sign(time.Now(), body, testKey))
+	start := time.Now()
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req) // without the bound the answer never comes
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if took := time.Since(start); resp.StatusCode != http.StatusServiceUnavailable || took > 5*time.Second {
+		t.Fatalf("etcd gone: %d after %v, want 503 within the 300ms write timeout (and some slack)", resp.StatusCode, took)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/deact/deact/source"
 	"github.com/deact/deact/state"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // WebhookPath is where the daemon serves the webhook on the admin listener; SourceWebhookPath is the same under
@@ -37,11 +38,14 @@ type WebhookConfig struct {
 	// Fanout, when set, is waited on after a write so the answer says how many gateway nodes applied it.
 	Fanout         *state.Fanout
 	ConfirmTimeout time.Duration // bound on that wait [2s]
-	Orgs           []string      // only events of these orgs are applied; empty applies all
-	MaxBody        int64         // largest body accepted [1 MiB]
-	Logger         *slog.Logger
-	Status         *source.Status // counts events (accepted, ignored, rejected); nil: none
-	Now            func() time.Time
+	// WriteTimeout bounds the store write, which also fails at once on an etcd member without a leader; past it
+	// the answer is 503 [5s, as the admin API's --write-timeout].
+	WriteTimeout time.Duration
+	Orgs         []string // only events of these orgs are applied; empty applies all
+	MaxBody      int64    // largest body accepted [1 MiB]
+	Logger       *slog.Logger
+	Status       *source.Status // counts events (accepted, ignored, rejected); nil: none
+	Now          func() time.Time
 }
 
 // Webhook is the target of a ZITADEL Actions v2 event execution. It answers:
@@ -70,6 +74,9 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 1 << 20
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 5 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -140,7 +147,9 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusOK, webhookAnswer{Result: "ignored", Event: in.Type})
 		return
 	}
-	res, err := h.Apply(r.Context(), in)
+	actx, cancel := context.WithTimeout(clientv3.WithRequireLeader(r.Context()), h.cfg.WriteTimeout)
+	res, err := h.Apply(actx, in)
+	cancel()
 	if err != nil {
 		h.log.Error("zitadel event not applied", "event", in.Type, "id", in.ID, "sequence", in.Sequence, "err", err)
 		answer(w, http.StatusServiceUnavailable, webhookAnswer{Event: in.Type, Error: "the change could not be stored; the next reconcile repairs it"})
