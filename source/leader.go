@@ -69,15 +69,6 @@ func NewLeader(cfg LeaderConfig) (*Leader, error) {
 		log: cfg.Logger.With("component", "election", "election", cfg.Name, "node", cfg.NodeID)}, nil
 }
 
-// Elect runs work while nodeID leads the election name, until ctx ends; see Leader.Run.
-func Elect(ctx context.Context, cli *clientv3.Client, name, nodeID string, work func(context.Context) error) error {
-	l, err := NewLeader(LeaderConfig{Client: cli, Name: name, NodeID: nodeID})
-	if err != nil {
-		return err
-	}
-	return l.Run(ctx, work)
-}
-
 // IsLeader reports whether work is running on this candidate now.
 func (l *Leader) IsLeader() bool { return l.leading.Load() }
 

@@ -98,9 +98,6 @@ func NewRunner(cfg RunnerConfig, src Source) (*Runner, error) {
 		env: Env{Store: cfg.Store, NodeID: cfg.NodeID, Logger: log, Status: st}}, nil
 }
 
-// Name is the source's name.
-func (r *Runner) Name() string { return r.src.Name() }
-
 // Handler is the source's HTTP handler (nil when it has none), to mount under "/v1/sources/{name}/".
 func (r *Runner) Handler() http.Handler { return r.src.Handler(r.env) }
 

@@ -129,16 +129,9 @@ func gatewayService(o *Options) map[string]any {
 	}
 }
 
-// IstioMeshConfig is the meshConfig fragment that registers deact as an extension provider: the gRPC
+// istioMeshConfig is the meshConfig fragment that registers deact as an extension provider: the gRPC
 // ext_authz service, fail closed, a 250 ms timeout (as the Envoy bootstrap), the body up to MaxBodyBytes
 // (a larger one is refused, never sent partially).
-func IstioMeshConfig(o Options) (map[string]any, error) {
-	if err := o.defaults(); err != nil {
-		return nil, err
-	}
-	return istioMeshConfig(&o), nil
-}
-
 func istioMeshConfig(o *Options) map[string]any {
 	return map[string]any{"extensionProviders": []any{map[string]any{
 		"name": ProviderName,
