@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
+	"unicode/utf8"
 )
 
 // ErrUnreachable is matched (errors.Is) by every error from Unreachable: no answer came from the upstream.
@@ -38,7 +40,30 @@ func (e *APIError) Error() string {
 			hint = " (" + h + ")"
 		}
 	}
-	return fmt.Sprintf("%s %s %s: HTTP %d %s %d: %s%s", e.Upstream, e.Method, e.Path, e.Status, e.CodeName, e.Code, e.Message, hint)
+	return fmt.Sprintf("%s %s %s: HTTP %d %s %d: %s%s", e.Upstream, e.Method, e.Path, e.Status, e.CodeName, e.Code,
+		Printable(e.Message, MaxMessage), hint)
+}
+
+// MaxMessage is how many bytes of an upstream's error message an APIError's text keeps.
+const MaxMessage = 200
+
+// Printable is s cut to at most n bytes (on a rune boundary) and trimmed, with control characters (C0, DEL, C1)
+// replaced by spaces: an upstream's answer goes into logs, metrics' error text and `deactctl sources`, where a
+// newline or an escape sequence could forge a log line or rewrite a terminal.
+func Printable(s string, n int) string {
+	if len(s) > n {
+		cut := n
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	return strings.TrimSpace(strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == utf8.RuneError {
+			return ' '
+		}
+		return r
+	}, s))
 }
 
 // Unauthorized reports whether the upstream refused the credentials or their permissions (401, 403).

@@ -133,3 +133,34 @@ func TestClipName(t *testing.T) {
 		})
 	}
 }
+
+// TestAPIErrorPrintable: an upstream's error text reaches logs and `deactctl sources` without control characters
+// and cut to MaxMessage bytes on a rune boundary, whatever the upstream put in it (JSON message or raw body).
+func TestAPIErrorPrintable(t *testing.T) {
+	cases := []struct {
+		name, msg string
+	}{
+		{"newline forging a log line", "denied\nlevel=INFO msg=\"all good\""},
+		{"terminal escape", "\x1b[2J\x1b[31mowned"},
+		{"C1 control", "a\u0085b\u009bc"},
+		{"NUL and DEL", "a\x00b\x7fc"},
+		{"invalid UTF-8", "a\xffb"},
+		{"long, multi-byte at the cut", strings.Repeat("é", source.MaxMessage)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			text := (&source.APIError{Upstream: "acme", Status: 500, Message: tc.msg}).Error()
+			for _, r := range text {
+				if r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == utf8.RuneError {
+					t.Fatalf("error text %q has control character %U", text, r)
+				}
+			}
+			if !utf8.ValidString(text) {
+				t.Fatalf("error text %q is not valid UTF-8", text)
+			}
+			if got := source.Printable(tc.msg, source.MaxMessage); len(got) > source.MaxMessage {
+				t.Fatalf("Printable kept %d bytes, want ≤ %d", len(got), source.MaxMessage)
+			}
+		})
+	}
+}

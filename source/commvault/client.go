@@ -279,15 +279,7 @@ func isXML(contentType string) bool {
 }
 
 // printable is the start of an answer for an error message, without control characters.
-func printable(b []byte, n int) string {
-	s := strings.TrimSpace(string(b[:min(len(b), n)]))
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-}
+func printable(b []byte, n int) string { return source.Printable(string(b[:min(len(b), n)]), n) }
 
 // ListOrgs lists every organization the user can see (GET /Organization).
 func (c *Client) ListOrgs(ctx context.Context) ([]Listed, error) {

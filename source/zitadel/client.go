@@ -360,7 +360,7 @@ func (c *Client) once(ctx context.Context, method, path, orgID string, payload [
 		if json.Unmarshal(b, &st) == nil {
 			e.Code, e.Message = st.Code, st.Message
 		} else {
-			e.Message = strings.TrimSpace(string(b[:min(len(b), 200)]))
+			e.Message = string(b[:min(len(b), source.MaxMessage)]) // Error makes it printable
 		}
 		return e
 	}
