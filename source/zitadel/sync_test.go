@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -557,3 +559,63 @@ func TestWebhookAnswersWithinTheWriteTimeout(t *testing.T) {
 		t.Fatalf("etcd gone: %d after %v, want 503 within the 300ms write timeout (and some slack)", resp.StatusCode, took)
 	}
 }
+
+// TestWebhookRefusalsDoNotFloodTheLog: anyone who reaches the admin listener can send unsigned events; each is
+// refused (401) and counted, but the warning is logged once per refusedLogEvery, and the next one says how many
+// were not logged.
+func TestWebhookRefusalsDoNotFloodTheLog(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	v, err := NewVerifier([]string{testKey}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	hook, err := NewWebhook(WebhookConfig{Store: state.NewStore(etcdtest.Client(t, srv.Endpoints())), Verifier: v,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(hook)
+	t.Cleanup(ts.Close)
+	body := []byte(`{"event_type":"org.deactivated"}`)
+	for i := range 50 {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL, bytes.NewReader(body))
+		req.Header.Set(SignatureHeader, fmt.Sprintf("t=%d,v1=00", time.Now().Unix()))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("request %d: %d, want 401", i, resp.StatusCode)
+		}
+	}
+	if n := strings.Count(logs.String(), "bad signature"); n != 1 {
+		t.Fatalf("%d warnings for 50 refusals, want 1:\n%s", n, logs.String())
+	}
+	hook.refused.mu.Lock()
+	hook.refused.last = time.Now().Add(-refusedLogEvery) // as if the quiet spell had passed
+	hook.refused.mu.Unlock()
+	req, _ := http.NewRequest(http.MethodPost, ts.URL, bytes.NewReader(body))
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	if !strings.Contains(logs.String(), "not_logged_since_last=49") {
+		t.Fatalf("the next warning does not count the 49 not logged:\n%s", logs.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/deact/deact/source"
@@ -60,8 +61,37 @@ type WebhookConfig struct {
 // It is safe on every admin node at once: writes go through Store.ApplyMirror, whose sequence check keeps the
 // newest state whoever writes.
 type Webhook struct {
-	cfg WebhookConfig
-	log *slog.Logger
+	cfg     WebhookConfig
+	log     *slog.Logger
+	refused refusedLog
+}
+
+// refusedLog limits the warnings for unauthenticated refusals to one per refusedLogEvery: anyone who can reach
+// the admin listener can send them, and a log line per request would let them flood the log (the metric counts
+// every one). The next warning after a quiet spell says how many were not logged.
+type refusedLog struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+const refusedLogEvery = 10 * time.Second
+
+func (l *refusedLog) warn(log *slog.Logger, msg string, args ...any) {
+	l.mu.Lock()
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < refusedLogEvery {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	n := l.suppressed
+	l.last, l.suppressed = now, 0
+	l.mu.Unlock()
+	if n > 0 {
+		args = append(args, "not_logged_since_last", n)
+	}
+	log.Warn(msg, args...)
 }
 
 // NewWebhook validates cfg.
@@ -119,7 +149,7 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Several ZITADEL-Signature headers are refused rather than one of them chosen.
 	sigs := r.Header.Values(SignatureHeader)
 	if len(sigs) > 1 {
-		h.log.Warn("zitadel event refused: several signature headers", "remote", r.RemoteAddr)
+		h.refused.warn(h.log, "zitadel event refused: several signature headers", "remote", r.RemoteAddr)
 		h.count("", source.EventRejected, time.Time{})
 		answer(w, http.StatusUnauthorized, webhookAnswer{Error: "several " + SignatureHeader + " headers"})
 		return
@@ -129,7 +159,7 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		sig = sigs[0]
 	}
 	if err := h.cfg.Verifier.Verify(sig, body); err != nil {
-		h.log.Warn("zitadel event refused: bad signature", "err", err, "remote", r.RemoteAddr)
+		h.refused.warn(h.log, "zitadel event refused: bad signature", "err", err, "remote", r.RemoteAddr)
 		h.count("", source.EventRejected, time.Time{})
 		answer(w, http.StatusUnauthorized, webhookAnswer{Error: err.Error()})
 		return
