@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/deact/deact/admin"
+	"github.com/deact/deact/admin/adminapi"
 )
 
 // adminClient calls deact's native admin API (/v1/...) with a bearer token. Safe for concurrent use.
@@ -73,12 +73,12 @@ func (c *adminClient) do(ctx context.Context, method, path string, body io.Reade
 		return writeAnswer{}, err
 	}
 	a := writeAnswer{status: resp.StatusCode, body: b}
-	if v := resp.Header.Get(admin.HeaderConfirmed); v != "" {
+	if v := resp.Header.Get(adminapi.HeaderConfirmed); v != "" {
 		n, t, _ := strings.Cut(v, "/")
 		a.confirmed, _ = strconv.Atoi(n)
 		a.total, _ = strconv.Atoi(t)
 	}
-	a.waitMs, _ = strconv.ParseFloat(resp.Header.Get(admin.HeaderConfirmWaitMs), 64)
+	a.waitMs, _ = strconv.ParseFloat(resp.Header.Get(adminapi.HeaderConfirmWaitMs), 64)
 	return a, nil
 }
 
@@ -92,8 +92,8 @@ func (c *adminClient) setOrg(ctx context.Context, id string, deactivate bool) (w
 }
 
 // importNDJSON posts records to /v1/import and returns the import's answer.
-func (c *adminClient) importNDJSON(ctx context.Context, ndjson []byte) (admin.ImportResponse, error) {
-	var out admin.ImportResponse
+func (c *adminClient) importNDJSON(ctx context.Context, ndjson []byte) (adminapi.ImportResponse, error) {
+	var out adminapi.ImportResponse
 	a, err := c.do(ctx, http.MethodPost, "/v1/import", bytes.NewReader(ndjson), "application/x-ndjson")
 	if err != nil {
 		return out, fmt.Errorf("import: %w", err)
@@ -108,7 +108,7 @@ func (c *adminClient) importNDJSON(ctx context.Context, ndjson []byte) (admin.Im
 }
 
 // nodes lists the gateway nodes registered with the admin's etcd.
-func (c *adminClient) nodes(ctx context.Context) ([]admin.NodeStatus, error) {
+func (c *adminClient) nodes(ctx context.Context) ([]adminapi.NodeStatus, error) {
 	a, err := c.do(ctx, http.MethodGet, "/v1/nodes", nil, "")
 	if err != nil {
 		return nil, err
@@ -116,7 +116,7 @@ func (c *adminClient) nodes(ctx context.Context) ([]admin.NodeStatus, error) {
 	if a.status != http.StatusOK {
 		return nil, fmt.Errorf("nodes: HTTP %d: %s", a.status, bytes.TrimSpace(a.body))
 	}
-	var out admin.NodesResponse
+	var out adminapi.NodesResponse
 	if err := json.Unmarshal(a.body, &out); err != nil {
 		return nil, err
 	}

@@ -16,7 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/deact/deact/admin"
+	"github.com/deact/deact/admin/adminapi"
 	"github.com/deact/deact/deploy/nginx"
 	"github.com/deact/deact/envoy"
 	"github.com/deact/deact/state"
@@ -175,12 +175,12 @@ func (c *cli) dispatch(ctx context.Context, a []string) error {
 	esc := url.PathEscape
 	switch {
 	case len(a) == 3 && (a[0] == "deactivate" || a[0] == "reactivate") && a[1] == "org":
-		body := admin.DeactivateRequest{Ops: c.ops, Exact: c.exact, Reason: c.reason}
+		body := adminapi.DeactivateRequest{Ops: c.ops, Exact: c.exact, Reason: c.reason}
 		return c.send(ctx, "POST", "/v1/orgs/"+esc(a[2])+"/"+a[0], body)
 	case len(a) == 3 && (a[0] == "deactivate" || a[0] == "reactivate") && a[1] == "project":
-		return c.send(ctx, "POST", "/v1/projects/"+esc(a[2])+"/"+a[0], admin.DeactivateRequest{OrgID: c.org, Reason: c.reason})
+		return c.send(ctx, "POST", "/v1/projects/"+esc(a[2])+"/"+a[0], adminapi.DeactivateRequest{OrgID: c.org, Reason: c.reason})
 	case len(a) == 4 && (a[0] == "deactivate" || a[0] == "reactivate") && a[1] == "app":
-		return c.send(ctx, "POST", "/v1/projects/"+esc(a[2])+"/apps/"+esc(a[3])+"/"+a[0], admin.DeactivateRequest{OrgID: c.org, Reason: c.reason})
+		return c.send(ctx, "POST", "/v1/projects/"+esc(a[2])+"/apps/"+esc(a[3])+"/"+a[0], adminapi.DeactivateRequest{OrgID: c.org, Reason: c.reason})
 	case len(a) == 3 && a[0] == "status" && a[1] == "org":
 		return c.status(ctx, "/v1/orgs/"+esc(a[2]), "/v1/mirror/orgs/"+esc(a[2]), &state.Versioned[state.Org]{})
 	case len(a) == 3 && a[0] == "status" && a[1] == "project":
@@ -189,7 +189,7 @@ func (c *cli) dispatch(ctx context.Context, a []string) error {
 		p := "/projects/" + esc(a[2]) + "/apps/" + esc(a[3])
 		return c.status(ctx, "/v1"+p, "/v1/mirror"+p, &state.Versioned[state.App]{})
 	case len(a) == 1 && a[0] == "sources":
-		var v admin.SourcesResponse
+		var v adminapi.SourcesResponse
 		return c.show(ctx, "/v1/sources", &v, func(t *tabwriter.Writer) {
 			fmt.Fprintln(t, "SOURCE\tKIND\tLEADER\tREPORTED\tLAST RECONCILE\tTOOK\tCHANGED\tRECORDS\tLAST EVENT\tACCEPTED/IGNORED/REJECTED\tLAG\tLAST ERROR")
 			for _, s := range v.Sources {
@@ -213,13 +213,13 @@ func (c *cli) dispatch(ctx context.Context, a []string) error {
 	case len(a) == 2 && a[0] == "list":
 		return c.list(ctx, a[1])
 	case len(a) == 3 && a[0] == "register" && a[1] == "org":
-		return c.send(ctx, "PUT", "/v1/orgs/"+esc(a[2]), admin.OrgRequest{Name: c.name, Domains: splitList(c.domains), Reason: c.reason})
+		return c.send(ctx, "PUT", "/v1/orgs/"+esc(a[2]), adminapi.OrgRequest{Name: c.name, Domains: splitList(c.domains), Reason: c.reason})
 	case len(a) == 4 && a[0] == "register" && a[1] == "app":
-		return c.send(ctx, "PUT", "/v1/projects/"+esc(a[2])+"/apps/"+esc(a[3]), admin.AppRequest{OrgID: c.org, ClientIDs: splitList(c.clients), Reason: c.reason})
+		return c.send(ctx, "PUT", "/v1/projects/"+esc(a[2])+"/apps/"+esc(a[3]), adminapi.AppRequest{OrgID: c.org, ClientIDs: splitList(c.clients), Reason: c.reason})
 	case len(a) == 3 && a[0] == "register" && a[1] == "account":
-		return c.send(ctx, "PUT", "/v1/accounts/"+esc(a[2]), admin.AccountRequest{OrgID: c.org, Reason: c.reason})
+		return c.send(ctx, "PUT", "/v1/accounts/"+esc(a[2]), adminapi.AccountRequest{OrgID: c.org, Reason: c.reason})
 	case len(a) == 1 && a[0] == "nodes":
-		var v admin.NodesResponse
+		var v adminapi.NodesResponse
 		return c.show(ctx, "/v1/nodes", &v, func(t *tabwriter.Writer) {
 			fmt.Fprintln(t, "NODE\tAPPLIED REVISION\tSTALENESS\tLAST REPORT\tVERSION")
 			for _, n := range v.Nodes {
@@ -275,7 +275,7 @@ func (c *cli) do(ctx context.Context, method, path string, body io.Reader, conte
 		req.Header.Set("Content-Type", contentType)
 	}
 	if c.confirmAfter > 0 {
-		req.Header.Set(admin.HeaderConfirmTimeout, c.confirmAfter.String())
+		req.Header.Set(adminapi.HeaderConfirmTimeout, c.confirmAfter.String())
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -287,7 +287,7 @@ func (c *cli) do(ctx context.Context, method, path string, body io.Reader, conte
 		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
-		var eb admin.ErrorBody
+		var eb adminapi.ErrorBody
 		if json.Unmarshal(b, &eb) == nil && eb.Error.Message != "" {
 			return nil, fmt.Errorf("%s (%d %s)", eb.Error.Message, eb.Error.Status, eb.Error.Code)
 		}
@@ -320,7 +320,7 @@ func (c *cli) sendJSON(ctx context.Context, method, path string, body, out any) 
 
 // send writes and prints the revision and the confirmation.
 func (c *cli) send(ctx context.Context, method, path string, body any) error {
-	var w admin.WriteResult
+	var w adminapi.WriteResult
 	if err := c.sendJSON(ctx, method, path, body, &w); err != nil {
 		return err
 	}
@@ -330,12 +330,12 @@ func (c *cli) send(ctx context.Context, method, path string, body any) error {
 	return nil
 }
 
-func printWrite(out io.Writer, w admin.WriteResult) {
+func printWrite(out io.Writer, w adminapi.WriteResult) {
 	t := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(t, "REVISION\tORG\tCHANGED AT\tCONFIRMED\tWAITED")
 	confirmed := fmt.Sprintf("%d/%d", w.Confirmation.Confirmed, w.Confirmation.Total)
 	if w.Confirmation.NotNeeded {
-		confirmed = admin.ConfirmNotNeeded // a token write: no gateway holds tokens
+		confirmed = adminapi.ConfirmNotNeeded // a token write: no gateway holds tokens
 	}
 	fmt.Fprintf(t, "%d\t%s\t%s\t%s\t%.1fms\n", w.Revision, w.OrgID, stamp(w.ChangedAt), confirmed, w.Confirmation.WaitedMs)
 	t.Flush()
@@ -357,7 +357,7 @@ func (c *cli) status(ctx context.Context, localPath, mirrorPath string, local an
 	case !strings.Contains(err.Error(), "(404 "):
 		return err
 	}
-	var m admin.MirrorResponse
+	var m adminapi.MirrorResponse
 	if err := c.sendJSON(ctx, "GET", mirrorPath, nil, &m); err != nil {
 		return err
 	}
@@ -531,10 +531,10 @@ func (c *cli) importFile(ctx context.Context, name string) error {
 		return usageError("--skip must be 0 or more")
 	}
 	// An import streams for as long as the server allows (30 minutes by default), not the per-request --timeout.
-	if c.http.Timeout < admin.DefaultImportTimeout+time.Minute {
-		c.http.Timeout = admin.DefaultImportTimeout + time.Minute
+	if c.http.Timeout < adminapi.DefaultImportTimeout+time.Minute {
+		c.http.Timeout = adminapi.DefaultImportTimeout + time.Minute
 	}
-	var res admin.ImportResponse
+	var res adminapi.ImportResponse
 	// The server's error answer says what was committed, and how to resume: c.do prints its message.
 	if _, err := c.do(ctx, "POST", fmt.Sprintf("/v1/import?skip=%d", c.skip), r, "application/x-ndjson", &res); err != nil {
 		return err
@@ -547,7 +547,7 @@ func (c *cli) importFile(ctx context.Context, name string) error {
 }
 
 func (c *cli) createToken(ctx context.Context) error {
-	req := admin.TokenRequest{Name: c.name, HomeOrg: c.org, Role: c.role}
+	req := adminapi.TokenRequest{Name: c.name, HomeOrg: c.org, Role: c.role}
 	switch c.scope {
 	case "":
 		return usageError("token create needs --scope all or --scope ORG,ORG")
@@ -556,7 +556,7 @@ func (c *cli) createToken(ctx context.Context) error {
 	default:
 		req.Orgs = splitList(c.scope)
 	}
-	var res admin.TokenCreated
+	var res adminapi.TokenCreated
 	if err := c.sendJSON(ctx, "POST", "/v1/tokens", req, &res); err != nil {
 		return err
 	}

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deact/deact/admin"
+	"github.com/deact/deact/admin/adminapi"
 	"github.com/deact/deact/deploy/local"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
@@ -255,8 +255,8 @@ func revisionOf(resp *authv3.CheckResponse) int64 {
 	return -1
 }
 
-func write(c *local.Cluster, org, action string) (admin.WriteResult, error) {
-	var res admin.WriteResult
+func write(c *local.Cluster, org, action string) (adminapi.WriteResult, error) {
+	var res adminapi.WriteResult
 	req, _ := http.NewRequest("POST", c.AdminURL()+"/v1/orgs/"+org+"/"+action, strings.NewReader(`{"ops":"login,token"}`))
 	req.Header.Set("Authorization", "Bearer "+c.AdminToken)
 	req.Header.Set("Content-Type", "application/json")
