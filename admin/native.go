@@ -727,7 +727,7 @@ func (a *API) createToken(r *http.Request, p *principal) (int, any, error) {
 	if req.HomeOrg != "" && !req.AllOrgs && !slices.Contains(req.Orgs, req.HomeOrg) {
 		req.Orgs = append(req.Orgs, req.HomeOrg)
 	}
-	secret, err := NewToken()
+	secret, err := state.NewToken()
 	if err != nil {
 		return 0, nil, err
 	}
