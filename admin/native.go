@@ -641,7 +641,7 @@ func (a *API) audit(r *http.Request, p *principal) (int, any, error) {
 	if entries == nil {
 		entries = []state.AuditEntry{}
 	}
-	return http.StatusOK, map[string]any{"entries": entries}, nil
+	return http.StatusOK, adminapi.AuditResponse{Entries: entries}, nil
 }
 
 // auditOrgs names the orgs an audit entry concerns: the org of an org key, the orgId (or a token's orgs) of the

@@ -11,7 +11,8 @@ import (
 //
 //	{"revision":42,"changedAt":"…","orgId":"1","confirmation":{"revision":42,"confirmed":3,"total":3,"waitedMs":1.2}}
 //
-// Errors: {"error":{"status":409,"code":"already_deactivated","message":"…"}}.
+// Errors: {"error":{"status":409,"code":"already_deactivated","message":"…"}}. Lists (orgs, projects, apps,
+// tokens) answer one state.Page at a time: ?after=Next asks for the following page, ?limit= sizes it (1-1000).
 
 // Headers of the confirmed fan-out, on every write of every API (native, ZITADEL, Commvault).
 const (
@@ -110,15 +111,23 @@ type AccountRequest struct {
 
 // ErrorBody is the native API's error answer.
 type ErrorBody struct {
-	Error struct {
-		Status  int    `json:"status"`
-		Code    string `json:"code"`
-		ID      string `json:"id"`
-		Message string `json:"message"`
-		Line    int    `json:"line,omitempty"` // the input line at fault (import)
-	} `json:"error"`
+	Error ErrorDetail `json:"error"`
 	// Import says what an import committed before it stopped (only on /v1/import).
 	Import *ImportResponse `json:"import,omitempty"`
+}
+
+// ErrorDetail is the "error" member of ErrorBody.
+type ErrorDetail struct {
+	Status  int    `json:"status"`         // the HTTP status
+	Code    string `json:"code"`           // machine-readable, e.g. "already_deactivated", "not_found", "unavailable"
+	ID      string `json:"id"`             // stable id of the failure, e.g. "DEACT-AlreadyDeactivated"
+	Message string `json:"message"`        // safe to show the caller
+	Line    int    `json:"line,omitempty"` // the input line at fault (import)
+}
+
+// AuditResponse is the answer to GET /v1/audit: the latest changes, newest first.
+type AuditResponse struct {
+	Entries []state.AuditEntry `json:"entries"`
 }
 
 // SourceView is one source's status as /v1/sources answers it.
