@@ -119,8 +119,8 @@ func StartLocal(ctx context.Context, dir string) (*Deployment, error) {
 		dep.Close()
 		return nil, err
 	}
-	defer ac.close()
-	if err := ac.waitNodes(ctx, len(c.Gateways)); err != nil {
+	defer ac.Close()
+	if err := waitNodes(ctx, ac, len(c.Gateways)); err != nil {
 		dep.Close()
 		return nil, err
 	}
