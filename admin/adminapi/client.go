@@ -37,8 +37,9 @@ type Config struct {
 	URL string
 	// Token is the bearer token of every call (required).
 	Token string
-	// HTTP sends the requests [a client with a 1-minute timeout]. Its Timeout bounds each call, except Import,
-	// which streams for as long as the server allows: it waits at least DefaultImportTimeout plus a minute.
+	// HTTP sends the requests [a client of its own connections with a 1-minute timeout]. Its Timeout bounds
+	// each call, except Import, which streams for as long as the server allows: it waits at least
+	// DefaultImportTimeout plus a minute (or without bound when Timeout is 0).
 	HTTP *http.Client
 	// ConfirmTimeout is sent with every write (HeaderConfirmTimeout): how long the server waits for the gateway
 	// nodes to apply it, up to the server's maximum [0: the server's own bound].
@@ -57,12 +58,12 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("adminapi: ConfirmTimeout %v is negative", cfg.ConfirmTimeout)
 	}
 	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{Timeout: time.Minute}
+		cfg.HTTP = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), Timeout: time.Minute}
 	}
 	return &Client{base: strings.TrimSuffix(cfg.URL, "/"), token: cfg.Token, http: cfg.HTTP, confirmTimeout: cfg.ConfirmTimeout}, nil
 }
 
-// Close closes the idle connections of the client's HTTP transport.
+// Close closes the idle connections of the client's HTTP transport (Config.HTTP's, when one was given).
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
 // Error is an answer whose status is not 2xx. When the server sent the native API's error body, the embedded
