@@ -26,7 +26,7 @@ func TestBootstrap(t *testing.T) {
 	}
 	// newEnv bootstrapped bootstrapToken already: a second call (a restart) finds it.
 	bootstrap(bootstrapToken, admin.BootstrapExists)
-	tok, err := admin.NewToken()
+	tok, err := state.NewToken()
 	if err != nil || len(tok) < admin.MinTokenLen {
 		t.Fatalf("NewToken = %q %v", tok, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deact/deact/admin/adminapi"
 	"github.com/deact/deact/state"
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -55,21 +56,11 @@ type Config struct {
 	AuthFailureBurst int
 }
 
-// Defaults of Config.
-const (
-	DefaultWriteTimeout  = 5 * time.Second
-	DefaultImportTimeout = 30 * time.Minute
-)
+// DefaultWriteTimeout is the default of Config.WriteTimeout; adminapi.DefaultImportTimeout is Config.ImportTimeout's.
+const DefaultWriteTimeout = 5 * time.Second
 
 // MaxConfirmTimeout caps the confirmation wait a request may ask for.
 const MaxConfirmTimeout = time.Minute
-
-// Headers of the confirmed fan-out, on every write of every API.
-const (
-	HeaderConfirmTimeout = "X-Deact-Confirm-Timeout"
-	HeaderConfirmed      = "X-Deact-Confirmed"       // "confirmed/total", e.g. "3/3"; ConfirmNotNeeded for token writes
-	HeaderConfirmWaitMs  = "X-Deact-Confirm-Wait-Ms" // milliseconds waited, e.g. "1.25"
-)
 
 // API serves the admin API. It is safe for concurrent use; it starts no goroutines.
 type API struct {
@@ -118,7 +109,7 @@ func New(cfg Config) (*API, error) {
 		cfg.MaxImportBytes = 256 << 20
 	}
 	if cfg.ImportTimeout == 0 {
-		cfg.ImportTimeout = DefaultImportTimeout
+		cfg.ImportTimeout = adminapi.DefaultImportTimeout
 	}
 	if cfg.MaxBodyBytes < 0 || cfg.MaxImportBytes < 0 || cfg.ImportTimeout < 0 {
 		return nil, errors.New("admin: body limits and ImportTimeout must be positive")
@@ -215,7 +206,7 @@ func readLimited(body io.Reader, contentLength, limit int64) ([]byte, error) {
 
 // confirmTimeout is the request's bound on the confirmation wait.
 func (a *API) confirmTimeout(r *http.Request) (time.Duration, error) {
-	v := r.Header.Get(HeaderConfirmTimeout)
+	v := r.Header.Get(adminapi.HeaderConfirmTimeout)
 	if v == "" {
 		v = r.URL.Query().Get("confirmTimeout")
 	}
@@ -256,12 +247,6 @@ func requestContext(ctx context.Context) context.Context {
 	return ctx
 }
 
-// ConfirmNotNeeded is X-Deact-Confirmed on a write no gateway reads (admin tokens, /v1/tokens): gateways
-// replicate only state.StatePrefix and hold no tokens, so there is nothing for them to apply and the write is
-// answered at once. Admin nodes read tokens from etcd through a cache of Config.TokenCacheTTL: a revoked token
-// stops working at once on the admin node that revoked it and within TokenCacheTTL (2 s) on every other.
-const ConfirmNotNeeded = "not-needed"
-
 // confirm waits until every live gateway node applied rev, or the timeout passes. A timeout is not an error:
 // the write is committed either way; the confirmation says how many nodes had it. The wait is bounded by
 // timeout alone, not by the write timeout of the request.
@@ -281,12 +266,12 @@ func (a *API) confirm(ctx context.Context, rev int64, timeout time.Duration) sta
 // setConfirmHeaders reports a confirmation on the compatible APIs, whose bodies stay as the products define.
 func setConfirmHeaders(h http.Header, c state.Confirmation) {
 	if c.NotNeeded {
-		h.Set(HeaderConfirmed, ConfirmNotNeeded)
-		h.Set(HeaderConfirmWaitMs, "0")
+		h.Set(adminapi.HeaderConfirmed, adminapi.ConfirmNotNeeded)
+		h.Set(adminapi.HeaderConfirmWaitMs, "0")
 		return
 	}
-	h.Set(HeaderConfirmed, fmt.Sprintf("%d/%d", c.Confirmed, c.Total))
-	h.Set(HeaderConfirmWaitMs, strconv.FormatFloat(c.WaitedMs, 'f', -1, 64))
+	h.Set(adminapi.HeaderConfirmed, fmt.Sprintf("%d/%d", c.Confirmed, c.Total))
+	h.Set(adminapi.HeaderConfirmWaitMs, strconv.FormatFloat(c.WaitedMs, 'f', -1, 64))
 }
 
 // logFailure logs a failed request: client mistakes at debug level, our own failures at error level.

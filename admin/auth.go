@@ -2,9 +2,7 @@ package admin
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -19,15 +17,6 @@ import (
 
 // MinTokenLen is the shortest secret Bootstrap accepts.
 const MinTokenLen = 16
-
-// NewToken returns a fresh random token secret (256 bits, URL-safe base64 with a "deact_" prefix).
-func NewToken() (string, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	return "deact_" + base64.RawURLEncoding.EncodeToString(b[:]), nil
-}
 
 // BootstrapResult says what Bootstrap did with the secret it was given.
 type BootstrapResult int

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"connectrpc.com/connect"
+	"github.com/deact/deact/admin/adminapi"
 	"github.com/deact/deact/state"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
@@ -40,7 +41,7 @@ type apiError struct {
 	err  error // the cause, for logs
 	// line is the input line at fault, and imported what an import committed before it stopped (native API).
 	line     int
-	imported *ImportResponse
+	imported *adminapi.ImportResponse
 }
 
 func (e *apiError) Error() string { return e.msg }

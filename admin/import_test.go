@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/deact/deact/admin"
+	"github.com/deact/deact/admin/adminapi"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -67,7 +68,7 @@ func TestImportErrors(t *testing.T) {
 			}
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			var eb admin.ErrorBody
+			var eb adminapi.ErrorBody
 			if resp.StatusCode != c.status || json.Unmarshal(b, &eb) != nil || eb.Error.ID != c.id || eb.Error.Line != c.line ||
 				!strings.Contains(eb.Error.Message, c.msg) || eb.Import == nil || eb.Import.Complete {
 				t.Fatalf("got %d %s", resp.StatusCode, b)
@@ -90,7 +91,7 @@ func TestImportErrors(t *testing.T) {
 	// Resume: the corrected input with ?skip=<lines committed> writes the rest, once.
 	before := e.orgCount()
 	fixed := strings.Join(importLines(100, 62, 1), "\n")
-	var res admin.ImportResponse
+	var res adminapi.ImportResponse
 	r := e.do("POST", "/v1/import?skip=60", fixed, adm)
 	if r.status != 200 {
 		t.Fatalf("resume: %d %s", r.status, r.body)
@@ -139,7 +140,7 @@ func TestImportStreamsPastReadTimeout(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	var res admin.ImportResponse
+	var res adminapi.ImportResponse
 	if resp.StatusCode != 200 || json.Unmarshal(b, &res) != nil || !res.Complete || res.Records != len(lines) || res.Lines != len(lines) {
 		t.Fatalf("import: %d %.300s", resp.StatusCode, b)
 	}
@@ -198,7 +199,7 @@ func TestImportTimeout(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	var eb admin.ErrorBody
+	var eb adminapi.ErrorBody
 	if resp.StatusCode != 400 || json.Unmarshal(b, &eb) != nil || eb.Error.ID != "DEACT-ImportTimeout" || eb.Import == nil ||
 		eb.Import.Lines != 60 || eb.Import.Records != 60 || !strings.Contains(eb.Error.Message, "cut after line 120; committed: lines 1-60") {
 		t.Fatalf("got %d %s", resp.StatusCode, b)

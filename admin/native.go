@@ -12,92 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deact/deact/admin/adminapi"
 	"github.com/deact/deact/state"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
-
-// The native API, JSON under /v1/. Reads need any token, writes an admin token; every route checks the org it
-// touches against the token's scope. Writes answer with the revision and the confirmation:
-//
-//	{"revision":42,"changedAt":"…","orgId":"1","confirmation":{"revision":42,"confirmed":3,"total":3,"waitedMs":1.2}}
-//
-// Errors: {"error":{"status":409,"code":"already_deactivated","message":"…"}}.
-
-// WriteResult is the answer to a native write.
-type WriteResult struct {
-	Revision     int64              `json:"revision"`
-	ChangedAt    time.Time          `json:"changedAt"`
-	OrgID        string             `json:"orgId,omitempty"`
-	Confirmation state.Confirmation `json:"confirmation"`
-}
-
-// ImportResponse is the answer to /v1/import, and the "import" member of its error answer: exactly what was
-// committed (lines 1..Lines, in Batches transactions, the last at Revision). Complete is false when the import
-// stopped part way; it resumes with ?skip=Lines.
-type ImportResponse struct {
-	state.ImportResult
-	Complete     bool               `json:"complete"`
-	Confirmation state.Confirmation `json:"confirmation,omitzero"`
-}
-
-// NodeStatus is one gateway node in /v1/nodes.
-type NodeStatus struct {
-	state.Node
-	// AgeMs is how long ago the node last wrote its record; StaleMs adds it to the staleness the node reported.
-	AgeMs   int64 `json:"ageMs"`
-	StaleMs int64 `json:"staleMs"`
-}
-
-// NodesResponse is the answer to /v1/nodes.
-type NodesResponse struct {
-	Nodes []NodeStatus `json:"nodes"`
-}
-
-// TokenRequest creates a token.
-type TokenRequest struct {
-	Name    string   `json:"name"`
-	HomeOrg string   `json:"homeOrg"`
-	AllOrgs bool     `json:"allOrgs"`
-	Orgs    []string `json:"orgs"`
-	Role    string   `json:"role"`
-}
-
-// TokenCreated is the answer to a token creation: Token is the secret, shown this once.
-type TokenCreated struct {
-	Token  string      `json:"token"`
-	Record state.Token `json:"record"`
-	WriteResult
-}
-
-// DeactivateRequest is the body of the native deactivate and reactivate calls (every field optional). For orgs,
-// deactivate adds Ops (default "login,token") to what the native API disabled, and never touches what the
-// ZITADEL or Commvault API disabled; reactivate enables Ops (default "all") whichever API disabled them.
-type DeactivateRequest struct {
-	Ops    string `json:"ops,omitempty"`   // orgs: "login,token", "all", ...
-	Exact  bool   `json:"exact,omitempty"` // orgs, deactivate: what the native API disabled becomes exactly Ops
-	OrgID  string `json:"orgId,omitempty"` // projects and apps: the owning org
-	Reason string `json:"reason,omitempty"`
-}
-
-// OrgRequest registers an org.
-type OrgRequest struct {
-	Name    string   `json:"name"`
-	Domains []string `json:"domains"`
-	Reason  string   `json:"reason,omitempty"`
-}
-
-// AppRequest registers an app.
-type AppRequest struct {
-	OrgID     string   `json:"orgId"`
-	ClientIDs []string `json:"clientIds"`
-	Reason    string   `json:"reason,omitempty"`
-}
-
-// AccountRequest registers an account.
-type AccountRequest struct {
-	OrgID  string `json:"orgId"`
-	Reason string `json:"reason,omitempty"`
-}
 
 // nativeHandler is a native route: it returns the status and body to write, or an error.
 type nativeHandler func(r *http.Request, p *principal) (int, any, error)
@@ -186,9 +104,9 @@ func (a *API) runNative(w http.ResponseWriter, r *http.Request, op string, route
 	}
 	a.metrics.request("native", op, nil)
 	switch wr := body.(type) {
-	case WriteResult:
+	case adminapi.WriteResult:
 		setConfirmHeaders(w.Header(), wr.Confirmation)
-	case TokenCreated:
+	case adminapi.TokenCreated:
 		setConfirmHeaders(w.Header(), wr.Confirmation)
 	}
 	writeJSON(w, status, body)
@@ -225,21 +143,8 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// ErrorBody is the native API's error answer.
-type ErrorBody struct {
-	Error struct {
-		Status  int    `json:"status"`
-		Code    string `json:"code"`
-		ID      string `json:"id"`
-		Message string `json:"message"`
-		Line    int    `json:"line,omitempty"` // the input line at fault (import)
-	} `json:"error"`
-	// Import says what an import committed before it stopped (only on /v1/import).
-	Import *ImportResponse `json:"import,omitempty"`
-}
-
 func writeNativeError(w http.ResponseWriter, e *apiError, status ...int) {
-	var b ErrorBody
+	var b adminapi.ErrorBody
 	b.Error.Status = e.httpStatus()
 	if len(status) > 0 {
 		b.Error.Status = status[0]
@@ -301,17 +206,17 @@ func (a *API) write(r *http.Request, p *principal, op, subject string, res state
 	}
 	c := a.confirm(r.Context(), res.Revision, timeout)
 	a.logWrite("native", op, p, subject, res, c)
-	return http.StatusOK, WriteResult{Revision: res.Revision, ChangedAt: res.ChangedAt, OrgID: res.OrgID, Confirmation: c}, nil
+	return http.StatusOK, adminapi.WriteResult{Revision: res.Revision, ChangedAt: res.ChangedAt, OrgID: res.OrgID, Confirmation: c}, nil
 }
 
-// tokenWrite finishes a token write: gateways hold no tokens, so it waits for none (see ConfirmNotNeeded).
+// tokenWrite finishes a token write: gateways hold no tokens, so it waits for none (see adminapi.ConfirmNotNeeded).
 func (a *API) tokenWrite(p *principal, op, subject string, res state.Result, err error) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
 	c := state.Confirmation{Revision: res.Revision, NotNeeded: true}
 	a.logWrite("native", op, p, subject, res, c)
-	return http.StatusOK, WriteResult{Revision: res.Revision, ChangedAt: res.ChangedAt, OrgID: res.OrgID, Confirmation: c}, nil
+	return http.StatusOK, adminapi.WriteResult{Revision: res.Revision, ChangedAt: res.ChangedAt, OrgID: res.OrgID, Confirmation: c}, nil
 }
 
 // preWrite validates what every write validates before touching etcd: ids and the confirm timeout.
@@ -380,7 +285,7 @@ func (a *API) getOrg(r *http.Request, p *principal) (int, any, error) {
 
 func (a *API) putOrg(r *http.Request, p *principal) (int, any, error) {
 	id := r.PathValue("id")
-	var req OrgRequest
+	var req adminapi.OrgRequest
 	if err := a.decode(r, &req); err != nil {
 		return 0, nil, err
 	}
@@ -397,7 +302,7 @@ func (a *API) putOrg(r *http.Request, p *principal) (int, any, error) {
 func (a *API) setOrg(deactivate bool) nativeHandler {
 	return func(r *http.Request, p *principal) (int, any, error) {
 		id := r.PathValue("id")
-		var req DeactivateRequest
+		var req adminapi.DeactivateRequest
 		if err := a.decode(r, &req); err != nil {
 			return 0, nil, err
 		}
@@ -494,7 +399,7 @@ func (a *API) getProject(r *http.Request, p *principal) (int, any, error) {
 func (a *API) setProject(deactivate bool) nativeHandler {
 	return func(r *http.Request, p *principal) (int, any, error) {
 		id := r.PathValue("id")
-		var req DeactivateRequest
+		var req adminapi.DeactivateRequest
 		if err := a.decode(r, &req); err != nil {
 			return 0, nil, err
 		}
@@ -543,7 +448,7 @@ func (a *API) getApp(r *http.Request, p *principal) (int, any, error) {
 
 func (a *API) putApp(r *http.Request, p *principal) (int, any, error) {
 	project, app := r.PathValue("project"), r.PathValue("app")
-	var req AppRequest
+	var req adminapi.AppRequest
 	if err := a.decode(r, &req); err != nil {
 		return 0, nil, err
 	}
@@ -560,7 +465,7 @@ func (a *API) putApp(r *http.Request, p *principal) (int, any, error) {
 func (a *API) setApp(deactivate bool) nativeHandler {
 	return func(r *http.Request, p *principal) (int, any, error) {
 		project, app := r.PathValue("project"), r.PathValue("app")
-		var req DeactivateRequest
+		var req adminapi.DeactivateRequest
 		if err := a.decode(r, &req); err != nil {
 			return 0, nil, err
 		}
@@ -591,7 +496,7 @@ func action(what string, deactivate bool) string {
 
 func (a *API) putAccount(r *http.Request, p *principal) (int, any, error) {
 	id := r.PathValue("id")
-	var req AccountRequest
+	var req adminapi.AccountRequest
 	if err := a.decode(r, &req); err != nil {
 		return 0, nil, err
 	}
@@ -652,7 +557,7 @@ func (a *API) importNDJSON(r *http.Request, p *principal) (int, any, error) {
 		c = a.confirm(r.Context(), res.Revision, timeout)
 	}
 	a.logWrite("native", "import", p, fmt.Sprintf("%d records", res.Records), state.Result{Revision: res.Revision}, c)
-	return http.StatusOK, ImportResponse{ImportResult: res, Complete: true, Confirmation: c}, nil
+	return http.StatusOK, adminapi.ImportResponse{ImportResult: res, Complete: true, Confirmation: c}, nil
 }
 
 // importError classifies an import that stopped part way, and says what it committed.
@@ -680,7 +585,7 @@ func (a *API) importError(ctx context.Context, res state.ImportResult, err error
 		e = &apiError{kind: e.kind, id: e.id, msg: e.msg, err: err}
 	}
 	e.msg += fmt.Sprintf("; committed: lines 1-%d (%d records in %d batches); resume with skip=%d", res.Lines, res.Records, res.Batches, res.Lines)
-	e.imported = &ImportResponse{ImportResult: res}
+	e.imported = &adminapi.ImportResponse{ImportResult: res}
 	return e
 }
 
@@ -736,7 +641,7 @@ func (a *API) audit(r *http.Request, p *principal) (int, any, error) {
 	if entries == nil {
 		entries = []state.AuditEntry{}
 	}
-	return http.StatusOK, map[string]any{"entries": entries}, nil
+	return http.StatusOK, adminapi.AuditResponse{Entries: entries}, nil
 }
 
 // auditOrgs names the orgs an audit entry concerns: the org of an org key, the orgId (or a token's orgs) of the
@@ -779,10 +684,10 @@ func (a *API) nodes(r *http.Request, p *principal) (int, any, error) {
 		return 0, nil, err
 	}
 	now := time.Now()
-	out := NodesResponse{Nodes: make([]NodeStatus, 0, len(nodes))}
+	out := adminapi.NodesResponse{Nodes: make([]adminapi.NodeStatus, 0, len(nodes))}
 	for _, n := range nodes {
 		age := now.Sub(n.SyncedAt).Milliseconds()
-		out.Nodes = append(out.Nodes, NodeStatus{Node: n, AgeMs: age, StaleMs: n.StalenessMs + max(age, 0)})
+		out.Nodes = append(out.Nodes, adminapi.NodeStatus{Node: n, AgeMs: age, StaleMs: n.StalenessMs + max(age, 0)})
 	}
 	return http.StatusOK, out, nil
 }
@@ -806,7 +711,7 @@ func (a *API) listTokens(r *http.Request, p *principal) (int, any, error) {
 }
 
 func (a *API) createToken(r *http.Request, p *principal) (int, any, error) {
-	var req TokenRequest
+	var req adminapi.TokenRequest
 	if err := a.decode(r, &req); err != nil {
 		return 0, nil, err
 	}
@@ -822,7 +727,7 @@ func (a *API) createToken(r *http.Request, p *principal) (int, any, error) {
 	if req.HomeOrg != "" && !req.AllOrgs && !slices.Contains(req.Orgs, req.HomeOrg) {
 		req.Orgs = append(req.Orgs, req.HomeOrg)
 	}
-	secret, err := NewToken()
+	secret, err := state.NewToken()
 	if err != nil {
 		return 0, nil, err
 	}
@@ -846,7 +751,7 @@ func (a *API) createToken(r *http.Request, p *principal) (int, any, error) {
 		return 0, nil, err
 	}
 	tok.Created = res.ChangedAt
-	return http.StatusCreated, TokenCreated{Token: secret, Record: tok, WriteResult: body.(WriteResult)}, nil
+	return http.StatusCreated, adminapi.TokenCreated{Token: secret, Record: tok, WriteResult: body.(adminapi.WriteResult)}, nil
 }
 
 func (a *API) deleteToken(r *http.Request, p *principal) (int, any, error) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/deact/deact/admin"
+	"github.com/deact/deact/admin/adminapi"
 	"github.com/deact/deact/state"
 )
 
@@ -21,7 +22,7 @@ func TestNativeAPI(t *testing.T) {
 		}
 		return r
 	}
-	var w admin.WriteResult
+	var w adminapi.WriteResult
 	ok(e.do("PUT", "/v1/orgs/10", `{"name":"acme","domains":["Acme.example"]}`, adm), 200).json(t, &w)
 	if w.Revision == 0 || w.Confirmation.Confirmed != 3 || w.Confirmation.Total != 3 || w.OrgID != "10" {
 		t.Fatalf("register org = %+v", w)
@@ -72,7 +73,7 @@ func TestNativeAPI(t *testing.T) {
 
 	// Import, audit, nodes.
 	ndjson := `{"org":{"id":"500","name":"imported"}}` + "\n" + `{"app":{"id":"a9","projectId":"p9","orgId":"500","clientIds":["c9"]}}` + "\n"
-	var imp admin.ImportResponse
+	var imp adminapi.ImportResponse
 	ok(e.do("POST", "/v1/import", ndjson, adm, "Content-Type: application/x-ndjson"), 200).json(t, &imp)
 	if imp.Records != 2 || imp.Confirmation.Confirmed != 3 {
 		t.Fatalf("import = %+v", imp)
@@ -86,14 +87,14 @@ func TestNativeAPI(t *testing.T) {
 	if len(audit.Entries) != 3 || audit.Entries[0].Action != "import" {
 		t.Fatalf("audit = %+v", audit)
 	}
-	var nodes admin.NodesResponse
+	var nodes adminapi.NodesResponse
 	ok(e.do("GET", "/v1/nodes", "", adm), 200).json(t, &nodes)
 	if len(nodes.Nodes) != 3 || nodes.Nodes[0].AppliedRevision == 0 {
 		t.Fatalf("nodes = %+v", nodes)
 	}
 
 	// Tokens: the secret comes back once and works; the store holds only its hash.
-	var created admin.TokenCreated
+	var created adminapi.TokenCreated
 	ok(e.do("POST", "/v1/tokens", `{"name":"ops-10","orgs":["10"],"role":"admin"}`, adm), 201).json(t, &created)
 	if created.Token == "" || created.Record.Hash != state.HashToken(created.Token) || created.Record.HomeOrg != "10" {
 		t.Fatalf("created = %+v", created)

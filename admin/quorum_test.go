@@ -10,6 +10,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/deact/deact/admin"
+	"github.com/deact/deact/admin/adminapi"
 	management "github.com/deact/deact/admin/proto/zitadel/management/v1"
 	"github.com/deact/deact/admin/proto/zitadel/management/v1/managementconnect"
 	"github.com/deact/deact/state"
@@ -111,7 +112,7 @@ func TestWritesWithoutQuorum(t *testing.T) {
 	for _, c := range native {
 		within(t, "native "+c.name, func() {
 			r := e.do(c.method, c.path, c.body, adm)
-			var eb admin.ErrorBody
+			var eb adminapi.ErrorBody
 			if r.status != http.StatusServiceUnavailable || json.Unmarshal([]byte(r.body), &eb) != nil || eb.Error.Code != "unavailable" {
 				t.Errorf("native %s: %d %s", c.name, r.status, r.body)
 			}

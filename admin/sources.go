@@ -4,25 +4,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/deact/deact/admin/adminapi"
 	"github.com/deact/deact/state"
 )
-
-// SourceView is one source's status as /v1/sources answers it.
-type SourceView struct {
-	state.SourceStatus
-	// AgeMs is how long ago the leader last wrote the status: a large one means no node leads the source now.
-	AgeMs int64 `json:"ageMs"`
-}
-
-// SourcesResponse is the answer to GET /v1/sources.
-type SourcesResponse struct {
-	Sources []SourceView `json:"sources"`
-}
-
-// MirrorResponse is the answer to GET /v1/mirror/...: what each source mirrors of one subject.
-type MirrorResponse struct {
-	Records []state.Versioned[state.MirrorRecord] `json:"records"`
-}
 
 // sources lists every source's status. Any valid token may read it: it names no org, only the upstream's URL
 // and counts, and operators of a single org need to see whether the sync behind their deactivations is healthy.
@@ -32,9 +16,9 @@ func (a *API) sources(r *http.Request, _ *principal) (int, any, error) {
 		return 0, nil, err
 	}
 	now := time.Now()
-	out := SourcesResponse{Sources: make([]SourceView, 0, len(all))}
+	out := adminapi.SourcesResponse{Sources: make([]adminapi.SourceView, 0, len(all))}
 	for _, st := range all {
-		out.Sources = append(out.Sources, SourceView{SourceStatus: st, AgeMs: max(now.Sub(st.UpdatedAt).Milliseconds(), 0)})
+		out.Sources = append(out.Sources, adminapi.SourceView{SourceStatus: st, AgeMs: max(now.Sub(st.UpdatedAt).Milliseconds(), 0)})
 	}
 	return http.StatusOK, out, nil
 }
@@ -60,7 +44,7 @@ func (a *API) mirrored(kind state.MirrorKind) nativeHandler {
 		if err != nil {
 			return 0, nil, err
 		}
-		out := MirrorResponse{Records: []state.Versioned[state.MirrorRecord]{}}
+		out := adminapi.MirrorResponse{Records: []state.Versioned[state.MirrorRecord]{}}
 		for _, v := range recs {
 			if kind == state.MirrorOrg || p.tok.Allows(v.Record.OrgID) {
 				out.Records = append(out.Records, v)

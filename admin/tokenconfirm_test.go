@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/deact/deact/admin"
+	"github.com/deact/deact/admin/adminapi"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -40,10 +41,10 @@ func TestTokenWritesNeedNoGatewayConfirmation(t *testing.T) {
 
 	start := time.Now()
 	r := e.do("POST", "/v1/tokens", `{"name":"short","allOrgs":true,"role":"admin"}`, adm)
-	if r.status != http.StatusCreated || r.header.Get(admin.HeaderConfirmed) != admin.ConfirmNotNeeded {
-		t.Fatalf("create token: %d %s %q", r.status, r.header.Get(admin.HeaderConfirmed), r.body)
+	if r.status != http.StatusCreated || r.header.Get(adminapi.HeaderConfirmed) != adminapi.ConfirmNotNeeded {
+		t.Fatalf("create token: %d %s %q", r.status, r.header.Get(adminapi.HeaderConfirmed), r.body)
 	}
-	var created admin.TokenCreated
+	var created adminapi.TokenCreated
 	r.json(t, &created)
 	if !created.Confirmation.NotNeeded || created.Confirmation.Total != 0 || created.Revision == 0 {
 		t.Fatalf("create token confirmation %+v", created.WriteResult)
@@ -54,8 +55,8 @@ func TestTokenWritesNeedNoGatewayConfirmation(t *testing.T) {
 
 	r = e.do("DELETE", "/v1/tokens/"+created.Record.Hash, "", adm)
 	revoked := time.Now()
-	if r.status != http.StatusOK || r.header.Get(admin.HeaderConfirmed) != admin.ConfirmNotNeeded {
-		t.Fatalf("delete token: %d %s %q", r.status, r.header.Get(admin.HeaderConfirmed), r.body)
+	if r.status != http.StatusOK || r.header.Get(adminapi.HeaderConfirmed) != adminapi.ConfirmNotNeeded {
+		t.Fatalf("delete token: %d %s %q", r.status, r.header.Get(adminapi.HeaderConfirmed), r.body)
 	}
 	if waited := time.Since(start); waited > timeout/2 {
 		t.Fatalf("two token writes took %v: they waited for gateways", waited)
@@ -72,7 +73,7 @@ func TestTokenWritesNeedNoGatewayConfirmation(t *testing.T) {
 
 	// A state write is still waited for and confirmed by both gateways.
 	r = e.do("POST", "/v1/orgs/10/deactivate", `{"ops":"all"}`, adm)
-	if r.status != http.StatusOK || r.header.Get(admin.HeaderConfirmed) != "2/2" {
-		t.Fatalf("deactivate: %d %s", r.status, r.header.Get(admin.HeaderConfirmed))
+	if r.status != http.StatusOK || r.header.Get(adminapi.HeaderConfirmed) != "2/2" {
+		t.Fatalf("deactivate: %d %s", r.status, r.header.Get(adminapi.HeaderConfirmed))
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/vanguard"
+	"github.com/deact/deact/admin/adminapi"
 	"github.com/deact/deact/admin/proto/zitadel"
 	management "github.com/deact/deact/admin/proto/zitadel/management/v1"
 	"github.com/deact/deact/admin/proto/zitadel/management/v1/managementconnect"
@@ -120,8 +121,8 @@ func (a *API) serveZitadel(w http.ResponseWriter, r *http.Request) {
 	}
 	bufferedBody(r, body)
 	// The query parameter is ours, not the method's: hand it to the handler as the header.
-	if v := r.URL.Query().Get("confirmTimeout"); v != "" && r.Header.Get(HeaderConfirmTimeout) == "" {
-		r.Header.Set(HeaderConfirmTimeout, v)
+	if v := r.URL.Query().Get("confirmTimeout"); v != "" && r.Header.Get(adminapi.HeaderConfirmTimeout) == "" {
+		r.Header.Set(adminapi.HeaderConfirmTimeout, v)
 	}
 	// Every route here has body "*", for which ZITADEL's gateway takes no field from the query. Vanguard would,
 	// and after the path: ?organizationId=B on /v2/organizations/A/deactivate would write B while the path, all
@@ -314,7 +315,7 @@ func (a *API) zitadelWriteInner(ctx context.Context, req connect.AnyRequest, pic
 		return nil, nil, err
 	}
 	timeout := a.cfg.ConfirmTimeout
-	if v := h.Get(HeaderConfirmTimeout); v != "" {
+	if v := h.Get(adminapi.HeaderConfirmTimeout); v != "" {
 		if timeout, err = parseConfirmTimeout(v); err != nil {
 			return nil, nil, err
 		}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/deact/deact/admin"
+	"github.com/deact/deact/admin/adminapi"
 	"github.com/deact/deact/admin/proto/zitadel"
 	application "github.com/deact/deact/admin/proto/zitadel/application/v2"
 	"github.com/deact/deact/admin/proto/zitadel/application/v2/applicationconnect"
@@ -540,7 +540,7 @@ func FuzzZitadelV2OrgREST(f *testing.F) {
 		}
 		req.Header.Set("Authorization", "Bearer "+bootstrapToken)
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(admin.HeaderConfirmTimeout, "0")
+		req.Header.Set(adminapi.HeaderConfirmTimeout, "0")
 		// The org the path names, as the server decodes it (read now: the handler rewrites the request's URL).
 		id, idErr := url.PathUnescape(strings.TrimSuffix(strings.TrimPrefix(req.URL.EscapedPath(), "/v2/organizations/"), "/deactivate"))
 		before := e.stateRevision(t)

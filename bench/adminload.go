@@ -9,6 +9,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/deact/deact/admin/adminapi"
+	"github.com/deact/deact/state"
 )
 
 // AdminConfig configures the admin write benchmark. Zero values take the defaults in brackets.
@@ -84,9 +87,9 @@ func RunAdmin(ctx context.Context, cfg AdminConfig) (*AdminReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer ac.close()
+	defer ac.Close()
 	if cfg.ExpectNodes > 0 {
-		if err := ac.waitNodes(ctx, cfg.ExpectNodes); err != nil {
+		if err := waitNodes(ctx, ac, cfg.ExpectNodes); err != nil {
 			return nil, err
 		}
 	}
@@ -108,24 +111,25 @@ func RunAdmin(ctx context.Context, cfg AdminConfig) (*AdminReport, error) {
 		k := next[w]
 		org := fmt.Sprintf("%s-adm%d-%d", cfg.RunID, w, k/2)
 		sent = time.Now()
-		a, err := ac.setOrg(ctx, org, k%2 == 0)
+		a, err := setOrg(ctx, ac, org, k%2 == 0)
 		done = time.Now()
+		var refused *adminapi.Error
 		switch {
+		case errors.As(err, &refused):
+			failed.Add(1)
+			example("%s: HTTP %d %s", org, refused.Status, refused.Message)
 		case err != nil:
 			if ctx.Err() == nil {
 				failed.Add(1)
 				example("%s: %v", org, err)
 			}
 			return sent, done
-		case a.status != http.StatusOK:
-			failed.Add(1)
-			example("%s: HTTP %d %s", org, a.status, a.body)
-		case !a.complete() || (cfg.ExpectNodes > 0 && a.total != cfg.ExpectNodes):
+		case !confirmedByAll(a.Confirmation) || (cfg.ExpectNodes > 0 && a.Confirmation.Total != cfg.ExpectNodes):
 			notConfirmed.Add(1)
-			example("%s: confirmed %d/%d", org, a.confirmed, a.total)
+			example("%s: confirmed %d/%d", org, a.Confirmation.Confirmed, a.Confirmation.Total)
 		}
-		if a.status == http.StatusOK {
-			waits.add(time.Duration(a.waitMs * float64(time.Millisecond)))
+		if err == nil {
+			waits.add(time.Duration(a.Confirmation.WaitedMs * float64(time.Millisecond)))
 		}
 		next[w] = k + 1
 		return sent, done
@@ -172,4 +176,46 @@ func RunAdmin(ctx context.Context, cfg AdminConfig) (*AdminReport, error) {
 		}
 	}
 	return rep, rep.err()
+}
+
+// newAdminClient is a client of the admin API at base (a loopback URL), with conns connections, asking every
+// write to wait up to 2 s for the gateways.
+func newAdminClient(base, token string, conns int) (*adminapi.Client, error) {
+	if err := checkLoopbackURL(base); err != nil {
+		return nil, err
+	}
+	if token == "" {
+		return nil, fmt.Errorf("admin API %s: no admin token (--admin-token or DEACT_ADMIN_TOKEN)", base)
+	}
+	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, IdleConnTimeout: time.Minute}
+	return adminapi.New(adminapi.Config{URL: base, Token: token, HTTP: &http.Client{Transport: tr, Timeout: time.Minute},
+		ConfirmTimeout: 2 * time.Second})
+}
+
+// setOrg deactivates (every op) or reactivates org id.
+func setOrg(ctx context.Context, ac *adminapi.Client, id string, deactivate bool) (adminapi.WriteResult, error) {
+	if deactivate {
+		return ac.DeactivateOrg(ctx, id, adminapi.DeactivateRequest{Ops: "all", Reason: "deactbench"})
+	}
+	return ac.ReactivateOrg(ctx, id, adminapi.DeactivateRequest{})
+}
+
+// confirmedByAll reports whether every live gateway node confirmed a write, and there was at least one.
+func confirmedByAll(c state.Confirmation) bool { return c.Total > 0 && c.Confirmed == c.Total }
+
+// waitNodes waits until at least n gateway nodes are registered (bounded by ctx and 30 s).
+func waitNodes(ctx context.Context, ac *adminapi.Client, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		nodes, err := ac.Nodes(ctx)
+		if err == nil && len(nodes.Nodes) >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d gateway nodes to register (have %d, last error %v): %w", n, len(nodes.Nodes), err, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/deact/deact/admin/adminapi"
 )
 
 // ErrCorrectness is returned (wrapped) when a run saw a wrong answer: an allow of a deactivated subject, a deny
@@ -315,13 +316,13 @@ func RunCheck(ctx context.Context, cfg CheckConfig) (*CheckReport, error) {
 	}
 	rep.DeactivatedOrgs, rep.DeactivatedApps = m.counts()
 
-	var ac *adminClient
+	var ac *adminapi.Client
 	if dep.AdminURL != "" {
 		var err error
 		if ac, err = newAdminClient(dep.AdminURL, dep.AdminToken, 4); err != nil {
 			return nil, err
 		}
-		defer ac.close()
+		defer ac.Close()
 	}
 	if cfg.Churn > 0 && ac == nil {
 		return nil, errors.New("churn needs the admin API (admin URL and token)")
@@ -336,7 +337,7 @@ func RunCheck(ctx context.Context, cfg CheckConfig) (*CheckReport, error) {
 		if ac == nil {
 			return nil, errors.New("registering the state needs the admin API (admin URL and token); or say it is registered already")
 		}
-		if _, err := ac.register(ctx, m); err != nil {
+		if _, err := register(ctx, ac, m); err != nil {
 			return nil, fmt.Errorf("register state: %w", err)
 		}
 		if err := waitConsistent(ctx, deact, m, pool); err != nil {
@@ -604,7 +605,7 @@ type loadRun struct {
 	pool   []*template
 	model  *model // nil: answers are not checked (baselines)
 	churn  float64
-	admin  *adminClient
+	admin  *adminapi.Client
 	warmup time.Duration
 	// serverPID is the measured server's process when it is a child (0: this process or unknown); children
 	// are every server process the run started.
@@ -810,18 +811,18 @@ func (lr *loadRun) runChurn(ctx context.Context, out *ChurnResult, stop <-chan s
 			continue // an earlier write to it was never confirmed: leave it alone
 		}
 		prev := lr.model.begin(i)
-		a, err := lr.admin.setOrg(ctx, lr.model.orgs[i].id, !prev.deactivated)
+		a, err := setOrg(ctx, lr.admin, lr.model.orgs[i].id, !prev.deactivated)
 		out.Flips++
 		switch {
-		case err != nil || a.status != http.StatusOK:
+		case err != nil:
 			if ctx.Err() == nil {
 				out.Failed++
 			}
-		case !a.complete():
+		case !confirmedByAll(a.Confirmation):
 			out.Unconfirmed++
 		default:
 			lr.model.commit(i, !prev.deactivated, time.Now())
-			waits.add(time.Duration(a.waitMs * float64(time.Millisecond)))
+			waits.add(time.Duration(a.Confirmation.WaitedMs * float64(time.Millisecond)))
 		}
 	}
 }

@@ -10,9 +10,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/deact/deact/admin"
 	"github.com/deact/deact/daemon"
 	"github.com/deact/deact/deploy/local"
+	"github.com/deact/deact/state"
 )
 
 // Deployment is the deact under test: its gateways' check addresses and its admin API. Close stops what
@@ -48,7 +48,7 @@ func (d *Deployment) Close() {
 // StartDaemon starts one deactd in this process (role all, embedded single-node etcd in dir, free loopback
 // ports, logs to dir/deactd.log) and waits until its replica is ready.
 func StartDaemon(ctx context.Context, dir string) (*Deployment, error) {
-	token, err := admin.NewToken()
+	token, err := state.NewToken()
 	if err != nil {
 		return nil, err
 	}
@@ -119,8 +119,8 @@ func StartLocal(ctx context.Context, dir string) (*Deployment, error) {
 		dep.Close()
 		return nil, err
 	}
-	defer ac.close()
-	if err := ac.waitNodes(ctx, len(c.Gateways)); err != nil {
+	defer ac.Close()
+	if err := waitNodes(ctx, ac, len(c.Gateways)); err != nil {
 		dep.Close()
 		return nil, err
 	}

@@ -1,10 +1,15 @@
 package bench
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
+
+	"github.com/deact/deact/admin/adminapi"
 )
 
 // model is what the load generator knows of deact's state: which of its orgs and apps are deactivated, and
@@ -123,4 +128,56 @@ func (m *model) begin(i int) *subjectState {
 // for requests sent after now.
 func (m *model) commit(i int, deactivated bool, now time.Time) {
 	m.orgs[i].state.Store(&subjectState{deactivated: deactivated, changed: now})
+}
+
+// register writes the model's orgs (with domains), a project per app and the apps (with client IDs) in their
+// current states through the admin API's import, in chunks.
+func register(ctx context.Context, ac *adminapi.Client, m *model) (records int, _ error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	flush := func() error {
+		if buf.Len() == 0 {
+			return nil
+		}
+		res, err := ac.Import(ctx, bytes.NewReader(buf.Bytes()), adminapi.ImportOptions{})
+		buf.Reset()
+		records += res.Records
+		if err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		return nil
+	}
+	for i := range m.orgs {
+		off := m.orgs[i].state.Load().deactivated
+		_ = enc.Encode(map[string]any{"org": map[string]any{
+			"id": m.orgs[i].id, "name": m.orgs[i].id, "domains": []string{m.domain(i)},
+			"state": stateWord(off), "disableLogin": off, "disableToken": off, "disableBackup": off, "disableRestore": off,
+		}})
+		if buf.Len() > 1<<20 {
+			if err := flush(); err != nil {
+				return records, err
+			}
+		}
+	}
+	for j := range m.apps {
+		org := m.orgs[m.appOrg(j)].id
+		_ = enc.Encode(map[string]any{"project": map[string]any{"id": m.projectID(j), "orgId": org, "state": "active"}})
+		_ = enc.Encode(map[string]any{"app": map[string]any{
+			"id": m.appID(j), "projectId": m.projectID(j), "orgId": org, "clientIds": []string{m.clientID(j)},
+			"state": stateWord(m.apps[j].state.Load().deactivated),
+		}})
+		if buf.Len() > 1<<20 {
+			if err := flush(); err != nil {
+				return records, err
+			}
+		}
+	}
+	return records, flush()
+}
+
+func stateWord(deactivated bool) string {
+	if deactivated {
+		return "deactivated"
+	}
+	return "active"
 }

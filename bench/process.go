@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/deact/deact/admin"
+	"github.com/deact/deact/state"
 )
 
 // Where RunCheck runs the servers it starts (deact and the null baseline).
@@ -230,7 +230,7 @@ func StartDaemonProcess(ctx context.Context, dir, bin string, env []string, prog
 			return nil, err
 		}
 	}
-	token, err := admin.NewToken()
+	token, err := state.NewToken()
 	if err != nil {
 		return nil, err
 	}

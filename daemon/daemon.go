@@ -578,7 +578,7 @@ func (d *Daemon) bootstrapToken(ctx context.Context, store *state.Store) (bootst
 			token = strings.TrimSpace(string(b))
 		} else {
 			bs.source = "generated"
-			if token, err = admin.NewToken(); err != nil {
+			if token, err = state.NewToken(); err != nil {
 				return bs, err
 			}
 			// Written before it is created: a token in etcd that nobody holds would lock the operator out.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deact/deact/admin"
+	"github.com/deact/deact/admin/adminapi"
 	"github.com/deact/deact/daemon"
 	"github.com/deact/deact/source"
 	"github.com/deact/deact/state"
@@ -59,7 +59,7 @@ func TestDaemonRunsSources(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		var v admin.SourcesResponse
+		var v adminapi.SourcesResponse
 		return json.Unmarshal(b, &v) == nil && len(v.Sources) == 1 && v.Sources[0].Leader == "n1" && v.Sources[0].Reconciles == 1
 	})
 }

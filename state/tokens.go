@@ -2,7 +2,9 @@ package state
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -48,6 +50,15 @@ type Revocation struct {
 }
 
 func revokedKey(hash string) string { return RevokedTokensPrefix + hash }
+
+// NewToken returns a fresh random token secret (256 bits, URL-safe base64 with a "deact_" prefix).
+func NewToken() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return "deact_" + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
 
 // HashToken returns the hex SHA-256 of a token secret, the form tokens are stored and looked up by.
 func HashToken(secret string) string {

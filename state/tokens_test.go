@@ -89,3 +89,26 @@ func TestTokenValidateAndScope(t *testing.T) {
 		t.Error("Allows is wrong")
 	}
 }
+
+// TestNewToken: a token secret is "deact_" and 256 random bits in URL-safe base64 (43 characters): printable,
+// without spaces, fit for a header and a command's environment, and never the same twice.
+func TestNewToken(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for range 100 {
+		tok, err := state.NewToken()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rest, ok := strings.CutPrefix(tok, "deact_")
+		if !ok || len(rest) != 43 || strings.ContainsFunc(rest, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+		}) {
+			t.Fatalf("NewToken = %q", tok)
+		}
+		if seen[tok] {
+			t.Fatalf("NewToken gave %q twice", tok)
+		}
+		seen[tok] = true
+	}
+}

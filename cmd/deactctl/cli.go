@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,14 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/deact/deact/admin"
+	"github.com/deact/deact/admin/adminapi"
 	"github.com/deact/deact/deploy/nginx"
 	"github.com/deact/deact/envoy"
 	"github.com/deact/deact/state"
@@ -59,7 +57,7 @@ commands:
 flags (anywhere on the line):
 `
 
-// cli holds the parsed flags and the HTTP client of one run.
+// cli holds the parsed flags and the HTTP client of one run; the admin API is called through adminapi.Client.
 type cli struct {
 	addr, token, output   string
 	ops, reason, org      string
@@ -172,71 +170,88 @@ func (c *cli) dispatch(ctx context.Context, a []string) error {
 		}
 		return ""
 	}
-	esc := url.PathEscape
 	switch {
 	case len(a) == 3 && (a[0] == "deactivate" || a[0] == "reactivate") && a[1] == "org":
-		body := admin.DeactivateRequest{Ops: c.ops, Exact: c.exact, Reason: c.reason}
-		return c.send(ctx, "POST", "/v1/orgs/"+esc(a[2])+"/"+a[0], body)
+		req := adminapi.DeactivateRequest{Ops: c.ops, Exact: c.exact, Reason: c.reason}
+		return c.call(func(api *adminapi.Client) error {
+			return c.printWrite(pick(a[0], api.DeactivateOrg, api.ReactivateOrg)(ctx, a[2], req))
+		})
 	case len(a) == 3 && (a[0] == "deactivate" || a[0] == "reactivate") && a[1] == "project":
-		return c.send(ctx, "POST", "/v1/projects/"+esc(a[2])+"/"+a[0], admin.DeactivateRequest{OrgID: c.org, Reason: c.reason})
+		req := adminapi.DeactivateRequest{OrgID: c.org, Reason: c.reason}
+		return c.call(func(api *adminapi.Client) error {
+			return c.printWrite(pick(a[0], api.DeactivateProject, api.ReactivateProject)(ctx, a[2], req))
+		})
 	case len(a) == 4 && (a[0] == "deactivate" || a[0] == "reactivate") && a[1] == "app":
-		return c.send(ctx, "POST", "/v1/projects/"+esc(a[2])+"/apps/"+esc(a[3])+"/"+a[0], admin.DeactivateRequest{OrgID: c.org, Reason: c.reason})
+		req := adminapi.DeactivateRequest{OrgID: c.org, Reason: c.reason}
+		return c.call(func(api *adminapi.Client) error {
+			return c.printWrite(pick(a[0], api.DeactivateApp, api.ReactivateApp)(ctx, a[2], a[3], req))
+		})
 	case len(a) == 3 && a[0] == "status" && a[1] == "org":
-		return c.status(ctx, "/v1/orgs/"+esc(a[2]), "/v1/mirror/orgs/"+esc(a[2]), &state.Versioned[state.Org]{})
+		return c.call(func(api *adminapi.Client) error {
+			return c.status(local(api.GetOrg(ctx, a[2])), func() (adminapi.MirrorResponse, error) { return api.MirroredOrg(ctx, a[2]) })
+		})
 	case len(a) == 3 && a[0] == "status" && a[1] == "project":
-		return c.status(ctx, "/v1/projects/"+esc(a[2]), "/v1/mirror/projects/"+esc(a[2]), &state.Versioned[state.Project]{})
+		return c.call(func(api *adminapi.Client) error {
+			return c.status(local(api.GetProject(ctx, a[2])), func() (adminapi.MirrorResponse, error) { return api.MirroredProject(ctx, a[2]) })
+		})
 	case len(a) == 4 && a[0] == "status" && a[1] == "app":
-		p := "/projects/" + esc(a[2]) + "/apps/" + esc(a[3])
-		return c.status(ctx, "/v1"+p, "/v1/mirror"+p, &state.Versioned[state.App]{})
+		return c.call(func(api *adminapi.Client) error {
+			return c.status(local(api.GetApp(ctx, a[2], a[3])), func() (adminapi.MirrorResponse, error) { return api.MirroredApp(ctx, a[2], a[3]) })
+		})
 	case len(a) == 1 && a[0] == "sources":
-		var v admin.SourcesResponse
-		return c.show(ctx, "/v1/sources", &v, func(t *tabwriter.Writer) {
-			fmt.Fprintln(t, "SOURCE\tKIND\tLEADER\tREPORTED\tLAST RECONCILE\tTOOK\tCHANGED\tRECORDS\tLAST EVENT\tACCEPTED/IGNORED/REJECTED\tLAG\tLAST ERROR")
-			for _, s := range v.Sources {
-				rec := stamp(s.LastReconcileAt)
-				if s.LastReconcileError != "" {
-					rec += " (failed)"
+		return c.call(func(api *adminapi.Client) error {
+			v, err := api.Sources(ctx)
+			return c.show(v, err, func(t *tabwriter.Writer) {
+				fmt.Fprintln(t, "SOURCE\tKIND\tLEADER\tREPORTED\tLAST RECONCILE\tTOOK\tCHANGED\tRECORDS\tLAST EVENT\tACCEPTED/IGNORED/REJECTED\tLAG\tLAST ERROR")
+				for _, s := range v.Sources {
+					rec := stamp(s.LastReconcileAt)
+					if s.LastReconcileError != "" {
+						rec += " (failed)"
+					}
+					event := "-"
+					if !s.LastEventAt.IsZero() {
+						event = stamp(s.LastEventAt) + " " + s.LastEventType
+					}
+					lastErr := "-"
+					if s.LastError != "" {
+						lastErr = stamp(s.LastErrorAt) + " " + s.LastError
+					}
+					fmt.Fprintf(t, "%s\t%s\t%s\t%s ago\t%s\t%s\t%d\t%d\t%s\t%d/%d/%d\t%s\t%s\n", s.Source, s.Kind, s.Leader, ms(s.AgeMs), rec,
+						s.LastReconcileDuration.Round(time.Millisecond), s.LastReconcileChanged, s.Records, event,
+						s.EventsAccepted, s.EventsIgnored, s.EventsRejected, ms(s.LagMs), lastErr)
 				}
-				event := "-"
-				if !s.LastEventAt.IsZero() {
-					event = stamp(s.LastEventAt) + " " + s.LastEventType
-				}
-				lastErr := "-"
-				if s.LastError != "" {
-					lastErr = stamp(s.LastErrorAt) + " " + s.LastError
-				}
-				fmt.Fprintf(t, "%s\t%s\t%s\t%s ago\t%s\t%s\t%d\t%d\t%s\t%d/%d/%d\t%s\t%s\n", s.Source, s.Kind, s.Leader, ms(s.AgeMs), rec,
-					s.LastReconcileDuration.Round(time.Millisecond), s.LastReconcileChanged, s.Records, event,
-					s.EventsAccepted, s.EventsIgnored, s.EventsRejected, ms(s.LagMs), lastErr)
-			}
+			})
 		})
 	case len(a) == 2 && a[0] == "list":
 		return c.list(ctx, a[1])
 	case len(a) == 3 && a[0] == "register" && a[1] == "org":
-		return c.send(ctx, "PUT", "/v1/orgs/"+esc(a[2]), admin.OrgRequest{Name: c.name, Domains: splitList(c.domains), Reason: c.reason})
+		req := adminapi.OrgRequest{Name: c.name, Domains: splitList(c.domains), Reason: c.reason}
+		return c.call(func(api *adminapi.Client) error { return c.printWrite(api.PutOrg(ctx, a[2], req)) })
 	case len(a) == 4 && a[0] == "register" && a[1] == "app":
-		return c.send(ctx, "PUT", "/v1/projects/"+esc(a[2])+"/apps/"+esc(a[3]), admin.AppRequest{OrgID: c.org, ClientIDs: splitList(c.clients), Reason: c.reason})
+		req := adminapi.AppRequest{OrgID: c.org, ClientIDs: splitList(c.clients), Reason: c.reason}
+		return c.call(func(api *adminapi.Client) error { return c.printWrite(api.PutApp(ctx, a[2], a[3], req)) })
 	case len(a) == 3 && a[0] == "register" && a[1] == "account":
-		return c.send(ctx, "PUT", "/v1/accounts/"+esc(a[2]), admin.AccountRequest{OrgID: c.org, Reason: c.reason})
+		req := adminapi.AccountRequest{OrgID: c.org, Reason: c.reason}
+		return c.call(func(api *adminapi.Client) error { return c.printWrite(api.PutAccount(ctx, a[2], req)) })
 	case len(a) == 1 && a[0] == "nodes":
-		var v admin.NodesResponse
-		return c.show(ctx, "/v1/nodes", &v, func(t *tabwriter.Writer) {
-			fmt.Fprintln(t, "NODE\tAPPLIED REVISION\tSTALENESS\tLAST REPORT\tVERSION")
-			for _, n := range v.Nodes {
-				fmt.Fprintf(t, "%s\t%d\t%s\t%s ago\t%s\n", n.ID, n.AppliedRevision, ms(n.StaleMs), ms(n.AgeMs), n.Version)
-			}
+		return c.call(func(api *adminapi.Client) error {
+			v, err := api.Nodes(ctx)
+			return c.show(v, err, func(t *tabwriter.Writer) {
+				fmt.Fprintln(t, "NODE\tAPPLIED REVISION\tSTALENESS\tLAST REPORT\tVERSION")
+				for _, n := range v.Nodes {
+					fmt.Fprintf(t, "%s\t%d\t%s\t%s ago\t%s\n", n.ID, n.AppliedRevision, ms(n.StaleMs), ms(n.AgeMs), n.Version)
+				}
+			})
 		})
 	case len(a) == 1 && a[0] == "audit":
-		var v struct{ Entries []state.AuditEntry }
-		path := "/v1/audit"
-		if c.limit > 0 {
-			path += fmt.Sprintf("?limit=%d", c.limit)
-		}
-		return c.show(ctx, path, &v, func(t *tabwriter.Writer) {
-			fmt.Fprintln(t, "AT\tREVISION\tACTOR\tACTION\tKEY\tREASON")
-			for _, e := range v.Entries {
-				fmt.Fprintf(t, "%s\t%d\t%s\t%s\t%s\t%s\n", stamp(e.At), e.Revision, e.Actor, e.Action, e.Key, e.Reason)
-			}
+		return c.call(func(api *adminapi.Client) error {
+			v, err := api.Audit(ctx, adminapi.AuditOptions{Limit: max(c.limit, 0)})
+			return c.show(v, err, func(t *tabwriter.Writer) {
+				fmt.Fprintln(t, "AT\tREVISION\tACTOR\tACTION\tKEY\tREASON")
+				for _, e := range v.Entries {
+					fmt.Fprintf(t, "%s\t%d\t%s\t%s\t%s\t%s\n", stamp(e.At), e.Revision, e.Actor, e.Action, e.Key, e.Reason)
+				}
+			})
 		})
 	case len(a) == 2 && a[0] == "import":
 		return c.importFile(ctx, a[1])
@@ -245,7 +260,7 @@ func (c *cli) dispatch(ctx context.Context, a []string) error {
 	case len(a) == 2 && a[0] == "token" && a[1] == "list":
 		return c.list(ctx, "tokens")
 	case len(a) == 3 && a[0] == "token" && a[1] == "delete":
-		return c.send(ctx, "DELETE", "/v1/tokens/"+esc(a[2]), nil)
+		return c.call(func(api *adminapi.Client) error { return c.printWrite(api.DeleteToken(ctx, a[2])) })
 	case len(a) == 1 && a[0] == "envoy-config":
 		return c.envoyConfig()
 	case len(a) == 1 && a[0] == "nginx-config":
@@ -260,124 +275,101 @@ func (c *cli) dispatch(ctx context.Context, a []string) error {
 	return usageError(fmt.Sprintf("unknown command %q", strings.TrimSpace(strings.Join([]string{arg(0), arg(1)}, " "))))
 }
 
-// do sends one request and decodes the answer into out; a non-2xx answer becomes an error with the server's
-// message.
-func (c *cli) do(ctx context.Context, method, path string, body io.Reader, contentType string, out any) (http.Header, error) {
+// call runs f with a client of the admin API; it fails without a token, before any request.
+func (c *cli) call(f func(*adminapi.Client) error) error {
 	if c.token == "" {
-		return nil, errors.New("no token: pass --token or set DEACT_ADMIN_TOKEN")
+		return errors.New("no token: pass --token or set DEACT_ADMIN_TOKEN")
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.addr+path, body)
+	api, err := adminapi.New(adminapi.Config{URL: c.addr, Token: c.token, HTTP: c.http, ConfirmTimeout: max(c.confirmAfter, 0)})
 	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if c.confirmAfter > 0 {
-		req.Header.Set(admin.HeaderConfirmTimeout, c.confirmAfter.String())
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 != 2 {
-		var eb admin.ErrorBody
-		if json.Unmarshal(b, &eb) == nil && eb.Error.Message != "" {
-			return nil, fmt.Errorf("%s (%d %s)", eb.Error.Message, eb.Error.Status, eb.Error.Code)
-		}
-		return nil, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
-	}
-	if c.output == "json" {
-		_, err := c.out.Write(b)
-		return resp.Header, err
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return nil, fmt.Errorf("unexpected answer: %w", err)
-		}
-	}
-	return resp.Header, nil
-}
-
-func (c *cli) sendJSON(ctx context.Context, method, path string, body, out any) error {
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		r = bytes.NewReader(b)
-	}
-	_, err := c.do(ctx, method, path, r, "application/json", out)
-	return err
-}
-
-// send writes and prints the revision and the confirmation.
-func (c *cli) send(ctx context.Context, method, path string, body any) error {
-	var w admin.WriteResult
-	if err := c.sendJSON(ctx, method, path, body, &w); err != nil {
 		return err
 	}
-	if c.output == "table" {
-		printWrite(c.out, w)
-	}
-	return nil
+	return f(api)
 }
 
-func printWrite(out io.Writer, w admin.WriteResult) {
-	t := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+// pick chooses the deactivate or the reactivate call by the command's verb.
+func pick[F any](verb string, deactivate, reactivate F) F {
+	if verb == "deactivate" {
+		return deactivate
+	}
+	return reactivate
+}
+
+// printJSON prints v the way the server encodes its answers (json.Marshal and a newline): deactctl decodes them
+// into the types the server encodes, so that -o json prints the answer as it came.
+func (c *cli) printJSON(v any) error { return json.NewEncoder(c.out).Encode(v) }
+
+// show prints an answer as a table, or as JSON.
+func (c *cli) show(v any, err error, table func(*tabwriter.Writer)) error {
+	if err != nil {
+		return err
+	}
+	if c.output == "json" {
+		return c.printJSON(v)
+	}
+	t := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	table(t)
+	return t.Flush()
+}
+
+// printWrite prints the answer to a write: the revision and the confirmation.
+func (c *cli) printWrite(w adminapi.WriteResult, err error) error {
+	if err != nil {
+		return err
+	}
+	if c.output == "json" {
+		return c.printJSON(w)
+	}
+	t := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(t, "REVISION\tORG\tCHANGED AT\tCONFIRMED\tWAITED")
 	confirmed := fmt.Sprintf("%d/%d", w.Confirmation.Confirmed, w.Confirmation.Total)
 	if w.Confirmation.NotNeeded {
-		confirmed = admin.ConfirmNotNeeded // a token write: no gateway holds tokens
+		confirmed = adminapi.ConfirmNotNeeded // a token write: no gateway holds tokens
 	}
 	fmt.Fprintf(t, "%d\t%s\t%s\t%s\t%.1fms\n", w.Revision, w.OrgID, stamp(w.ChangedAt), confirmed, w.Confirmation.WaitedMs)
 	t.Flush()
 	if len(w.Confirmation.Pending) > 0 {
-		fmt.Fprintf(out, "not yet applied by: %s\n", strings.Join(w.Confirmation.Pending, ", "))
+		fmt.Fprintf(c.out, "not yet applied by: %s\n", strings.Join(w.Confirmation.Pending, ", "))
 	}
+	return nil
 }
+
+// localRecord is a subject's local record as status reads it: found, or the error of the read.
+type localRecord struct {
+	v   any // *state.Versioned[state.Org], [state.Project] or [state.App]
+	err error
+}
+
+func local[T any](v state.Versioned[T], err error) localRecord { return localRecord{&v, err} }
 
 // status prints every layer of one subject: the local record (if any) and what each source mirrors. With -o
 // json it prints {"local": <record or null>, "mirrored": [...]}.
-func (c *cli) status(ctx context.Context, localPath, mirrorPath string, local any) error {
-	output := c.output
-	c.output = "table" // decode both answers, print once
-	defer func() { c.output = output }()
-	var haveLocal bool
-	switch err := c.sendJSON(ctx, "GET", localPath, nil, local); {
-	case err == nil:
-		haveLocal = true
-	case !strings.Contains(err.Error(), "(404 "):
-		return err
+func (c *cli) status(loc localRecord, mirrored func() (adminapi.MirrorResponse, error)) error {
+	haveLocal := loc.err == nil
+	if loc.err != nil && !adminapi.IsNotFound(loc.err) {
+		return loc.err
 	}
-	var m admin.MirrorResponse
-	if err := c.sendJSON(ctx, "GET", mirrorPath, nil, &m); err != nil {
+	m, err := mirrored()
+	if err != nil {
 		return err
 	}
 	if !haveLocal && len(m.Records) == 0 {
 		return errors.New("no layer holds a record of it: deact does not deny it")
 	}
-	if output == "json" {
+	if c.output == "json" {
 		body := struct {
 			Local    any                                   `json:"local"`
 			Mirrored []state.Versioned[state.MirrorRecord] `json:"mirrored"`
 		}{Mirrored: m.Records}
 		if haveLocal {
-			body.Local = local
+			body.Local = loc.v
 		}
-		return json.NewEncoder(c.out).Encode(body)
+		return c.printJSON(body)
 	}
 	t := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(t, "LAYER\tSTATE\tDISABLED\tORG\tCLIENT IDS / DOMAINS\tREVISION\tSEQUENCE\tCHANGED BY\tCHANGED AT\tREASON")
 	if haveLocal {
-		switch v := local.(type) {
+		switch v := loc.v.(type) {
 		case *state.Versioned[state.Org]:
 			o := v.Record
 			fmt.Fprintf(t, "local\t%s\t%s\t%s\t%s\t%d\t-\t%s\t%s\t%s\n", orgState(o), o.Disabled, o.ID, strings.Join(o.Domains, ","),
@@ -405,116 +397,65 @@ func (c *cli) status(ctx context.Context, localPath, mirrorPath string, local an
 	return t.Flush()
 }
 
-// show gets path into v and prints it as a table (or the JSON as it came).
-func (c *cli) show(ctx context.Context, path string, v any, table func(*tabwriter.Writer)) error {
-	if err := c.sendJSON(ctx, "GET", path, nil, v); err != nil {
-		return err
-	}
-	if c.output == "table" {
-		t := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-		table(t)
-		return t.Flush()
-	}
-	return nil
-}
-
-// list follows the cursor through every page.
+// list prints every page of a listing.
 func (c *cli) list(ctx context.Context, what string) error {
-	var header string
-	var row func(json.RawMessage) (string, error)
 	switch what {
 	case "orgs":
-		header = "ORG\tNAME\tSTATE\tDISABLED\tREVISION"
-		row = rowOf(func(v state.Versioned[state.Org]) string {
-			return fmt.Sprintf("%s\t%s\t%s\t%s\t%d", v.Record.ID, v.Record.Name, orgState(v.Record), v.Record.Disabled, v.Revision)
+		return c.call(func(api *adminapi.Client) error {
+			return listAll(ctx, c, api.ListOrgs, "ORG\tNAME\tSTATE\tDISABLED\tREVISION", func(v state.Versioned[state.Org]) string {
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%d", v.Record.ID, v.Record.Name, orgState(v.Record), v.Record.Disabled, v.Revision)
+			})
 		})
 	case "projects":
-		header = "PROJECT\tORG\tSTATE\tREVISION"
-		row = rowOf(func(v state.Versioned[state.Project]) string {
-			return fmt.Sprintf("%s\t%s\t%s\t%d", v.Record.ID, v.Record.OrgID, v.Record.State, v.Revision)
+		return c.call(func(api *adminapi.Client) error {
+			return listAll(ctx, c, api.ListProjects, "PROJECT\tORG\tSTATE\tREVISION", func(v state.Versioned[state.Project]) string {
+				return fmt.Sprintf("%s\t%s\t%s\t%d", v.Record.ID, v.Record.OrgID, v.Record.State, v.Revision)
+			})
 		})
 	case "apps":
-		header = "PROJECT\tAPP\tORG\tSTATE\tCLIENT IDS\tREVISION"
-		row = rowOf(func(v state.Versioned[state.App]) string {
-			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d", v.Record.ProjectID, v.Record.ID, v.Record.OrgID, v.Record.State, strings.Join(v.Record.ClientIDs, ","), v.Revision)
+		return c.call(func(api *adminapi.Client) error {
+			return listAll(ctx, c, api.ListApps, "PROJECT\tAPP\tORG\tSTATE\tCLIENT IDS\tREVISION", func(v state.Versioned[state.App]) string {
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d", v.Record.ProjectID, v.Record.ID, v.Record.OrgID, v.Record.State, strings.Join(v.Record.ClientIDs, ","), v.Revision)
+			})
 		})
 	case "tokens":
-		header = "HASH\tNAME\tROLE\tHOME ORG\tSCOPE\tCREATED"
-		row = rowOf(func(v state.Versioned[state.Token]) string {
-			scope := strings.Join(v.Record.Orgs, ",")
-			if v.Record.AllOrgs {
-				scope = "all"
-			}
-			return fmt.Sprintf("%.16s\t%s\t%s\t%s\t%s\t%s", v.Record.Hash, v.Record.Name, v.Record.Role, v.Record.HomeOrg, scope, stamp(v.Record.Created))
+		return c.call(func(api *adminapi.Client) error {
+			return listAll(ctx, c, api.ListTokens, "HASH\tNAME\tROLE\tHOME ORG\tSCOPE\tCREATED", func(v state.Versioned[state.Token]) string {
+				scope := strings.Join(v.Record.Orgs, ",")
+				if v.Record.AllOrgs {
+					scope = "all"
+				}
+				return fmt.Sprintf("%.16s\t%s\t%s\t%s\t%s\t%s", v.Record.Hash, v.Record.Name, v.Record.Role, v.Record.HomeOrg, scope, stamp(v.Record.Created))
+			})
 		})
-	default:
-		return usageError(fmt.Sprintf("cannot list %q (orgs, projects, apps)", what))
 	}
-	t := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	if c.output == "table" {
-		fmt.Fprintln(t, header)
-	}
-	// With -o json the pages are gathered and printed as one document, {"items":[...]}, so the page requests
-	// decode their answers rather than print them.
-	fetch, all := c, []json.RawMessage{}
-	if c.output == "json" {
-		cc := *c
-		cc.output = "table"
-		fetch = &cc
-	}
-	after := ""
-	for {
-		q := url.Values{}
-		if after != "" {
-			q.Set("after", after)
-		}
-		if c.limit > 0 {
-			q.Set("limit", fmt.Sprint(c.limit))
-		}
-		path := "/v1/" + what
-		if len(q) > 0 {
-			path += "?" + q.Encode()
-		}
-		var pg struct {
-			Items []json.RawMessage `json:"items"`
-			Next  string            `json:"next"`
-		}
-		if err := fetch.sendJSON(ctx, "GET", path, nil, &pg); err != nil {
-			return err
-		}
-		if c.output == "json" {
-			all = append(all, pg.Items...)
-			if pg.Next == "" {
-				return json.NewEncoder(c.out).Encode(struct {
-					Items []json.RawMessage `json:"items"`
-				}{all})
-			}
-			after = pg.Next
-			continue
-		}
-		for _, it := range pg.Items {
-			s, err := row(it)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(t, s)
-		}
-		if pg.Next == "" {
-			break
-		}
-		after = pg.Next
-	}
-	return t.Flush()
+	return usageError(fmt.Sprintf("cannot list %q (orgs, projects, apps)", what))
 }
 
-func rowOf[T any](f func(T) string) func(json.RawMessage) (string, error) {
-	return func(b json.RawMessage) (string, error) {
-		var v T
-		if err := json.Unmarshal(b, &v); err != nil {
-			return "", err
+// listAll follows the cursor through every page: a table prints each page as it comes; -o json gathers the
+// pages and prints them as one document, {"items":[...]}.
+func listAll[T any](ctx context.Context, c *cli, list adminapi.ListFunc[T], header string, row func(state.Versioned[T]) string) error {
+	o := adminapi.ListOptions{Limit: max(c.limit, 0)}
+	if c.output == "json" {
+		items, err := adminapi.All(ctx, list, o)
+		if err != nil {
+			return err
 		}
-		return f(v), nil
+		return c.printJSON(struct {
+			Items []state.Versioned[T] `json:"items"`
+		}{items})
 	}
+	t := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(t, header)
+	for pg, err := range adminapi.Pages(ctx, list, o) {
+		if err != nil {
+			return err
+		}
+		for _, v := range pg.Items {
+			fmt.Fprintln(t, row(v))
+		}
+	}
+	return t.Flush()
 }
 
 func (c *cli) importFile(ctx context.Context, name string) error {
@@ -530,24 +471,25 @@ func (c *cli) importFile(ctx context.Context, name string) error {
 	if c.skip < 0 {
 		return usageError("--skip must be 0 or more")
 	}
-	// An import streams for as long as the server allows (30 minutes by default), not the per-request --timeout.
-	if c.http.Timeout < admin.DefaultImportTimeout+time.Minute {
-		c.http.Timeout = admin.DefaultImportTimeout + time.Minute
-	}
-	var res admin.ImportResponse
-	// The server's error answer says what was committed, and how to resume: c.do prints its message.
-	if _, err := c.do(ctx, "POST", fmt.Sprintf("/v1/import?skip=%d", c.skip), r, "application/x-ndjson", &res); err != nil {
-		return err
-	}
-	if c.output == "table" {
-		fmt.Fprintf(c.out, "imported %d records (lines 1-%d committed, %d skipped) in %d batches, revision %d, confirmed by %d/%d nodes\n",
+	return c.call(func(api *adminapi.Client) error {
+		// The import streams for as long as the server allows (30 minutes by default), not the per-request
+		// --timeout: the client waits that long. The server's error answer says what was committed, and how to
+		// resume: its message is printed.
+		res, err := api.Import(ctx, r, adminapi.ImportOptions{Skip: c.skip})
+		if err != nil {
+			return err
+		}
+		if c.output == "json" {
+			return c.printJSON(res)
+		}
+		_, err = fmt.Fprintf(c.out, "imported %d records (lines 1-%d committed, %d skipped) in %d batches, revision %d, confirmed by %d/%d nodes\n",
 			res.Records, res.Lines, res.Skipped, res.Batches, res.Revision, res.Confirmation.Confirmed, res.Confirmation.Total)
-	}
-	return nil
+		return err
+	})
 }
 
 func (c *cli) createToken(ctx context.Context) error {
-	req := admin.TokenRequest{Name: c.name, HomeOrg: c.org, Role: c.role}
+	req := adminapi.TokenRequest{Name: c.name, HomeOrg: c.org, Role: c.role}
 	switch c.scope {
 	case "":
 		return usageError("token create needs --scope all or --scope ORG,ORG")
@@ -556,19 +498,22 @@ func (c *cli) createToken(ctx context.Context) error {
 	default:
 		req.Orgs = splitList(c.scope)
 	}
-	var res admin.TokenCreated
-	if err := c.sendJSON(ctx, "POST", "/v1/tokens", req, &res); err != nil {
-		return err
-	}
-	if c.output == "table" {
+	return c.call(func(api *adminapi.Client) error {
+		res, err := api.CreateToken(ctx, req)
+		if err != nil {
+			return err
+		}
+		if c.output == "json" {
+			return c.printJSON(res)
+		}
 		scope := strings.Join(res.Record.Orgs, ",")
 		if res.Record.AllOrgs {
 			scope = "all"
 		}
 		fmt.Fprintf(c.out, "token: %s\n(shown once: store it now)\nhash: %s\nrole: %s  home org: %s  scope: %s\n",
 			res.Token, res.Record.Hash, res.Record.Role, res.Record.HomeOrg, scope)
-	}
-	return nil
+		return nil
+	})
 }
 
 func splitList(s string) []string {

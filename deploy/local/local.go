@@ -22,8 +22,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/deact/deact/admin"
 	"github.com/deact/deact/daemon"
+	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdserver"
 )
 
@@ -89,7 +89,7 @@ func Start(cfg Config) (_ *Cluster, err error) {
 		cfg.Gateways = 3
 	}
 	if cfg.AdminToken == "" {
-		if cfg.AdminToken, err = admin.NewToken(); err != nil {
+		if cfg.AdminToken, err = state.NewToken(); err != nil {
 			return nil, err
 		}
 	}

@@ -2,11 +2,9 @@ package local_test
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"runtime"
 	"runtime/pprof"
 	"sort"
@@ -17,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deact/deact/admin"
+	"github.com/deact/deact/admin/adminapi"
 	"github.com/deact/deact/deploy/local"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
@@ -135,6 +133,10 @@ func TestChurnSoak(t *testing.T) {
 		}
 	}
 	// Writer: one at a time, so revisions are recorded in order.
+	admin, err := adminapi.New(adminapi.Config{URL: c.AdminURL(), Token: c.AdminToken})
+	if err != nil {
+		t.Fatal(err)
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -146,7 +148,7 @@ func TestChurnSoak(t *testing.T) {
 			if state[org] {
 				action = "reactivate"
 			}
-			res, err := write(c, org, action)
+			res, err := write(admin, org, action)
 			if err != nil {
 				if ctx.Err() == nil {
 					t.Errorf("%s %s: %v", action, org, err)
@@ -201,6 +203,7 @@ func TestChurnSoak(t *testing.T) {
 	for _, conn := range conns {
 		conn.Close()
 	}
+	admin.Close()
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
@@ -255,18 +258,10 @@ func revisionOf(resp *authv3.CheckResponse) int64 {
 	return -1
 }
 
-func write(c *local.Cluster, org, action string) (admin.WriteResult, error) {
-	var res admin.WriteResult
-	req, _ := http.NewRequest("POST", c.AdminURL()+"/v1/orgs/"+org+"/"+action, strings.NewReader(`{"ops":"login,token"}`))
-	req.Header.Set("Authorization", "Bearer "+c.AdminToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return res, err
+func write(admin *adminapi.Client, org, action string) (adminapi.WriteResult, error) {
+	req := adminapi.DeactivateRequest{Ops: "login,token"}
+	if action == "reactivate" {
+		return admin.ReactivateOrg(context.Background(), org, req)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return res, fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return res, json.NewDecoder(resp.Body).Decode(&res)
+	return admin.DeactivateOrg(context.Background(), org, req)
 }
