@@ -73,3 +73,25 @@ func TestLoopbackOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestWritePlotsOfARunCutShort: a run that ended before any sample (every window empty, or only zero latencies)
+// still gets its plots; a log axis over no positive value used to panic inside gonum.
+func TestWritePlotsOfARunCutShort(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tl   []Window
+	}{
+		{"empty windows", []Window{{AtS: 0}, {AtS: 1}}},
+		{"zero latencies", []Window{{AtS: 0, Count: 3}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Report{Admin: &AdminReport{Concurrency: 1, Timeline: tc.tl}}
+			if err := r.WritePlots(t.TempDir()); err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Plots) != 1 {
+				t.Fatalf("plots = %v, want the admin one", r.Plots)
+			}
+		})
+	}
+}

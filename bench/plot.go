@@ -130,9 +130,14 @@ func timelinePlot(title, xlabel string, tls []namedTimeline) (*plot.Plot, error)
 			}
 		}
 	}
-	if maxY > 0 {
-		p.Y.Max = maxY * 20 // room above the lines for the legend (log scale)
+	if maxY == 0 {
+		// Nothing to draw (a run cut short): a log axis over no positive value makes gonum panic.
+		p.Title.Text += " (no samples)"
+		p.Y.Scale, p.Y.Tick.Marker = plot.LinearScale{}, plot.DefaultTicks{}
+		p.Y.Min, p.Y.Max = 0, 1
+		return p, nil
 	}
+	p.Y.Max = maxY * 20 // room above the lines for the legend (log scale)
 	return p, nil
 }
 
