@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/deact/deact/state"
 )
@@ -79,8 +81,14 @@ type FleetRun struct {
 	Changes     int     `json:"changes"`
 	ChurnS      float64 `json:"churnS"`
 	Confirmed   int     `json:"confirmed"`   // answers confirmed by every gateway of the fleet
-	Unconfirmed int     `json:"unconfirmed"` // answers with confirmed < total, or total ≠ gateways
-	Failed      int     `json:"failed"`      // writes that failed, or that an in-process replica never applied
+	Unconfirmed int     `json:"unconfirmed"` // answers with confirmed < total
+	// Dropped counts answers whose total was below the fleet: gateways out of the registry (a lost lease; the
+	// node is fenced and registers again); MinTotal is the smallest total seen, Reregistered the leases
+	// granted during the churn (each a node that lost its registration).
+	Dropped      int `json:"dropped"`
+	MinTotal     int `json:"minTotal"`
+	Reregistered int `json:"reregistered"`
+	Failed       int `json:"failed"` // writes that failed, or that an in-process replica never applied
 
 	Answer      Percentiles `json:"answer"`      // write sent → admin's confirmed answer
 	ConfirmWait Percentiles `json:"confirmWait"` // the wait the admin reported
@@ -130,9 +138,9 @@ const fleetDesign = "3 etcd members in one child process (deactbench etcd-cluste
 
 func (r *FleetRun) err() error {
 	var errs []error
-	if r.Unconfirmed > 0 || r.Failed > 0 {
-		errs = append(errs, fmt.Errorf("%w: fleet %d: %d writes not confirmed by every gateway, %d failed or not applied",
-			ErrCorrectness, r.Gateways, r.Unconfirmed, r.Failed))
+	if r.Unconfirmed > 0 || r.Dropped > 0 || r.Failed > 0 {
+		errs = append(errs, fmt.Errorf("%w: fleet %d: %d writes not confirmed by every live gateway, %d with gateways out of the registry (as few as %d), %d failed or not applied",
+			ErrCorrectness, r.Gateways, r.Unconfirmed, r.Dropped, r.MinTotal, r.Failed))
 	}
 	if p := r.Paused; p != nil && (p.Short != p.Changes || !p.StaleOK) {
 		errs = append(errs, fmt.Errorf("%w: fleet %d, %d paused: %d of %d answers short by exactly the paused ones; stale nodes %v (want exactly the paused)",
@@ -352,11 +360,18 @@ func runFleet(ctx context.Context, cfg FleetConfig, n int) (*FleetRun, error) {
 		r.Changes++
 		answers.add(w.answer)
 		waits.add(w.wait)
-		if w.confirmed == n && w.total == n {
+		if r.MinTotal == 0 || w.total < r.MinTotal {
+			r.MinTotal = w.total
+		}
+		switch {
+		case w.confirmed == n && w.total == n:
 			r.Confirmed++
-		} else {
+		case w.confirmed < w.total:
 			r.Unconfirmed++
 			r.example("write %d (revision %d) confirmed by %d/%d, fleet of %d", i, w.rev, w.confirmed, w.total, n)
+		default:
+			r.Dropped++
+			r.example("write %d (revision %d) confirmed by %d/%d: %d of %d gateways out of the registry", i, w.rev, w.confirmed, w.total, n-w.total, n)
 		}
 		if d, ok := f.replicas.appliedAll(w.rev); ok {
 			applied.add(d.Sub(w.sent))
@@ -375,6 +390,7 @@ func runFleet(ctx context.Context, cfg FleetConfig, n int) (*FleetRun, error) {
 			}
 		}
 		r.WritesPerChange = fleetWrites(c1, c2) / chg
+		r.Reregistered = int(c2["LeaseGrant"] - c1["LeaseGrant"])
 		r.EtcdCPUMsPerChg = ms64(cpu2-cpu1) / chg
 		r.EtcdCores = (cpu2 - cpu1).Seconds() / r.ChurnS
 	}
@@ -382,7 +398,7 @@ func runFleet(ctx context.Context, cfg FleetConfig, n int) (*FleetRun, error) {
 		r.example("db size: %v", err)
 	}
 	if children > 0 && ctx.Err() == nil {
-		if r.Paused, err = f.paused(ctx, cfg, n); err != nil {
+		if r.Paused, err = f.paused(ctx, cfg, r); err != nil {
 			return r, fmt.Errorf("fleet %d paused case: %w", n, err)
 		}
 	}
@@ -405,7 +421,8 @@ func (f *fleet) sample(ctx context.Context) (map[string]float64, time.Duration, 
 
 // paused SIGSTOPs the gateway children, makes cfg.PausedChanges writes with the paused bound, reads /v1/nodes,
 // and lets the children go on.
-func (f *fleet) paused(ctx context.Context, cfg FleetConfig, n int) (*FleetPaused, error) {
+func (f *fleet) paused(ctx context.Context, cfg FleetConfig, r *FleetRun) (*FleetPaused, error) {
+	n := r.Gateways
 	p := &FleetPaused{Paused: len(f.children), BoundMs: ms64(cfg.PausedBound), Stale: map[string]int64{}}
 	ac, err := newAdminClient(f.adminURL, f.token, 1)
 	if err != nil {
@@ -432,8 +449,9 @@ func (f *fleet) paused(ctx context.Context, cfg FleetConfig, n int) (*FleetPause
 	cancel()
 	answers, waits := newSampleSet(0), newSampleSet(0)
 	var last int64
-	for _, w := range writes {
+	for i, w := range writes {
 		if w.err != nil {
+			r.example("paused write %d: %v", i, w.err)
 			continue
 		}
 		p.Changes++
@@ -441,6 +459,8 @@ func (f *fleet) paused(ctx context.Context, cfg FleetConfig, n int) (*FleetPause
 		waits.add(w.wait)
 		if w.total == n && w.confirmed == n-len(f.children) {
 			p.Short++
+		} else {
+			r.example("paused write %d (revision %d) confirmed by %d/%d, want %d/%d", i, w.rev, w.confirmed, w.total, n-len(f.children), n)
 		}
 		last = max(last, w.rev)
 	}
@@ -509,9 +529,10 @@ func churn(ctx context.Context, ac *adminClient, changes, concurrency int, what 
 		})
 	}
 	if progress != nil {
-		stop := make(chan struct{})
-		defer close(stop)
+		stop, stopped := make(chan struct{}), make(chan struct{})
+		defer func() { close(stop); <-stopped }()
 		go func() {
+			defer close(stopped)
 			t := time.NewTicker(time.Second)
 			defer t.Stop()
 			for {
@@ -556,10 +577,12 @@ func fleetChange(ctx context.Context, ac *adminClient, org string, deactivate bo
 // fleetReplicas are the in-process gateways: a replica and a node reporter each, the code deactd's gateway
 // runs, sharing etcd clients.
 //
-// Sharing: each client is one gRPC connection per member; its replicas' watches travel on one watch stream
-// (same context metadata), where etcd still keeps one watcher per replica and sends each of them every event,
-// and their reports, keep-alives and probes are unary requests on the connection. What etcd does per gateway
-// is unchanged; what is saved is one connection per gateway in this process and in etcd.
+// Sharing: each client is one gRPC connection per member. Each replica runs under its own outgoing metadata,
+// so its watch is a watch stream of its own on that connection (clientv3 keys streams by metadata), as a
+// gateway's is: a progress request is answered on the requester's stream alone (on a shared stream clientv3
+// would broadcast every replica's progress answer to all of them, moving each one's applied revision, and so
+// its reports, far more often than a gateway's). Reports, keep-alives and probes are unary requests. What etcd
+// does per gateway is unchanged; what is saved is a connection per gateway, here and in etcd.
 type fleetReplicas struct {
 	clients []*clientv3.Client
 	logs    []*appliedLog
@@ -623,9 +646,10 @@ func startFleetReplicas(ctx context.Context, endpoints []string, n, perClient in
 		l := &appliedLog{}
 		f.logs = append(f.logs, l)
 		registered[i] = nr.Registered()
-		f.wg.Go(func() { _ = r.Run(rctx) })
+		gctx := metadata.AppendToOutgoingContext(rctx, "deactbench-gateway", strconv.Itoa(i))
+		f.wg.Go(func() { _ = r.Run(gctx) })
 		f.wg.Go(func() {
-			if err := nr.Run(rctx); err != nil {
+			if err := nr.Run(gctx); err != nil {
 				failed <- err
 			}
 		})
@@ -697,10 +721,10 @@ func (f *fleetReplicas) close() {
 func (r *FleetReport) writeSummary(w io.Writer) {
 	fmt.Fprintf(w, "\nfleet: %d changes per size through the native admin API, %d writer(s), confirm bound %s; %s\n",
 		r.Changes, r.Concurrency, ms(r.ConfirmBoundMs), r.Design)
-	fmt.Fprintf(w, "  %5s %6s %9s %8s %8s %9s %9s %9s %9s %9s %9s %10s\n", "nodes", "writes", "etcd cpu", "etcd", "db", "confirm", "confirm",
-		"applied", "applied", "confirmed", "idle", "paused")
-	fmt.Fprintf(w, "  %5s %6s %9s %8s %8s %9s %9s %9s %9s %9s %9s %10s\n", "", "/chg", "ms/chg", "cores", "MiB", "p50", "p99",
-		"all p50", "all p99", "/total", "writes/s", "short,stale")
+	fmt.Fprintf(w, "  %5s %6s %9s %8s %8s %9s %9s %9s %9s %9s %6s %9s %10s\n", "nodes", "writes", "etcd cpu", "etcd", "db", "confirm", "confirm",
+		"applied", "applied", "all nodes", "min", "idle", "paused")
+	fmt.Fprintf(w, "  %5s %6s %9s %8s %8s %9s %9s %9s %9s %9s %6s %9s %10s\n", "", "/chg", "ms/chg", "cores", "MiB", "p50", "p99",
+		"all p50", "all p99", "confirmed", "total", "writes/s", "short,stale")
 	for _, run := range r.Runs {
 		run.writeRow(w)
 	}
@@ -715,6 +739,10 @@ func (r *FleetReport) writeSummary(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %d nodes idle: %.0f writes/s, %.0f ranges/s, %.0f lease keep-alives/s, etcd %.2f cores\n",
 			run.Gateways, run.Idle.WritesPerS, run.Idle.RangesPerS, run.Idle.KeepAlivesPS, run.Idle.EtcdCores)
+		if run.Dropped > 0 || run.Reregistered > 0 {
+			fmt.Fprintf(w, "  %d nodes: %d answers counted fewer gateways (as few as %d); %d registrations lost and made again during the churn\n",
+				run.Gateways, run.Dropped, run.MinTotal, run.Reregistered)
+		}
 		if p := run.Paused; p != nil {
 			fmt.Fprintf(w, "  %d nodes, %d paused: %d/%d answers confirmed by exactly the %d live, answer p50 %s max %s (bound %s, wait max %s); stale %v, live max %dms\n",
 				run.Gateways, p.Paused, p.Short, p.Changes, run.Gateways-p.Paused, ms(p.Answer.P50Ms), ms(p.Answer.MaxMs), ms(p.BoundMs),
@@ -732,7 +760,7 @@ func (r *FleetRun) writeRow(w io.Writer) {
 	if p := r.Paused; p != nil {
 		paused = fmt.Sprintf("%d/%d,%v", p.Short, p.Changes, p.StaleOK)
 	}
-	fmt.Fprintf(w, "  %5d %6.1f %9.2f %8.2f %8.1f %9s %9s %9s %9s %4d/%-4d %9.0f %10s\n", r.Gateways, r.WritesPerChange, r.EtcdCPUMsPerChg,
+	fmt.Fprintf(w, "  %5d %6.1f %9.2f %8.2f %8.1f %9s %9s %9s %9s %4d/%-4d %6d %9.0f %10s\n", r.Gateways, r.WritesPerChange, r.EtcdCPUMsPerChg,
 		r.EtcdCores, r.DBSizeMiB, ms(r.Answer.P50Ms), ms(r.Answer.P99Ms), ms(r.AppliedAll.P50Ms), ms(r.AppliedAll.P99Ms),
-		r.Confirmed, r.Changes, r.Idle.WritesPerS, paused)
+		r.Confirmed, r.Changes, r.MinTotal, r.Idle.WritesPerS, paused)
 }
