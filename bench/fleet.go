@@ -499,6 +499,7 @@ type fleetWrite struct {
 	rev              int64
 	confirmed, total int
 	err              error
+	conflict         bool // 409: the org was in the state the write asked for already
 }
 
 // churn makes changes writes through the admin API with concurrency writers, each flipping an org of its own
@@ -521,7 +522,9 @@ func churn(ctx context.Context, ac *adminClient, changes, concurrency int, what 
 					continue
 				}
 				out[i] = fleetChange(ctx, ac, org, deactivate)
-				if out[i].err == nil {
+				// A write that failed may have committed all the same (a 503 past the write timeout): the
+				// org's state then says which way the next one goes, and 409 is how the admin tells.
+				if out[i].err == nil || out[i].conflict {
 					deactivate = !deactivate
 				}
 				done.Add(1)
@@ -559,6 +562,7 @@ func fleetChange(ctx context.Context, ac *adminClient, org string, deactivate bo
 		return w
 	}
 	if a.status != http.StatusOK {
+		w.conflict = a.status == http.StatusConflict
 		w.err = fmt.Errorf("HTTP %d: %s", a.status, strings.TrimSpace(string(a.body)))
 		return w
 	}
