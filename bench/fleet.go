@@ -748,9 +748,9 @@ func (r *FleetReport) writeSummary(w io.Writer) {
 				run.Gateways, run.Dropped, run.MinTotal, run.Reregistered)
 		}
 		if p := run.Paused; p != nil {
-			fmt.Fprintf(w, "  %d nodes, %d paused: %d/%d answers confirmed by exactly the %d live, answer p50 %s max %s (bound %s, wait max %s); stale %v, live max %dms\n",
+			fmt.Fprintf(w, "  %d nodes, %d paused: %d/%d answers confirmed by exactly the %d live, answer p50 %s max %s (bound %s, wait max %s); /v1/nodes: %d stale (%s), live nodes at most %dms stale\n",
 				run.Gateways, p.Paused, p.Short, p.Changes, run.Gateways-p.Paused, ms(p.Answer.P50Ms), ms(p.Answer.MaxMs), ms(p.BoundMs),
-				ms(p.ConfirmWait.MaxMs), p.Stale, p.LiveStaleMs)
+				ms(p.ConfirmWait.MaxMs), len(p.Stale), staleList(p.Stale), p.LiveStaleMs)
 		}
 		for _, e := range run.Examples {
 			fmt.Fprintf(w, "  ! %d nodes: %s\n", run.Gateways, e)
@@ -767,4 +767,17 @@ func (r *FleetRun) writeRow(w io.Writer) {
 	fmt.Fprintf(w, "  %5d %6.1f %9.2f %8.2f %8.1f %9s %9s %9s %9s %4d/%-4d %6d %9.0f %10s\n", r.Gateways, r.WritesPerChange, r.EtcdCPUMsPerChg,
 		r.EtcdCores, r.DBSizeMiB, ms(r.Answer.P50Ms), ms(r.Answer.P99Ms), ms(r.AppliedAll.P50Ms), ms(r.AppliedAll.P99Ms),
 		r.Confirmed, r.Changes, r.MinTotal, r.Idle.WritesPerS, paused)
+}
+
+// staleList names the first stale nodes with their staleness.
+func staleList(stale map[string]int64) string {
+	ids := slices.Sorted(maps.Keys(stale))
+	parts := make([]string, 0, min(len(ids), 12))
+	for _, id := range ids[:min(len(ids), 12)] {
+		parts = append(parts, fmt.Sprintf("%s %dms", id, stale[id]))
+	}
+	if len(ids) > 12 {
+		parts = append(parts, fmt.Sprintf("%d more", len(ids)-12))
+	}
+	return strings.Join(parts, ", ")
 }
