@@ -127,6 +127,7 @@ type FleetPaused struct {
 	// Stale are the nodes /v1/nodes showed behind the last write after it was answered, with their staleMs;
 	// StaleOK says they were exactly the paused ones, each stale at least since its pause.
 	Stale       map[string]int64 `json:"stale"`
+	Listed      int              `json:"listed"` // nodes /v1/nodes listed (all of the fleet, or the check fails)
 	LiveStaleMs int64            `json:"liveMaxStaleMs"` // the most stale live node
 	StaleOK     bool             `json:"staleOk"`
 }
@@ -477,6 +478,7 @@ func (f *fleet) paused(ctx context.Context, cfg FleetConfig, r *FleetRun) (*Flee
 	for _, id := range f.childIDs {
 		pausedIDs[id] = true
 	}
+	p.Listed = len(nodes)
 	p.StaleOK = len(nodes) == n
 	sincePause := asked.Sub(paused).Milliseconds()
 	for _, nd := range nodes {
@@ -748,9 +750,9 @@ func (r *FleetReport) writeSummary(w io.Writer) {
 				run.Gateways, run.Dropped, run.MinTotal, run.Reregistered)
 		}
 		if p := run.Paused; p != nil {
-			fmt.Fprintf(w, "  %d nodes, %d paused: %d/%d answers confirmed by exactly the %d live, answer p50 %s max %s (bound %s, wait max %s); /v1/nodes: %d stale (%s), live nodes at most %dms stale\n",
+			fmt.Fprintf(w, "  %d nodes, %d paused: %d/%d answers confirmed by exactly the %d live, answer p50 %s max %s (bound %s, wait max %s); /v1/nodes: %d of %d listed stale (%s), live nodes at most %dms stale\n",
 				run.Gateways, p.Paused, p.Short, p.Changes, run.Gateways-p.Paused, ms(p.Answer.P50Ms), ms(p.Answer.MaxMs), ms(p.BoundMs),
-				ms(p.ConfirmWait.MaxMs), len(p.Stale), staleList(p.Stale), p.LiveStaleMs)
+				ms(p.ConfirmWait.MaxMs), len(p.Stale), p.Listed, staleList(p.Stale), p.LiveStaleMs)
 		}
 		for _, e := range run.Examples {
 			fmt.Fprintf(w, "  ! %d nodes: %s\n", run.Gateways, e)
