@@ -127,7 +127,7 @@ type FleetPaused struct {
 	// Stale are the nodes /v1/nodes showed behind the last write after it was answered, with their staleMs;
 	// StaleOK says they were exactly the paused ones, each stale at least since its pause.
 	Stale       map[string]int64 `json:"stale"`
-	Listed      int              `json:"listed"` // nodes /v1/nodes listed (all of the fleet, or the check fails)
+	Listed      int              `json:"listed"`         // nodes /v1/nodes listed (all of the fleet, or the check fails)
 	LiveStaleMs int64            `json:"liveMaxStaleMs"` // the most stale live node
 	StaleOK     bool             `json:"staleOk"`
 }
