@@ -352,10 +352,14 @@ func runFleet(ctx context.Context, cfg FleetConfig, n int) (*FleetRun, error) {
 	}
 	r.ChurnS = t2.Sub(t1).Seconds()
 	answers, waits, applied := newSampleSet(0), newSampleSet(0), newSampleSet(0)
+	for i, w := range writes { // failures first among the examples: they are rarer than short confirmations
+		if w.err != nil && len(r.Examples) < maxExamples/2 {
+			r.example("write %d: %v", i, w.err)
+		}
+	}
 	for i, w := range writes {
 		if w.err != nil {
 			r.Failed++
-			r.example("write %d: %v", i, w.err)
 			continue
 		}
 		r.Changes++
@@ -398,13 +402,17 @@ func runFleet(ctx context.Context, cfg FleetConfig, n int) (*FleetRun, error) {
 	if r.DBSizeMiB, r.DBInUseMiB, err = f.replicas.dbSize(ctx, f.etcd.endpoints); err != nil {
 		r.example("db size: %v", err)
 	}
+	var pausedErr error
 	if children > 0 && ctx.Err() == nil {
-		if r.Paused, err = f.paused(ctx, cfg, r); err != nil {
-			return r, fmt.Errorf("fleet %d paused case: %w", n, err)
+		if r.Paused, pausedErr = f.paused(ctx, cfg, r); pausedErr != nil {
+			pausedErr = fmt.Errorf("fleet %d paused case: %w", n, pausedErr)
 		}
 	}
 	if err := ctx.Err(); err != nil {
 		return r, err
+	}
+	if pausedErr != nil {
+		return r, errors.Join(r.err(), pausedErr) // the churn's figures stand; the paused ones did not finish
 	}
 	return r, r.err()
 }
