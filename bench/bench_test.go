@@ -32,6 +32,10 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == NullServerCommand {
 		os.Exit(RunNullServer(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 	}
+	// The fleet mode starts os.Executable() with the etcd-cluster subcommand.
+	if len(os.Args) > 1 && os.Args[1] == EtcdClusterCommand {
+		os.Exit(RunEtcdCluster(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	if os.Getenv(fakeDeactdEnv) == "1" {
 		os.Exit(fakeDeactd(os.Args[1:]))
 	}
@@ -68,6 +72,7 @@ func fakeDeactd(args []string) int {
 	fs.StringVar(&c.HTTPCheckAddr, "http-check-addr", "", "")
 	fs.StringVar(&c.AdminAddr, "admin-addr", "", "")
 	fs.StringVar(&level, "log-level", "", "")
+	fs.DurationVar(&c.NodeTTL, "node-ttl", 0, "")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

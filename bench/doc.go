@@ -24,6 +24,11 @@
 //     sees the old state is an error.
 //   - sync: a fresh deactd child process over an etcd holding 10⁵–10⁶ records: time to ready, memory.
 //   - admin: confirmed writes per second at a given concurrency.
+//   - fleet: N gateways with node reporting (in-process replicas and reporters, the code a gateway runs, plus
+//     1% deactd gateway child processes) on a 3-member etcd in a child process ("deactbench etcd-cluster"),
+//     a churn through a deactd admin child: etcd's writes, CPU and db size per change (its own counters and
+//     /proc), confirmation and write → applied on every replica, and the answers and /v1/nodes while 1% of
+//     the gateways are SIGSTOPped.
 //
 // Every answer is compared with the state the generator knows (model): an allow of a deactivated subject or a
 // deny of an active one is counted, reported with examples, and fails the run (ErrCorrectness). With churn,

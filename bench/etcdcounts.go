@@ -2,6 +2,7 @@ package bench
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // etcdCounts reads the counters of the etcd members running in this process, which etcd registers in the default
@@ -11,6 +12,11 @@ func etcdCounts() map[string]float64 {
 	if err != nil {
 		return nil
 	}
+	return countsOf(mfs)
+}
+
+// countsOf extracts etcdCounts' counters from gathered (or scraped) metric families.
+func countsOf(mfs []*dto.MetricFamily) map[string]float64 {
 	out := map[string]float64{}
 	for _, mf := range mfs {
 		switch mf.GetName() {

@@ -24,6 +24,7 @@ type Report struct {
 	Propagation *PropagationReport `json:"propagation,omitempty"`
 	Sync        *SyncReport        `json:"sync,omitempty"`
 	Admin       *AdminReport       `json:"admin,omitempty"`
+	Fleet       *FleetReport       `json:"fleet,omitempty"`
 	Failures    []string           `json:"failures"` // empty when every correctness check passed
 	Plots       []string           `json:"plots,omitempty"`
 }
@@ -108,6 +109,9 @@ func (r *Report) WriteSummary(w io.Writer) {
 	}
 	if a := r.Admin; a != nil {
 		a.writeSummary(w)
+	}
+	if f := r.Fleet; f != nil {
+		f.writeSummary(w)
 	}
 	if len(r.Plots) > 0 {
 		fmt.Fprintf(w, "\nplots: %s\n", strings.Join(r.Plots, ", "))

@@ -6,6 +6,7 @@
 //	deactbench propagation [flags]  admin write → every node's Check flips
 //	deactbench sync [flags]         fresh deactd over 10⁵–10⁶ records: time to ready, memory
 //	deactbench admin [flags]        confirmed admin writes per second
+//	deactbench fleet [flags]        N gateways with node reporting on a 3-member etcd: etcd cost and confirmation per change
 //	deactbench all [--quick]        all of them, report and plots in --out
 //
 // check and all run deact and the null baseline each in a child process of its own by default (--servers
@@ -26,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,7 +39,7 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: deactbench <check|propagation|sync|admin|all> [flags]; deactbench <mode> -h lists a mode's flags`
+const usage = `usage: deactbench <check|propagation|sync|admin|fleet|all> [flags]; deactbench <mode> -h lists a mode's flags`
 
 // common are the flags of every mode.
 type common struct {
@@ -97,6 +99,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if args[0] == bench.NullServerCommand { // internal: the null baseline as a child process of check
 		return bench.RunNullServer(context.Background(), args[1:], os.Stdin, stdout, stderr)
 	}
+	if args[0] == bench.EtcdClusterCommand { // internal: the fleet's etcd as a child process
+		return bench.RunEtcdCluster(context.Background(), args[1:], os.Stdin, stdout, stderr)
+	}
 	mode := args[0]
 	fs := flag.NewFlagSet("deactbench "+mode, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -109,7 +114,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		sync  bench.SyncConfig
 		adm   bench.AdminConfig
 		all   bench.AllConfig
+		fleet bench.FleetConfig
 		mix   string
+		sizes string
+		pause bool
 	)
 	switch mode {
 	case "check":
@@ -150,6 +158,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.DurationVar(&adm.Duration, "duration", 10*time.Second, "length of the run")
 		fs.Int64Var(&adm.MaxWrites, "max-writes", 0, "bound on writes (0: none)")
 		fs.IntVar(&adm.ExpectNodes, "expect-nodes", 0, "confirmations every write must get (default: the gateways given, 3 for the local cluster)")
+	case "fleet":
+		fs.StringVar(&sizes, "gateways", "10,100,300", "comma-separated fleet sizes, one run each on a fresh cluster, e.g. 10,100,300,1000")
+		fs.IntVar(&fleet.Changes, "changes", 100, "org deactivations and reactivations through the admin API per fleet size")
+		fs.IntVar(&fleet.Concurrency, "c", 1, "concurrent writers of the churn (1: one change at a time)")
+		fs.DurationVar(&fleet.ConfirmTimeout, "confirm-timeout", 2*time.Second, "confirmation bound each churn write asks of the admin")
+		fs.BoolVar(&pause, "pause", true, "the paused case: 1% of the gateways (at least 1) are deactd child processes, SIGSTOPped after the churn")
+		fs.IntVar(&fleet.PausedChanges, "paused-changes", 5, "writes while the gateways are paused")
+		fs.DurationVar(&fleet.PausedBound, "paused-bound", time.Second, "confirmation bound of the writes while paused")
+		fs.DurationVar(&fleet.PausedTTL, "paused-ttl", 30*time.Second, "node lease TTL of the pausable gateways (the paused case must end within it)")
+		fs.IntVar(&fleet.ReplicasPerClient, "replicas-per-client", 50, "in-process replicas sharing one etcd client")
+		fs.DurationVar(&fleet.MaxDuration, "max-duration", 5*time.Minute, "bound on each fleet size's churn")
+		fs.StringVar(&fleet.Deactd, "deactd", "", "deactd binary of the admin node and the pausable gateways (default: go build ./cmd/deactd)")
 	case "all":
 		fs.BoolVar(&all.Quick, "quick", false, "short runs (about a minute on 2 cores)")
 		fs.StringVar(&all.Transport, "transport", bench.TransportGRPC, "transport of the check runs: grpc or http")
@@ -217,6 +237,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "admin":
 		adm.Deployment, adm.Dir, adm.Progress = t.deployment(), dir, progress
 		rep.Admin, err = bench.RunAdmin(ctx, adm)
+	case "fleet":
+		if fleet.Gateways, err = parseSizes(sizes); err != nil {
+			fmt.Fprintln(stderr, "deactbench:", err)
+			return 2
+		}
+		fleet.NoPause, fleet.Dir, fleet.Progress = !pause, dir, progress
+		rep.Fleet, err = bench.RunFleet(ctx, fleet)
 	case "all":
 		all.Out, all.Dir, all.Progress = c.out, dir, progress
 		err = bench.RunAll(ctx, all, rep)
@@ -247,6 +274,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rep.WriteSummary(stdout)
 	fmt.Fprintf(stdout, "report: %s\n", jsonPath)
 	return status(err, stderr)
+}
+
+// parseSizes reads --gateways: positive integers, comma-separated.
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for _, p := range split(s) {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--gateways %q: want positive integers, comma-separated", s)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--gateways %q: want at least one size", s)
+	}
+	return out, nil
 }
 
 func status(err error, stderr io.Writer) int {

@@ -16,7 +16,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestUsage: bad usage exits 2 with a message.
 func TestUsage(t *testing.T) {
-	for _, args := range [][]string{nil, {"nope"}, {"check", "--no-such-flag"}, {"check", "extra"}, {"check", "--mix", "x=1"}, {"check", "--servers", "x"}, {"null-server", "extra"}} {
+	for _, args := range [][]string{nil, {"nope"}, {"check", "--no-such-flag"}, {"check", "extra"}, {"check", "--mix", "x=1"}, {"check", "--servers", "x"}, {"null-server", "extra"}, {"fleet", "--gateways", "10,x"}, {"fleet", "--gateways", "0"}, {"fleet", "--gateways", ""}, {"etcd-cluster"}, {"etcd-cluster", "--dir", "d", "extra"}} {
 		var out, errb bytes.Buffer
 		if code := run(args, &out, &errb); code != 2 || errb.Len() == 0 {
 			t.Errorf("run(%q) = %d, stderr %q; want 2 and a message", args, code, errb.String())
