@@ -83,7 +83,7 @@ func RunAdmin(ctx context.Context, cfg AdminConfig) (*AdminReport, error) {
 	if cfg.ExpectNodes <= 0 {
 		cfg.ExpectNodes = dep.Gateways()
 	}
-	ac, err := newAdminClient(dep.AdminURL, dep.AdminToken, cfg.Concurrency)
+	ac, err := newAdminClient(dep.AdminURL, dep.AdminToken, cfg.Concurrency, 2*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -179,8 +179,8 @@ func RunAdmin(ctx context.Context, cfg AdminConfig) (*AdminReport, error) {
 }
 
 // newAdminClient is a client of the admin API at base (a loopback URL), with conns connections, asking every
-// write to wait up to 2 s for the gateways.
-func newAdminClient(base, token string, conns int) (*adminapi.Client, error) {
+// write to wait up to confirm for the gateways.
+func newAdminClient(base, token string, conns int, confirm time.Duration) (*adminapi.Client, error) {
 	if err := checkLoopbackURL(base); err != nil {
 		return nil, err
 	}
@@ -189,7 +189,7 @@ func newAdminClient(base, token string, conns int) (*adminapi.Client, error) {
 	}
 	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, IdleConnTimeout: time.Minute}
 	return adminapi.New(adminapi.Config{URL: base, Token: token, HTTP: &http.Client{Transport: tr, Timeout: time.Minute},
-		ConfirmTimeout: 2 * time.Second})
+		ConfirmTimeout: confirm})
 }
 
 // setOrg deactivates (every op) or reactivates org id.

@@ -319,7 +319,7 @@ func RunCheck(ctx context.Context, cfg CheckConfig) (*CheckReport, error) {
 	var ac *adminapi.Client
 	if dep.AdminURL != "" {
 		var err error
-		if ac, err = newAdminClient(dep.AdminURL, dep.AdminToken, 4); err != nil {
+		if ac, err = newAdminClient(dep.AdminURL, dep.AdminToken, 4, 2*time.Second); err != nil {
 			return nil, err
 		}
 		defer ac.Close()

@@ -114,7 +114,7 @@ func StartLocal(ctx context.Context, dir string) (*Deployment, error) {
 		dep.Close()
 		return nil, err
 	}
-	ac, err := newAdminClient(dep.AdminURL, dep.AdminToken, 2)
+	ac, err := newAdminClient(dep.AdminURL, dep.AdminToken, 2, 2*time.Second)
 	if err != nil {
 		dep.Close()
 		return nil, err

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +23,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/deact/deact/admin/adminapi"
 	"github.com/deact/deact/state"
 )
 
@@ -282,12 +282,12 @@ func startFleet(ctx context.Context, cfg FleetConfig, dir string, n, children in
 	if f.replicas, err = startFleetReplicas(ctx, f.etcd.endpoints, n-children, cfg.ReplicasPerClient, logger); err != nil {
 		return nil, err
 	}
-	ac, err := newAdminClient(f.adminURL, f.token, 1)
+	ac, err := newAdminClient(f.adminURL, f.token, 1, 2*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	defer ac.close()
-	return f, ac.waitNodes(ctx, n)
+	defer ac.Close()
+	return f, waitNodes(ctx, ac, n)
 }
 
 // runFleet runs one fleet size: start, idle window, churn, paused case.
@@ -316,12 +316,11 @@ func runFleet(ctx context.Context, cfg FleetConfig, n int) (*FleetRun, error) {
 	defer f.close()
 	r := &FleetRun{Gateways: n, InProcess: n - children, Children: children, EtcdClients: len(f.replicas.clients)}
 
-	ac, err := newAdminClient(f.adminURL, f.token, cfg.Concurrency)
+	ac, err := newAdminClient(f.adminURL, f.token, cfg.Concurrency, cfg.ConfirmTimeout)
 	if err != nil {
 		return r, err
 	}
-	defer ac.close()
-	ac.confirmTimeout = cfg.ConfirmTimeout
+	defer ac.Close()
 
 	// Idle: what the fleet costs etcd with nothing changing.
 	idle := 3 * time.Second
@@ -433,12 +432,11 @@ func (f *fleet) sample(ctx context.Context) (map[string]float64, time.Duration, 
 func (f *fleet) paused(ctx context.Context, cfg FleetConfig, r *FleetRun) (*FleetPaused, error) {
 	n := r.Gateways
 	p := &FleetPaused{Paused: len(f.children), BoundMs: ms64(cfg.PausedBound), Stale: map[string]int64{}}
-	ac, err := newAdminClient(f.adminURL, f.token, 1)
+	ac, err := newAdminClient(f.adminURL, f.token, 1, cfg.PausedBound)
 	if err != nil {
 		return nil, err
 	}
-	defer ac.close()
-	ac.confirmTimeout = cfg.PausedBound
+	defer ac.Close()
 	for _, c := range f.children {
 		if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			return nil, err
@@ -478,10 +476,11 @@ func (f *fleet) paused(ctx context.Context, cfg FleetConfig, r *FleetRun) (*Flee
 		return p, fmt.Errorf("%d of %d writes answered before the paused leases could expire", p.Changes, cfg.PausedChanges)
 	}
 	asked := time.Now()
-	nodes, err := ac.nodes(ctx)
+	listed, err := ac.Nodes(ctx)
 	if err != nil {
 		return p, err
 	}
+	nodes := listed.Nodes
 	pausedIDs := map[string]bool{}
 	for _, id := range f.childIDs {
 		pausedIDs[id] = true
@@ -514,7 +513,7 @@ type fleetWrite struct {
 
 // churn makes changes writes through the admin API with concurrency writers, each flipping an org of its own
 // (deactivate, reactivate, ...), and returns them in the order they were started.
-func churn(ctx context.Context, ac *adminClient, changes, concurrency int, what string, progress io.Writer) []fleetWrite {
+func churn(ctx context.Context, ac *adminapi.Client, changes, concurrency int, what string, progress io.Writer) []fleetWrite {
 	out := make([]fleetWrite, changes)
 	var next, done atomic.Int64
 	var wg sync.WaitGroup
@@ -563,28 +562,23 @@ func churn(ctx context.Context, ac *adminClient, changes, concurrency int, what 
 }
 
 // fleetChange is one org flip through the native admin API: the answer's time, confirmation and revision.
-func fleetChange(ctx context.Context, ac *adminClient, org string, deactivate bool) fleetWrite {
+func fleetChange(ctx context.Context, ac *adminapi.Client, org string, deactivate bool) fleetWrite {
 	w := fleetWrite{sent: time.Now()}
-	a, err := ac.setOrg(ctx, org, deactivate)
+	a, err := setOrg(ctx, ac, org, deactivate)
 	w.answer = time.Since(w.sent)
 	if err != nil {
+		var ae *adminapi.Error
+		w.conflict = errors.As(err, &ae) && ae.Status == http.StatusConflict
 		w.err = err
 		return w
 	}
-	if a.status != http.StatusOK {
-		w.conflict = a.status == http.StatusConflict
-		w.err = fmt.Errorf("HTTP %d: %s", a.status, strings.TrimSpace(string(a.body)))
+	if a.Revision <= 0 {
+		w.err = fmt.Errorf("answer without a revision: %+v", a)
 		return w
 	}
-	var body struct {
-		Revision int64 `json:"revision"`
-	}
-	if err := json.Unmarshal(a.body, &body); err != nil || body.Revision <= 0 {
-		w.err = fmt.Errorf("answer without a revision: %v: %s", err, a.body)
-		return w
-	}
-	w.rev, w.confirmed, w.total = body.Revision, a.confirmed, a.total
-	w.wait = time.Duration(a.waitMs * float64(time.Millisecond))
+	c := a.Confirmation
+	w.rev, w.confirmed, w.total = a.Revision, c.Confirmed, c.Total
+	w.wait = time.Duration(c.WaitedMs * float64(time.Millisecond))
 	return w
 }
 

@@ -174,7 +174,7 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 	if len(dep.AuthzAddrs) == 0 {
 		return nil, errors.New("propagation: no gateway ext_authz address")
 	}
-	ac, err := newAdminClient(dep.AdminURL, dep.AdminToken, 2)
+	ac, err := newAdminClient(dep.AdminURL, dep.AdminToken, 2, 2*time.Second)
 	if err != nil {
 		return nil, err
 	}
