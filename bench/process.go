@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -302,28 +300,4 @@ func startNullProcess(ctx context.Context, self, logPath string, env []string) (
 		return nil, fmt.Errorf("null server printed no addresses (log %s)", logPath)
 	}
 	return n, nil
-}
-
-// procCPU is the CPU time (user + system, every thread) process pid has used, from /proc/PID/stat; -1 when it
-// cannot be read. Its resolution is the kernel's clock tick (USER_HZ, 100 per second on Linux).
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return -1
-	}
-	// pid (comm) state ppid ... : comm may hold spaces, so count fields after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return -1
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return -1
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return -1
-	}
-	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
