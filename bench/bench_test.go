@@ -56,11 +56,12 @@ func TestMain(m *testing.M) {
 // package, started the way cmd/deactd starts it, in a child process.
 func fakeDeactd(args []string) int {
 	var c daemon.Config
-	var etcd, level string
+	var role, etcd, level string
 	fs := flag.NewFlagSet("deactd", flag.ContinueOnError)
 	fs.StringVar(&c.AdminToken, "admin-token", "", "")
 	fs.StringVar(&c.EtcdLogLevel, "etcd-log-level", "", "")
-	fs.StringVar(&c.Role, "role", "", "")
+	fs.StringVar(&role, "role", "", "")
+	fs.StringVar(&c.ReadyFile, "ready-file", "", "")
 	fs.StringVar(&etcd, "etcd-endpoints", "", "")
 	fs.StringVar(&c.DataDir, "data-dir", "", "")
 	fs.StringVar(&c.NodeID, "node-id", "", "")
@@ -71,6 +72,7 @@ func fakeDeactd(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	c.Role = daemon.NodeRole(role)
 	if etcd != "" {
 		c.EtcdEndpoints = strings.Split(etcd, ",")
 	}

@@ -43,7 +43,7 @@ func TestRevokedBootstrapTokenStaysRevoked(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			cfg := func(cfg *daemon.Config) {
-				cfg.DataDir, cfg.Role = dir, daemon.RoleAdmin
+				cfg.DataDir, cfg.Role = dir, daemon.AdminNode
 				if !c.flag {
 					cfg.AdminToken = ""
 				}

@@ -17,18 +17,28 @@ import (
 // Version is deactd's version, reported in node records and /readyz.
 const Version = "0.1.0-dev"
 
-// Roles a daemon can take.
+// NodeRole is what a deactd process serves (--role). It is not a token's role (state.Role).
+type NodeRole string
+
+// The roles a daemon can take; their values are those of --role.
 const (
-	RoleAll     = "all"     // gateway and admin
-	RoleGateway = "gateway" // replica, node registration, ext_authz and HTTP check
-	RoleAdmin   = "admin"   // admin API only
+	AllInOne    NodeRole = "all"     // gateway and admin
+	GatewayNode NodeRole = "gateway" // replica, node registration, ext_authz and HTTP check
+	AdminNode   NodeRole = "admin"   // admin API only
+)
+
+// Listener defaults: the one place they are written (Config, the deactd flags and the README refer to them).
+const (
+	DefaultAuthzAddr     = "127.0.0.1:9191" // ext_authz gRPC
+	DefaultHTTPCheckAddr = "127.0.0.1:9192" // HTTP check
+	DefaultAdminAddr     = "127.0.0.1:8080" // admin API, health and metrics
 )
 
 // Config is everything a daemon needs. Zero values take the defaults in brackets; Validate says what is wrong.
 type Config struct {
-	DataDir string // embedded etcd data and the generated admin token ["./deact-data"]
-	NodeID  string // this gateway node's ID in the registry [hostname]
-	Role    string // RoleAll, RoleGateway or RoleAdmin [all]
+	DataDir string   // embedded etcd data and the generated admin token ["./deact-data"]
+	NodeID  string   // this gateway node's ID in the registry [hostname]
+	Role    NodeRole // AllInOne, GatewayNode or AdminNode [AllInOne]
 
 	EtcdEndpoints []string // external etcd; empty starts an embedded single-node etcd under DataDir
 	EtcdCACert    string   // CA bundle for etcd's server certificates (https endpoints)
@@ -36,9 +46,13 @@ type Config struct {
 	EtcdKey       string   // its key
 	EtcdLogLevel  string   // embedded etcd's log level ["error"]
 
-	AuthzAddr     string // ext_authz gRPC listener ["127.0.0.1:9191"]; port 0 picks one
-	HTTPCheckAddr string // HTTP check listener ["127.0.0.1:9192"]
-	AdminAddr     string // admin API, health and metrics ["127.0.0.1:8080"]
+	AuthzAddr     string // ext_authz gRPC listener [DefaultAuthzAddr]; port 0 picks one
+	HTTPCheckAddr string // HTTP check listener [DefaultHTTPCheckAddr]
+	AdminAddr     string // admin API, health and metrics [DefaultAdminAddr]
+
+	// ReadyFile, when set, is where the daemon writes its ready file (launch.Ready: addresses, etcd, pid) once
+	// it is first ready, atomically; it is removed when the daemon stops.
+	ReadyFile string
 
 	// TLS for the three listeners: both files set turns TLS on. ClientCA additionally requires client
 	// certificates signed by it (mTLS).
@@ -91,10 +105,12 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.DataDir, "./deact-data")
-	def(&c.Role, RoleAll)
-	def(&c.AuthzAddr, "127.0.0.1:9191")
-	def(&c.HTTPCheckAddr, "127.0.0.1:9192")
-	def(&c.AdminAddr, "127.0.0.1:8080")
+	if c.Role == "" {
+		c.Role = AllInOne
+	}
+	def(&c.AuthzAddr, DefaultAuthzAddr)
+	def(&c.HTTPCheckAddr, DefaultHTTPCheckAddr)
+	def(&c.AdminAddr, DefaultAdminAddr)
 	def(&c.EtcdLogLevel, "error")
 	if c.NodeID == "" {
 		h, _ := os.Hostname()
@@ -144,7 +160,7 @@ func sanitizeNodeID(h string) string {
 func (c *Config) Validate() error {
 	var errs []error
 	switch c.Role {
-	case RoleAll, RoleGateway, RoleAdmin:
+	case AllInOne, GatewayNode, AdminNode:
 	default:
 		errs = append(errs, fmt.Errorf("--role %q: want all, gateway or admin", c.Role))
 	}
@@ -183,6 +199,6 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) gateway() bool { return c.Role == RoleAll || c.Role == RoleGateway }
+func (c *Config) gateway() bool { return c.Role == AllInOne || c.Role == GatewayNode }
 
-func (c *Config) admin() bool { return c.Role == RoleAll || c.Role == RoleAdmin }
+func (c *Config) admin() bool { return c.Role == AllInOne || c.Role == AdminNode }

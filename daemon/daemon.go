@@ -46,6 +46,8 @@ type Daemon struct {
 	maxConns int // per listener
 	reg      *prometheus.Registry
 	draining chan struct{}
+	// listeningAt is when every listener was open, for the ready file.
+	listeningAt time.Time
 	// reporter keeps this gateway in the node registry; while it is fenced the gateway refuses to decide and
 	// is not ready.
 	reporter *state.NodeReporter
@@ -70,6 +72,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			d.closeAll()
 		}
 	}()
+	d.removeReadyFile() // a stale one, of a deactd killed before it could remove it
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -133,7 +136,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			return nil
 		})
 		if cfg.AuditRetention > 0 {
-			d.run(bgctx, "audit pruning", func(ctx context.Context) error { d.pruneAudit(ctx, store); return nil })
+			d.run(bgctx, "audit pruning", func(ctx context.Context) error { store.PruneAuditLoop(ctx, cfg.AuditRetention, d.log); return nil })
 		}
 		if err := d.addZitadel(fanout, adminMux); err != nil {
 			return nil, err
@@ -151,7 +154,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if d.AdminAddr, err = d.serveHTTP("admin", cfg.AdminAddr, adminMux, true); err != nil {
 		return nil, fmt.Errorf("--admin-addr: %w", err)
 	}
+	d.listeningAt = time.Now()
 	d.banner(bs)
+	d.run(bgctx, "readiness", d.followReadiness)
 	go d.stopWhenDone(ctx)
 	return d, nil
 }
@@ -200,27 +205,6 @@ func (d *Daemon) banner(bs bootstrap) {
 		fmt.Fprintf(w, "  admin token:            %s\n", given)
 	}
 	d.log.Info("deactd started", "node", d.cfg.NodeID, "authz", d.AuthzAddr, "check", d.HTTPCheckAddr, "admin", d.AdminAddr)
-}
-
-// pruneAudit deletes audit records older than the retention, at start and then hourly. Several admin nodes
-// doing it at once is harmless: it is one idempotent range delete.
-func (d *Daemon) pruneAudit(ctx context.Context, store *state.Store) {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		n, err := store.PruneAudit(ctx, time.Now().Add(-d.cfg.AuditRetention))
-		switch {
-		case err != nil && ctx.Err() == nil:
-			d.log.Warn("pruning the audit log failed", "err", err)
-		case n > 0:
-			d.log.Info("pruned the audit log", "records", n, "retention", d.cfg.AuditRetention)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // run starts a background component that stops when ctx ends.
@@ -279,6 +263,7 @@ func (d *Daemon) stopWhenDone(ctx context.Context) {
 	}
 	wg.Wait()
 	d.closeAll()
+	d.removeReadyFile()
 	d.log.Info("deactd stopped")
 	close(d.done)
 }

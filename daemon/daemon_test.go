@@ -198,7 +198,7 @@ func TestDaemonNotReadyWithoutEtcd(t *testing.T) {
 	lis.Close() // nothing listens there now
 	d := start(t, func(c *daemon.Config) {
 		c.EtcdEndpoints = []string{dead}
-		c.Role = daemon.RoleGateway
+		c.Role = daemon.GatewayNode
 	})
 	conn := d.authz(t)
 	ctx := context.Background()
@@ -225,10 +225,10 @@ func TestDaemonNotReadyWithoutEtcd(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	for name, c := range map[string]daemon.Config{
 		"bad role":         {Role: "boss"},
-		"bad node id":      {Role: daemon.RoleAll, NodeID: "a/b"},
-		"cert no key":      {Role: daemon.RoleAll, NodeID: "n", TLSCert: "x"},
-		"bad staleness":    {Role: daemon.RoleAll, NodeID: "n", Staleness: "login=sometimes"},
-		"tls on http etcd": {Role: daemon.RoleAll, NodeID: "n", EtcdEndpoints: []string{"http://x:2379"}, EtcdCACert: "ca.pem"},
+		"bad node id":      {Role: daemon.AllInOne, NodeID: "a/b"},
+		"cert no key":      {Role: daemon.AllInOne, NodeID: "n", TLSCert: "x"},
+		"bad staleness":    {Role: daemon.AllInOne, NodeID: "n", Staleness: "login=sometimes"},
+		"tls on http etcd": {Role: daemon.AllInOne, NodeID: "n", EtcdEndpoints: []string{"http://x:2379"}, EtcdCACert: "ca.pem"},
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -123,7 +123,7 @@ func TestGatewayUnderEtcdFaults(t *testing.T) {
 	writer := state.NewStore(etcdtest.Client(t, cluster.Endpoints()))
 	fnet := newFaultNet(t, cluster.Endpoints())
 	d := start(t, func(c *daemon.Config) {
-		c.Role = daemon.RoleGateway
+		c.Role = daemon.GatewayNode
 		c.EtcdEndpoints = fnet.endpoints()
 		c.Staleness = "backup=deny-after:1s"
 		c.ProgressInterval = 100 * time.Millisecond

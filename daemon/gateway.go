@@ -75,37 +75,6 @@ func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) err
 			d.fail(fmt.Errorf("authz gRPC: %w", err))
 		}
 	}()
-	// Health follows readiness: SERVING while the replica is synced and the node is not fenced (registered,
-	// caught up with its registration, its lease proven alive), so the admin API waits for every node that
-	// serves. Polled: the fence closes by the clock, not by an event.
-	go func() {
-		serving := false
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-d.draining:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if now := d.replica.Ready() && !reporter.Fenced(); now != serving {
-				serving = now
-				st := healthpb.HealthCheckResponse_NOT_SERVING
-				if serving {
-					st = healthpb.HealthCheckResponse_SERVING
-				}
-				select {
-				case <-d.draining: // Shutdown has set NOT_SERVING for good
-					return
-				default:
-					d.health.SetServingStatus("", st)
-					d.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
-				}
-			}
-		}
-	}()
 	if d.HTTPCheckAddr, err = d.serveHTTP("check", cfg.HTTPCheckAddr, a.HTTPHandler(), false); err != nil {
 		return fmt.Errorf("--http-check-addr: %w", err)
 	}

@@ -32,16 +32,16 @@ func TestEmbeddedEtcdIsPrivate(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil { // made loose on purpose: deactd tightens it
 		t.Fatal(err)
 	}
-	c := runChild(t, exec.Command(bin, "--data-dir", dir, "--node-id", "child",
+	c := runChild(t, bin, "--data-dir", dir, "--node-id", "child",
 		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--etcd-log-level", "fatal", "--log-level", "warn"))
+		"--etcd-log-level", "fatal", "--log-level", "warn")
 	sock := filepath.Join(dir, "etcd.sock")
 	if c.etcd != "unix://"+sock {
-		t.Fatalf("banner shows etcd at %q, want unix://%s", c.etcd, sock)
+		t.Fatalf("ready file shows etcd at %q, want unix://%s", c.etcd, sock)
 	}
 
 	var listening []int
-	for _, s := range tcpSockets(t, c.cmd.Process.Pid) {
+	for _, s := range tcpSockets(t, c.pid) {
 		if s.state == "0A" {
 			listening = append(listening, s.port)
 		}

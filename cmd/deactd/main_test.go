@@ -1,17 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/deact/deact/internal/launch"
 )
 
 // deactdBinary builds deactd once for the tests that run it as a child process.
@@ -25,41 +24,14 @@ func deactdBinary(t *testing.T) string {
 	return bin
 }
 
-var adminLine = regexp.MustCompile(`admin HTTP/gRPC:\s+(http://\S+)`)
-
-// startChild runs deactd on free ports with dataDir and returns its admin URL once it printed its banner.
-func startChild(t *testing.T, bin, dataDir string) (*exec.Cmd, string) {
+// startChild runs deactd on free ports with dataDir through the launcher and returns it and its admin URL
+// once it is ready.
+func startChild(t *testing.T, bin, dataDir string) (*launch.Process, string) {
 	t.Helper()
-	cmd := exec.Command(bin, "--data-dir", dataDir, "--node-id", "child",
+	c := runChild(t, bin, "--data-dir", dataDir, "--node-id", "child",
 		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--etcd-log-level", "fatal", "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "DEACT_ADMIN_TOKEN=child-test-token-0123456789")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := adminLine.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case url := <-found:
-		return cmd, url
-	case <-time.After(60 * time.Second):
-		t.Fatal("deactd printed no admin address")
-	}
-	return nil, ""
+	return c.p, "http://" + c.admin
 }
 
 func call(t *testing.T, method, url, body string) (int, string) {
@@ -81,14 +53,11 @@ func call(t *testing.T, method, url, body string) (int, string) {
 func TestAcknowledgedWriteSurvivesKill9(t *testing.T) {
 	bin := deactdBinary(t)
 	dataDir := t.TempDir()
-	cmd, url := startChild(t, bin, dataDir)
+	p, url := startChild(t, bin, dataDir)
 	if code, body := call(t, "POST", url+"/v1/orgs/424242/deactivate?confirmTimeout=0", `{"ops":"all","reason":"kill test"}`); code != 200 {
 		t.Fatalf("deactivate: %d %s", code, body)
 	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
+	_ = p.Kill()
 
 	_, url = startChild(t, bin, dataDir)
 	code, body := call(t, "GET", url+"/v1/orgs/424242", "")
@@ -99,15 +68,13 @@ func TestAcknowledgedWriteSurvivesKill9(t *testing.T) {
 
 // TestSIGTERMStopsCleanly: SIGTERM drains and exits 0.
 func TestSIGTERMStopsCleanly(t *testing.T) {
-	cmd, _ := startChild(t, deactdBinary(t), t.TempDir())
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	p, _ := startChild(t, deactdBinary(t), t.TempDir())
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
-	case err := <-done:
-		if err != nil {
+	case <-p.Done():
+		if err := p.Wait(); err != nil {
 			t.Fatalf("exit after SIGTERM: %v", err)
 		}
 	case <-time.After(30 * time.Second):
