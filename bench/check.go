@@ -7,6 +7,7 @@ import (
 	mrand "math/rand/v2"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,14 +29,11 @@ func RunCheck(ctx context.Context, cfg CheckConfig) (*CheckReport, error) {
 	if dep == nil {
 		var err error
 		servers = cfg.Servers
-		switch {
-		case cfg.Local:
-			servers = ServersInProcess
-			dep, err = StartLocal(ctx, cfg.Dir)
-		case cfg.Servers == ServersProcess:
+		if cfg.Local {
+			servers = ServersProcess
+			dep, err = StartLocal(ctx, cfg.Dir, cfg.Deactd, cfg.Progress)
+		} else {
 			dep, err = StartDaemonProcess(ctx, cfg.Dir, cfg.Deactd, childEnv, cfg.Progress)
-		default:
-			dep, err = StartDaemon(ctx, cfg.Dir)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("start deact: %w", err)
@@ -135,11 +133,10 @@ func RunCheck(ctx context.Context, cfg CheckConfig) (*CheckReport, error) {
 	if base != nil {
 		defer base.close()
 	}
-	var children []int // the server processes this run started, whose CPU is not "other"
-	for _, pid := range []int{dep.PID, basePID} {
-		if pid > 0 {
-			children = append(children, pid)
-		}
+	// the server processes this run started, whose CPU is not "other"
+	children := slices.Clone(dep.Children)
+	if basePID > 0 {
+		children = append(children, basePID)
 	}
 	if cfg.Pin {
 		ps := []pinned{{"deact", dep.PID}}

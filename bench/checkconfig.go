@@ -16,23 +16,24 @@ var ErrCorrectness = errors.New("correctness check failed")
 
 // CheckConfig configures the check benchmark. Zero values take the defaults in brackets.
 type CheckConfig struct {
-	// Deployment is the deact under test, given by address; nil starts one: the local cluster with Local, else
-	// one in-process deactd. Started deployments keep their data and logs in Dir and are stopped at the end.
+	// Deployment is the deact under test, given by address; nil starts one as child processes: the local
+	// cluster with Local, else one deactd. Started deployments keep their data and logs in Dir and are stopped
+	// at the end.
 	Deployment *Deployment
 	Local      bool
 	Dir        string // required when a deployment is started
 
-	// Servers says where started servers run (deact when Deployment is nil, and the "null" baseline):
-	// ServersProcess (each in a child process of its own) or ServersInProcess (in this process) [inprocess].
-	// The local cluster (Local) always runs in-process.
+	// Servers says where the "null" baseline runs: ServersProcess (a child process of its own, as deact) or
+	// ServersInProcess (in this process; only with a Deployment given by address or Local) [process]. A deact
+	// that deactbench starts always runs in child processes.
 	Servers string
-	// Deactd is the deactd binary process mode starts; empty builds ./cmd/deactd into Dir.
+	// Deactd is the deactd binary started for deact; empty builds ./cmd/deactd into Dir.
 	Deactd string
 	// NullServerCmd is the executable process mode runs with the null-server subcommand (RunNullServer)
 	// [os.Executable(): deactbench itself].
 	NullServerCmd string
-	// Pin (process mode, Linux) pins the load generator to one CPU and the server processes to another, each
-	// started with GOMAXPROCS=1, so that neither competes with the other for a core.
+	// Pin (Linux) pins the load generator to one CPU and the server processes (one deactd, the null server)
+	// to another, each started with GOMAXPROCS=1, so that neither competes with the other for a core.
 	Pin bool
 
 	Transport string // TransportGRPC or TransportHTTP [grpc]
@@ -232,12 +233,17 @@ func (c *CheckConfig) setDefaults() error {
 		return errors.New("rate and churn must be ≥ 0")
 	}
 	if c.Servers == "" {
-		c.Servers = ServersInProcess
+		c.Servers = ServersProcess
 	}
 	if c.Servers != ServersProcess && c.Servers != ServersInProcess {
 		return fmt.Errorf("servers %q: want %s or %s", c.Servers, ServersProcess, ServersInProcess)
 	}
-	if c.Deployment == nil && c.Dir == "" || c.Servers == ServersProcess && c.Dir == "" {
+	if c.Servers == ServersInProcess && c.Deployment == nil && !c.Local {
+		// The baseline would share the load generator's process while deact has one of its own: its ratio
+		// would compare unlike things.
+		return fmt.Errorf("servers %s: deactbench starts deact as a child process; use %s, or give deact by address", ServersInProcess, ServersProcess)
+	}
+	if c.Deployment == nil && c.Dir == "" || c.Servers == ServersProcess && c.Baseline == "null" && c.Dir == "" {
 		return errors.New("a started deployment or server process needs a directory (Dir)")
 	}
 	if c.Pin && c.Servers != ServersProcess {

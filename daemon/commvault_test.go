@@ -17,6 +17,7 @@ import (
 )
 
 func TestCommvaultConfigValidate(t *testing.T) {
+	t.Parallel()
 	const u = "https://cv.example.com/webconsole/api"
 	for name, tc := range map[string]struct {
 		role daemon.NodeRole
@@ -63,6 +64,7 @@ func (l *lockedBuffer) String() string {
 // and neither the password nor a token shows in its logs (debug level) or its status, through a good round and
 // a refused login.
 func TestCommvaultSecretsStayOutOfLogs(t *testing.T) {
+	t.Parallel()
 	fake := commvaulttest.New()
 	t.Cleanup(fake.Close)
 	fake.Password = "pw-Zq81-never-logged"

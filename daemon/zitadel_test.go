@@ -7,6 +7,7 @@ import (
 )
 
 func TestZitadelConfigValidate(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		role NodeRole

@@ -169,6 +169,7 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 // failure_mode_allow: false), never allowed from the old state, until it has registered again and caught up;
 // then it denies the orgs deactivated while it was frozen, and writes are confirmed by it again.
 func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
+	t.Parallel()
 	bin := deactdBinary(t)
 	etcd := etcdtest.Start(t)
 	cli := etcdtest.Client(t, etcd.Endpoints())
@@ -248,6 +249,7 @@ func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
 // one lease TTL (a crashed predecessor's record would expire by then), then exits with an error naming the
 // node ID; the first keeps its record and its writes are confirmed 1/1 throughout.
 func TestDuplicateNodeIDRefusedAtStart(t *testing.T) {
+	t.Parallel()
 	bin := deactdBinary(t)
 	etcd := etcdtest.Start(t)
 	adminURL := startAdmin(t, etcd.Endpoints())

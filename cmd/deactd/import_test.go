@@ -16,6 +16,7 @@ import (
 // committed (lines 1..N, nothing after), the newest import entry of the audit says N, and the same file
 // imported again with ?skip=N completes it.
 func TestImportKill9Resume(t *testing.T) {
+	t.Parallel()
 	bin := deactdBinary(t)
 	dataDir := t.TempDir()
 	p, url := startChild(t, bin, dataDir)

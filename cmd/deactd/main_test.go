@@ -51,6 +51,7 @@ func call(t *testing.T, method, url, body string) (int, string) {
 // TestAcknowledgedWriteSurvivesKill9: a deactivation acknowledged by the admin API is there after deactd is
 // killed with SIGKILL right after the acknowledgement and started again on the same data directory.
 func TestAcknowledgedWriteSurvivesKill9(t *testing.T) {
+	t.Parallel()
 	bin := deactdBinary(t)
 	dataDir := t.TempDir()
 	p, url := startChild(t, bin, dataDir)
@@ -68,6 +69,7 @@ func TestAcknowledgedWriteSurvivesKill9(t *testing.T) {
 
 // TestSIGTERMStopsCleanly: SIGTERM drains and exits 0.
 func TestSIGTERMStopsCleanly(t *testing.T) {
+	t.Parallel()
 	p, _ := startChild(t, deactdBinary(t), t.TempDir())
 	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
