@@ -21,21 +21,23 @@ type child struct {
 	pid                 int
 	authz, check, admin string // host:port
 	etcd                string // the first etcd endpoint: the embedded etcd's socket URL
+	readyFile           string
 }
 
 // runChild starts argv (a deactd, possibly behind sh -c ... exec) through the launcher with the test token in
 // its environment, and returns once its ready file is there. The process is killed at cleanup.
 func runChild(t *testing.T, argv ...string) *child {
 	t.Helper()
+	readyFile := filepath.Join(t.TempDir(), "ready.json")
 	p, err := launch.Start(context.Background(), launch.Options{
 		Argv: argv, Env: append(os.Environ(), "DEACT_ADMIN_TOKEN="+childToken),
-		ReadyFile: filepath.Join(t.TempDir(), "ready.json"), Stderr: os.Stderr, Timeout: 60 * time.Second,
+		ReadyFile: readyFile, Stderr: os.Stderr, Timeout: 60 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Kill() })
-	c := &child{p: p, pid: p.PID(), authz: p.Ready.AuthzAddr, check: p.Ready.CheckAddr, admin: p.Ready.AdminAddr}
+	c := &child{p: p, pid: p.PID(), authz: p.Ready.AuthzAddr, check: p.Ready.CheckAddr, admin: p.Ready.AdminAddr, readyFile: readyFile}
 	if len(p.Ready.EtcdEndpoints) > 0 {
 		c.etcd = p.Ready.EtcdEndpoints[0]
 	}

@@ -176,13 +176,15 @@ func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
 	adminURL := startAdmin(t, etcd.Endpoints())
 	g := startGateway(t, bin, "g1", etcd.Endpoints())
 	waitFor(t, "gateway ready", 30*time.Second, g.ready)
-	if got, _ := deactivate(t, adminURL, "100"); got != "1/1" {
-		t.Fatalf("write with the gateway up: X-Deact-Confirmed %q, want 1/1", got)
-	}
 	check := g.checkClient(t)
-	if got := checkCode(check, "200", 5*time.Second); got != codes.OK {
-		t.Fatalf("active org before the pause: %v", got)
-	}
+	t.Run("before the pause", func(t *testing.T) {
+		if got, _ := deactivate(t, adminURL, "100"); got != "1/1" {
+			t.Fatalf("write with the gateway up: X-Deact-Confirmed %q, want 1/1", got)
+		}
+		if got := checkCode(check, "200", 5*time.Second); got != codes.OK {
+			t.Fatalf("active org before the pause: %v", got)
+		}
+	})
 
 	if err := g.p.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -194,55 +196,65 @@ func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
 	for range queued {
 		go func() { results <- checkCode(check, "200", 2*time.Minute) }()
 	}
-	got, pending := deactivate(t, adminURL, "200")
-	answered := time.Since(stopped)
-	if got == "1/1" {
-		t.Fatalf("write while the gateway is frozen: X-Deact-Confirmed 1/1 for a write it has not applied")
-	}
-	// Its 10 s lease was renewed at most 3 s before the freeze, so it lives at least 7 s past it; until then
-	// the frozen gateway counts, unconfirmed.
-	if answered < 7*time.Second && (got != "0/1" || len(pending) != 1 || pending[0] != "g1") {
-		t.Fatalf("write while the frozen gateway's lease lives: X-Deact-Confirmed %q, pending %v; want 0/1, [g1]", got, pending)
-	}
-	waitFor(t, "the frozen gateway's lease to expire", 30*time.Second, func() bool { return !nodeRegistered(t, cli, "g1") })
-	if got, _ := deactivate(t, adminURL, "300"); got != "0/0" {
-		t.Fatalf("write after the frozen gateway's lease expired: X-Deact-Confirmed %q, want 0/0", got)
-	}
+	t.Run("counted while its lease lives", func(t *testing.T) {
+		got, pending := deactivate(t, adminURL, "200")
+		answered := time.Since(stopped)
+		if got == "1/1" {
+			t.Fatalf("write while the gateway is frozen: X-Deact-Confirmed 1/1 for a write it has not applied")
+		}
+		// Its 10 s lease was renewed at most 3 s before the freeze, so it lives at least 7 s past it; until then
+		// the frozen gateway counts, unconfirmed.
+		if answered < 7*time.Second && (got != "0/1" || len(pending) != 1 || pending[0] != "g1") {
+			t.Fatalf("write while the frozen gateway's lease lives: X-Deact-Confirmed %q, pending %v; want 0/1, [g1]", got, pending)
+		}
+	})
+	t.Run("not counted once its lease expired", func(t *testing.T) {
+		waitFor(t, "the frozen gateway's lease to expire", 30*time.Second, func() bool { return !nodeRegistered(t, cli, "g1") })
+		if got, _ := deactivate(t, adminURL, "300"); got != "0/0" {
+			t.Fatalf("write after the frozen gateway's lease expired: X-Deact-Confirmed %q, want 0/0", got)
+		}
+	})
 
 	if err := g.p.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	resumed := time.Now()
-	refused := 0
-	for range queued {
-		switch c := <-results; c {
-		case codes.Unavailable:
-			refused++
-		case codes.PermissionDenied: // decided after it caught up: right too
-		default:
-			t.Fatalf("a request queued during the freeze got %v after SIGCONT, want refused (Unavailable) or denied", c)
+	t.Run("queued requests refused or denied after SIGCONT", func(t *testing.T) {
+		refused := 0
+		for range queued {
+			switch c := <-results; c {
+			case codes.Unavailable:
+				refused++
+			case codes.PermissionDenied: // decided after it caught up: right too
+			default:
+				t.Fatalf("a request queued during the freeze got %v after SIGCONT, want refused (Unavailable) or denied", c)
+			}
 		}
-	}
-	t.Logf("after SIGCONT: %d of %d queued requests refused, the rest denied after catching up", refused, queued)
-	waitFor(t, "the gateway to catch up and deny the org deactivated while it was frozen", 30*time.Second, func() bool {
-		switch c := checkCode(check, "200", 5*time.Second); c {
-		case codes.PermissionDenied:
-			return true
-		case codes.Unavailable:
-			return false
-		default:
-			t.Fatalf("gateway back from the freeze answered %v for a deactivated org, want refused until it caught up, then denied", c)
-			return false
+		t.Logf("after SIGCONT: %d of %d queued requests refused, the rest denied after catching up", refused, queued)
+	})
+	t.Run("refuses until caught up, then denies", func(t *testing.T) {
+		waitFor(t, "the gateway to catch up and deny the org deactivated while it was frozen", 30*time.Second, func() bool {
+			switch c := checkCode(check, "200", 5*time.Second); c {
+			case codes.PermissionDenied:
+				return true
+			case codes.Unavailable:
+				return false
+			default:
+				t.Fatalf("gateway back from the freeze answered %v for a deactivated org, want refused until it caught up, then denied", c)
+				return false
+			}
+		})
+		t.Logf("frozen %v; refused after SIGCONT until it caught up %v later", resumed.Sub(stopped), time.Since(resumed))
+		if c := checkCode(check, "300", 5*time.Second); c != codes.PermissionDenied {
+			t.Fatalf("org deactivated while the gateway was out of the registry: %v, want denied", c)
 		}
 	})
-	t.Logf("frozen %v; refused after SIGCONT until it caught up %v later", resumed.Sub(stopped), time.Since(resumed))
-	if c := checkCode(check, "300", 5*time.Second); c != codes.PermissionDenied {
-		t.Fatalf("org deactivated while the gateway was out of the registry: %v, want denied", c)
-	}
-	waitFor(t, "gateway ready again", 30*time.Second, g.ready)
-	if got, _ := deactivate(t, adminURL, "400"); got != "1/1" {
-		t.Fatalf("write after the gateway came back: X-Deact-Confirmed %q, want 1/1", got)
-	}
+	t.Run("confirms writes again", func(t *testing.T) {
+		waitFor(t, "gateway ready again", 30*time.Second, g.ready)
+		if got, _ := deactivate(t, adminURL, "400"); got != "1/1" {
+			t.Fatalf("write after the gateway came back: X-Deact-Confirmed %q, want 1/1", got)
+		}
+	})
 }
 
 // TestDuplicateNodeIDRefusedAtStart (issue 14, B9): a second deactd with the --node-id of a running one waits

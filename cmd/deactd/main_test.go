@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -67,10 +70,16 @@ func TestAcknowledgedWriteSurvivesKill9(t *testing.T) {
 	}
 }
 
-// TestSIGTERMStopsCleanly: SIGTERM drains and exits 0.
+// TestSIGTERMStopsCleanly: SIGTERM drains and exits 0, and deactd removes its ready file.
 func TestSIGTERMStopsCleanly(t *testing.T) {
 	t.Parallel()
-	p, _ := startChild(t, deactdBinary(t), t.TempDir())
+	c := runChild(t, deactdBinary(t), "--data-dir", t.TempDir(), "--node-id", "child",
+		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+		"--etcd-log-level", "fatal", "--log-level", "warn")
+	p := c.p
+	if fi, err := os.Stat(c.readyFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("ready file: %v, %v; want it there, 0600", fi, err)
+	}
 	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +90,9 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("deactd did not stop after SIGTERM")
+	}
+	if _, err := os.Stat(c.readyFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ready file after a clean exit: %v, want it removed", err)
 	}
 }
 
