@@ -6,12 +6,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/deact/deact/daemon"
 	"github.com/deact/deact/internal/launch"
+	"github.com/deact/deact/state/etcdtest"
 )
 
 // TestReadyFile: --ready-file is written once the node is ready (/readyz 200 by then), atomically, 0600, with
@@ -19,13 +21,15 @@ import (
 // removed at start, and the file is removed when the daemon stops.
 func TestReadyFile(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		role  daemon.NodeRole
-		authz bool // has the gateway listeners
+		name     string
+		role     daemon.NodeRole
+		authz    bool // has the gateway listeners
+		external bool // on an etcd of its own, not the embedded one
 	}{
-		{"all", daemon.AllInOne, true},
-		{"gateway", daemon.GatewayNode, true},
-		{"admin", daemon.AdminNode, false},
+		{"all", daemon.AllInOne, true, false},
+		{"gateway", daemon.GatewayNode, true, false},
+		{"admin", daemon.AdminNode, false, false},
+		{"gateway on an external etcd", daemon.GatewayNode, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -35,7 +39,13 @@ func TestReadyFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			var dataDir string
-			d := start(t, func(c *daemon.Config) { c.Role, c.ReadyFile, dataDir = tc.role, path, c.DataDir })
+			var external []string
+			if tc.external {
+				external = etcdtest.Start(t).Endpoints()
+			}
+			d := start(t, func(c *daemon.Config) {
+				c.Role, c.ReadyFile, c.EtcdEndpoints, dataDir = tc.role, path, external, c.DataDir
+			})
 			var r launch.Ready
 			eventually(t, "the ready file", func() bool {
 				var err error
@@ -59,7 +69,11 @@ func TestReadyFile(t *testing.T) {
 					t.Errorf("address %q has no bound port", a)
 				}
 			}
-			if want := "unix://" + filepath.Join(dataDir, "etcd.sock"); !r.EtcdEmbedded || len(r.EtcdEndpoints) != 1 || r.EtcdEndpoints[0] != want {
+			if tc.external {
+				if r.EtcdEmbedded || !slices.Equal(r.EtcdEndpoints, external) {
+					t.Errorf("etcd %v %q, want the external %q", r.EtcdEmbedded, r.EtcdEndpoints, external)
+				}
+			} else if want := "unix://" + filepath.Join(dataDir, "etcd.sock"); !r.EtcdEmbedded || len(r.EtcdEndpoints) != 1 || r.EtcdEndpoints[0] != want {
 				t.Errorf("etcd %v %q, want embedded %q", r.EtcdEmbedded, r.EtcdEndpoints, want)
 			}
 			if r.ListeningAt.IsZero() || r.ReadyAt.Before(r.ListeningAt) {
