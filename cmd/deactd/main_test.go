@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,16 +18,32 @@ import (
 	"github.com/deact/deact/internal/launch"
 )
 
-// deactdBinary builds deactd once for the tests that run it as a child process.
+// deactdBinary builds deactd once for the tests that run it as a child process (the build is shared by the
+// tests running in parallel; TestMain removes it at the end).
 func deactdBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "deactd")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	bin, err := builtDeactd()
 	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	return bin
 }
+
+// deactdBuildDir holds the binary deactdBinary built, if any.
+var deactdBuildDir string
+
+var builtDeactd = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "deactd-test-")
+	if err != nil {
+		return "", err
+	}
+	deactdBuildDir = dir
+	bin := filepath.Join(dir, "deactd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
 
 // startChild runs deactd on free ports with dataDir through the launcher and returns it and its admin URL
 // once it is ready.
