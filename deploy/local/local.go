@@ -1,7 +1,8 @@
 // Package local runs a whole deact deployment on loopback: an etcd cluster (embedded members), gateway nodes
 // and an admin node, each a real deactd with its own listeners, etcd client and log file — in this process
-// (daemon.Start) by default, or as deactd child processes (Config.Exec). cmd/deactlocal starts one from the
-// command line; end-to-end tests and deactbench use it for multi-node runs.
+// (daemon.Start) by default, or as deactd child processes (Config.Exec) started through internal/launch, which
+// reads each child's --ready-file. cmd/deactlocal starts one from the command line; end-to-end tests use it for
+// multi-node runs.
 package local
 
 import (
@@ -34,7 +35,8 @@ type Config struct {
 	// Daemon, when set, adjusts each in-process node's configuration before it starts (e.g. staleness policy).
 	Daemon func(*daemon.Config)
 	// Exec, when set, is a deactd binary: the nodes run as its child processes (SIGTERM to stop), each logging
-	// to its own file, instead of in this process. Daemon does not apply then.
+	// to its own file and writing its ready file (<Dir>/<node>.ready.json), instead of in this process. Daemon
+	// does not apply then.
 	Exec string
 	// AdminArgs are extra deactd flags for the admin node when it runs as a child process (Exec), e.g. a
 	// source's --zitadel-url.
