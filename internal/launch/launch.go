@@ -49,8 +49,9 @@ type Process struct {
 }
 
 // Start runs the child and waits until its ready file appears (it then listens on every address in it and
-// is ready), the child exits, Timeout passes or ctx ends; in the last three cases the child is stopped and the
-// error carries the end of its stderr. The child runs until Stop or Kill, not bound to ctx.
+// is ready), the child exits, Timeout passes or ctx ends; in the last three cases the child is gone when Start
+// returns, and when it exited or timed out the error carries the end of its stderr. The child runs until Stop
+// or Kill, not bound to ctx.
 func Start(ctx context.Context, o Options) (*Process, error) {
 	p, err := Spawn(o)
 	if err != nil {
