@@ -16,9 +16,11 @@ import (
 
 // AdminConfig configures the admin write benchmark. Zero values take the defaults in brackets.
 type AdminConfig struct {
-	// Deployment is the deact under test (admin URL and token); nil starts the local cluster in Dir.
+	// Deployment is the deact under test (admin URL and token); nil starts the local cluster in Dir, with
+	// the deactd binary Deactd [built from ./cmd/deactd].
 	Deployment *Deployment
 	Dir        string
+	Deactd     string
 
 	Concurrency int           // concurrent writers [64]
 	Duration    time.Duration // [10s]
@@ -75,7 +77,7 @@ func RunAdmin(ctx context.Context, cfg AdminConfig) (*AdminReport, error) {
 	if cfg.RunID == "" {
 		cfg.RunID = newRunID()
 	}
-	dep, done, err := deploymentOrLocal(ctx, cfg.Deployment, cfg.Dir, "admin")
+	dep, done, err := deploymentOrLocal(ctx, cfg.Deployment, cfg.Dir, cfg.Deactd, "admin", cfg.Progress)
 	if err != nil {
 		return nil, err
 	}

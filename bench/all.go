@@ -17,10 +17,11 @@ type AllConfig struct {
 	Quick     bool   // short runs: the whole takes about a minute on 2 cores
 	Transport string // of the check runs [grpc]
 	Records   int    // sync records [100000]
-	Deactd    string // deactd binary for sync and process-mode check [built from ./cmd/deactd, once]
-	// Servers is where the check runs' servers run: ServersProcess or ServersInProcess [inprocess].
+	Deactd    string // deactd binary of every deact it starts [built from ./cmd/deactd, once]
+	// Servers is where the check runs' null baseline runs: ServersProcess [process]; ServersInProcess is
+	// refused (CheckConfig.Servers), deact running in a child process.
 	Servers  string
-	Pin      bool // process mode: pin the load generator and the servers to a CPU each (CheckConfig.Pin)
+	Pin      bool // pin the load generator and the servers to a CPU each (CheckConfig.Pin)
 	Progress io.Writer
 
 	// tiny shrinks every run to a fraction of a second, for the package's own test of RunAll.
@@ -43,7 +44,7 @@ func openRate(closed *CheckReport) float64 {
 }
 
 // RunAll runs, in order: check (closed loop against one deactd, alternating with the null baseline for 3
-// rounds; both in-process, or each in a child process with Servers ServersProcess), check again in an open loop at 30% of the lowest closed-loop throughput, propagation and admin writes
+// rounds; each in a child process), check again in an open loop at 30% of the lowest closed-loop throughput, propagation and admin writes
 // on the local cluster, and sync. Each benchmark's failure is recorded in the report and the next one still
 // runs. It writes report.json and the plots into Out (also when something failed) and returns every failure.
 func RunAll(ctx context.Context, cfg AllConfig, rep *Report) error {
@@ -88,20 +89,20 @@ func RunAll(ctx context.Context, cfg AllConfig, rep *Report) error {
 		}
 	}
 
-	if cfg.Servers == ServersProcess && cfg.Deactd == "" {
+	if cfg.Deactd == "" {
 		bin, took, err := buildDeactd(ctx, cfg.Dir, cfg.Progress, "all")
 		if err != nil {
 			return err
 		}
 		cfg.Deactd = bin
-		note("built deactd in %.1fs, for check and sync", took.Seconds())
+		note("built deactd in %.1fs, for check, the local cluster and sync", took.Seconds())
 	}
-	mode := "in-process servers"
-	if cfg.Servers == ServersProcess {
-		mode = "servers in child processes"
-		if cfg.Pin {
-			mode += ", pinned"
-		}
+	mode := "servers in child processes"
+	if cfg.Servers == ServersInProcess {
+		mode = "the null server in-process"
+	}
+	if cfg.Pin {
+		mode += ", pinned"
 	}
 	note("== check, closed loop, null baseline and deact alternately, 3 rounds, %s", mode)
 	closed, err := RunCheck(ctx, CheckConfig{Dir: sub("check-closed"), Transport: cfg.Transport, Baseline: "null", Rounds: 3,
@@ -125,7 +126,7 @@ func RunAll(ctx context.Context, cfg AllConfig, rep *Report) error {
 
 	if ctx.Err() == nil {
 		note("== local cluster: propagation, then admin writes")
-		dep, err := StartLocal(ctx, sub("local"))
+		dep, err := StartLocal(ctx, sub("local"), cfg.Deactd, cfg.Progress)
 		fail("local cluster", err)
 		if err == nil {
 			p, err := RunPropagation(ctx, PropagationConfig{Deployment: dep, Iterations: iters, Progress: cfg.Progress})

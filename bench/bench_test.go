@@ -60,11 +60,12 @@ func TestMain(m *testing.M) {
 // package, started the way cmd/deactd starts it, in a child process.
 func fakeDeactd(args []string) int {
 	var c daemon.Config
-	var etcd, level string
+	var role, etcd, level string
 	fs := flag.NewFlagSet("deactd", flag.ContinueOnError)
 	fs.StringVar(&c.AdminToken, "admin-token", "", "")
 	fs.StringVar(&c.EtcdLogLevel, "etcd-log-level", "", "")
-	fs.StringVar(&c.Role, "role", "", "")
+	fs.StringVar(&role, "role", "", "")
+	fs.StringVar(&c.ReadyFile, "ready-file", "", "")
 	fs.StringVar(&etcd, "etcd-endpoints", "", "")
 	fs.StringVar(&c.DataDir, "data-dir", "", "")
 	fs.StringVar(&c.NodeID, "node-id", "", "")
@@ -76,6 +77,7 @@ func fakeDeactd(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	c.Role = daemon.NodeRole(role)
 	if etcd != "" {
 		c.EtcdEndpoints = strings.Split(etcd, ",")
 	}
@@ -127,11 +129,17 @@ func TestCheckCatchesWrongAllows(t *testing.T) {
 	}
 }
 
-// TestCheckEndToEnd runs the check benchmark for about a second per run against one in-process deactd, with
-// the null baseline and churn (gRPC), and over the HTTP check endpoint, and writes the report and plots.
+// TestCheckEndToEnd runs the check benchmark for about a second per run against one deactd child process
+// (this test binary acting as deactd), with the null baseline and churn (gRPC), and over the HTTP check
+// endpoint, and writes the report and plots.
 func TestCheckEndToEnd(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(fakeDeactdEnv, "1")
 	ctx := testContext(t)
-	dep, err := StartDaemon(ctx, t.TempDir())
+	dep, err := StartDaemonProcess(ctx, t.TempDir(), self, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +147,7 @@ func TestCheckEndToEnd(t *testing.T) {
 	var progress bytes.Buffer
 	rep := NewReport([]string{"test"})
 	grpcRep, err := RunCheck(ctx, CheckConfig{
-		Deployment: dep, Baseline: "null", Orgs: 100, Deactivated: 0.2, Workers: 8,
+		Deployment: dep, Dir: t.TempDir(), Baseline: "null", Orgs: 100, Deactivated: 0.2, Workers: 8,
 		Duration: time.Second, Warmup: 200 * time.Millisecond, Settle: 300 * time.Millisecond, Churn: 10, Progress: &progress,
 	})
 	if err != nil {

@@ -4,30 +4,30 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"net/http"
-	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
-	"github.com/deact/deact/daemon"
-	"github.com/deact/deact/deploy/local"
+	"github.com/deact/deact/internal/launch"
 	"github.com/deact/deact/state"
+	"github.com/deact/deact/state/etcdserver"
 )
 
 // Deployment is the deact under test: its gateways' check addresses and its admin API. Close stops what
 // deactbench started itself (nothing for a deployment given by address).
 type Deployment struct {
-	Desc       string   // e.g. "in-process deactd (embedded etcd)"
+	Desc       string   // e.g. "1 deactd child process (pid 123, role all, embedded etcd)"
 	AuthzAddrs []string // ext_authz gRPC
 	HTTPAddrs  []string // HTTP check endpoint host:port
 	AdminURL   string
 	AdminToken string
 	// ReadyURLs are the gateways' /readyz, when known.
 	ReadyURLs []string
-	// PID is the process that serves the checks when deactbench started it as a child (0 otherwise): its CPU
-	// is measured per run.
-	PID int
+	// PID is the process that serves the checks when deactbench started it as a single child (0 otherwise):
+	// its CPU is measured per run. Children are every server process deactbench started for the deployment
+	// (PID among them): their CPU is not counted as the machine's other load.
+	PID      int
+	Children []int
 	// EtcdInProcess says the deployment's etcd members run in this process: their request counters are read
 	// from the default Prometheus registry (see etcdCounts).
 	EtcdInProcess bool
@@ -45,114 +45,91 @@ func (d *Deployment) Close() {
 	}
 }
 
-// StartDaemon starts one deactd in this process (role all, embedded single-node etcd in dir, free loopback
-// ports, logs to dir/deactd.log) and waits until its replica is ready.
-func StartDaemon(ctx context.Context, dir string) (*Deployment, error) {
-	token, err := state.NewToken()
-	if err != nil {
-		return nil, err
-	}
-	logf, err := os.Create(filepath.Join(dir, "deactd.log"))
-	if err != nil {
-		return nil, err
-	}
-	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d, err := daemon.Start(dctx, daemon.Config{
-		DataDir: filepath.Join(dir, "deactd"), NodeID: "bench", AdminToken: token,
-		AuthzAddr: "127.0.0.1:0", HTTPCheckAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelWarn})), Out: io.Discard,
-	})
-	if err != nil {
-		cancel()
-		logf.Close()
-		return nil, err
-	}
-	dep := &Deployment{
-		Desc:       "1 in-process deactd (role all, embedded etcd)",
-		AuthzAddrs: []string{d.AuthzAddr}, HTTPAddrs: []string{d.HTTPCheckAddr},
-		AdminURL: "http://" + d.AdminAddr, AdminToken: token, ReadyURLs: []string{"http://" + d.AdminAddr + "/readyz"},
-		EtcdInProcess: true, close: func() { cancel(); _ = d.Wait(); logf.Close() },
-	}
-	if err := waitReady(ctx, dep.ReadyURLs); err != nil {
-		dep.Close()
-		return nil, err
-	}
-	return dep, nil
-}
-
-// deploymentOrLocal returns dep, or when it is nil starts the local cluster in dir; done stops what it started.
-func deploymentOrLocal(ctx context.Context, dep *Deployment, dir, mode string) (_ *Deployment, done func(), err error) {
+// deploymentOrLocal returns dep, or when it is nil starts the local cluster in dir with deactd bin (built when
+// empty); done stops what it started.
+func deploymentOrLocal(ctx context.Context, dep *Deployment, dir, bin, mode string, progress io.Writer) (_ *Deployment, done func(), err error) {
 	if dep != nil {
 		return dep, func() {}, nil
 	}
 	if dir == "" {
 		return nil, nil, fmt.Errorf("%s: starting the local cluster needs a directory (Dir)", mode)
 	}
-	if dep, err = StartLocal(ctx, dir); err != nil {
+	if dep, err = StartLocal(ctx, dir, bin, progress); err != nil {
 		return nil, nil, fmt.Errorf("start local cluster: %w", err)
 	}
 	return dep, dep.Close, nil
 }
 
-// StartLocal starts the local deployment (deploy/local: 3 etcd members, 3 gateways, 1 admin node) in this
-// process with data and logs in dir, and waits until every gateway is ready and registered.
-func StartLocal(ctx context.Context, dir string) (*Deployment, error) {
-	c, err := local.Start(local.Config{Dir: dir, LogLevel: slog.LevelWarn})
+// Layout of the local cluster, as deploy/local's (cmd/deactlocal) defaults.
+const (
+	localMembers  = 3
+	localGateways = 3
+)
+
+// StartLocal starts a local cluster in dir: an etcd cluster of 3 members in this process (so that its request
+// counters can be read, see etcdCounts), and 3 gateways and an admin node as deactd child processes (bin, or
+// ./cmd/deactd built into dir when empty) through the launcher; it returns once every gateway is ready and
+// registered. Close stops the nodes, then etcd.
+func StartLocal(ctx context.Context, dir, bin string, progress io.Writer) (_ *Deployment, err error) {
+	if bin == "" {
+		if bin, _, err = buildDeactd(ctx, dir, progress, "local cluster"); err != nil {
+			return nil, err
+		}
+	}
+	token, err := state.NewToken()
 	if err != nil {
 		return nil, err
 	}
-	dep := &Deployment{
-		Desc:       fmt.Sprintf("local cluster in-process: %d etcd members, %d gateways, 1 admin node", len(c.Etcd.Endpoints()), len(c.Gateways)),
-		AuthzAddrs: c.AuthzAddrs(), AdminURL: c.AdminURL(), AdminToken: c.AdminToken, close: c.Close,
-		EtcdInProcess: true,
-	}
-	for _, g := range c.Gateways {
-		dep.HTTPAddrs = append(dep.HTTPAddrs, g.HTTPCheckAddr)
-		dep.ReadyURLs = append(dep.ReadyURLs, "http://"+g.AdminAddr+"/readyz")
-	}
-	if err := waitReady(ctx, dep.ReadyURLs); err != nil {
-		dep.Close()
+	etcd, err := etcdserver.StartCluster(filepath.Join(dir, "etcd"), localMembers, "error")
+	if err != nil {
 		return nil, err
 	}
+	var nodes []*launch.Process
+	stop := func() {
+		var wg sync.WaitGroup
+		for _, n := range nodes {
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = n.Stop() }()
+		}
+		wg.Wait()
+		etcd.Close()
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	dep := &Deployment{AdminToken: token, EtcdInProcess: true}
+	for i := range localGateways + 1 {
+		n := deactdNode{bin: bin, dir: dir, nodeID: fmt.Sprintf("gw%d", i+1), role: "gateway", etcd: etcd.Endpoints()}
+		if i == localGateways {
+			n.nodeID, n.role, n.token = "admin", "admin", token
+		}
+		p, err := startDeactd(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, p)
+		dep.Children = append(dep.Children, p.PID())
+		r := p.Ready
+		if n.role == "admin" {
+			dep.AdminURL = r.URL(r.AdminAddr)
+			continue
+		}
+		dep.AuthzAddrs = append(dep.AuthzAddrs, r.AuthzAddr)
+		dep.HTTPAddrs = append(dep.HTTPAddrs, r.CheckAddr)
+		dep.ReadyURLs = append(dep.ReadyURLs, r.URL(r.AdminAddr)+"/readyz")
+	}
+	dep.Desc = fmt.Sprintf("local cluster: %d etcd members in this process, %d gateways and 1 admin node as deactd child processes",
+		localMembers, localGateways)
+	dep.close = stop
 	ac, err := newAdminClient(dep.AdminURL, dep.AdminToken, 2, 2*time.Second)
 	if err != nil {
-		dep.Close()
 		return nil, err
 	}
 	defer ac.Close()
-	if err := waitNodes(ctx, ac, len(c.Gateways)); err != nil {
-		dep.Close()
+	if err := waitNodes(ctx, ac, localGateways); err != nil {
 		return nil, err
 	}
 	return dep, nil
-}
-
-// waitReady polls each /readyz until it answers 200 (bounded by ctx and 60 s).
-func waitReady(ctx context.Context, urls []string) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	client := &http.Client{Transport: &http.Transport{}}
-	defer client.CloseIdleConnections()
-	for _, u := range urls {
-		if err := checkLoopbackURL(u); err != nil {
-			return err
-		}
-		for {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-			resp, err := client.Do(req)
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%s not ready: %w", u, ctx.Err())
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}
-	return nil
 }

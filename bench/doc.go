@@ -11,13 +11,12 @@
 //     workers over M connections) or open loop at a fixed rate, with latency measured from each request's
 //     intended send time (corrected for coordinated omission) in HDR histograms. With a baseline (NullServer, or
 //     another ext_authz server) the same load is measured before and after deact and the ratio reported.
-//     Where the servers run (CheckConfig.Servers, deactbench --servers; the summary's "servers:" line says
-//     which ran): process mode (the command's default) starts deactd as a child process (built from
-//     ./cmd/deactd, or --deactd) and the null server as "deactbench null-server", each with its own Go runtime
-//     and GC, and reports each server process's own CPU per answer (/proc/PID/stat), the most robust
-//     comparison on a shared machine; --pin gives the load generator one CPU and the servers another.
-//     In-process mode (--servers inprocess, the package's zero value) runs both servers in the generator's
-//     process, where they share its runtime, GC and cores; its ratio is noisier.
+//     Servers run in child processes (CheckConfig.Servers, deactbench --servers; the summary's "servers:" line
+//     says which ran): deactd (built from ./cmd/deactd, or --deactd), started through the launcher that reads
+//     its --ready-file, and the null server as "deactbench null-server", each with its own Go runtime and GC;
+//     each server process's own CPU per answer (/proc/PID/stat) is the most robust comparison on a shared
+//     machine; --pin gives the load generator one CPU and the servers another. In-process mode (--servers
+//     inprocess) runs only the null server in the generator's process, for a deact given by address.
 //   - propagation: deactivate and reactivate an org through the admin API; every node is checked in a loop
 //     (200 µs pauses by default; a tight loop on 2 cores slows etcd) until it flips. Per node and all-node
 //     percentiles, from the write and from the admin's ack; a check sent after a confirmed ack that still

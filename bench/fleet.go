@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/deact/deact/admin/adminapi"
+	"github.com/deact/deact/internal/launch"
 	"github.com/deact/deact/state"
 )
 
@@ -226,10 +227,10 @@ func ms64(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // fleet is one running fleet: etcd, the admin node, the gateways.
 type fleet struct {
 	etcd     *fleetEtcd
-	admin    *childProc
+	admin    *launch.Process
 	adminURL string
 	token    string
-	children []*childProc
+	children []*launch.Process
 	childIDs []string
 	replicas *fleetReplicas
 }
@@ -239,11 +240,11 @@ func (f *fleet) close() {
 		f.replicas.close()
 	}
 	for _, c := range f.children {
-		_ = c.cmd.Process.Signal(syscall.SIGCONT) // a stopped process cannot handle SIGTERM
-		c.stop()
+		_ = c.Signal(syscall.SIGCONT) // a stopped process cannot handle SIGTERM
+		_ = c.Stop()
 	}
 	if f.admin != nil {
-		f.admin.stop()
+		_ = f.admin.Stop()
 	}
 	if f.etcd != nil {
 		f.etcd.stop()
@@ -262,17 +263,16 @@ func startFleet(ctx context.Context, cfg FleetConfig, dir string, n, children in
 	if f.etcd, err = startFleetEtcd(ctx, cfg.Self, filepath.Join(dir, "etcd")); err != nil {
 		return nil, err
 	}
-	if f.token, err = newFleetToken(); err != nil {
+	if f.token, err = state.NewToken(); err != nil {
 		return nil, err
 	}
-	f.admin, f.adminURL, err = startFleetDeactd(ctx, cfg.Deactd, append(slices.Clone(cfg.DeactdEnv), "DEACT_ADMIN_TOKEN="+f.token),
-		dir, "admin", "admin", f.etcd.endpoints, nil)
+	f.admin, f.adminURL, err = startFleetDeactd(ctx, cfg.Deactd, cfg.DeactdEnv, f.token, dir, "admin", "admin", f.etcd.endpoints, nil)
 	if err != nil {
 		return nil, fmt.Errorf("admin node: %w", err)
 	}
 	for i := range children {
 		id := fmt.Sprintf("pausable-%02d", i)
-		c, _, err := startFleetDeactd(ctx, cfg.Deactd, cfg.DeactdEnv, dir, id, "gateway", f.etcd.endpoints,
+		c, _, err := startFleetDeactd(ctx, cfg.Deactd, cfg.DeactdEnv, "", dir, id, "gateway", f.etcd.endpoints,
 			[]string{"--node-ttl", cfg.PausedTTL.String()})
 		if err != nil {
 			return nil, fmt.Errorf("gateway %s: %w", id, err)
@@ -438,14 +438,14 @@ func (f *fleet) paused(ctx context.Context, cfg FleetConfig, r *FleetRun) (*Flee
 	}
 	defer ac.Close()
 	for _, c := range f.children {
-		if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		if err := c.Signal(syscall.SIGSTOP); err != nil {
 			return nil, err
 		}
 	}
 	paused := time.Now()
 	defer func() {
 		for _, c := range f.children {
-			_ = c.cmd.Process.Signal(syscall.SIGCONT)
+			_ = c.Signal(syscall.SIGCONT)
 		}
 	}()
 	// The paused leases live at least TTL − FenceBound/3 after the pause (the last keep-alive was sent no

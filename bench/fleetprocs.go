@@ -2,15 +2,12 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +16,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	pmodel "github.com/prometheus/common/model"
 
+	"github.com/deact/deact/internal/launch"
 	"github.com/deact/deact/state/etcdserver"
 )
 
@@ -134,30 +132,12 @@ func (e *fleetEtcd) counts(ctx context.Context) (map[string]float64, error) {
 }
 
 // startFleetDeactd starts one deactd child process (bin) on the fleet's etcd with role and node ID id, data and
-// log under dir, extra flags args and extra environment env, and waits until its /readyz answers 200. It returns
-// the child and its admin URL.
-func startFleetDeactd(ctx context.Context, bin string, env []string, dir, id, role string, endpoints, args []string) (*childProc, string, error) {
-	var b deactdBanner
-	argv := append([]string{bin, "--data-dir", filepath.Join(dir, id), "--node-id", id, "--role", role,
-		"--etcd-endpoints", strings.Join(endpoints, ","), "--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0",
-		"--admin-addr", "127.0.0.1:0", "--log-level", "warn"}, args...)
-	c, err := startChildProc(ctx, id, argv, env, filepath.Join(dir, id+".log"), false, 2*time.Minute, b.line)
+// log under dir, extra flags args and extra environment env (the admin token by token), and waits until it is
+// ready. It returns the child and its admin URL.
+func startFleetDeactd(ctx context.Context, bin string, env []string, token, dir, id, role string, endpoints, args []string) (*launch.Process, string, error) {
+	p, err := startDeactd(ctx, deactdNode{bin: bin, dir: dir, nodeID: id, role: role, etcd: endpoints, token: token, env: env, args: args})
 	if err != nil {
 		return nil, "", err
 	}
-	if err := waitReady(ctx, []string{b.adminURL + "/readyz"}); err != nil {
-		c.stop()
-		return nil, "", err
-	}
-	return c, b.adminURL, nil
-}
-
-// newFleetToken makes an admin token of the form admin.NewToken makes: it goes to the admin child through its
-// environment, never its command line.
-func newFleetToken() (string, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	return "deact_" + base64.RawURLEncoding.EncodeToString(b[:]), nil
+	return p, p.Ready.URL(p.Ready.AdminAddr), nil
 }

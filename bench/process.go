@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,12 +10,13 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/deact/deact/internal/launch"
 	"github.com/deact/deact/state"
 )
 
@@ -26,7 +26,9 @@ const (
 	// and the null server (this executable's null-server subcommand). The servers then have their own Go
 	// runtime and GC, their CPU is measured per process, and --pin can give them a core of their own.
 	ServersProcess = "process"
-	// ServersInProcess runs deact (daemon.Start) and the null server in the load generator's process.
+	// ServersInProcess runs the null server in the load generator's process. deact always runs in child
+	// processes when deactbench starts it (deactbench drives deactd from outside), so this mode suits a deact
+	// given by address only.
 	ServersInProcess = "inprocess"
 )
 
@@ -201,28 +203,57 @@ func startChildProc(ctx context.Context, name string, argv, env []string, logPat
 	}
 }
 
-// deactdBanner collects the addresses deactd prints at start (daemon's banner); the admin line comes last.
-type deactdBanner struct {
-	authz, httpCheck, adminURL string
+// deactdNode is a deactd child deactbench starts: on free loopback ports, data in dir/NODE-data, stdout (the
+// banner) and stderr (its log) appended to dir/NODE.log.
+type deactdNode struct {
+	bin, dir     string
+	nodeID, role string   // --node-id, --role [all]
+	etcd         []string // --etcd-endpoints; empty embeds an etcd
+	token        string   // bootstrap admin token, through the environment (never the command line)
+	env          []string // added to the environment, e.g. GOMAXPROCS=1
+	log          string   // log file [dir/NODE.log]
+	args         []string // more flags
 }
 
-func (b *deactdBanner) line(l string) bool {
-	if v, ok := strings.CutPrefix(l, "authz gRPC (ext_authz):"); ok {
-		b.authz = strings.TrimSpace(v)
+// startDeactd starts n through the launcher and returns once it is ready (its ready file is there). Its Stop
+// sends SIGTERM and kills it after 10 s.
+func startDeactd(ctx context.Context, n deactdNode) (*launch.Process, error) {
+	if n.role == "" {
+		n.role = "all"
 	}
-	if v, ok := strings.CutPrefix(l, "check HTTP (/check):"); ok {
-		b.httpCheck = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(v), "http://"), "/check")
+	if n.log == "" {
+		n.log = filepath.Join(n.dir, n.nodeID+".log")
 	}
-	if v, ok := strings.CutPrefix(l, "admin HTTP/gRPC:"); ok {
-		b.adminURL = strings.TrimSpace(v)
-		return true
+	argv := []string{n.bin, "--data-dir", filepath.Join(n.dir, n.nodeID+"-data"), "--node-id", n.nodeID, "--role", n.role,
+		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+		"--etcd-log-level", "fatal", "--log-level", "warn"}
+	if len(n.etcd) > 0 {
+		argv = append(argv, "--etcd-endpoints", strings.Join(n.etcd, ","))
 	}
-	return false
+	argv = append(argv, n.args...)
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "DEACT_ADMIN_TOKEN=") })
+	if n.token != "" {
+		env = append(env, "DEACT_ADMIN_TOKEN="+n.token)
+	}
+	logf, err := os.OpenFile(n.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	p, err := launch.Start(ctx, launch.Options{
+		Argv: argv, Env: append(env, n.env...), ReadyFile: filepath.Join(n.dir, n.nodeID+".ready.json"),
+		Stdout: logf, Stderr: logf, Timeout: 2 * time.Minute, StopTimeout: 10 * time.Second,
+	})
+	if err != nil {
+		logf.Close() // the child has exited
+		return nil, fmt.Errorf("deactd %s: %w (log %s)", n.nodeID, err, n.log)
+	}
+	go func() { <-p.Done(); logf.Close() }() // its stderr is copied through this process until it exits
+	return p, nil
 }
 
 // StartDaemonProcess starts one deactd as a child process (role all, embedded etcd in dir, free loopback
-// ports, stderr to dir/deactd.log): bin, or ./cmd/deactd built into dir when bin is empty. env is added to
-// its environment (e.g. GOMAXPROCS=1). It waits until the replica is ready; Close stops the child.
+// ports, log in dir/bench.log): bin, or ./cmd/deactd built into dir when bin is empty. env is added to its
+// environment (e.g. GOMAXPROCS=1). It returns once deactd is ready; Close stops the child.
 func StartDaemonProcess(ctx context.Context, dir, bin string, env []string, progress io.Writer) (*Deployment, error) {
 	if bin == "" {
 		var err error
@@ -234,32 +265,17 @@ func StartDaemonProcess(ctx context.Context, dir, bin string, env []string, prog
 	if err != nil {
 		return nil, err
 	}
-	var b deactdBanner
-	c, err := startChildProc(ctx, "deactd", []string{bin, "--data-dir", filepath.Join(dir, "deactd-data"), "--node-id", "bench",
-		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--etcd-log-level", "fatal", "--log-level", "warn"},
-		append(env, "DEACT_ADMIN_TOKEN="+token), // the environment, never the command line
-		filepath.Join(dir, "deactd.log"), false, 2*time.Minute, b.line)
+	p, err := startDeactd(ctx, deactdNode{bin: bin, dir: dir, nodeID: "bench", token: token, env: env})
 	if err != nil {
 		return nil, err
 	}
-	dep := &Deployment{
-		Desc:       fmt.Sprintf("1 deactd child process (pid %d, role all, embedded etcd)", c.pid()),
-		AuthzAddrs: []string{b.authz}, AdminURL: b.adminURL, AdminToken: token, ReadyURLs: []string{b.adminURL + "/readyz"},
-		PID: c.pid(), close: c.stop,
-	}
-	if b.httpCheck != "" {
-		dep.HTTPAddrs = []string{b.httpCheck}
-	}
-	if b.authz == "" {
-		dep.Close()
-		return nil, fmt.Errorf("deactd printed no ext_authz address (log %s)", c.log)
-	}
-	if err := waitReady(ctx, dep.ReadyURLs); err != nil {
-		dep.Close()
-		return nil, err
-	}
-	return dep, nil
+	r := p.Ready
+	return &Deployment{
+		Desc:       fmt.Sprintf("1 deactd child process (pid %d, role all, embedded etcd)", p.PID()),
+		AuthzAddrs: []string{r.AuthzAddr}, HTTPAddrs: []string{r.CheckAddr},
+		AdminURL: r.URL(r.AdminAddr), AdminToken: token, ReadyURLs: []string{r.URL(r.AdminAddr) + "/readyz"},
+		PID: p.PID(), Children: []int{p.PID()}, close: func() { _ = p.Stop() },
+	}, nil
 }
 
 // nullProcess is a null server in a child process.
@@ -302,28 +318,4 @@ func startNullProcess(ctx context.Context, self, logPath string, env []string) (
 		return nil, fmt.Errorf("null server printed no addresses (log %s)", logPath)
 	}
 	return n, nil
-}
-
-// procCPU is the CPU time (user + system, every thread) process pid has used, from /proc/PID/stat; -1 when it
-// cannot be read. Its resolution is the kernel's clock tick (USER_HZ, 100 per second on Linux).
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return -1
-	}
-	// pid (comm) state ppid ... : comm may hold spaces, so count fields after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return -1
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return -1
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return -1
-	}
-	return time.Duration(utime+stime) * 10 * time.Millisecond
 }

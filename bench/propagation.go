@@ -14,9 +14,10 @@ import (
 // PropagationConfig configures the propagation benchmark. Zero values take the defaults in brackets.
 type PropagationConfig struct {
 	// Deployment is the deact under test (admin URL and token, gateways' ext_authz addresses); nil starts the
-	// local cluster in Dir.
+	// local cluster in Dir, with the deactd binary Deactd [built from ./cmd/deactd].
 	Deployment *Deployment
 	Dir        string
+	Deactd     string
 
 	Iterations  int           // writes: deactivations and reactivations alternately [200]
 	MaxDuration time.Duration // bound on the whole run [2m]
@@ -166,7 +167,7 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 	if cfg.RunID == "" {
 		cfg.RunID = newRunID()
 	}
-	dep, done, err := deploymentOrLocal(ctx, cfg.Deployment, cfg.Dir, "propagation")
+	dep, done, err := deploymentOrLocal(ctx, cfg.Deployment, cfg.Dir, cfg.Deactd, "propagation", cfg.Progress)
 	if err != nil {
 		return nil, err
 	}

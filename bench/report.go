@@ -149,7 +149,7 @@ func (c *CheckReport) writeSummary(w io.Writer) {
 	case ServersProcess:
 		fmt.Fprintf(w, "  servers: process mode, each server in a child process of its own (own Go runtime and GC); the load generator is this process\n")
 	case ServersInProcess:
-		fmt.Fprintf(w, "  servers: in-process mode, deact and the null server share the load generator's process (one Go runtime and GC)\n")
+		fmt.Fprintf(w, "  servers: in-process mode, the null server shares the load generator's process (one Go runtime and GC)\n")
 	default:
 		fmt.Fprintf(w, "  servers: deact given by address\n")
 	}

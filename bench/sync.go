@@ -43,8 +43,8 @@ type SyncReport struct {
 	LoadPerS   float64 `json:"loadPerS"`
 	Deactd     string  `json:"deactd"`
 	BuildS     float64 `json:"buildS,omitempty"`
-	ListeningS float64 `json:"listeningS"`              // process start → listeners open (banner)
-	ReadyS     float64 `json:"readyS"`                  // process start → /readyz 200 (first list applied)
+	ListeningS float64 `json:"listeningS"`              // process start → listeners open (the ready file's listeningAt)
+	ReadyS     float64 `json:"readyS"`                  // process start → ready, as /readyz 200 (first list applied; readyAt)
 	RSSMiB     float64 `json:"rssMiB"`                  // VmRSS when ready
 	PeakRSSMiB float64 `json:"peakRssMiB"`              // VmHWM when ready
 	SettledMiB float64 `json:"settledRssMiB,omitempty"` // VmRSS Settle after ready
@@ -156,22 +156,18 @@ func loadRecords(ctx context.Context, store *state.Store, run string, n int, pro
 // startChild runs deactd on the loaded etcd, waits for ready, measures, checks a few answers and stops it.
 func startChild(ctx context.Context, cfg SyncConfig, bin string, endpoints []string, rep *SyncReport) error {
 	start := time.Now()
-	var b deactdBanner
-	c, err := startChildProc(ctx, "deactd", []string{bin, "--role", "gateway", "--etcd-endpoints", strings.Join(endpoints, ","),
-		"--data-dir", filepath.Join(cfg.Dir, "deactd-data"), "--node-id", "sync-bench",
-		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-level", "warn"},
-		nil, filepath.Join(cfg.Dir, "sync-deactd.log"), false, 2*time.Minute, b.line)
+	c, err := startDeactd(ctx, deactdNode{bin: bin, dir: cfg.Dir, nodeID: "sync-bench", role: "gateway", etcd: endpoints,
+		log: filepath.Join(cfg.Dir, "sync-deactd.log")})
 	if err != nil {
 		return err
 	}
-	defer c.stop()
-	a := [2]string{b.authz, b.adminURL}
-	rep.ListeningS = time.Since(start).Seconds()
-	if err := waitReady(ctx, []string{a[1] + "/readyz"}); err != nil {
-		return err
-	}
-	rep.ReadyS = time.Since(start).Seconds()
-	rss, hwm, err := procMemory(c.pid())
+	defer c.Stop()
+	r := c.Ready
+	a := [2]string{r.AuthzAddr, r.URL(r.AdminAddr)}
+	// Both times are the child's own (its ready file), from this process's start of it: the same clock.
+	rep.ListeningS = r.ListeningAt.Sub(start).Seconds()
+	rep.ReadyS = r.ReadyAt.Sub(start).Seconds()
+	rss, hwm, err := procMemory(c.PID())
 	if err != nil {
 		return err
 	}
@@ -183,7 +179,7 @@ func startChild(ctx context.Context, cfg SyncConfig, bin string, endpoints []str
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		rss, _, err := procMemory(c.pid())
+		rss, _, err := procMemory(c.PID())
 		if err != nil {
 			return err
 		}

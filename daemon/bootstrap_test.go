@@ -35,6 +35,7 @@ func request(t *testing.T, method, url, secret, body string) (int, string) {
 // is revoked through the admin API; deactd restarts on the same data with the same flag or file, and the token
 // is still refused, while the token created before the revocation keeps working.
 func TestRevokedBootstrapTokenStaysRevoked(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name string
 		flag bool
@@ -43,7 +44,7 @@ func TestRevokedBootstrapTokenStaysRevoked(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			cfg := func(cfg *daemon.Config) {
-				cfg.DataDir, cfg.Role = dir, daemon.RoleAdmin
+				cfg.DataDir, cfg.Role = dir, daemon.AdminNode
 				if !c.flag {
 					cfg.AdminToken = ""
 				}

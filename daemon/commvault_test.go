@@ -17,22 +17,23 @@ import (
 )
 
 func TestCommvaultConfigValidate(t *testing.T) {
+	t.Parallel()
 	const u = "https://cv.example.com/webconsole/api"
 	for name, tc := range map[string]struct {
-		role string
+		role daemon.NodeRole
 		cv   daemon.CommvaultConfig
 		ok   bool
 	}{
-		"login":                   {daemon.RoleAdmin, daemon.CommvaultConfig{URL: u, User: "u", PasswordFile: "p"}, true},
-		"fixed token":             {daemon.RoleAll, daemon.CommvaultConfig{URL: u, TokenFile: "t", SyncInterval: time.Second}, true},
-		"off":                     {daemon.RoleGateway, daemon.CommvaultConfig{}, true},
-		"gateway":                 {daemon.RoleGateway, daemon.CommvaultConfig{URL: u, TokenFile: "t"}, false},
-		"no credentials":          {daemon.RoleAll, daemon.CommvaultConfig{URL: u}, false},
-		"both":                    {daemon.RoleAll, daemon.CommvaultConfig{URL: u, User: "u", PasswordFile: "p", TokenFile: "t"}, false},
-		"user without a password": {daemon.RoleAll, daemon.CommvaultConfig{URL: u, User: "u"}, false},
-		"flags without url":       {daemon.RoleAll, daemon.CommvaultConfig{User: "u", PasswordFile: "p"}, false},
-		"tiny interval":           {daemon.RoleAll, daemon.CommvaultConfig{URL: u, TokenFile: "t", SyncInterval: time.Millisecond}, false},
-		"negative concurrency":    {daemon.RoleAll, daemon.CommvaultConfig{URL: u, TokenFile: "t", Concurrency: -1}, false},
+		"login":                   {daemon.AdminNode, daemon.CommvaultConfig{URL: u, User: "u", PasswordFile: "p"}, true},
+		"fixed token":             {daemon.AllInOne, daemon.CommvaultConfig{URL: u, TokenFile: "t", SyncInterval: time.Second}, true},
+		"off":                     {daemon.GatewayNode, daemon.CommvaultConfig{}, true},
+		"gateway":                 {daemon.GatewayNode, daemon.CommvaultConfig{URL: u, TokenFile: "t"}, false},
+		"no credentials":          {daemon.AllInOne, daemon.CommvaultConfig{URL: u}, false},
+		"both":                    {daemon.AllInOne, daemon.CommvaultConfig{URL: u, User: "u", PasswordFile: "p", TokenFile: "t"}, false},
+		"user without a password": {daemon.AllInOne, daemon.CommvaultConfig{URL: u, User: "u"}, false},
+		"flags without url":       {daemon.AllInOne, daemon.CommvaultConfig{User: "u", PasswordFile: "p"}, false},
+		"tiny interval":           {daemon.AllInOne, daemon.CommvaultConfig{URL: u, TokenFile: "t", SyncInterval: time.Millisecond}, false},
+		"negative concurrency":    {daemon.AllInOne, daemon.CommvaultConfig{URL: u, TokenFile: "t", Concurrency: -1}, false},
 	} {
 		c := daemon.Config{Role: tc.role, NodeID: "n", Commvault: tc.cv}
 		if err := c.Validate(); (err == nil) != tc.ok {
@@ -63,6 +64,7 @@ func (l *lockedBuffer) String() string {
 // and neither the password nor a token shows in its logs (debug level) or its status, through a good round and
 // a refused login.
 func TestCommvaultSecretsStayOutOfLogs(t *testing.T) {
+	t.Parallel()
 	fake := commvaulttest.New()
 	t.Cleanup(fake.Close)
 	fake.Password = "pw-Zq81-never-logged"

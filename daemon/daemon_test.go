@@ -117,12 +117,15 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // TestDaemonEnforcesAdminWrites: a ZITADEL-compatible deactivation through the admin listener is confirmed by
 // this node and denies the org's token requests on the ext_authz listener; a reactivation lets them through.
 func TestDaemonEnforcesAdminWrites(t *testing.T) {
+	t.Parallel()
 	d := start(t, nil)
-	for _, want := range []string{d.AuthzAddr, d.HTTPCheckAddr, d.AdminAddr, "admin token"} {
-		if !strings.Contains(d.banner, want) {
-			t.Fatalf("banner lacks %q:\n%s", want, d.banner)
+	t.Run("banner", func(t *testing.T) {
+		for _, want := range []string{d.AuthzAddr, d.HTTPCheckAddr, d.AdminAddr, "admin token"} {
+			if !strings.Contains(d.banner, want) {
+				t.Fatalf("banner lacks %q:\n%s", want, d.banner)
+			}
 		}
-	}
+	})
 	conn := d.authz(t)
 	health := healthpb.NewHealthClient(conn)
 	eventually(t, "health SERVING", func() bool {
@@ -131,57 +134,61 @@ func TestDaemonEnforcesAdminWrites(t *testing.T) {
 	})
 	check := authv3.NewAuthorizationClient(conn)
 	ctx := context.Background()
-	resp, err := check.Check(ctx, tokenRequest("777"))
-	if err != nil || resp.Status.Code != int32(code.Code_OK) {
-		t.Fatalf("active org: %v %v", resp, err)
-	}
-
 	hdr := map[string]string{"Authorization": "Bearer " + token, "x-zitadel-orgid": "777", "Content-Type": "application/json"}
-	status, body := post(t, "http://"+d.AdminAddr+"/management/v1/orgs/me/_deactivate", hdr, "{}")
-	if status != 200 || !strings.Contains(body, `"resourceOwner":"777"`) {
-		t.Fatalf("deactivate: %d %s", status, body)
-	}
-	// The admin waited for this node: the deny is in effect the moment the call returned.
-	resp, err = check.Check(ctx, tokenRequest("777"))
-	if err != nil || resp.Status.Code != int32(code.Code_PERMISSION_DENIED) || resp.GetDeniedResponse() == nil {
-		t.Fatalf("deactivated org: %v %v", resp, err)
-	}
-	status, body = post(t, "http://"+d.AdminAddr+"/management/v1/orgs/me/_deactivate", hdr, "{}")
-	if status != 400 || !strings.Contains(body, `"code":9`) {
-		t.Fatalf("second deactivate: %d %s", status, body)
-	}
-	if status, body = post(t, "http://"+d.AdminAddr+"/management/v1/orgs/me/_reactivate", hdr, "{}"); status != 200 {
-		t.Fatalf("reactivate: %d %s", status, body)
-	}
-	resp, err = check.Check(ctx, tokenRequest("777"))
-	if err != nil || resp.Status.Code != int32(code.Code_OK) {
-		t.Fatalf("reactivated org: %v %v", resp, err)
-	}
-
-	r, err := http.Get("http://" + d.AdminAddr + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ready struct {
-		Ready    bool  `json:"ready"`
-		Revision int64 `json:"appliedRevision"`
-	}
-	_ = json.NewDecoder(r.Body).Decode(&ready)
-	r.Body.Close()
-	if r.StatusCode != 200 || !ready.Ready || ready.Revision == 0 {
-		t.Fatalf("readyz %d %+v", r.StatusCode, ready)
-	}
-	m, err := http.Get("http://" + d.AdminAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mb, _ := io.ReadAll(m.Body)
-	m.Body.Close()
-	for _, name := range []string{"deact_replica_staleness_seconds", "deact_replica_ready 1", "deact_authz_checks_total"} {
-		if !strings.Contains(string(mb), name) {
-			t.Errorf("metrics lack %s", name)
+	t.Run("deactivate, then reactivate", func(t *testing.T) {
+		resp, err := check.Check(ctx, tokenRequest("777"))
+		if err != nil || resp.Status.Code != int32(code.Code_OK) {
+			t.Fatalf("active org: %v %v", resp, err)
 		}
-	}
+		status, body := post(t, "http://"+d.AdminAddr+"/management/v1/orgs/me/_deactivate", hdr, "{}")
+		if status != 200 || !strings.Contains(body, `"resourceOwner":"777"`) {
+			t.Fatalf("deactivate: %d %s", status, body)
+		}
+		// The admin waited for this node: the deny is in effect the moment the call returned.
+		resp, err = check.Check(ctx, tokenRequest("777"))
+		if err != nil || resp.Status.Code != int32(code.Code_PERMISSION_DENIED) || resp.GetDeniedResponse() == nil {
+			t.Fatalf("deactivated org: %v %v", resp, err)
+		}
+		status, body = post(t, "http://"+d.AdminAddr+"/management/v1/orgs/me/_deactivate", hdr, "{}")
+		if status != 400 || !strings.Contains(body, `"code":9`) {
+			t.Fatalf("second deactivate: %d %s", status, body)
+		}
+		if status, body = post(t, "http://"+d.AdminAddr+"/management/v1/orgs/me/_reactivate", hdr, "{}"); status != 200 {
+			t.Fatalf("reactivate: %d %s", status, body)
+		}
+		resp, err = check.Check(ctx, tokenRequest("777"))
+		if err != nil || resp.Status.Code != int32(code.Code_OK) {
+			t.Fatalf("reactivated org: %v %v", resp, err)
+		}
+	})
+	t.Run("readyz", func(t *testing.T) {
+		r, err := http.Get("http://" + d.AdminAddr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ready struct {
+			Ready    bool  `json:"ready"`
+			Revision int64 `json:"appliedRevision"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&ready)
+		r.Body.Close()
+		if r.StatusCode != 200 || !ready.Ready || ready.Revision == 0 {
+			t.Fatalf("readyz %d %+v", r.StatusCode, ready)
+		}
+	})
+	t.Run("metrics", func(t *testing.T) {
+		m, err := http.Get("http://" + d.AdminAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mb, _ := io.ReadAll(m.Body)
+		m.Body.Close()
+		for _, name := range []string{"deact_replica_staleness_seconds", "deact_replica_ready 1", "deact_authz_checks_total"} {
+			if !strings.Contains(string(mb), name) {
+				t.Errorf("metrics lack %s", name)
+			}
+		}
+	})
 	if err := d.stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
@@ -190,6 +197,7 @@ func TestDaemonEnforcesAdminWrites(t *testing.T) {
 // TestDaemonNotReadyWithoutEtcd: a gateway that cannot reach etcd at start decides nothing: Check is
 // UNAVAILABLE, health NOT_SERVING, /readyz 503 and /check 503. It never allows.
 func TestDaemonNotReadyWithoutEtcd(t *testing.T) {
+	t.Parallel()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +206,7 @@ func TestDaemonNotReadyWithoutEtcd(t *testing.T) {
 	lis.Close() // nothing listens there now
 	d := start(t, func(c *daemon.Config) {
 		c.EtcdEndpoints = []string{dead}
-		c.Role = daemon.RoleGateway
+		c.Role = daemon.GatewayNode
 	})
 	conn := d.authz(t)
 	ctx := context.Background()
@@ -223,12 +231,13 @@ func TestDaemonNotReadyWithoutEtcd(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	for name, c := range map[string]daemon.Config{
 		"bad role":         {Role: "boss"},
-		"bad node id":      {Role: daemon.RoleAll, NodeID: "a/b"},
-		"cert no key":      {Role: daemon.RoleAll, NodeID: "n", TLSCert: "x"},
-		"bad staleness":    {Role: daemon.RoleAll, NodeID: "n", Staleness: "login=sometimes"},
-		"tls on http etcd": {Role: daemon.RoleAll, NodeID: "n", EtcdEndpoints: []string{"http://x:2379"}, EtcdCACert: "ca.pem"},
+		"bad node id":      {Role: daemon.AllInOne, NodeID: "a/b"},
+		"cert no key":      {Role: daemon.AllInOne, NodeID: "n", TLSCert: "x"},
+		"bad staleness":    {Role: daemon.AllInOne, NodeID: "n", Staleness: "login=sometimes"},
+		"tls on http etcd": {Role: daemon.AllInOne, NodeID: "n", EtcdEndpoints: []string{"http://x:2379"}, EtcdCACert: "ca.pem"},
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -240,6 +249,7 @@ var who = state.Change{Actor: "test"}
 
 // TestListenerLimits: oversized headers and bodies get a clear 4xx from the listeners, never a 500.
 func TestListenerLimits(t *testing.T) {
+	t.Parallel()
 	d := start(t, nil)
 	eventually(t, "gateway ready", func() bool { return readyz(t, d.AdminAddr).code == 200 })
 	big := strings.Repeat("a", 100<<10)
@@ -256,24 +266,26 @@ func TestListenerLimits(t *testing.T) {
 		"huge body on /check":        {"http://" + d.HTTPCheckAddr + "/check", "", strings.Repeat("a", 2<<20), http.StatusForbidden},
 		"huge body on the admin API": {"http://" + d.AdminAddr + "/v1/orgs/1/deactivate", "", big, http.StatusRequestEntityTooLarge},
 	} {
-		req, _ := http.NewRequest("POST", tc.url, strings.NewReader(tc.body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		if tc.url == "http://"+d.HTTPCheckAddr+"/check" {
-			req.Header.Set("X-Original-URI", "/oauth/v2/token")
-			req.Header.Set("X-Original-Method", "POST")
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		}
-		if tc.header != "" {
-			req.Header.Set("X-Padding", tc.header)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != tc.want {
-			t.Errorf("%s: %d, want %d", name, resp.StatusCode, tc.want)
-		}
+		t.Run(name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", tc.url, strings.NewReader(tc.body))
+			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("Content-Type", "application/json")
+			if tc.url == "http://"+d.HTTPCheckAddr+"/check" {
+				req.Header.Set("X-Original-URI", "/oauth/v2/token")
+				req.Header.Set("X-Original-Method", "POST")
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
+			if tc.header != "" {
+				req.Header.Set("X-Padding", tc.header)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("%s: %d, want %d", name, resp.StatusCode, tc.want)
+			}
+		})
 	}
 }

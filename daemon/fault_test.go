@@ -119,18 +119,19 @@ func staleness(t *testing.T, adminAddr string) time.Duration {
 // fail-closed after 1 s of staleness and everything else serving the last-known state, and checks decisions:
 // one member down, all members unreachable, recovery with a write made meanwhile, and high latency.
 func TestGatewayUnderEtcdFaults(t *testing.T) {
+	t.Parallel()
 	cluster := etcdtest.StartCluster(t, 3)
 	writer := state.NewStore(etcdtest.Client(t, cluster.Endpoints()))
 	fnet := newFaultNet(t, cluster.Endpoints())
 	d := start(t, func(c *daemon.Config) {
-		c.Role = daemon.RoleGateway
+		c.Role = daemon.GatewayNode
 		c.EtcdEndpoints = fnet.endpoints()
 		c.Staleness = "backup=deny-after:1s"
 		c.ProgressInterval = 100 * time.Millisecond
 	})
 	check := authv3.NewAuthorizationClient(d.authz(t))
 	ctx := context.Background()
-	decide := func(op, org string) int32 {
+	decide := func(t *testing.T, op, org string) int32 {
 		t.Helper()
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -152,17 +153,19 @@ func TestGatewayUnderEtcdFaults(t *testing.T) {
 	if _, err := writer.DeactivateOrg(ctx, "bad", state.OpsAll, false, who); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "deactivation applied", func() bool { return decide("backup", "bad") == deny })
+	eventually(t, "deactivation applied", func() bool { return decide(t, "backup", "bad") == deny })
 
 	// One member down: no interruption, and new writes still arrive.
-	cluster.Stop(0)
-	if got := decide("login", "bad"); got != deny {
-		t.Fatalf("member down: deactivated org got %d", got)
-	}
-	if _, err := writer.DeactivateOrg(ctx, "bad2", state.OpsAll, false, who); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "write with a member down", func() bool { return decide("login", "bad2") == deny })
+	t.Run("one member down", func(t *testing.T) {
+		cluster.Stop(0)
+		if got := decide(t, "login", "bad"); got != deny {
+			t.Fatalf("member down: deactivated org got %d", got)
+		}
+		if _, err := writer.DeactivateOrg(ctx, "bad2", state.OpsAll, false, who); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "write with a member down", func() bool { return decide(t, "login", "bad2") == deny })
+	})
 	if err := cluster.Restart(0); err != nil {
 		t.Fatal(err)
 	}
@@ -170,36 +173,42 @@ func TestGatewayUnderEtcdFaults(t *testing.T) {
 	// All members unreachable: the last-known state is served, staleness grows, and once it passes 1 s the
 	// fail-closed op (backup) denies even an active org while login keeps serving the last-known state.
 	fnet.cutAll()
-	if _, err := writer.DeactivateOrg(ctx, "during", state.OpsAll, false, who); err != nil {
-		t.Fatal(err)
-	}
-	if got := decide("login", "bad"); got != deny {
-		t.Fatalf("cut off: deactivated org got %d", got)
-	}
-	eventually(t, "staleness past the bound", func() bool { return staleness(t, d.AdminAddr) > 1200*time.Millisecond })
-	if got := decide("backup", "good"); got != deny {
-		t.Fatalf("cut off past the bound: backup of an active org got %d, want fail-closed deny", got)
-	}
-	if got := decide("login", "good"); got != allow {
-		t.Fatalf("cut off: login of an active org got %d, want last-known allow", got)
-	}
-	if got := decide("login", "bad"); got != deny {
-		t.Fatalf("cut off: login of a deactivated org got %d", got)
-	}
+	t.Run("all members unreachable", func(t *testing.T) {
+		if _, err := writer.DeactivateOrg(ctx, "during", state.OpsAll, false, who); err != nil {
+			t.Fatal(err)
+		}
+		if got := decide(t, "login", "bad"); got != deny {
+			t.Fatalf("cut off: deactivated org got %d", got)
+		}
+		eventually(t, "staleness past the bound", func() bool { return staleness(t, d.AdminAddr) > 1200*time.Millisecond })
+		if got := decide(t, "backup", "good"); got != deny {
+			t.Fatalf("cut off past the bound: backup of an active org got %d, want fail-closed deny", got)
+		}
+		if got := decide(t, "login", "good"); got != allow {
+			t.Fatalf("cut off: login of an active org got %d, want last-known allow", got)
+		}
+		if got := decide(t, "login", "bad"); got != deny {
+			t.Fatalf("cut off: login of a deactivated org got %d", got)
+		}
+	})
 
 	// Recovery: the gateway resyncs, including the write it missed.
 	fnet.restoreAll(t)
-	eventually(t, "resync after the cut", func() bool { return decide("login", "during") == deny })
-	eventually(t, "staleness back under the bound", func() bool { return decide("backup", "good") == allow })
+	t.Run("recovery", func(t *testing.T) {
+		eventually(t, "resync after the cut", func() bool { return decide(t, "login", "during") == deny })
+		eventually(t, "staleness back under the bound", func() bool { return decide(t, "backup", "good") == allow })
+	})
 
 	// High latency from etcd: slower, never wrong.
 	fnet.latency(t, 150)
-	if _, err := writer.ReactivateOrg(ctx, "bad", who); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "write under latency", func() bool { return decide("login", "bad") == allow })
-	if got := decide("login", "bad2"); got != deny {
-		t.Fatalf("under latency: deactivated org got %d", got)
-	}
+	t.Run("high latency", func(t *testing.T) {
+		if _, err := writer.ReactivateOrg(ctx, "bad", who); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "write under latency", func() bool { return decide(t, "login", "bad") == allow })
+		if got := decide(t, "login", "bad2"); got != deny {
+			t.Fatalf("under latency: deactivated org got %d", got)
+		}
+	})
 	fnet.clear(t)
 }

@@ -41,7 +41,7 @@ func TestGatewayCutFromEtcdFencesItself(t *testing.T) {
 	etcd := etcdtest.Start(t)
 	fnet := newFaultNet(t, etcd.Endpoints())
 	d := start(t, func(c *daemon.Config) {
-		c.Role = daemon.RoleGateway
+		c.Role = daemon.GatewayNode
 		c.EtcdEndpoints = fnet.endpoints()
 		c.NodeTTL = 5 * time.Second
 		c.ProgressInterval = 100 * time.Millisecond

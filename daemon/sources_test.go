@@ -38,6 +38,7 @@ func (mirrorSource) Sync(ctx context.Context, env source.Env) error {
 // TestDaemonRunsSources: an admin node runs its sources: the mirrored deactivation denies on the ext_authz
 // listener, the handler is served under /v1/sources/{name}/, and /v1/sources names this node as the leader.
 func TestDaemonRunsSources(t *testing.T) {
+	t.Parallel()
 	d := start(t, func(c *daemon.Config) {
 		c.Sources = []source.Source{mirrorSource{}}
 		c.SourceLeaderTTL = 2 * time.Second

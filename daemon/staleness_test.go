@@ -26,7 +26,7 @@ func TestLaggingGatewayReportsItsLag(t *testing.T) {
 	writer := etcdtest.Client(t, etcd.Endpoints())
 	fnet := newFaultNet(t, etcd.Endpoints())
 	d := start(t, func(c *daemon.Config) {
-		c.Role = daemon.RoleGateway
+		c.Role = daemon.GatewayNode
 		c.EtcdEndpoints = fnet.endpoints()
 		c.Staleness = "backup=deny-after:1s"
 		c.ProgressInterval = 100 * time.Millisecond

@@ -111,6 +111,7 @@ func (p *pki) clientTLS(t *testing.T, withCert bool) *tls.Config {
 // TestTLSEverywhere: etcd requires client certificates and deactd presents one; deactd's own listeners serve
 // TLS and require client certificates too. A client without a certificate gets nothing.
 func TestTLSEverywhere(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	etcdCert, etcdKey := p.issue(t, "etcd")
 	etcdURL, err := etcdserver.FreeURL("http://127.0.0.1:0")

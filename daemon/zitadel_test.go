@@ -7,23 +7,24 @@ import (
 )
 
 func TestZitadelConfigValidate(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		role string
+		role NodeRole
 		z    ZitadelConfig
 		want string // "" = valid
 	}{
-		{"off", RoleGateway, ZitadelConfig{}, ""},
-		{"pat", RoleAdmin, ZitadelConfig{URL: "https://z", TokenFile: "pat"}, ""},
-		{"key file", RoleAll, ZitadelConfig{URL: "https://z", KeyFile: "key.json", SigningKeyFile: "keys"}, ""},
-		{"events only", RoleAdmin, ZitadelConfig{SigningKeyFile: "keys"}, ""},
-		{"gateway role", RoleGateway, ZitadelConfig{URL: "https://z", TokenFile: "pat"}, "--role all or admin"},
-		{"no credentials", RoleAdmin, ZitadelConfig{URL: "https://z"}, "one of --zitadel-token-file"},
-		{"both credentials", RoleAdmin, ZitadelConfig{URL: "https://z", TokenFile: "pat", KeyFile: "k"}, "one of --zitadel-token-file"},
-		{"token without url", RoleAdmin, ZitadelConfig{TokenFile: "pat"}, "need --zitadel-url"},
-		{"orgs without url", RoleAdmin, ZitadelConfig{Orgs: []string{"1"}}, "need --zitadel-url"},
-		{"bad org id", RoleAdmin, ZitadelConfig{URL: "https://z", TokenFile: "pat", Orgs: []string{"1/2"}}, "--zitadel-orgs"},
-		{"tiny interval", RoleAdmin, ZitadelConfig{URL: "https://z", TokenFile: "pat", SyncInterval: time.Millisecond}, "at least 100ms"},
+		{"off", GatewayNode, ZitadelConfig{}, ""},
+		{"pat", AdminNode, ZitadelConfig{URL: "https://z", TokenFile: "pat"}, ""},
+		{"key file", AllInOne, ZitadelConfig{URL: "https://z", KeyFile: "key.json", SigningKeyFile: "keys"}, ""},
+		{"events only", AdminNode, ZitadelConfig{SigningKeyFile: "keys"}, ""},
+		{"gateway role", GatewayNode, ZitadelConfig{URL: "https://z", TokenFile: "pat"}, "--role all or admin"},
+		{"no credentials", AdminNode, ZitadelConfig{URL: "https://z"}, "one of --zitadel-token-file"},
+		{"both credentials", AdminNode, ZitadelConfig{URL: "https://z", TokenFile: "pat", KeyFile: "k"}, "one of --zitadel-token-file"},
+		{"token without url", AdminNode, ZitadelConfig{TokenFile: "pat"}, "need --zitadel-url"},
+		{"orgs without url", AdminNode, ZitadelConfig{Orgs: []string{"1"}}, "need --zitadel-url"},
+		{"bad org id", AdminNode, ZitadelConfig{URL: "https://z", TokenFile: "pat", Orgs: []string{"1/2"}}, "--zitadel-orgs"},
+		{"tiny interval", AdminNode, ZitadelConfig{URL: "https://z", TokenFile: "pat", SyncInterval: time.Millisecond}, "at least 100ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Config{Role: tc.role, Zitadel: tc.z}

@@ -9,10 +9,10 @@
 //	deactbench fleet [flags]        N gateways with node reporting on a 3-member etcd: etcd cost and confirmation per change
 //	deactbench all [--quick]        all of them, report and plots in --out
 //
-// check and all run deact and the null baseline each in a child process of its own by default (--servers
-// process: deactd built from ./cmd/deactd or --deactd, the null server as "deactbench null-server");
-// --servers inprocess runs them in deactbench's own process. --pin pins the load generator and the servers to
-// a CPU each.
+// deactbench drives deact from outside: every deact it starts runs as deactd child processes (built from
+// ./cmd/deactd, or --deactd), started through the launcher that reads their --ready-file. check and all run the
+// null baseline in a child process of its own too ("deactbench null-server"; --servers inprocess runs it in
+// deactbench, for a deact given by address). --pin pins the load generator and the servers to a CPU each.
 //
 // Exit status: 0 when every answer was right, 1 when a run failed or saw a wrong answer, 2 for bad usage.
 package main
@@ -121,11 +121,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	)
 	switch mode {
 	case "check":
-		t.register(fs, "start the local cluster (3 etcd members, 3 gateways, admin) in-process instead of one deactd")
+		t.register(fs, "start the local cluster (3 etcd members in deactbench, 3 gateways and an admin node as deactd children) instead of one deactd")
 		fs.StringVar(&check.Transport, "transport", bench.TransportGRPC, "grpc (Envoy ext_authz) or http (/check, as nginx auth_request)")
 		fs.StringVar(&check.Baseline, "baseline", "", `"null" measures a null ext_authz server (see --servers) before and after deact; an address measures that server`)
-		fs.StringVar(&check.Servers, "servers", bench.ServersProcess, "where the started deact and null server run: process (a child process each) or inprocess (in deactbench)")
-		fs.StringVar(&check.Deactd, "deactd", "", "deactd binary for --servers process (default: go build ./cmd/deactd)")
+		fs.StringVar(&check.Servers, "servers", bench.ServersProcess, "where the null server runs: process (a child process, as deact) or inprocess (in deactbench; only with deact given by address or --local)")
+		fs.StringVar(&check.Deactd, "deactd", "", "deactd binary of the deact started (default: go build ./cmd/deactd)")
 		fs.BoolVar(&check.Pin, "pin", false, "--servers process, Linux: pin the load generator to one CPU and the servers to another")
 		fs.IntVar(&check.Orgs, "orgs", 1000, "orgs to register")
 		fs.IntVar(&check.Apps, "apps", 0, "apps to register, one project and one client ID each (default: as many as orgs)")
@@ -146,6 +146,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&check.Rounds, "rounds", 1, "with a baseline: rounds of baseline and deact runs (base, deact, base, ..., base); the ratio is the median")
 	case "propagation":
 		t.register(fs, "")
+		fs.StringVar(&prop.Deactd, "deactd", "", "deactd binary of the local cluster (default: go build ./cmd/deactd)")
 		fs.IntVar(&prop.Iterations, "iterations", 200, "writes (deactivate and reactivate alternately)")
 		fs.DurationVar(&prop.PollInterval, "poll-interval", 200*time.Microsecond, "pause between a node's checks; negative for a tight loop (which, on 2 cores, takes the CPU etcd needs)")
 		fs.DurationVar(&prop.MaxDuration, "max-duration", 2*time.Minute, "bound on the run")
@@ -154,6 +155,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&sync.Deactd, "deactd", "", "deactd binary (default: go build ./cmd/deactd)")
 	case "admin":
 		t.register(fs, "")
+		fs.StringVar(&adm.Deactd, "deactd", "", "deactd binary of the local cluster (default: go build ./cmd/deactd)")
 		fs.IntVar(&adm.Concurrency, "c", 64, "concurrent writers")
 		fs.DurationVar(&adm.Duration, "duration", 10*time.Second, "length of the run")
 		fs.Int64Var(&adm.MaxWrites, "max-writes", 0, "bound on writes (0: none)")
@@ -174,8 +176,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.BoolVar(&all.Quick, "quick", false, "short runs (about a minute on 2 cores)")
 		fs.StringVar(&all.Transport, "transport", bench.TransportGRPC, "transport of the check runs: grpc or http")
 		fs.IntVar(&all.Records, "records", 100_000, "sync records")
-		fs.StringVar(&all.Deactd, "deactd", "", "deactd binary for sync and the check runs (default: go build ./cmd/deactd)")
-		fs.StringVar(&all.Servers, "servers", bench.ServersProcess, "where the check runs' deact and null server run: process or inprocess")
+		fs.StringVar(&all.Deactd, "deactd", "", "deactd binary of every deact started (default: go build ./cmd/deactd)")
+		fs.StringVar(&all.Servers, "servers", bench.ServersProcess, "where the check runs' null server runs: process (inprocess is refused: deact runs in a child)")
 		fs.BoolVar(&all.Pin, "pin", false, "--servers process, Linux: pin the load generator to one CPU and the servers to another")
 	default:
 		fmt.Fprintf(stderr, "deactbench: unknown mode %q\n%s\n", mode, usage)

@@ -1,86 +1,47 @@
 package main
 
 import (
-	"bufio"
+	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/deact/deact/internal/launch"
 )
 
 const childToken = "child-test-token-0123456789"
 
-// child is a deactd child process and the addresses its banner showed.
+// child is a deactd child process and the addresses its ready file gave.
 type child struct {
-	cmd                 *exec.Cmd
+	p                   *launch.Process
+	pid                 int
 	authz, check, admin string // host:port
-	etcd                string // the embedded etcd's endpoint
-	banner              []string
+	etcd                string // the first etcd endpoint: the embedded etcd's socket URL
+	readyFile           string
 }
 
-// runChild starts cmd (a deactd, possibly behind sh -c) with the test token in its environment and waits for
-// the banner's etcd line, the last with an address. The process is killed at cleanup.
-func runChild(t *testing.T, cmd *exec.Cmd) *child {
+// runChild starts argv (a deactd, possibly behind sh -c ... exec) through the launcher with the test token in
+// its environment, and returns once its ready file is there. The process is killed at cleanup.
+func runChild(t *testing.T, argv ...string) *child {
 	t.Helper()
-	cmd.Env = append(os.Environ(), "DEACT_ADMIN_TOKEN="+childToken)
-	stdout, err := cmd.StdoutPipe()
+	readyFile := filepath.Join(t.TempDir(), "ready.json")
+	p, err := launch.Start(context.Background(), launch.Options{
+		Argv: argv, Env: append(os.Environ(), "DEACT_ADMIN_TOKEN="+childToken),
+		ReadyFile: readyFile, Stderr: os.Stderr, Timeout: 60 * time.Second,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	t.Cleanup(func() { _ = p.Kill() })
+	c := &child{p: p, pid: p.PID(), authz: p.Ready.AuthzAddr, check: p.Ready.CheckAddr, admin: p.Ready.AdminAddr, readyFile: readyFile}
+	if len(p.Ready.EtcdEndpoints) > 0 {
+		c.etcd = p.Ready.EtcdEndpoints[0]
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	c := &child{cmd: cmd}
-	lines := make(chan string, 64)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	timeout := time.After(60 * time.Second)
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("deactd exited before its banner: %q", c.banner)
-			}
-			c.banner = append(c.banner, l)
-			field := func(prefix string) string {
-				v, _ := strings.CutPrefix(strings.TrimSpace(l), prefix)
-				return strings.TrimSpace(v)
-			}
-			switch s := strings.TrimSpace(l); {
-			case strings.HasPrefix(s, "authz gRPC (ext_authz):"):
-				c.authz = field("authz gRPC (ext_authz):")
-			case strings.HasPrefix(s, "check HTTP (/check):"):
-				c.check = strings.TrimSuffix(strings.TrimPrefix(field("check HTTP (/check):"), "http://"), "/check")
-			case strings.HasPrefix(s, "admin HTTP/gRPC:"):
-				c.admin = strings.TrimPrefix(field("admin HTTP/gRPC:"), "http://")
-			case strings.HasPrefix(s, "etcd (embedded):"):
-				c.etcd, _, _ = strings.Cut(field("etcd (embedded):"), ",")
-			case strings.HasPrefix(s, "etcd:"):
-				c.etcd = field("etcd:")
-			}
-			if c.etcd != "" { // the line after the addresses
-				go func() {
-					for range lines {
-					}
-				}()
-				return c
-			}
-		case <-timeout:
-			t.Fatalf("deactd printed no admin address: %q", c.banner)
-		}
-	}
+	return c
 }
 
 // openFDs counts the process's open file descriptors.

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,14 +8,14 @@ import (
 	"log/slog"
 	"net/http"
 	"os/exec"
-	"regexp"
+	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/deact/deact/daemon"
+	"github.com/deact/deact/internal/launch"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -30,78 +28,41 @@ import (
 
 const fenceToken = "fence-test-token-0123456789"
 
-var (
-	authzLine    = regexp.MustCompile(`authz gRPC \(ext_authz\):\s+(\S+)`)
-	adminURLLine = regexp.MustCompile(`admin HTTP/gRPC:\s+(http://\S+)`)
-)
-
 // gatewayChild is a deactd --role gateway child process on an external etcd.
 type gatewayChild struct {
-	cmd       *exec.Cmd
+	p         *launch.Process
 	authzAddr string
 	adminURL  string
-	stderr    *syncBuffer
-	exited    chan struct{} // closed when the process has exited; err then holds Wait's result
-	err       error
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-// startGateway runs deactd as a gateway with nodeID on endpoints and returns once it printed its banner.
-func startGateway(t *testing.T, bin, nodeID string, endpoints []string) *gatewayChild {
+// spawnGateway runs deactd as a gateway with nodeID on endpoints and returns at once; the process is killed
+// at cleanup.
+func spawnGateway(t *testing.T, bin, nodeID string, endpoints []string) *launch.Process {
 	t.Helper()
-	g := &gatewayChild{stderr: &syncBuffer{}, exited: make(chan struct{})}
-	g.cmd = exec.Command(bin, "--role", "gateway", "--node-id", nodeID, "--data-dir", t.TempDir(),
-		"--etcd-endpoints", strings.Join(endpoints, ","),
-		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-level", "warn")
-	stdout, err := g.cmd.StdoutPipe()
+	p, err := launch.Spawn(launch.Options{
+		Argv: []string{bin, "--role", "gateway", "--node-id", nodeID, "--data-dir", t.TempDir(),
+			"--etcd-endpoints", strings.Join(endpoints, ","),
+			"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-level", "warn"},
+		ReadyFile: filepath.Join(t.TempDir(), "ready.json"), Timeout: 60 * time.Second,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.cmd.Stderr = g.stderr
-	if err := g.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addrs := make(chan [2]string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		var authz string
-		for sc.Scan() {
-			if m := authzLine.FindStringSubmatch(sc.Text()); m != nil {
-				authz = m[1]
-			}
-			if m := adminURLLine.FindStringSubmatch(sc.Text()); m != nil {
-				addrs <- [2]string{authz, m[1]}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-		g.err = g.cmd.Wait()
-		close(g.exited)
-	}()
 	t.Cleanup(func() {
-		_ = g.cmd.Process.Signal(syscall.SIGCONT) // a stopped process cannot die of SIGKILL until it runs
-		_ = g.cmd.Process.Kill()
-		<-g.exited
+		_ = p.Signal(syscall.SIGCONT) // a stopped process cannot die of SIGKILL until it runs
+		_ = p.Kill()
 	})
-	select {
-	case a := <-addrs:
-		g.authzAddr, g.adminURL = a[0], a[1]
-	case <-g.exited:
-		t.Fatalf("deactd %s exited at start: %v\n%s", nodeID, g.err, g.stderr)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("deactd %s printed no addresses", nodeID)
+	return p
+}
+
+// startGateway runs deactd as a gateway with nodeID on endpoints and returns once it is ready (its ready file).
+func startGateway(t *testing.T, bin, nodeID string, endpoints []string) *gatewayChild {
+	t.Helper()
+	p := spawnGateway(t, bin, nodeID, endpoints)
+	if err := p.WaitReady(context.Background()); err != nil {
+		t.Fatalf("deactd %s: %v", nodeID, err)
 	}
-	return g
+	return &gatewayChild{p: p, authzAddr: p.Ready.AuthzAddr, adminURL: "http://" + p.Ready.AdminAddr}
 }
 
 func (g *gatewayChild) ready() bool {
@@ -129,7 +90,7 @@ func startAdmin(t *testing.T, endpoints []string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d, err := daemon.Start(ctx, daemon.Config{
-		Role: daemon.RoleAdmin, DataDir: t.TempDir(), EtcdEndpoints: endpoints, AdminToken: fenceToken,
+		Role: daemon.AdminNode, DataDir: t.TempDir(), EtcdEndpoints: endpoints, AdminToken: fenceToken,
 		AdminAddr: "127.0.0.1:0", ConfirmTimeout: 2 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: io.Discard,
 	})
@@ -208,21 +169,24 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 // failure_mode_allow: false), never allowed from the old state, until it has registered again and caught up;
 // then it denies the orgs deactivated while it was frozen, and writes are confirmed by it again.
 func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
+	t.Parallel()
 	bin := deactdBinary(t)
 	etcd := etcdtest.Start(t)
 	cli := etcdtest.Client(t, etcd.Endpoints())
 	adminURL := startAdmin(t, etcd.Endpoints())
 	g := startGateway(t, bin, "g1", etcd.Endpoints())
 	waitFor(t, "gateway ready", 30*time.Second, g.ready)
-	if got, _ := deactivate(t, adminURL, "100"); got != "1/1" {
-		t.Fatalf("write with the gateway up: X-Deact-Confirmed %q, want 1/1", got)
-	}
 	check := g.checkClient(t)
-	if got := checkCode(check, "200", 5*time.Second); got != codes.OK {
-		t.Fatalf("active org before the pause: %v", got)
-	}
+	t.Run("before the pause", func(t *testing.T) {
+		if got, _ := deactivate(t, adminURL, "100"); got != "1/1" {
+			t.Fatalf("write with the gateway up: X-Deact-Confirmed %q, want 1/1", got)
+		}
+		if got := checkCode(check, "200", 5*time.Second); got != codes.OK {
+			t.Fatalf("active org before the pause: %v", got)
+		}
+	})
 
-	if err := g.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := g.p.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
@@ -232,82 +196,102 @@ func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
 	for range queued {
 		go func() { results <- checkCode(check, "200", 2*time.Minute) }()
 	}
-	got, pending := deactivate(t, adminURL, "200")
-	answered := time.Since(stopped)
-	if got == "1/1" {
-		t.Fatalf("write while the gateway is frozen: X-Deact-Confirmed 1/1 for a write it has not applied")
-	}
-	// Its 10 s lease was renewed at most 3 s before the freeze, so it lives at least 7 s past it; until then
-	// the frozen gateway counts, unconfirmed.
-	if answered < 7*time.Second && (got != "0/1" || len(pending) != 1 || pending[0] != "g1") {
-		t.Fatalf("write while the frozen gateway's lease lives: X-Deact-Confirmed %q, pending %v; want 0/1, [g1]", got, pending)
-	}
-	waitFor(t, "the frozen gateway's lease to expire", 30*time.Second, func() bool { return !nodeRegistered(t, cli, "g1") })
-	if got, _ := deactivate(t, adminURL, "300"); got != "0/0" {
-		t.Fatalf("write after the frozen gateway's lease expired: X-Deact-Confirmed %q, want 0/0", got)
-	}
+	t.Run("counted while its lease lives", func(t *testing.T) {
+		got, pending := deactivate(t, adminURL, "200")
+		answered := time.Since(stopped)
+		if got == "1/1" {
+			t.Fatalf("write while the gateway is frozen: X-Deact-Confirmed 1/1 for a write it has not applied")
+		}
+		// Its 10 s lease was renewed at most 3 s before the freeze, so it lives at least 7 s past it; until then
+		// the frozen gateway counts, unconfirmed.
+		if answered < 7*time.Second && (got != "0/1" || len(pending) != 1 || pending[0] != "g1") {
+			t.Fatalf("write while the frozen gateway's lease lives: X-Deact-Confirmed %q, pending %v; want 0/1, [g1]", got, pending)
+		}
+	})
+	t.Run("not counted once its lease expired", func(t *testing.T) {
+		waitFor(t, "the frozen gateway's lease to expire", 30*time.Second, func() bool { return !nodeRegistered(t, cli, "g1") })
+		if got, _ := deactivate(t, adminURL, "300"); got != "0/0" {
+			t.Fatalf("write after the frozen gateway's lease expired: X-Deact-Confirmed %q, want 0/0", got)
+		}
+	})
 
-	if err := g.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := g.p.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	resumed := time.Now()
-	refused := 0
-	for range queued {
-		switch c := <-results; c {
-		case codes.Unavailable:
-			refused++
-		case codes.PermissionDenied: // decided after it caught up: right too
-		default:
-			t.Fatalf("a request queued during the freeze got %v after SIGCONT, want refused (Unavailable) or denied", c)
+	t.Run("queued requests refused or denied after SIGCONT", func(t *testing.T) {
+		refused := 0
+		for range queued {
+			switch c := <-results; c {
+			case codes.Unavailable:
+				refused++
+			case codes.PermissionDenied: // decided after it caught up: right too
+			default:
+				t.Fatalf("a request queued during the freeze got %v after SIGCONT, want refused (Unavailable) or denied", c)
+			}
 		}
-	}
-	t.Logf("after SIGCONT: %d of %d queued requests refused, the rest denied after catching up", refused, queued)
-	waitFor(t, "the gateway to catch up and deny the org deactivated while it was frozen", 30*time.Second, func() bool {
-		switch c := checkCode(check, "200", 5*time.Second); c {
-		case codes.PermissionDenied:
-			return true
-		case codes.Unavailable:
-			return false
-		default:
-			t.Fatalf("gateway back from the freeze answered %v for a deactivated org, want refused until it caught up, then denied", c)
-			return false
+		t.Logf("after SIGCONT: %d of %d queued requests refused, the rest denied after catching up", refused, queued)
+	})
+	t.Run("refuses until caught up, then denies", func(t *testing.T) {
+		waitFor(t, "the gateway to catch up and deny the org deactivated while it was frozen", 30*time.Second, func() bool {
+			switch c := checkCode(check, "200", 5*time.Second); c {
+			case codes.PermissionDenied:
+				return true
+			case codes.Unavailable:
+				return false
+			default:
+				t.Fatalf("gateway back from the freeze answered %v for a deactivated org, want refused until it caught up, then denied", c)
+				return false
+			}
+		})
+		t.Logf("frozen %v; refused after SIGCONT until it caught up %v later", resumed.Sub(stopped), time.Since(resumed))
+		if c := checkCode(check, "300", 5*time.Second); c != codes.PermissionDenied {
+			t.Fatalf("org deactivated while the gateway was out of the registry: %v, want denied", c)
 		}
 	})
-	t.Logf("frozen %v; refused after SIGCONT until it caught up %v later", resumed.Sub(stopped), time.Since(resumed))
-	if c := checkCode(check, "300", 5*time.Second); c != codes.PermissionDenied {
-		t.Fatalf("org deactivated while the gateway was out of the registry: %v, want denied", c)
-	}
-	waitFor(t, "gateway ready again", 30*time.Second, g.ready)
-	if got, _ := deactivate(t, adminURL, "400"); got != "1/1" {
-		t.Fatalf("write after the gateway came back: X-Deact-Confirmed %q, want 1/1", got)
-	}
+	t.Run("confirms writes again", func(t *testing.T) {
+		waitFor(t, "gateway ready again", 30*time.Second, g.ready)
+		if got, _ := deactivate(t, adminURL, "400"); got != "1/1" {
+			t.Fatalf("write after the gateway came back: X-Deact-Confirmed %q, want 1/1", got)
+		}
+	})
 }
 
 // TestDuplicateNodeIDRefusedAtStart (issue 14, B9): a second deactd with the --node-id of a running one waits
 // one lease TTL (a crashed predecessor's record would expire by then), then exits with an error naming the
 // node ID; the first keeps its record and its writes are confirmed 1/1 throughout.
 func TestDuplicateNodeIDRefusedAtStart(t *testing.T) {
+	t.Parallel()
 	bin := deactdBinary(t)
 	etcd := etcdtest.Start(t)
 	adminURL := startAdmin(t, etcd.Endpoints())
 	first := startGateway(t, bin, "same", etcd.Endpoints())
 	waitFor(t, "first gateway ready", 30*time.Second, first.ready)
 
-	second := startGateway(t, bin, "same", etcd.Endpoints())
+	second := spawnGateway(t, bin, "same", etcd.Endpoints())
+	// The duplicate listens, then waits out the lease TTL before it refuses: write while it waits.
+	waitFor(t, "the second deactd to listen", 30*time.Second, func() bool {
+		n := 0
+		for _, s := range tcpSockets(t, second.PID()) {
+			if s.state == "0A" {
+				n++
+			}
+		}
+		return n == 3
+	})
 	if got, _ := deactivate(t, adminURL, "100"); got != "1/1" {
 		t.Fatalf("write while the duplicate waits: X-Deact-Confirmed %q, want 1/1", got)
 	}
-	select {
-	case <-second.exited:
-	case <-time.After(45 * time.Second):
+	wctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	if err := second.WaitReady(wctx); err == nil {
+		t.Fatal("the second deactd with the same --node-id became ready")
+	} else if wctx.Err() != nil {
 		t.Fatal("the second deactd with the same --node-id did not refuse to run")
 	}
 	var exit *exec.ExitError
-	if !errors.As(second.err, &exit) || exit.ExitCode() != 1 || !strings.Contains(second.stderr.String(), `node ID "same" is registered by another running deactd`) {
-		t.Fatalf("second deactd: %v, stderr:\n%s", second.err, second.stderr)
-	}
-	if second.ready() {
-		t.Fatal("the refused deactd is ready")
+	if err := second.Wait(); !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(second.StderrTail(), `node ID "same" is registered by another running deactd`) {
+		t.Fatalf("second deactd: %v, stderr:\n%s", err, second.StderrTail())
 	}
 	if !first.ready() {
 		t.Fatal("the first deactd lost readiness to the duplicate")

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -32,11 +31,11 @@ const fdLimit = 512
 func TestConnectionFloodUnderLowFileLimit(t *testing.T) {
 	t.Parallel()
 	bin := deactdBinary(t)
-	c := runChild(t, exec.Command("sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, fdLimit), bin,
+	c := runChild(t, "sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, fdLimit), bin,
 		"--data-dir", t.TempDir(), "--node-id", "flooded",
 		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--confirm-timeout", "5s", "--etcd-log-level", "error", "--log-level", "warn"))
-	pid := c.cmd.Process.Pid
+		"--confirm-timeout", "5s", "--etcd-log-level", "error", "--log-level", "warn")
+	pid := c.pid
 	admin := "http://" + c.admin
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -162,8 +161,10 @@ func TestConnectionFloodUnderLowFileLimit(t *testing.T) {
 	if got := checkOrg(t, authz, "777"); got != int32(code.Code_PERMISSION_DENIED) {
 		t.Errorf("after the flood, org 777: code %d", got)
 	}
-	if c.cmd.ProcessState != nil {
-		t.Fatalf("deactd exited: %v", c.cmd.ProcessState)
+	select {
+	case <-c.p.Done():
+		t.Fatalf("deactd exited: %v", c.p.Wait())
+	default:
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -17,9 +16,10 @@ import (
 // committed (lines 1..N, nothing after), the newest import entry of the audit says N, and the same file
 // imported again with ?skip=N completes it.
 func TestImportKill9Resume(t *testing.T) {
+	t.Parallel()
 	bin := deactdBinary(t)
 	dataDir := t.TempDir()
-	cmd, url := startChild(t, bin, dataDir)
+	p, url := startChild(t, bin, dataDir)
 
 	const total = 3000
 	lines := make([]string, total)
@@ -52,10 +52,7 @@ func TestImportKill9Resume(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
+	_ = p.Kill()
 	pw.Close() // the client's transport waits for the body to end before it reports the broken connection
 	if err := <-answered; err == nil || strings.HasPrefix(err.Error(), "answered") {
 		t.Fatalf("the client of the killed import got %v, want a broken connection", err)

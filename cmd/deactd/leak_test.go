@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"testing"
 
@@ -12,5 +13,15 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(dialAsEnv); path != "" {
 		os.Exit(probeDial(path)) // a probe child of TestEmbeddedEtcdIsPrivate, not a test run
 	}
-	goleak.VerifyTestMain(m, etcdtest.LeakOptions()...)
+	code := m.Run()
+	if deactdBuildDir != "" {
+		os.RemoveAll(deactdBuildDir)
+	}
+	if code == 0 {
+		if err := goleak.Find(etcdtest.LeakOptions()...); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak: errors on successful test run:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

@@ -35,19 +35,20 @@ func main() {
 // parse fills a Config from flags, with DEACT_* environment variables for flags not given.
 func parse(args []string) (daemon.Config, error) {
 	var c daemon.Config
-	var etcd, presets, logLevel, logFormat, tokenFile string
+	var role, etcd, presets, logLevel, logFormat, tokenFile string
 	fs := flag.NewFlagSet("deactd", flag.ContinueOnError)
 	fs.StringVar(&c.DataDir, "data-dir", "./deact-data", "directory for the embedded etcd's data and the generated admin token")
 	fs.StringVar(&c.NodeID, "node-id", "", "this gateway node's ID in the registry (default: host name)")
-	fs.StringVar(&c.Role, "role", daemon.RoleAll, "all, gateway (enforcement only) or admin (admin API only)")
+	fs.StringVar(&role, "role", string(daemon.AllInOne), "all, gateway (enforcement only) or admin (admin API only)")
 	fs.StringVar(&etcd, "etcd-endpoints", "", "comma-separated etcd client URLs; empty starts an embedded single-node etcd in --data-dir")
 	fs.StringVar(&c.EtcdCACert, "etcd-cacert", "", "CA bundle that signed etcd's server certificates")
 	fs.StringVar(&c.EtcdCert, "etcd-cert", "", "client certificate for etcd (mTLS)")
 	fs.StringVar(&c.EtcdKey, "etcd-key", "", "key of --etcd-cert")
 	fs.StringVar(&c.EtcdLogLevel, "etcd-log-level", "error", "log level of the embedded etcd")
-	fs.StringVar(&c.AuthzAddr, "authz-addr", "127.0.0.1:9191", "ext_authz gRPC listen address (port 0 picks a free port)")
-	fs.StringVar(&c.HTTPCheckAddr, "http-check-addr", "127.0.0.1:9192", "HTTP check (nginx auth_request) listen address")
-	fs.StringVar(&c.AdminAddr, "admin-addr", "127.0.0.1:8080", "admin API, /healthz, /readyz and /metrics listen address")
+	fs.StringVar(&c.AuthzAddr, "authz-addr", daemon.DefaultAuthzAddr, "ext_authz gRPC listen address (port 0 picks a free port)")
+	fs.StringVar(&c.HTTPCheckAddr, "http-check-addr", daemon.DefaultHTTPCheckAddr, "HTTP check (nginx auth_request) listen address")
+	fs.StringVar(&c.AdminAddr, "admin-addr", daemon.DefaultAdminAddr, "admin API, /healthz, /readyz and /metrics listen address")
+	fs.StringVar(&c.ReadyFile, "ready-file", "", "once ready, write the node's ID, role, version, pid, listener addresses and etcd endpoints to this file as JSON (atomically, 0600); removed when deactd stops")
 	fs.IntVar(&c.MaxConns, "max-conns", 0, "bound on each listener's open connections; when full, the connection quiet the longest makes room (default: derived from the open-file limit, a reserve kept for etcd)")
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 0, "a new connection must send its first request (TLS and HTTP/2 handshakes included) within this (default 5s)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 0, "close connections that carried no request for this long: HTTP keep-alive and gRPC (default 2m)")
@@ -116,6 +117,7 @@ func parse(args []string) (daemon.Config, error) {
 			return c, fmt.Errorf("--admin-token-file %s is empty", tokenFile)
 		}
 	}
+	c.Role = daemon.NodeRole(role)
 	c.EtcdEndpoints = splitList(etcd)
 	c.Presets = splitList(presets)
 	c.Zitadel.Orgs = splitList(zitadelOrgs)

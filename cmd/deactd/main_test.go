@@ -1,65 +1,58 @@
 package main
 
 import (
-	"bufio"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/deact/deact/internal/launch"
 )
 
-// deactdBinary builds deactd once for the tests that run it as a child process.
+// deactdBinary builds deactd once for the tests that run it as a child process (the build is shared by the
+// tests running in parallel; TestMain removes it at the end).
 func deactdBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "deactd")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	bin, err := builtDeactd()
 	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	return bin
 }
 
-var adminLine = regexp.MustCompile(`admin HTTP/gRPC:\s+(http://\S+)`)
+// deactdBuildDir holds the binary deactdBinary built, if any.
+var deactdBuildDir string
 
-// startChild runs deactd on free ports with dataDir and returns its admin URL once it printed its banner.
-func startChild(t *testing.T, bin, dataDir string) (*exec.Cmd, string) {
+var builtDeactd = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "deactd-test-")
+	if err != nil {
+		return "", err
+	}
+	deactdBuildDir = dir
+	bin := filepath.Join(dir, "deactd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// startChild runs deactd on free ports with dataDir through the launcher and returns it and its admin URL
+// once it is ready.
+func startChild(t *testing.T, bin, dataDir string) (*launch.Process, string) {
 	t.Helper()
-	cmd := exec.Command(bin, "--data-dir", dataDir, "--node-id", "child",
+	c := runChild(t, bin, "--data-dir", dataDir, "--node-id", "child",
 		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--etcd-log-level", "fatal", "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "DEACT_ADMIN_TOKEN=child-test-token-0123456789")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := adminLine.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case url := <-found:
-		return cmd, url
-	case <-time.After(60 * time.Second):
-		t.Fatal("deactd printed no admin address")
-	}
-	return nil, ""
+	return c.p, "http://" + c.admin
 }
 
 func call(t *testing.T, method, url, body string) (int, string) {
@@ -79,16 +72,14 @@ func call(t *testing.T, method, url, body string) (int, string) {
 // TestAcknowledgedWriteSurvivesKill9: a deactivation acknowledged by the admin API is there after deactd is
 // killed with SIGKILL right after the acknowledgement and started again on the same data directory.
 func TestAcknowledgedWriteSurvivesKill9(t *testing.T) {
+	t.Parallel()
 	bin := deactdBinary(t)
 	dataDir := t.TempDir()
-	cmd, url := startChild(t, bin, dataDir)
+	p, url := startChild(t, bin, dataDir)
 	if code, body := call(t, "POST", url+"/v1/orgs/424242/deactivate?confirmTimeout=0", `{"ops":"all","reason":"kill test"}`); code != 200 {
 		t.Fatalf("deactivate: %d %s", code, body)
 	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
+	_ = p.Kill()
 
 	_, url = startChild(t, bin, dataDir)
 	code, body := call(t, "GET", url+"/v1/orgs/424242", "")
@@ -97,21 +88,29 @@ func TestAcknowledgedWriteSurvivesKill9(t *testing.T) {
 	}
 }
 
-// TestSIGTERMStopsCleanly: SIGTERM drains and exits 0.
+// TestSIGTERMStopsCleanly: SIGTERM drains and exits 0, and deactd removes its ready file.
 func TestSIGTERMStopsCleanly(t *testing.T) {
-	cmd, _ := startChild(t, deactdBinary(t), t.TempDir())
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	t.Parallel()
+	c := runChild(t, deactdBinary(t), "--data-dir", t.TempDir(), "--node-id", "child",
+		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+		"--etcd-log-level", "fatal", "--log-level", "warn")
+	p := c.p
+	if fi, err := os.Stat(c.readyFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("ready file: %v, %v; want it there, 0600", fi, err)
+	}
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
-	case err := <-done:
-		if err != nil {
+	case <-p.Done():
+		if err := p.Wait(); err != nil {
 			t.Fatalf("exit after SIGTERM: %v", err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("deactd did not stop after SIGTERM")
+	}
+	if _, err := os.Stat(c.readyFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ready file after a clean exit: %v, want it removed", err)
 	}
 }
 

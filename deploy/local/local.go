@@ -1,11 +1,11 @@
 // Package local runs a whole deact deployment on loopback: an etcd cluster (embedded members), gateway nodes
 // and an admin node, each a real deactd with its own listeners, etcd client and log file — in this process
-// (daemon.Start) by default, or as deactd child processes (Config.Exec). cmd/deactlocal starts one from the
-// command line; end-to-end tests and deactbench use it for multi-node runs.
+// (daemon.Start) by default, or as deactd child processes (Config.Exec) started through internal/launch, which
+// reads each child's --ready-file. cmd/deactlocal starts one from the command line; end-to-end tests use it for
+// multi-node runs.
 package local
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,17 +13,15 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/deact/deact/daemon"
 	"github.com/deact/deact/state"
+	"github.com/deact/deact/internal/launch"
 	"github.com/deact/deact/state/etcdserver"
 )
 
@@ -37,7 +35,8 @@ type Config struct {
 	// Daemon, when set, adjusts each in-process node's configuration before it starts (e.g. staleness policy).
 	Daemon func(*daemon.Config)
 	// Exec, when set, is a deactd binary: the nodes run as its child processes (SIGTERM to stop), each logging
-	// to its own file, instead of in this process. Daemon does not apply then.
+	// to its own file and writing its ready file (<Dir>/<node>.ready.json), instead of in this process. Daemon
+	// does not apply then.
 	Exec string
 	// AdminArgs are extra deactd flags for the admin node when it runs as a child process (Exec), e.g. a
 	// source's --zitadel-url.
@@ -106,13 +105,13 @@ func Start(cfg Config) (_ *Cluster, err error) {
 		return nil, err
 	}
 	for i := range cfg.Gateways {
-		n, err := c.startNode(fmt.Sprintf("gw%d", i+1), daemon.RoleGateway)
+		n, err := c.startNode(fmt.Sprintf("gw%d", i+1), daemon.GatewayNode)
 		if err != nil {
 			return nil, err
 		}
 		c.Gateways = append(c.Gateways, n)
 	}
-	if c.Admin, err = c.startNode("admin", daemon.RoleAdmin); err != nil {
+	if c.Admin, err = c.startNode("admin", daemon.AdminNode); err != nil {
 		return nil, err
 	}
 	for _, n := range c.Gateways {
@@ -141,7 +140,7 @@ func waitReady(n *Node) error {
 	}
 }
 
-func (c *Cluster) startNode(id, role string) (*Node, error) {
+func (c *Cluster) startNode(id string, role daemon.NodeRole) (*Node, error) {
 	logPath := filepath.Join(c.Dir, id+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -173,76 +172,33 @@ func (c *Cluster) startNode(id, role string) (*Node, error) {
 	}, nil
 }
 
-// Lines of deactd's start banner that carry its addresses.
-var (
-	bannerAuthz = regexp.MustCompile(`authz gRPC \(ext_authz\):\s+(\S+)`)
-	bannerCheck = regexp.MustCompile(`check HTTP \(/check\):\s+http://(\S+)/check`)
-	bannerAdmin = regexp.MustCompile(`admin HTTP/gRPC:\s+http://(\S+)`)
-)
-
-// execNode runs a node as a deactd child process and reads its addresses from the banner it prints. The admin
-// token goes to the admin node only, through its environment: a command line is readable by every user (ps).
-func (c *Cluster) execNode(id, role string, logFile *os.File) (*Node, error) {
-	cmd := exec.Command(c.cfg.Exec,
-		"--data-dir", filepath.Join(c.Dir, id), "--node-id", id, "--role", role,
+// execNode runs a node as a deactd child process through the launcher, which reads its addresses from the
+// ready file. The admin token goes to the admin node only, through its environment: a command line is
+// readable by every user (ps).
+func (c *Cluster) execNode(id string, role daemon.NodeRole, logFile *os.File) (*Node, error) {
+	argv := []string{c.cfg.Exec,
+		"--data-dir", filepath.Join(c.Dir, id), "--node-id", id, "--role", string(role),
 		"--etcd-endpoints", strings.Join(c.Etcd.Endpoints(), ","),
 		"--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--log-level", strings.ToLower(c.cfg.LogLevel.String()))
-	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "DEACT_ADMIN_TOKEN") })
-	if role != daemon.RoleGateway {
-		cmd.Env = append(cmd.Env, "DEACT_ADMIN_TOKEN="+c.AdminToken)
+		"--log-level", strings.ToLower(c.cfg.LogLevel.String())}
+	if role == daemon.AdminNode {
+		argv = append(argv, c.cfg.AdminArgs...)
 	}
-	cmd.Stderr = logFile
-	stdout, err := cmd.StdoutPipe()
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "DEACT_ADMIN_TOKEN") })
+	if role != daemon.GatewayNode {
+		env = append(env, "DEACT_ADMIN_TOKEN="+c.AdminToken)
+	}
+	p, err := launch.Start(context.Background(), launch.Options{
+		Argv: argv, Env: env, ReadyFile: filepath.Join(c.Dir, id+".ready.json"),
+		Stdout: logFile, Stderr: logFile, Timeout: 60 * time.Second,
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w; see %s", id, err, logFile.Name())
 	}
-	if role == daemon.RoleAdmin {
-		cmd.Args = append(cmd.Args, c.cfg.AdminArgs...)
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("%s: %w", id, err)
-	}
-	exited := make(chan error, 1)
-	n := &Node{ID: id, LogFile: logFile.Name(), PID: cmd.Process.Pid}
-	n.stop = func() error {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			return err
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			return fmt.Errorf("%s did not stop within 30s of SIGTERM", id)
-		}
-	}
-	banner := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(logFile, line)
-			for re, dst := range map[*regexp.Regexp]*string{bannerAuthz: &n.AuthzAddr, bannerCheck: &n.HTTPCheckAddr, bannerAdmin: &n.AdminAddr} {
-				if m := re.FindStringSubmatch(line); m != nil {
-					*dst = m[1]
-				}
-			}
-			if n.AdminAddr != "" {
-				close(banner)
-				break
-			}
-		}
-		_, _ = io.Copy(logFile, stdout)
-		exited <- cmd.Wait()
-	}()
-	select {
-	case <-banner:
-		return n, nil
-	case err := <-exited:
-		return nil, fmt.Errorf("%s exited before it listened (%v); see %s", id, err, logFile.Name())
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		return nil, fmt.Errorf("%s printed no addresses within 60s; see %s", id, logFile.Name())
-	}
+	return &Node{
+		ID: id, AuthzAddr: p.Ready.AuthzAddr, HTTPCheckAddr: p.Ready.CheckAddr, AdminAddr: p.Ready.AdminAddr,
+		LogFile: logFile.Name(), PID: p.PID(), stop: p.Stop,
+	}, nil
 }
 
 // AdminURL is the admin node's base URL.

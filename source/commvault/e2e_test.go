@@ -290,7 +290,7 @@ func (cc *cvCluster) startAdmin(id string, cv daemon.CommvaultConfig) *daemon.Da
 	dir := cc.t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	d, err := daemon.Start(ctx, daemon.Config{
-		DataDir: filepath.Join(dir, id), NodeID: id, Role: daemon.RoleAdmin, EtcdEndpoints: cc.c.Etcd.Endpoints(),
+		DataDir: filepath.Join(dir, id), NodeID: id, Role: daemon.AdminNode, EtcdEndpoints: cc.c.Etcd.Endpoints(),
 		AdminToken: cc.c.AdminToken, AdminAddr: "127.0.0.1:0", Commvault: cv,
 		Logger: slog.New(slog.DiscardHandler), Out: io.Discard,
 	})

@@ -121,7 +121,7 @@ func BenchmarkZitadelEventPropagation(b *testing.B) {
 	if os.Getenv("DEACT_ZITADEL_INPROCESS") == "1" {
 		mode = "in this process"
 		lc.Daemon = func(dc *daemon.Config) {
-			if dc.Role == daemon.RoleAdmin {
+			if dc.Role == daemon.AdminNode {
 				dc.Zitadel = daemon.ZitadelConfig{URL: fake.URL, TokenFile: tokenFile, SigningKeyFile: keyFile, SyncInterval: time.Hour}
 			}
 		}

@@ -228,7 +228,7 @@ func (zc *zitadelCluster) startAdmin(id string) *daemon.Daemon {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d, err := daemon.Start(ctx, daemon.Config{
-		DataDir: filepath.Join(zc.nodeDir, id), NodeID: id, Role: daemon.RoleAdmin, EtcdEndpoints: zc.c.Etcd.Endpoints(),
+		DataDir: filepath.Join(zc.nodeDir, id), NodeID: id, Role: daemon.AdminNode, EtcdEndpoints: zc.c.Etcd.Endpoints(),
 		AdminToken: zc.c.AdminToken, AdminAddr: "127.0.0.1:0", Zitadel: zcfg,
 		Logger: slog.New(slog.NewTextHandler(logf, nil)).With("node", id), Out: io.Discard,
 	})

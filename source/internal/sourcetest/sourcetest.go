@@ -29,7 +29,7 @@ type Cluster struct {
 func Start(t testing.TB, dir string, admin func(*daemon.Config)) *Cluster {
 	t.Helper()
 	c, err := local.Start(local.Config{Dir: filepath.Join(dir, "cluster"), Daemon: func(dc *daemon.Config) {
-		if dc.Role == daemon.RoleAdmin {
+		if dc.Role == daemon.AdminNode {
 			admin(dc)
 		}
 	}})
