@@ -120,17 +120,17 @@ func walkBody(req *Request, f func(k, v string) bool) bodyStatus {
 		tried = true
 		parsed = parsed || ok
 	}
-	if isGRPCMedia(ct) || hasMediaSubstring(ct, "application/proto") || hasMediaSubstring(ct, "application/x-protobuf") ||
-		hasMediaSubstring(ct, "application/connect+") {
+	if isGRPCMedia(ct) || containsFold(ct, "application/proto") || containsFold(ct, "application/x-protobuf") ||
+		containsFold(ct, "application/connect+") {
 		return walkRPC(req, ct, w)
 	}
-	if body[0] == '{' || body[0] == '[' || hasMediaSubstring(ct, "json") {
+	if body[0] == '{' || body[0] == '[' || containsFold(ct, "json") {
 		try(walkJSON(body, w))
 	}
-	if !w.done && (body[0] == '<' || hasMediaSubstring(ct, "xml")) {
+	if !w.done && (body[0] == '<' || containsFold(ct, "xml")) {
 		try(walkXML(body, w))
 	}
-	if !w.done && hasMediaSubstring(ct, "application/x-www-form-urlencoded") {
+	if !w.done && containsFold(ct, "application/x-www-form-urlencoded") {
 		try(true) // a form always parses: Go's ParseForm and servlet containers skip pairs they cannot decode
 		it := params{body}
 		for k, v, ok := it.next(); ok && !w.done; k, v, ok = it.next() {
@@ -141,7 +141,7 @@ func walkBody(req *Request, f func(k, v string) bool) bodyStatus {
 			}
 		}
 	}
-	if !w.done && hasMediaSubstring(ct, "multipart/form-data") {
+	if !w.done && containsFold(ct, "multipart/form-data") {
 		try(walkMultipart(body, ct, w))
 	}
 	switch {
@@ -319,7 +319,7 @@ func walkMultipart(body, ct string, w *bodyWalker) bool {
 }
 
 // isGRPCMedia reports whether a Content-Type is gRPC or gRPC-Web (any codec).
-func isGRPCMedia(ct string) bool { return hasMediaSubstring(ct, "application/grpc") }
+func isGRPCMedia(ct string) bool { return containsFold(ct, "application/grpc") }
 
 // rpcLoginFields says where the login names of a ZITADEL SessionService request are in its protobuf encoding
 // (zitadel.session.v2 and v2beta session_service.proto): the message path to the CheckUser, whose field 1 is
@@ -342,7 +342,7 @@ func rpcLoginFields(method string) []protowire.Number {
 func walkRPC(req *Request, ct string, w *bodyWalker) bodyStatus {
 	incomplete := req.bodyIncomplete()
 	body := []byte(req.Body)
-	if hasMediaSubstring(ct, "grpc-web-text") {
+	if containsFold(ct, "grpc-web-text") {
 		d, err := decodeGRPCWebText(req.Body)
 		if err != nil {
 			if incomplete {
@@ -352,7 +352,7 @@ func walkRPC(req *Request, ct string, w *bodyWalker) bodyStatus {
 		}
 		body = d
 	}
-	jsonCodec := hasMediaSubstring(ct, "json")
+	jsonCodec := containsFold(ct, "json")
 	method := rpcMethod(req.Path)
 	fields := rpcLoginFields(method)
 	read := func(msg []byte) bool {
@@ -364,7 +364,7 @@ func walkRPC(req *Request, ct string, w *bodyWalker) bodyStatus {
 		}
 		return walkProto(msg, fields, w) == nil
 	}
-	framed := isGRPCMedia(ct) || hasMediaSubstring(ct, "application/connect+")
+	framed := isGRPCMedia(ct) || containsFold(ct, "application/connect+")
 	if !framed {
 		ok := read(body)
 		switch {

@@ -42,9 +42,9 @@ func commvaultTaskOp(req *Request) (Op, state.Ops) {
 			return false
 		}
 		switch {
-		case hasMediaSubstring(v, "restore"):
+		case containsFold(v, "restore"):
 			restore = true
-		case hasMediaSubstring(v, "backup"):
+		case containsFold(v, "backup"):
 			backup = true
 		case fieldIs(k, "subtasktype") && strings.TrimSpace(v) == "2": // TMMsg: BACKUP
 			backup = true

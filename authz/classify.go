@@ -254,7 +254,7 @@ func checkParam(raw string, s *source, e *evaluator) bool {
 // formDeclared reports whether the request says its body is a form: the upstream (Go's ParseForm, a servlet's
 // getParameter) reads the body only then.
 func formDeclared(req *Request) bool {
-	return hasMediaSubstring(req.Headers["content-type"], "application/x-www-form-urlencoded")
+	return containsFold(req.Headers["content-type"], "application/x-www-form-urlencoded")
 }
 
 func isForm(req *Request) bool { return req.Body != "" && formDeclared(req) }

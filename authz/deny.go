@@ -150,7 +150,7 @@ func shape(d *Decision, req *Request) denial {
 		}}})
 	case SurfaceCommvault:
 		accept := req.Headers["accept"]
-		if hasMediaSubstring(accept, "xml") || (accept == "" && hasMediaSubstring(ct, "xml")) {
+		if containsFold(accept, "xml") || (accept == "" && containsFold(ct, "xml")) {
 			contentType = "application/xml"
 			b, _ := xml.Marshal(commvaultXML{Code: CommvaultErrorCode, Message: msg})
 			dn.body = xml.Header + string(b)

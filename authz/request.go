@@ -199,10 +199,9 @@ func (l *list) next() (string, bool) {
 	return "", false
 }
 
-// hasMediaSubstring reports whether a Content-Type or Accept value contains sub, ignoring case, without
-// allocating.
-func hasMediaSubstring(v, sub string) bool {
-	// Content types are short; a case-insensitive search without allocating.
+// containsFold reports whether v contains sub, ignoring ASCII and Unicode simple case (strings.EqualFold),
+// without allocating. It is meant for short values: media types, Accept values, Commvault task type names.
+func containsFold(v, sub string) bool {
 	n := len(sub)
 	for i := 0; i+n <= len(v); i++ {
 		if strings.EqualFold(v[i:i+n], sub) {
