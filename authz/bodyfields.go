@@ -12,8 +12,8 @@ import (
 // DM2ContentIndexing_CheckCredentialReq), a form, or the protobuf of a gRPC, gRPC-Web or Connect
 // SessionService call. A "domain" field names an org domain directly where domainField is set (Commvault). A
 // body deact cannot read whole is recorded on e (the decision refuses it unless something else denies).
-func loginNamesInBody(req *Request, e *evaluator, domainField bool) bool {
-	st := walkBody(req, func(k, v string) bool {
+func loginNamesInBody(in *bodyInput, e *evaluator, domainField bool) bool {
+	st := walkBody(in, func(k, v string) bool {
 		switch {
 		case fieldIs(k, "username"), fieldIs(k, "loginname"):
 			return e.checkLogin(v)
@@ -31,13 +31,13 @@ func loginNamesInBody(req *Request, e *evaluator, domainField bool) bool {
 // commvaultTaskOp classifies a Commvault CreateTask by its subtasks. A task deact cannot tell apart (no body, as
 // behind nginx, a body cut at the proxy's limit, or one it cannot read) is checked against both the backup and
 // the restore flags; a whole body without a backup or restore subtask is op other.
-func commvaultTaskOp(req *Request) (Op, state.Ops) {
+func commvaultTaskOp(in *bodyInput) (Op, state.Ops) {
 	both := state.OpBackup | state.OpRestore
-	if strings.TrimSpace(req.Body) == "" {
+	if strings.TrimSpace(in.body) == "" {
 		return OpBackup, both
 	}
 	var backup, restore bool
-	st := walkBody(req, func(k, v string) bool {
+	st := walkBody(in, func(k, v string) bool {
 		if !fieldIs(k, "subtasktype") && !fieldIs(k, "operationtype") {
 			return false
 		}

@@ -68,6 +68,7 @@ func (a *Authorizer) decide(snap *state.Snapshot, req *Request, d *Decision, vis
 func (a *Authorizer) decidePath(snap *state.Snapshot, req *Request, canon string, d *Decision, visit func(Subject)) {
 	*d = Decision{Allow: true, Revision: snap.Revision()}
 	var m match
+	var in bodyInput // looked up when a source first reads the body
 	rt := a.matchRoute(req.Method, canon, &m)
 	op, mask := OpOther, state.Ops(0)
 	if rt != nil {
@@ -86,14 +87,14 @@ func (a *Authorizer) decidePath(snap *state.Snapshot, req *Request, canon string
 			op, mask = o, o.stateOps()
 		}
 	} else if rt != nil && rt.body == bodyCommvaultTask {
-		op, mask = commvaultTaskOp(req)
+		op, mask = commvaultTaskOp(in.load(req))
 	}
 	d.Op = op
 	if op == OpOther {
 		return
 	}
 	e := evaluator{snap: snap, mask: mask, apps: op.appsApply(), visit: visit}
-	a.subjects(req, rt, &m, op, &e)
+	a.subjects(req, &in, rt, &m, op, &e)
 	if !e.denied && e.body != bodyRead {
 		// The body could name what the rest of the request does not: a body deact did not read whole decides no
 		// allow.
@@ -112,8 +113,9 @@ func (a *Authorizer) decidePath(snap *state.Snapshot, req *Request, canon string
 // as the metadata it names.
 var zitadelOrgHeaders = [...]string{"x-zitadel-orgid", "grpc-metadata-x-zitadel-orgid"}
 
-// subjects walks the request's sources in order of trust and checks each subject as it is found.
-func (a *Authorizer) subjects(req *Request, rt *route, m *match, op Op, e *evaluator) {
+// subjects walks the request's sources in order of trust and checks each subject as it is found. in is
+// req's body, loaded by the first source that reads it.
+func (a *Authorizer) subjects(req *Request, in *bodyInput, rt *route, m *match, op Op, e *evaluator) {
 	if e.checkList(SubjectOrg, req.Route[FactOrgID]) ||
 		e.checkList(SubjectProject, req.Route[FactProjectID]) ||
 		e.checkList(SubjectApp, req.Route[FactAppID]) ||
@@ -128,13 +130,13 @@ func (a *Authorizer) subjects(req *Request, rt *route, m *match, op Op, e *evalu
 	var tv tokenView
 	if rt != nil {
 		for i := range rt.sources {
-			if a.checkSource(req, m, &rt.sources[i], e, &tv) {
+			if a.checkSource(req, in, m, &rt.sources[i], e, &tv) {
 				return
 			}
 		}
 		switch rt.body {
 		case bodyLoginName:
-			if loginNamesInBody(req, e, false) {
+			if loginNamesInBody(in.load(req), e, false) {
 				return
 			}
 		case bodyCommvaultLogin:
@@ -144,13 +146,13 @@ func (a *Authorizer) subjects(req *Request, rt *route, m *match, op Op, e *evalu
 					return
 				}
 			}
-			if loginNamesInBody(req, e, true) {
+			if loginNamesInBody(in.load(req), e, true) {
 				return
 			}
 		}
 	}
 	if op == OpLogin || op == OpToken || (rt != nil && rt.oauth) {
-		if a.oauthParams(req, e) {
+		if a.oauthParams(req, in, e, &tv) {
 			return
 		}
 	}
@@ -180,7 +182,7 @@ func (e *evaluator) checkAs(s *source, v string) bool {
 	return e.check(s.kind, strings.TrimSpace(v))
 }
 
-func (a *Authorizer) checkSource(req *Request, m *match, s *source, e *evaluator, tv *tokenView) bool {
+func (a *Authorizer) checkSource(req *Request, in *bodyInput, m *match, s *source, e *evaluator, tv *tokenView) bool {
 	switch s.from {
 	case fromHeader:
 		l := list{req.Headers[s.name]}
@@ -194,11 +196,11 @@ func (a *Authorizer) checkSource(req *Request, m *match, s *source, e *evaluator
 	case fromQuery:
 		return checkParam(req.Query, s, e)
 	case fromForm:
-		if formDeclared(req) && req.bodyIncomplete() {
+		if in.typedFrom(req).formDeclared() && in.load(req).incomplete {
 			e.bodyFailed(bodyIncomplete)
 		}
-		if isForm(req) {
-			return checkParam(req.Body, s, e)
+		if in.isForm() {
+			return checkParam(in.body, s, e)
 		}
 	case fromJWT:
 		a.loadToken(req, tv)
@@ -250,11 +252,3 @@ func checkParam(raw string, s *source, e *evaluator) bool {
 	}
 	return e.denied
 }
-
-// formDeclared reports whether the request says its body is a form: the upstream (Go's ParseForm, a servlet's
-// getParameter) reads the body only then.
-func formDeclared(req *Request) bool {
-	return containsFold(req.Headers["content-type"], "application/x-www-form-urlencoded")
-}
-
-func isForm(req *Request) bool { return req.Body != "" && formDeclared(req) }

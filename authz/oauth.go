@@ -12,22 +12,22 @@ import (
 // (RFC 7523: the assertion's iss/sub are accounts), private_key_jwt client authentication (client_assertion:
 // iss/sub are the client) and token exchange (RFC 8693: subject_token and actor_token claims). Refresh tokens
 // and authorization codes are opaque and checked through the client only.
-func (a *Authorizer) oauthParams(req *Request, e *evaluator) bool {
+func (a *Authorizer) oauthParams(req *Request, in *bodyInput, e *evaluator, tv *tokenView) bool {
 	if a.oauthFrom(req.Query, e) {
 		return true
 	}
-	if formDeclared(req) {
-		switch {
-		case req.bodyIncomplete():
+	if in.typedFrom(req).formDeclared() {
+		switch in.load(req); {
+		case in.incomplete:
 			e.bodyFailed(bodyIncomplete) // a prefix, or none of the form the upstream will read
-		case req.Body != "" && req.encoded():
+		case in.encoded:
 			e.bodyFailed(bodyUnreadable)
 		}
 	}
-	if isForm(req) && a.oauthFrom(req.Body, e) {
+	if in.isForm() && a.oauthFrom(in.body, e) {
 		return true
 	}
-	c := credentials{list{req.Headers["authorization"]}}
+	c := credentials{list{tv.authorization(req)}}
 	for scheme, cred, ok := c.next(); ok; scheme, cred, ok = c.next() {
 		if strings.EqualFold(scheme, "Basic") && e.check(SubjectClient, basicUser(cred)) {
 			return true

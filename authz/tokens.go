@@ -14,6 +14,16 @@ type tokenView struct {
 	tooLarge bool
 	// auth and mdAuth are the Authorization and Grpc-Metadata-Authorization headers, looked up once.
 	auth, mdAuth string
+	authLoaded   bool
+}
+
+// authorization returns req's Authorization header, looked up once per decision: the OAuth parameters (Basic
+// client credentials) and the bearer tokens both read it.
+func (tv *tokenView) authorization(req *Request) string {
+	if !tv.authLoaded {
+		tv.auth, tv.authLoaded = req.Headers["authorization"], true
+	}
+	return tv.auth
 }
 
 func (a *Authorizer) loadToken(req *Request, tv *tokenView) {
@@ -25,7 +35,8 @@ func (a *Authorizer) loadToken(req *Request, tv *tokenView) {
 		tv.meta = req.JWTMetadata
 		return
 	}
-	tv.auth, tv.mdAuth = req.Headers["authorization"], req.Headers[grpcMetadataAuthorization]
+	tv.mdAuth = req.Headers[grpcMetadataAuthorization]
+	tv.authorization(req)
 	tok := bearerToken(tv.auth)
 	if tok == "" {
 		tok = bearerToken(tv.mdAuth)
