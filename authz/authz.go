@@ -72,10 +72,10 @@ type Config struct {
 	MaxBodyBytes int64
 }
 
-// ErrNotReady is returned by Decide while the replica has not loaded the state.
+// ErrNotReady refuses a decision (gRPC UNAVAILABLE, HTTP 503) while the replica has not loaded the state.
 var ErrNotReady = errors.New("authz: state replica not ready")
 
-// ErrFenced is returned by Decide while Config.Fenced says the node must not decide.
+// ErrFenced refuses a decision (gRPC UNAVAILABLE, HTTP 503) while Config.Fenced says the node must not decide.
 var ErrFenced = errors.New("authz: node fenced: not known to be current in the node registry")
 
 // Authorizer decides requests against the replica's current snapshot. It implements Envoy's
@@ -87,8 +87,8 @@ type Authorizer struct {
 
 	snapshot  func() *state.Snapshot // nil until ready
 	staleness func() time.Duration
-	stale     [numOps]time.Duration // deny-after bounds; 0 = serve last known
-	fenced    func() bool           // nil = never
+	stale     [numActions]time.Duration // deny-after bounds; 0 = serve last known
+	fenced    func() bool               // nil = never
 
 	routes   []*route
 	claims   claimMapper

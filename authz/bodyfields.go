@@ -31,10 +31,10 @@ func loginNamesInBody(in *bodyInput, e *evaluator, domainField bool) bool {
 // commvaultTaskOp classifies a Commvault CreateTask by its subtasks. A task deact cannot tell apart (no body, as
 // behind nginx, a body cut at the proxy's limit, or one it cannot read) is checked against both the backup and
 // the restore flags; a whole body without a backup or restore subtask is op other.
-func commvaultTaskOp(in *bodyInput) (Op, state.Ops) {
+func commvaultTaskOp(in *bodyInput) (Action, state.Ops) {
 	both := state.OpBackup | state.OpRestore
 	if strings.TrimSpace(in.body) == "" {
-		return OpBackup, both
+		return ActionBackup, both
 	}
 	var backup, restore bool
 	st := walkBody(in, func(k, v string) bool {
@@ -56,13 +56,13 @@ func commvaultTaskOp(in *bodyInput) (Op, state.Ops) {
 	switch {
 	case st != bodyRead || (backup && restore):
 		if restore {
-			return OpRestore, both
+			return ActionRestore, both
 		}
-		return OpBackup, both
+		return ActionBackup, both
 	case restore:
-		return OpRestore, state.OpRestore
+		return ActionRestore, state.OpRestore
 	case backup:
-		return OpBackup, state.OpBackup
+		return ActionBackup, state.OpBackup
 	}
-	return OpOther, 0
+	return ActionOther, 0
 }

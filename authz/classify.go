@@ -7,15 +7,9 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// Decide classifies req and decides it against the current snapshot, applying the staleness policy. It returns
-// ErrNotReady (and no decision) before the replica is ready, and ErrFenced while the node is fenced. It neither logs nor counts; Check and the HTTP
-// handler do.
-func (a *Authorizer) Decide(req *Request) (Decision, error) {
-	var d Decision
-	err := a.decideNow(req, &d)
-	return d, err
-}
-
+// decideNow classifies req and decides it against the current snapshot, applying the fence and the staleness
+// policy. It returns ErrNotReady (and no decision) before the replica is ready, and ErrFenced while the node is
+// fenced. It neither logs nor counts; Check and the HTTP handler do.
 func (a *Authorizer) decideNow(req *Request, d *Decision) error {
 	snap := a.snapshot()
 	if snap == nil {
@@ -24,11 +18,11 @@ func (a *Authorizer) decideNow(req *Request, d *Decision) error {
 	a.decide(snap, req, d, nil)
 	// Checked after the decision, so that the snapshot it read is no older than the moment the fence held. Op
 	// other reads no state, so no answer for it can be stale.
-	if d.Op != OpOther && a.fenced != nil && a.fenced() {
+	if d.Action != ActionOther && a.fenced != nil && a.fenced() {
 		return ErrFenced
 	}
-	if d.Allow && d.Op != OpOther {
-		if bound := a.stale[d.Op]; bound > 0 && a.staleness() > bound {
+	if d.Allow && d.Action != ActionOther {
+		if bound := a.stale[d.Action]; bound > 0 && a.staleness() > bound {
 			d.Allow, d.Reason = false, ReasonStale
 		}
 	}
@@ -37,17 +31,17 @@ func (a *Authorizer) decideNow(req *Request, d *Decision) error {
 
 // Classify returns the op of req and every subject it names, in the order the decision checks them, without
 // consulting any state. A path that a Go server and a servlet container read differently (';', '\') is
-// classified both ways: the op is the first reading's that is not other, the subjects those of both. For
-// diagnostics (deactctl explain) and tests; it allocates.
-func (a *Authorizer) Classify(req *Request) (Op, []Subject) {
+// classified both ways: the op is the first reading's that is not other, the subjects those of both. It is for
+// tests that hold configuration generated from the presets (package envoy) to the classifier; it allocates.
+func (a *Authorizer) Classify(req *Request) (Action, []Subject) {
 	var subjects []Subject
 	var d Decision
 	a.decide(nil, req, &d, func(s Subject) { subjects = append(subjects, s) })
-	return d.Op, subjects
+	return d.Action, subjects
 }
 
 // decide classifies req and checks every subject it finds against snap, stopping at the first deny. It is the
-// one decision function behind Check, the HTTP handler and Decide. It takes no lock, makes no etcd call and, for
+// one decision function behind Check, the HTTP handler and Classify. It takes no lock, makes no etcd call and, for
 // requests whose subjects come from route facts, headers or a cached token, does not allocate.
 //
 // A path that a Go upstream and a servlet container or IIS would route differently (';' path parameters, '\'
@@ -59,7 +53,7 @@ func (a *Authorizer) decide(snap *state.Snapshot, req *Request, d *Decision, vis
 	if alt, ok := servletPath(canon); ok && (d.Allow || snap == nil) {
 		var d2 Decision
 		a.decidePath(snap, req, alt, &d2, visit)
-		if !d2.Allow || (d.Op == OpOther && d2.Op != OpOther) {
+		if !d2.Allow || (d.Action == ActionOther && d2.Action != ActionOther) {
 			*d = d2
 		}
 	}
@@ -70,13 +64,13 @@ func (a *Authorizer) decidePath(snap *state.Snapshot, req *Request, canon string
 	var m match
 	var in bodyInput // looked up when a source first reads the body
 	rt := a.matchRoute(req.Method, canon, &m)
-	op, mask := OpOther, state.Ops(0)
+	op, mask := ActionOther, state.Ops(0)
 	if rt != nil {
 		d.Route, d.Surface = rt.name, rt.surface
 		op, mask = rt.op, rt.mask
 	}
 	if v := req.Route[FactOp]; v != "" {
-		o, ok := parseOpFast(strings.TrimSpace(v))
+		o, ok := parseActionFast(strings.TrimSpace(v))
 		if !ok {
 			// A route that states an op deact does not know is a configuration error: fail closed, loudly.
 			d.Allow, d.Reason = false, ReasonBadRouteFact
@@ -89,8 +83,8 @@ func (a *Authorizer) decidePath(snap *state.Snapshot, req *Request, canon string
 	} else if rt != nil && rt.body == bodyCommvaultTask {
 		op, mask = commvaultTaskOp(in.load(req))
 	}
-	d.Op = op
-	if op == OpOther {
+	d.Action = op
+	if op == ActionOther {
 		return
 	}
 	e := evaluator{snap: snap, mask: mask, apps: op.appsApply(), visit: visit}
@@ -115,7 +109,7 @@ var zitadelOrgHeaders = [...]string{"x-zitadel-orgid", "grpc-metadata-x-zitadel-
 
 // subjects walks the request's sources in order of trust and checks each subject as it is found. in is
 // req's body, loaded by the first source that reads it.
-func (a *Authorizer) subjects(req *Request, in *bodyInput, rt *route, m *match, op Op, e *evaluator) {
+func (a *Authorizer) subjects(req *Request, in *bodyInput, rt *route, m *match, op Action, e *evaluator) {
 	if e.checkList(SubjectOrg, req.Route[FactOrgID]) ||
 		e.checkList(SubjectProject, req.Route[FactProjectID]) ||
 		e.checkList(SubjectApp, req.Route[FactAppID]) ||
@@ -151,7 +145,7 @@ func (a *Authorizer) subjects(req *Request, in *bodyInput, rt *route, m *match, 
 			}
 		}
 	}
-	if op == OpLogin || op == OpToken || (rt != nil && rt.oauth) {
+	if op == ActionLogin || op == ActionToken || (rt != nil && rt.oauth) {
 		if a.oauthParams(req, in, e, &tv) {
 			return
 		}

@@ -56,7 +56,7 @@ const (
 // Decision is the outcome for one request. The zero value is not meaningful; Allow is the only field an
 // enforcing caller needs, the others explain it.
 type Decision struct {
-	Op      Op
+	Action  Action
 	Allow   bool
 	Reason  Reason  // ReasonNone on allow
 	Subject Subject // the deactivated record that caused a deny
