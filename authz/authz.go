@@ -56,10 +56,11 @@ type Config struct {
 	RevisionHeader bool
 	// Staleness is the fail-closed policy per op [serve last known state for every op].
 	Staleness StalenessPolicy
-	// Fenced, when set, is asked on every decision whose op reads state (all but other); while it is true the
+	// Fenced, when set, is asked on every decision whose op reads state (all but other), with the clock reading
+	// (time.Now, taken once the decision is made) that the staleness policy uses too; while it is true the
 	// decision is refused with ErrFenced (gRPC UNAVAILABLE, HTTP 503). A gateway passes its node reporter's
-	// Fenced: a node that cannot prove it is still counted by writers must not answer [never fenced].
-	Fenced func() bool
+	// FencedAt: a node that cannot prove it is still counted by writers must not answer [never fenced].
+	Fenced func(now time.Time) bool
 	// TokenCacheEntries bounds the parsed-claims cache [100000]; negative disables it.
 	TokenCacheEntries int64
 	// TokenCacheTTL bounds how long parsed claims are kept; never past the token's exp [10m].
@@ -86,9 +87,9 @@ type Authorizer struct {
 	authv3.UnimplementedAuthorizationServer
 
 	snapshot  func() *state.Snapshot // nil until ready
-	staleness func() time.Duration
+	staleness func(now time.Time) time.Duration
 	stale     [numActions]time.Duration // deny-after bounds; 0 = serve last known
-	fenced    func() bool               // nil = never
+	fenced    func(now time.Time) bool  // nil = never
 
 	routes   []*route
 	claims   claimMapper
@@ -109,11 +110,11 @@ func New(cfg Config) (*Authorizer, error) {
 		return nil, errors.New("authz: Config.Replica is required")
 	}
 	r := cfg.Replica
-	return newAuthorizer(cfg, r.Snapshot, r.Staleness)
+	return newAuthorizer(cfg, r.Snapshot, r.StalenessAt)
 }
 
 // newAuthorizer builds an Authorizer over any snapshot source; tests and benchmarks use fixed snapshots.
-func newAuthorizer(cfg Config, snapshot func() *state.Snapshot, staleness func() time.Duration) (*Authorizer, error) {
+func newAuthorizer(cfg Config, snapshot func() *state.Snapshot, staleness func(now time.Time) time.Duration) (*Authorizer, error) {
 	a := &Authorizer{
 		snapshot: snapshot, staleness: staleness,
 		maxToken: cfg.MaxTokenBytes, maxBody: cfg.MaxBodyBytes,

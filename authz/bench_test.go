@@ -4,8 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"math"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/deact/deact/state"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
@@ -32,11 +36,33 @@ func benchDecide(b *testing.B, a *Authorizer, req *Request, wantAllow bool) {
 // with an op takes.
 func BenchmarkDecideHeader(b *testing.B) {
 	a := testAuthorizer(b, Config{}, testSnapshot(b), 0)
-	req := &Request{Method: "POST", Path: "/ui/login/loginname",
+	benchDecide(b, a, headerRequest(), true)
+}
+
+func headerRequest() *Request {
+	return &Request{Method: "POST", Path: "/ui/login/loginname",
 		Headers: map[string]string{"x-zitadel-orgid": orgAcme, "content-type": "application/x-www-form-urlencoded",
 			"user-agent": "Mozilla/5.0", "accept": "text/html"},
 		Route: map[string]string{FactOp: "login", FactOrgID: orgOther, FactAppID: appPortal}}
-	benchDecide(b, a, req, true)
+}
+
+// BenchmarkDecideHeaderGateway: the header path as deactd configures it, with a fence (the cost of
+// state.NodeReporter.FencedAt: an atomic load against the clock) and a deny-after bound for every op, read
+// from a real (unstarted) replica's staleness.
+func BenchmarkDecideHeaderGateway(b *testing.B) {
+	epoch := time.Now()
+	var fence atomic.Int64
+	fence.Store(math.MaxInt64)
+	rep := state.NewReplica(state.ReplicaConfig{})
+	snap := testSnapshot(b)
+	a, err := newAuthorizer(Config{Logger: quietLogger(), Staleness: StalenessPolicy{ActionLogin: time.Hour},
+		Fenced: func(now time.Time) bool { return int64(now.Sub(epoch)) >= fence.Load() }},
+		func() *state.Snapshot { return snap }, rep.StalenessAt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(a.Close)
+	benchDecide(b, a, headerRequest(), true)
 }
 
 // BenchmarkDecideTokenForm: a token request with its client_id in the form body and Basic auth.

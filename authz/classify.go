@@ -2,6 +2,7 @@ package authz
 
 import (
 	"strings"
+	"time"
 
 	"github.com/deact/deact/state"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -16,15 +17,22 @@ func (a *Authorizer) decideNow(req *Request, d *Decision) error {
 		return ErrNotReady
 	}
 	a.decide(snap, req, d, nil)
-	// Checked after the decision, so that the snapshot it read is no older than the moment the fence held. Op
-	// other reads no state, so no answer for it can be stale.
-	if d.Action != ActionOther && a.fenced != nil && a.fenced() {
+	// Op other reads no state, so no answer for it can be stale.
+	if d.Action == ActionOther {
+		return nil
+	}
+	bound := a.stale[d.Action]
+	if a.fenced == nil && (bound == 0 || !d.Allow) {
+		return nil // nothing here reads the clock
+	}
+	// One clock reading serves the fence and the staleness bound. It is taken after the decision, so that the
+	// snapshot the decision read is no older than the moment the fence held and the staleness is measured.
+	now := time.Now()
+	if a.fenced != nil && a.fenced(now) {
 		return ErrFenced
 	}
-	if d.Allow && d.Action != ActionOther {
-		if bound := a.stale[d.Action]; bound > 0 && a.staleness() > bound {
-			d.Allow, d.Reason = false, ReasonStale
-		}
+	if d.Allow && bound > 0 && a.staleness(now) > bound {
+		d.Allow, d.Reason = false, ReasonStale
 	}
 	return nil
 }

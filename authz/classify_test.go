@@ -47,7 +47,7 @@ func testAuthorizer(tb testing.TB, cfg Config, snap *state.Snapshot, staleness t
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
-	a, err := newAuthorizer(cfg, func() *state.Snapshot { return snap }, func() time.Duration { return staleness })
+	a, err := newAuthorizer(cfg, func() *state.Snapshot { return snap }, func(time.Time) time.Duration { return staleness })
 	if err != nil {
 		tb.Fatal(err)
 	}

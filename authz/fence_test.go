@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/deact/deact/state"
 
@@ -18,7 +19,7 @@ import (
 // other, which reads no state, is still answered; once the fence opens, decisions come from the state again.
 func TestFencedNodeRefusesToDecide(t *testing.T) {
 	var fenced atomic.Bool
-	e := newEnv(t, Config{Fenced: fenced.Load})
+	e := newEnv(t, Config{Fenced: func(time.Time) bool { return fenced.Load() }})
 	e.applied(t, must(t)(e.store.DeactivateOrg(context.Background(), orgAcme, state.OpsAll, false, state.Change{Actor: "test"})))
 	login := func(org string) string {
 		return httpReq(`{"method":"GET","path":"/x"}`, `"context_extensions":{"op":"login","org_id":"`+org+`"}`)

@@ -97,9 +97,14 @@ func (n *NodeReporter) Instance() string { return n.instance }
 // replica holds every write made before the registration, and again from FenceBound after the last moment the
 // node knew its lease alive (when the keep-alive that proved it was sent, not when the answer came, so a
 // freeze in between cannot extend it). FenceBound is shorter than the lease TTL, so by the time etcd expires
-// the lease and writers stop counting the node, it has stopped deciding. Safe on the hot path: one monotonic
-// clock read and one atomic load.
-func (n *NodeReporter) Fenced() bool { return int64(time.Since(n.epoch)) >= n.fence.Load() }
+// the lease and writers stop counting the node, it has stopped deciding. Safe on the hot path: one clock read
+// and one atomic load.
+func (n *NodeReporter) Fenced() bool { return n.FencedAt(time.Now()) }
+
+// FencedAt is Fenced as of now, a reading of this process's clock (time.Now, whose monotonic part it uses) that
+// the caller takes after the state it is about to answer from was loaded: a decision reads the clock once for
+// the fence and the staleness policy.
+func (n *NodeReporter) FencedAt(now time.Time) bool { return int64(now.Sub(n.epoch)) >= n.fence.Load() }
 
 // FenceBound is how long after a keep-alive was sent the node keeps deciding without another: the granted TTL
 // less a margin for clock-rate differences between this node and etcd's leader (a tenth, at least one second).

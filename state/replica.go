@@ -126,8 +126,12 @@ func (r *Replica) AppliedRevision() int64 { return r.applied.Load() }
 // so a replica that receives events but lags behind a burst of writes shows its real lag, and a replica
 // frozen between the question and the answer cannot make itself look fresher. Before the first list is
 // applied it is the time since the replica was created. Safe on the hot path: one atomic load, one clock read.
-func (r *Replica) Staleness() time.Duration {
-	return time.Since(r.epoch) - time.Duration(r.currentAt.Load())
+func (r *Replica) Staleness() time.Duration { return r.StalenessAt(time.Now()) }
+
+// StalenessAt is Staleness as of now, a reading of this process's clock (time.Now, whose monotonic part it
+// uses), so that a caller that needs the time anyway (the fence, NodeReporter.FencedAt) reads the clock once.
+func (r *Replica) StalenessAt(now time.Time) time.Duration {
+	return now.Sub(r.epoch) - time.Duration(r.currentAt.Load())
 }
 
 // WaitApplied blocks until the replica has applied rev (AppliedRevision ≥ rev) or ctx ends. Revisions of writes
