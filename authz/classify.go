@@ -49,8 +49,8 @@ func (a *Authorizer) Classify(req *Request) (Action, []Subject) {
 }
 
 // decide classifies req and checks every subject it finds against snap, stopping at the first deny. It is the
-// one decision function behind Check, the HTTP handler and Classify. It takes no lock, makes no etcd call and, for
-// requests whose subjects come from route facts, headers or a cached token, does not allocate.
+// one decision function behind Check, the HTTP handler and Classify. It takes no lock, makes no etcd call and
+// allocates nothing where the package doc says so.
 //
 // A path that a Go upstream and a servlet container or IIS would route differently (';' path parameters, '\'
 // separators) is decided once per reading, and a deny in either wins: deact cannot know which server is behind
