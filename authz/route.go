@@ -101,8 +101,9 @@ func (r *route) matchMethod(m string) bool {
 
 // matchRoute returns the first route that matches, rules before presets.
 func (a *Authorizer) matchRoute(method, path string, m *match) *route {
+	first := firstSegmentOf(path)
 	for _, r := range a.routes {
-		if r.matchMethod(method) && r.pat.match(path, m) {
+		if r.matchMethod(method) && r.pat.matchFirst(path, first, m) {
 			return r
 		}
 	}
