@@ -56,6 +56,7 @@ func testAuthorizer(tb testing.TB, cfg Config, snap *state.Snapshot, staleness t
 }
 
 func TestPattern(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		pat   string
 		fold  bool
@@ -109,6 +110,7 @@ func TestPattern(t *testing.T) {
 }
 
 func TestPresetsCompile(t *testing.T) {
+	t.Parallel()
 	// presetRoute panics on a bad constant pattern; building them is the test.
 	if n := len(zitadelRoutes()) + len(commvaultRoutes()); n == 0 {
 		t.Fatal("no preset routes")
@@ -116,6 +118,7 @@ func TestPresetsCompile(t *testing.T) {
 }
 
 func TestCanonicalPath(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"/oauth/v2/token":       "/oauth/v2/token",
 		"/oauth/v2/%74oken":     "/oauth/v2/token",
@@ -135,6 +138,7 @@ func TestCanonicalPath(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
+	t.Parallel()
 	a := testAuthorizer(t, Config{Rules: []Rule{{Path: "/tenants/{t}/restore", Op: "restore",
 		Subjects: []SubjectSource{{Kind: "org", From: "path", Name: "t"}, {Kind: "login", From: "header", Name: "X-User"},
 			{Kind: "project", From: "query", Name: "p"}, {Kind: "app", From: "form", Name: "app"}, {Kind: "account", From: "jwt", Name: "act"}}}}},
@@ -208,6 +212,7 @@ func unsigned(payload string) string {
 }
 
 func TestDecideSnapshot(t *testing.T) {
+	t.Parallel()
 	a := testAuthorizer(t, Config{}, testSnapshot(t), 0)
 	for _, tc := range []struct {
 		name   string
@@ -257,6 +262,7 @@ func TestDecideSnapshot(t *testing.T) {
 }
 
 func TestStalenessPolicy(t *testing.T) {
+	t.Parallel()
 	p, err := ParseStalenessPolicy("login=deny-after:30s, token=serve-last-known,api=DENY-AFTER:1m")
 	if err != nil {
 		t.Fatal(err)
@@ -297,6 +303,7 @@ func TestStalenessPolicy(t *testing.T) {
 }
 
 func TestRulesFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write := func(name, body string) string {
 		p := filepath.Join(dir, name)
@@ -353,6 +360,7 @@ rules:
 }
 
 func TestConfigErrors(t *testing.T) {
+	t.Parallel()
 	for _, cfg := range []Config{
 		{Presets: []string{"keycloak"}},
 		{Presets: []string{"zitadel", "ZITADEL"}},
@@ -371,6 +379,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestClaimMappingPerIssuer(t *testing.T) {
+	t.Parallel()
 	a := testAuthorizer(t, Config{Claims: []ClaimMapping{
 		{Issuer: "https://other-idp", Org: []string{"tenant"}, Client: []string{"cid"}},
 	}}, testSnapshot(t), 0)
@@ -389,6 +398,7 @@ func TestClaimMappingPerIssuer(t *testing.T) {
 }
 
 func TestTokenCacheTTL(t *testing.T) {
+	t.Parallel()
 	tc, err := newTokenCache(100, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -412,6 +422,7 @@ func TestTokenCacheTTL(t *testing.T) {
 }
 
 func TestDenyShapes(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		d       Decision
@@ -487,6 +498,7 @@ func (s *syncBuffer) String() string {
 }
 
 func TestDenyLogAndMetrics(t *testing.T) {
+	t.Parallel()
 	var logs syncBuffer
 	reg := prometheus.NewRegistry()
 	a := testAuthorizer(t, Config{
@@ -505,23 +517,32 @@ func TestDenyLogAndMetrics(t *testing.T) {
 		}
 	}
 	out := logs.String()
-	var line map[string]any
-	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &line); err != nil {
-		t.Fatalf("want exactly one deny line, got %q", out)
-	}
-	want := map[string]any{"level": "INFO", "op": "api", "reason": "app_deactivated", "subject_kind": "app",
-		"subject_id": "668", "via_kind": "client", "via_id": "668@dead", "route": "zitadel-v2-api"}
-	for k, v := range want {
-		if line[k] != v {
-			t.Errorf("log %s = %v, want %v", k, line[k], v)
+	t.Run("one deny line", func(t *testing.T) {
+		var line map[string]any
+		if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &line); err != nil {
+			t.Fatalf("want exactly one deny line, got %q", out)
 		}
-	}
-	for _, secret := range []string{tok, "Bearer", "do-not-log", "opaque"} {
-		if strings.Contains(out, secret) {
-			t.Errorf("log contains %q", secret)
+		want := map[string]any{"level": "INFO", "op": "api", "reason": "app_deactivated", "subject_kind": "app",
+			"subject_id": "668", "via_kind": "client", "via_id": "668@dead", "route": "zitadel-v2-api"}
+		for k, v := range want {
+			if line[k] != v {
+				t.Errorf("log %s = %v, want %v", k, line[k], v)
+			}
 		}
-	}
+	})
+	t.Run("no secret in the log", func(t *testing.T) {
+		for _, secret := range []string{tok, "Bearer", "do-not-log", "opaque"} {
+			if strings.Contains(out, secret) {
+				t.Errorf("log contains %q", secret)
+			}
+		}
+	})
+	t.Run("metrics", func(t *testing.T) { checkMetrics(t, reg) })
+}
 
+// checkMetrics checks the counters and latency observations of TestDenyLogAndMetrics's three checks.
+func checkMetrics(t *testing.T, reg *prometheus.Registry) {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -218,6 +218,7 @@ func FuzzJWTClaims(f *testing.F) {
 
 // TestRawHeaderMap covers Envoy's encode_raw_headers: headers as a list, repeated ones kept apart.
 func TestRawHeaderMap(t *testing.T) {
+	t.Parallel()
 	a := testAuthorizer(t, Config{}, testSnapshot(t), 0)
 	cr := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
 		Http: &authv3.AttributeContext_HttpRequest{HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
