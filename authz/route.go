@@ -92,7 +92,7 @@ func (r *route) matchMethod(m string) bool {
 		return true
 	}
 	for _, x := range r.methods {
-		if strings.EqualFold(x, m) {
+		if x == m || strings.EqualFold(x, m) { // methods are sent upper case: most compare equal at once
 			return true
 		}
 	}
