@@ -576,3 +576,48 @@ func label(m *dto.Metric, name string) string {
 }
 
 func b64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// TestDecideOrgsOfAppAndProject: an app checks its own org and its project's org, which usually are one org
+// (looked up once) and may differ: a deactivation of either denies, by app ID and by client ID alike.
+func TestDecideOrgsOfAppAndProject(t *testing.T) {
+	t.Parallel()
+	snap, err := state.BuildSnapshot(1,
+		state.Record{Org: &state.Org{ID: "1"}},
+		state.Record{Org: &state.Org{ID: "2", Disabled: state.OpsAll}},
+		state.Record{Project: &state.Project{ID: "10", OrgID: "1", State: state.Active}},
+		state.Record{Project: &state.Project{ID: "20", OrgID: "2", State: state.Active}},
+		state.Record{App: &state.App{ID: "101", ProjectID: "10", OrgID: "1", ClientIDs: []string{"c-same"}, State: state.Active}},
+		state.Record{App: &state.App{ID: "102", ProjectID: "10", OrgID: "2", ClientIDs: []string{"c-app-org-off"}, State: state.Active}},
+		state.Record{App: &state.App{ID: "201", ProjectID: "20", OrgID: "1", ClientIDs: []string{"c-project-org-off"}, State: state.Active}},
+		state.Record{App: &state.App{ID: "202", ProjectID: "20", OrgID: "2", ClientIDs: []string{"c-both-off"}, State: state.Active}},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := testAuthorizer(t, Config{}, snap, 0)
+	for _, tc := range []struct {
+		name, app, client string
+		allow             bool
+	}{
+		{"one active org", "101", "c-same", true},
+		{"the app's org is off", "102", "c-app-org-off", false},
+		{"the project's org is off", "201", "c-project-org-off", false},
+		{"both are the deactivated org", "202", "c-both-off", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, route := range []map[string]string{
+				{FactOp: "login", FactAppID: tc.app},
+				{FactOp: "login", FactClientID: tc.client},
+				{FactOp: "token", FactProjectID: "10", FactAppID: tc.app},
+			} {
+				d, err := a.Decide(&Request{Method: "GET", Path: "/x", Route: route})
+				if err != nil || d.Allow != tc.allow {
+					t.Errorf("%v: %+v, %v; want allow=%v", route, d, err, tc.allow)
+				}
+				if !tc.allow && (d.Reason != ReasonOrgDeactivated || d.Subject != (Subject{SubjectOrg, "2"})) {
+					t.Errorf("%v: deny %s by %v, want org_deactivated by org 2", route, d.Reason, d.Subject)
+				}
+			}
+		})
+	}
+}
