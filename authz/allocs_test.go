@@ -4,17 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
-
-	"github.com/deact/deact/state"
 )
 
 // TestDecisionsDoNotAllocate holds the package doc's promise: a decision whose subjects come from route facts,
@@ -26,23 +21,8 @@ import (
 // Not parallel: testing.AllocsPerRun counts the process's allocations, and refuses to run in a parallel test.
 func TestDecisionsDoNotAllocate(t *testing.T) {
 	snap := testSnapshot(t)
-	// As deactd configures it: a fence and a deny-after bound for every op, which read the clock once.
-	epoch := time.Now()
-	var fence atomic.Int64
-	fence.Store(math.MaxInt64)
-	rep := state.NewReplica(state.ReplicaConfig{}) // not started: a real staleness, the time since creation
-	policy, err := ParseStalenessPolicy("all=deny-after:1h")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := newAuthorizer(Config{Logger: quietLogger(), RevisionHeader: true, Staleness: policy,
-		Fenced: func(now time.Time) bool { return int64(now.Sub(epoch)) >= fence.Load() }},
-		func() *state.Snapshot { return snap }, rep.StalenessAt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.Close)
-	plain := testAuthorizer(t, Config{}, snap, 0) // no fence, no bound: no clock read at all
+	a := gatewayAuthorizer(t, Config{RevisionHeader: true}, snap) // a fence and a deny-after bound: one clock read
+	plain := testAuthorizer(t, Config{}, snap, 0)                 // no fence, no bound: no clock read at all
 
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {

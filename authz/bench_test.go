@@ -51,23 +51,33 @@ func headerRequest() *Request {
 		Route: map[string]string{FactOp: "login", FactOrgID: orgOther, FactAppID: appPortal}}
 }
 
-// BenchmarkDecideHeaderGateway: the header path as deactd configures it, with a fence (the cost of
-// state.NodeReporter.FencedAt: an atomic load against the clock) and a deny-after bound for every op, read
-// from a real (unstarted) replica's staleness.
+// BenchmarkDecideHeaderGateway: the header path as deactd configures it, with a fence and a deny-after bound
+// for every op (gatewayAuthorizer).
 func BenchmarkDecideHeaderGateway(b *testing.B) {
+	benchDecide(b, gatewayAuthorizer(b, Config{}, testSnapshot(b)), headerRequest(), true)
+}
+
+// gatewayAuthorizer decides against snap as deactd configures an Authorizer: with a fence that costs what
+// state.NodeReporter.FencedAt does (an atomic load against the clock reading) and stays open, and a deny-after
+// bound of an hour for every op, over a real (unstarted) replica's staleness.
+func gatewayAuthorizer(tb testing.TB, cfg Config, snap *state.Snapshot) *Authorizer {
+	tb.Helper()
 	epoch := time.Now()
 	var fence atomic.Int64
 	fence.Store(math.MaxInt64)
 	rep := state.NewReplica(state.ReplicaConfig{})
-	snap := testSnapshot(b)
-	a, err := newAuthorizer(Config{Logger: quietLogger(), Staleness: StalenessPolicy{ActionLogin: time.Hour},
-		Fenced: func(now time.Time) bool { return int64(now.Sub(epoch)) >= fence.Load() }},
-		func() *state.Snapshot { return snap }, rep.StalenessAt)
+	policy, err := ParseStalenessPolicy("all=deny-after:1h")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(a.Close)
-	benchDecide(b, a, headerRequest(), true)
+	cfg.Logger, cfg.Staleness = quietLogger(), policy
+	cfg.Fenced = func(now time.Time) bool { return int64(now.Sub(epoch)) >= fence.Load() }
+	a, err := newAuthorizer(cfg, func() *state.Snapshot { return snap }, rep.StalenessAt)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(a.Close)
+	return a
 }
 
 // BenchmarkDecideTokenForm: a token request with its client_id in the form body and Basic auth.
