@@ -59,9 +59,10 @@ type Config struct {
 	// Staleness is the fail-closed policy per op [serve last known state for every op].
 	Staleness StalenessPolicy
 	// Fenced, when set, is asked on every decision whose op reads state (all but other), with the clock reading
-	// (time.Now, taken once the decision is made) that the staleness policy uses too; while it is true the
-	// decision is refused with ErrFenced (gRPC UNAVAILABLE, HTTP 503). A gateway passes its node reporter's
-	// FencedAt: a node that cannot prove it is still counted by writers must not answer [never fenced].
+	// the staleness policy uses too (taken once the decision is made; only its monotonic part is exact); while
+	// it is true the decision is refused with ErrFenced (gRPC UNAVAILABLE, HTTP 503). A gateway passes its node
+	// reporter's FencedAt: a node that cannot prove it is still counted by writers must not answer [never
+	// fenced].
 	Fenced func(now time.Time) bool
 	// TokenCacheEntries bounds the parsed-claims cache [100000]; negative disables it.
 	TokenCacheEntries int64
@@ -89,6 +90,7 @@ type Authorizer struct {
 	authv3.UnimplementedAuthorizationServer
 
 	snapshot  func() *state.Snapshot // nil until ready
+	epoch     time.Time              // a time with a monotonic reading, for monoNow
 	staleness func(now time.Time) time.Duration
 	stale     [numActions]time.Duration // deny-after bounds; 0 = serve last known
 	fenced    func(now time.Time) bool  // nil = never
@@ -118,7 +120,7 @@ func New(cfg Config) (*Authorizer, error) {
 // newAuthorizer builds an Authorizer over any snapshot source; tests and benchmarks use fixed snapshots.
 func newAuthorizer(cfg Config, snapshot func() *state.Snapshot, staleness func(now time.Time) time.Duration) (*Authorizer, error) {
 	a := &Authorizer{
-		snapshot: snapshot, staleness: staleness,
+		snapshot: snapshot, staleness: staleness, epoch: time.Now(),
 		maxToken: cfg.MaxTokenBytes, maxBody: cfg.MaxBodyBytes,
 		revisionHeader: cfg.RevisionHeader, log: cfg.Logger, fenced: cfg.Fenced,
 	}

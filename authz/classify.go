@@ -27,7 +27,7 @@ func (a *Authorizer) decideNow(req *Request, d *Decision) error {
 	}
 	// One clock reading serves the fence and the staleness bound. It is taken after the decision, so that the
 	// snapshot the decision read is no older than the moment the fence held and the staleness is measured.
-	now := time.Now()
+	now := a.monoNow()
 	if a.fenced != nil && a.fenced(now) {
 		return ErrFenced
 	}
@@ -36,6 +36,11 @@ func (a *Authorizer) decideNow(req *Request, d *Decision) error {
 	}
 	return nil
 }
+
+// monoNow is now, read from the monotonic clock alone: time.Since of a time with a monotonic reading reads only
+// that clock, where time.Now reads the wall clock too. Its monotonic reading is exact and its wall part is the
+// epoch's plus the time since; NodeReporter.FencedAt and Replica.StalenessAt use only the monotonic one.
+func (a *Authorizer) monoNow() time.Time { return a.epoch.Add(time.Since(a.epoch)) }
 
 // Classify returns the op of req and every subject it names, in the order the decision checks them, without
 // consulting any state. A path that a Go server and a servlet container read differently (';', '\') is

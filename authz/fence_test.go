@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,4 +70,20 @@ func TestFencedNodeRefusesToDecide(t *testing.T) {
 			t.Fatalf("deactivated org after the fence opened: %v", resp.Status)
 		}
 	})
+}
+
+// TestMonoNow: the clock reading the fence and the staleness policy share is current on the monotonic clock,
+// which is what NodeReporter.FencedAt and Replica.StalenessAt compare.
+func TestMonoNow(t *testing.T) {
+	t.Parallel()
+	a := testAuthorizer(t, Config{}, testSnapshot(t), 0)
+	before := time.Now()
+	now := a.monoNow()
+	after := time.Now()
+	if now.Sub(before) < 0 || after.Sub(now) < 0 {
+		t.Fatalf("monoNow %v not between %v and %v", now, before, after)
+	}
+	if !strings.Contains(now.String(), " m=") {
+		t.Fatalf("monoNow %v has no monotonic reading", now)
+	}
 }

@@ -101,9 +101,10 @@ func (n *NodeReporter) Instance() string { return n.instance }
 // and one atomic load.
 func (n *NodeReporter) Fenced() bool { return n.FencedAt(time.Now()) }
 
-// FencedAt is Fenced as of now, a reading of this process's clock (time.Now, whose monotonic part it uses) that
-// the caller takes after the state it is about to answer from was loaded: a decision reads the clock once for
-// the fence and the staleness policy.
+// FencedAt is Fenced as of now, a reading of this process's clock that carries a monotonic reading (time.Now,
+// or a time derived from one with Add; only the monotonic part is used), which the caller takes after the
+// state it is about to answer from was loaded: a decision reads the clock once for the fence and the staleness
+// policy.
 func (n *NodeReporter) FencedAt(now time.Time) bool { return int64(now.Sub(n.epoch)) >= n.fence.Load() }
 
 // FenceBound is how long after a keep-alive was sent the node keeps deciding without another: the granted TTL

@@ -128,8 +128,9 @@ func (r *Replica) AppliedRevision() int64 { return r.applied.Load() }
 // applied it is the time since the replica was created. Safe on the hot path: one atomic load, one clock read.
 func (r *Replica) Staleness() time.Duration { return r.StalenessAt(time.Now()) }
 
-// StalenessAt is Staleness as of now, a reading of this process's clock (time.Now, whose monotonic part it
-// uses), so that a caller that needs the time anyway (the fence, NodeReporter.FencedAt) reads the clock once.
+// StalenessAt is Staleness as of now, a reading of this process's clock that carries a monotonic reading
+// (time.Now, or a time derived from one with Add; only the monotonic part is used), so that a caller that needs
+// the time anyway (the fence, NodeReporter.FencedAt) reads the clock once.
 func (r *Replica) StalenessAt(now time.Time) time.Duration {
 	return now.Sub(r.epoch) - time.Duration(r.currentAt.Load())
 }
