@@ -97,9 +97,9 @@ func (n *NodeReporter) Instance() string { return n.instance }
 // replica holds every write made before the registration, and again from FenceBound after the last moment the
 // node knew its lease alive (when the keep-alive that proved it was sent, not when the answer came, so a
 // freeze in between cannot extend it). FenceBound is shorter than the lease TTL, so by the time etcd expires
-// the lease and writers stop counting the node, it has stopped deciding. Safe on the hot path: one clock read
-// and one atomic load.
-func (n *NodeReporter) Fenced() bool { return n.FencedAt(time.Now()) }
+// the lease and writers stop counting the node, it has stopped deciding. Safe on the hot path: one monotonic
+// clock read and one atomic load.
+func (n *NodeReporter) Fenced() bool { return int64(time.Since(n.epoch)) >= n.fence.Load() }
 
 // FencedAt is Fenced as of now, a reading of this process's clock that carries a monotonic reading (time.Now,
 // or a time derived from one with Add; only the monotonic part is used), which the caller takes after the

@@ -126,7 +126,9 @@ func (r *Replica) AppliedRevision() int64 { return r.applied.Load() }
 // so a replica that receives events but lags behind a burst of writes shows its real lag, and a replica
 // frozen between the question and the answer cannot make itself look fresher. Before the first list is
 // applied it is the time since the replica was created. Safe on the hot path: one atomic load, one clock read.
-func (r *Replica) Staleness() time.Duration { return r.StalenessAt(time.Now()) }
+func (r *Replica) Staleness() time.Duration {
+	return time.Since(r.epoch) - time.Duration(r.currentAt.Load())
+}
 
 // StalenessAt is Staleness as of now, a reading of this process's clock that carries a monotonic reading
 // (time.Now, or a time derived from one with Add; only the monotonic part is used), so that a caller that needs
