@@ -14,8 +14,11 @@
 // subject), never get one past the upstream. Parsed claims are cached by token hash until the token's exp;
 // deactivation state is never cached, it is read from the current snapshot on every decision.
 //
-// Decisions take no lock of deact's, make no etcd call, and allocate nothing when the subjects come from route
-// facts, headers or a cached token.
+// Decisions take no lock of deact's, make no etcd call, and allocate nothing, allow or deny, when the subjects
+// come from route facts, headers, a query or form body whose values need no decoding, a cached token or
+// jwt_authn's string claims (TestDecisionsDoNotAllocate holds this for each transport and surface). A client_id
+// in HTTP Basic credentials costs one allocation (two when it is percent-encoded), a JWT parsed at first sight
+// and JSON, XML or protobuf bodies more; shaping a deny's response allocates.
 package authz
 
 import (
@@ -56,10 +59,12 @@ type Config struct {
 	RevisionHeader bool
 	// Staleness is the fail-closed policy per op [serve last known state for every op].
 	Staleness StalenessPolicy
-	// Fenced, when set, is asked on every decision whose op reads state (all but other); while it is true the
-	// decision is refused with ErrFenced (gRPC UNAVAILABLE, HTTP 503). A gateway passes its node reporter's
-	// Fenced: a node that cannot prove it is still counted by writers must not answer [never fenced].
-	Fenced func() bool
+	// Fenced, when set, is asked on every decision whose op reads state (all but other), with the clock reading
+	// the staleness policy uses too (taken once the decision is made; only its monotonic part is exact); while
+	// it is true the decision is refused with ErrFenced (gRPC UNAVAILABLE, HTTP 503). A gateway passes its node
+	// reporter's FencedAt: a node that cannot prove it is still counted by writers must not answer [never
+	// fenced].
+	Fenced func(now time.Time) bool
 	// TokenCacheEntries bounds the parsed-claims cache [100000]; negative disables it.
 	TokenCacheEntries int64
 	// TokenCacheTTL bounds how long parsed claims are kept; never past the token's exp [10m].
@@ -72,10 +77,10 @@ type Config struct {
 	MaxBodyBytes int64
 }
 
-// ErrNotReady is returned by Decide while the replica has not loaded the state.
+// ErrNotReady refuses a decision (gRPC UNAVAILABLE, HTTP 503) while the replica has not loaded the state.
 var ErrNotReady = errors.New("authz: state replica not ready")
 
-// ErrFenced is returned by Decide while Config.Fenced says the node must not decide.
+// ErrFenced refuses a decision (gRPC UNAVAILABLE, HTTP 503) while Config.Fenced says the node must not decide.
 var ErrFenced = errors.New("authz: node fenced: not known to be current in the node registry")
 
 // Authorizer decides requests against the replica's current snapshot. It implements Envoy's
@@ -86,9 +91,10 @@ type Authorizer struct {
 	authv3.UnimplementedAuthorizationServer
 
 	snapshot  func() *state.Snapshot // nil until ready
-	staleness func() time.Duration
-	stale     [numOps]time.Duration // deny-after bounds; 0 = serve last known
-	fenced    func() bool           // nil = never
+	epoch     time.Time              // a time with a monotonic reading, for monoNow
+	staleness func(now time.Time) time.Duration
+	stale     [numActions]time.Duration // deny-after bounds; 0 = serve last known
+	fenced    func(now time.Time) bool  // nil = never
 
 	routes   []*route
 	claims   claimMapper
@@ -109,13 +115,13 @@ func New(cfg Config) (*Authorizer, error) {
 		return nil, errors.New("authz: Config.Replica is required")
 	}
 	r := cfg.Replica
-	return newAuthorizer(cfg, r.Snapshot, r.Staleness)
+	return newAuthorizer(cfg, r.Snapshot, r.StalenessAt)
 }
 
 // newAuthorizer builds an Authorizer over any snapshot source; tests and benchmarks use fixed snapshots.
-func newAuthorizer(cfg Config, snapshot func() *state.Snapshot, staleness func() time.Duration) (*Authorizer, error) {
+func newAuthorizer(cfg Config, snapshot func() *state.Snapshot, staleness func(now time.Time) time.Duration) (*Authorizer, error) {
 	a := &Authorizer{
-		snapshot: snapshot, staleness: staleness,
+		snapshot: snapshot, staleness: staleness, epoch: time.Now(),
 		maxToken: cfg.MaxTokenBytes, maxBody: cfg.MaxBodyBytes,
 		revisionHeader: cfg.RevisionHeader, log: cfg.Logger, fenced: cfg.Fenced,
 	}
@@ -203,43 +209,4 @@ func (a *Authorizer) Close() {
 	if a.cache != nil {
 		a.cache.close()
 	}
-}
-
-// Decide classifies req and decides it against the current snapshot, applying the staleness policy. It returns
-// ErrNotReady (and no decision) before the replica is ready, and ErrFenced while the node is fenced. It neither logs nor counts; Check and the HTTP
-// handler do.
-func (a *Authorizer) Decide(req *Request) (Decision, error) {
-	var d Decision
-	err := a.decideNow(req, &d)
-	return d, err
-}
-
-func (a *Authorizer) decideNow(req *Request, d *Decision) error {
-	snap := a.snapshot()
-	if snap == nil {
-		return ErrNotReady
-	}
-	a.decide(snap, req, d, nil)
-	// Checked after the decision, so that the snapshot it read is no older than the moment the fence held. Op
-	// other reads no state, so no answer for it can be stale.
-	if d.Op != OpOther && a.fenced != nil && a.fenced() {
-		return ErrFenced
-	}
-	if d.Allow && d.Op != OpOther {
-		if bound := a.stale[d.Op]; bound > 0 && a.staleness() > bound {
-			d.Allow, d.Reason = false, ReasonStale
-		}
-	}
-	return nil
-}
-
-// Classify returns the op of req and every subject it names, in the order the decision checks them, without
-// consulting any state. A path that a Go server and a servlet container read differently (';', '\') is
-// classified both ways: the op is the first reading's that is not other, the subjects those of both. For
-// diagnostics (deactctl explain) and tests; it allocates.
-func (a *Authorizer) Classify(req *Request) (Op, []Subject) {
-	var subjects []Subject
-	var d Decision
-	a.decide(nil, req, &d, func(s Subject) { subjects = append(subjects, s) })
-	return d.Op, subjects
 }

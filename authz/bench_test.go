@@ -4,14 +4,19 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"math"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/deact/deact/state"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 )
 
-// Benchmarks report ns/op and allocs/op; they never assert timings. Run with
+// Benchmarks report ns/op and allocs/op, and the decision benchmarks cpu-ns/op (the process's CPU time per
+// decision, which a loaded machine disturbs less than wall time); they never assert timings. Run with
 //
 //	go test -run '^$' -bench . -benchmem ./authz/
 
@@ -23,8 +28,12 @@ func benchDecide(b *testing.B, a *Authorizer, req *Request, wantAllow bool) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0, ok := processCPU()
 	for b.Loop() {
 		_ = a.decideNow(req, &d)
+	}
+	if cpu1, _ := processCPU(); ok {
+		b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
 	}
 }
 
@@ -32,11 +41,43 @@ func benchDecide(b *testing.B, a *Authorizer, req *Request, wantAllow bool) {
 // with an op takes.
 func BenchmarkDecideHeader(b *testing.B) {
 	a := testAuthorizer(b, Config{}, testSnapshot(b), 0)
-	req := &Request{Method: "POST", Path: "/ui/login/loginname",
+	benchDecide(b, a, headerRequest(), true)
+}
+
+func headerRequest() *Request {
+	return &Request{Method: "POST", Path: "/ui/login/loginname",
 		Headers: map[string]string{"x-zitadel-orgid": orgAcme, "content-type": "application/x-www-form-urlencoded",
 			"user-agent": "Mozilla/5.0", "accept": "text/html"},
 		Route: map[string]string{FactOp: "login", FactOrgID: orgOther, FactAppID: appPortal}}
-	benchDecide(b, a, req, true)
+}
+
+// BenchmarkDecideHeaderGateway: the header path as deactd configures it, with a fence and a deny-after bound
+// for every op (gatewayAuthorizer).
+func BenchmarkDecideHeaderGateway(b *testing.B) {
+	benchDecide(b, gatewayAuthorizer(b, Config{}, testSnapshot(b)), headerRequest(), true)
+}
+
+// gatewayAuthorizer decides against snap as deactd configures an Authorizer: with a fence that costs what
+// state.NodeReporter.FencedAt does (an atomic load against the clock reading) and stays open, and a deny-after
+// bound of an hour for every op, over a real (unstarted) replica's staleness.
+func gatewayAuthorizer(tb testing.TB, cfg Config, snap *state.Snapshot) *Authorizer {
+	tb.Helper()
+	epoch := time.Now()
+	var fence atomic.Int64
+	fence.Store(math.MaxInt64)
+	rep := state.NewReplica(state.ReplicaConfig{})
+	policy, err := ParseStalenessPolicy("all=deny-after:1h")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Logger, cfg.Staleness = quietLogger(), policy
+	cfg.Fenced = func(now time.Time) bool { return int64(now.Sub(epoch)) >= fence.Load() }
+	a, err := newAuthorizer(cfg, func() *state.Snapshot { return snap }, rep.StalenessAt)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(a.Close)
+	return a
 }
 
 // BenchmarkDecideTokenForm: a token request with its client_id in the form body and Basic auth.

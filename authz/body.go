@@ -96,13 +96,54 @@ func (w *bodyWalker) emit(k, v string) bool {
 	return w.done
 }
 
-// walkBody reads req.Body as every format it may be (see the top of this file) and calls f for each field. It
+// bodyInput is what reading a body takes of its request: the body and the headers that say how to read it.
+// A decision looks each up at most once, however many of its sources read the body: typed fills the media
+// type, load the rest (what walkBody needs).
+type bodyInput struct {
+	typed, loaded bool
+	body          string
+	contentType   string
+	path          string // the request path, whose last segment is the method of a gRPC or Connect body
+	incomplete    bool   // less than the whole body (Request.bodyIncomplete)
+	encoded       bool   // a Content-Encoding other than identity; looked up only for a non-empty body
+}
+
+// typedFrom fills in's body, path and media type from req, once; it returns in.
+func (in *bodyInput) typedFrom(req *Request) *bodyInput {
+	if !in.typed {
+		in.typed, in.body, in.contentType, in.path = true, req.Body, req.Headers["content-type"], req.Path
+	}
+	return in
+}
+
+// load fills all of in from req, once; it returns in.
+func (in *bodyInput) load(req *Request) *bodyInput {
+	if !in.loaded {
+		in.typedFrom(req)
+		in.loaded, in.incomplete = true, req.bodyIncomplete()
+		if req.Body != "" {
+			in.encoded = req.encoded()
+		}
+	}
+	return in
+}
+
+// formDeclared reports whether the request says its body is a form: the upstream (Go's ParseForm, a servlet's
+// getParameter) reads the body only then.
+func (in *bodyInput) formDeclared() bool {
+	return containsFold(in.contentType, "application/x-www-form-urlencoded")
+}
+
+// isForm reports whether there is a form body to read.
+func (in *bodyInput) isForm() bool { return in.body != "" && in.formDeclared() }
+
+// walkBody reads in.body as every format it may be (see the top of this file) and calls f for each field. It
 // reports bodyIncomplete when the body is not whole (the prefix is still walked, so a deny in it is found),
 // bodyUnreadable when it is compressed or no format it was read as parses, and bodyRead otherwise, including
 // for an empty body or one in no format deact reads (the upstream would not read it either).
-func walkBody(req *Request, f func(k, v string) bool) bodyStatus {
-	incomplete := req.bodyIncomplete()
-	body := strings.TrimPrefix(req.Body, "\ufeff")
+func walkBody(in *bodyInput, f func(k, v string) bool) bodyStatus {
+	incomplete := in.incomplete
+	body := strings.TrimPrefix(in.body, "\ufeff")
 	body = strings.TrimLeft(body, " \t\r\n")
 	if body == "" {
 		if incomplete {
@@ -110,27 +151,27 @@ func walkBody(req *Request, f func(k, v string) bool) bodyStatus {
 		}
 		return bodyRead
 	}
-	if req.encoded() {
+	if in.encoded {
 		return bodyUnreadable
 	}
 	w := &bodyWalker{f: f, budget: maxBodyItems}
-	ct := req.Headers["content-type"]
+	ct := in.contentType
 	tried, parsed := false, false
 	try := func(ok bool) {
 		tried = true
 		parsed = parsed || ok
 	}
-	if isGRPCMedia(ct) || hasMediaSubstring(ct, "application/proto") || hasMediaSubstring(ct, "application/x-protobuf") ||
-		hasMediaSubstring(ct, "application/connect+") {
-		return walkRPC(req, ct, w)
+	if isGRPCMedia(ct) || containsFold(ct, "application/proto") || containsFold(ct, "application/x-protobuf") ||
+		containsFold(ct, "application/connect+") {
+		return walkRPC(in, w)
 	}
-	if body[0] == '{' || body[0] == '[' || hasMediaSubstring(ct, "json") {
+	if body[0] == '{' || body[0] == '[' || containsFold(ct, "json") {
 		try(walkJSON(body, w))
 	}
-	if !w.done && (body[0] == '<' || hasMediaSubstring(ct, "xml")) {
+	if !w.done && (body[0] == '<' || containsFold(ct, "xml")) {
 		try(walkXML(body, w))
 	}
-	if !w.done && hasMediaSubstring(ct, "application/x-www-form-urlencoded") {
+	if !w.done && containsFold(ct, "application/x-www-form-urlencoded") {
 		try(true) // a form always parses: Go's ParseForm and servlet containers skip pairs they cannot decode
 		it := params{body}
 		for k, v, ok := it.next(); ok && !w.done; k, v, ok = it.next() {
@@ -141,7 +182,7 @@ func walkBody(req *Request, f func(k, v string) bool) bodyStatus {
 			}
 		}
 	}
-	if !w.done && hasMediaSubstring(ct, "multipart/form-data") {
+	if !w.done && containsFold(ct, "multipart/form-data") {
 		try(walkMultipart(body, ct, w))
 	}
 	switch {
@@ -319,7 +360,7 @@ func walkMultipart(body, ct string, w *bodyWalker) bool {
 }
 
 // isGRPCMedia reports whether a Content-Type is gRPC or gRPC-Web (any codec).
-func isGRPCMedia(ct string) bool { return hasMediaSubstring(ct, "application/grpc") }
+func isGRPCMedia(ct string) bool { return containsFold(ct, "application/grpc") }
 
 // rpcLoginFields says where the login names of a ZITADEL SessionService request are in its protobuf encoding
 // (zitadel.session.v2 and v2beta session_service.proto): the message path to the CheckUser, whose field 1 is
@@ -339,11 +380,11 @@ func rpcLoginFields(method string) []protowire.Number {
 // protobuf or JSON by the codec. Protobuf messages are decoded for the fields of the methods deact reads
 // (rpcLoginFields), reported as "userId" and "loginName". A compressed frame is unreadable; a frame longer than
 // the body is incomplete when the body was cut and unreadable otherwise.
-func walkRPC(req *Request, ct string, w *bodyWalker) bodyStatus {
-	incomplete := req.bodyIncomplete()
-	body := []byte(req.Body)
-	if hasMediaSubstring(ct, "grpc-web-text") {
-		d, err := decodeGRPCWebText(req.Body)
+func walkRPC(in *bodyInput, w *bodyWalker) bodyStatus {
+	incomplete, ct := in.incomplete, in.contentType
+	body := []byte(in.body)
+	if containsFold(ct, "grpc-web-text") {
+		d, err := decodeGRPCWebText(in.body)
 		if err != nil {
 			if incomplete {
 				return bodyIncomplete
@@ -352,8 +393,8 @@ func walkRPC(req *Request, ct string, w *bodyWalker) bodyStatus {
 		}
 		body = d
 	}
-	jsonCodec := hasMediaSubstring(ct, "json")
-	method := rpcMethod(req.Path)
+	jsonCodec := containsFold(ct, "json")
+	method := rpcMethod(in.path)
 	fields := rpcLoginFields(method)
 	read := func(msg []byte) bool {
 		if jsonCodec {
@@ -364,7 +405,7 @@ func walkRPC(req *Request, ct string, w *bodyWalker) bodyStatus {
 		}
 		return walkProto(msg, fields, w) == nil
 	}
-	framed := isGRPCMedia(ct) || hasMediaSubstring(ct, "application/connect+")
+	framed := isGRPCMedia(ct) || containsFold(ct, "application/connect+")
 	if !framed {
 		ok := read(body)
 		switch {

@@ -289,6 +289,7 @@ func checkCases() []checkCase {
 }
 
 func TestCheckGRPC(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Config{Rules: []Rule{{
 		Name: "tenant-backup", Method: "POST", Path: "/api/tenants/{tenant}/backups", Op: "backup",
 		Subjects: []SubjectSource{{Kind: "org", From: "path", Name: "tenant"}},
@@ -397,6 +398,7 @@ func wantDeny(t *testing.T, resp *authv3.CheckResponse, tc checkCase, vars map[s
 
 // TestCheckTokens covers issue 9's token cases that need no state change in between.
 func TestCheckTokens(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Config{RevisionHeader: true})
 	api := func(tok string) *authv3.CheckRequest {
 		return checkRequest(t, httpReq(`{"method":"GET","path":"/v2/users/me","headers":{"authorization":"Bearer `+tok+`"}}`, ""))
@@ -470,6 +472,7 @@ func TestCheckTokens(t *testing.T) {
 }
 
 func TestCheckNotReady(t *testing.T) {
+	t.Parallel()
 	// A replica that never ran has no state: never an allow.
 	r := state.NewReplica(state.ReplicaConfig{Logger: quietLogger()})
 	az, err := New(Config{Replica: r})
@@ -491,6 +494,7 @@ func TestCheckNotReady(t *testing.T) {
 // every answer is an allow or the right deny, the shared allow responses are race-free, and the last answer,
 // after the final reactivation, is an allow.
 func TestCheckConcurrent(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Config{RevisionHeader: true})
 	req := checkRequest(t, httpReq(`{"method":"GET","path":"/x","headers":{}}`, `"context_extensions":{"op":"login","org_id":"100"}`))
 	stop := make(chan struct{})

@@ -47,7 +47,7 @@ func testAuthorizer(tb testing.TB, cfg Config, snap *state.Snapshot, staleness t
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
-	a, err := newAuthorizer(cfg, func() *state.Snapshot { return snap }, func() time.Duration { return staleness })
+	a, err := newAuthorizer(cfg, func() *state.Snapshot { return snap }, func(time.Time) time.Duration { return staleness })
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -56,6 +56,7 @@ func testAuthorizer(tb testing.TB, cfg Config, snap *state.Snapshot, staleness t
 }
 
 func TestPattern(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		pat   string
 		fold  bool
@@ -109,6 +110,7 @@ func TestPattern(t *testing.T) {
 }
 
 func TestPresetsCompile(t *testing.T) {
+	t.Parallel()
 	// presetRoute panics on a bad constant pattern; building them is the test.
 	if n := len(zitadelRoutes()) + len(commvaultRoutes()); n == 0 {
 		t.Fatal("no preset routes")
@@ -116,6 +118,7 @@ func TestPresetsCompile(t *testing.T) {
 }
 
 func TestCanonicalPath(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"/oauth/v2/token":       "/oauth/v2/token",
 		"/oauth/v2/%74oken":     "/oauth/v2/token",
@@ -135,6 +138,7 @@ func TestCanonicalPath(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
+	t.Parallel()
 	a := testAuthorizer(t, Config{Rules: []Rule{{Path: "/tenants/{t}/restore", Op: "restore",
 		Subjects: []SubjectSource{{Kind: "org", From: "path", Name: "t"}, {Kind: "login", From: "header", Name: "X-User"},
 			{Kind: "project", From: "query", Name: "p"}, {Kind: "app", From: "form", Name: "app"}, {Kind: "account", From: "jwt", Name: "act"}}}}},
@@ -143,54 +147,54 @@ func TestClassify(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		req  Request
-		op   Op
+		op   Action
 		subs []Subject
 	}{
-		{"unknown path is other", Request{Method: "GET", Path: "/healthz"}, OpOther, nil},
+		{"unknown path is other", Request{Method: "GET", Path: "/healthz"}, ActionOther, nil},
 		{"other ignores headers", Request{Method: "GET", Path: "/.well-known/openid-configuration",
-			Headers: map[string]string{"x-zitadel-orgid": "666"}}, OpOther, nil},
+			Headers: map[string]string{"x-zitadel-orgid": "666"}}, ActionOther, nil},
 		{"route facts", Request{Method: "GET", Path: "/x", Route: map[string]string{"op": "Login", "org_id": "1, 2",
 			"project_id": "3", "app_id": "4", "client_id": "5"}, Headers: map[string]string{"x-zitadel-orgid": "6"}},
-			OpLogin, []Subject{sub(SubjectOrg, "1"), sub(SubjectOrg, "2"), sub(SubjectProject, "3"), sub(SubjectApp, "4"),
+			ActionLogin, []Subject{sub(SubjectOrg, "1"), sub(SubjectOrg, "2"), sub(SubjectProject, "3"), sub(SubjectApp, "4"),
 				sub(SubjectClient, "5"), sub(SubjectOrg, "6")}},
 		{"token form, basic, scopes", Request{Method: "POST", Path: "/oauth/v2/token",
 			Headers: map[string]string{"content-type": "application/x-www-form-urlencoded", "authorization": "Basic " + basicCLI},
 			Body:    "grant_type=client_credentials&scope=openid+urn%3Azitadel%3Aiam%3Aorg%3Aid%3A77+urn:zitadel:iam:org:domain:primary:Evil.Example+urn:zitadel:iam:org:project:id:300:aud&client%5Fid=c1"},
-			OpToken, []Subject{sub(SubjectOrg, "77"), sub(SubjectDomain, "evil.example"), sub(SubjectProject, "300"),
+			ActionToken, []Subject{sub(SubjectOrg, "77"), sub(SubjectDomain, "evil.example"), sub(SubjectProject, "300"),
 				sub(SubjectClient, "c1"), sub(SubjectClient, "401@acme-cli")}},
 		{"form body ignored without form content type", Request{Method: "POST", Path: "/oauth/v2/token",
-			Headers: map[string]string{"content-type": "application/json"}, Body: "client_id=c1"}, OpToken, nil},
+			Headers: map[string]string{"content-type": "application/json"}, Body: "client_id=c1"}, ActionToken, nil},
 		{"authorize query and login_hint", Request{Method: "GET", Path: "/oauth/v2/authorize",
 			Query: "client_id=c2&login_hint=bob%40Acme.example&scope=openid"},
-			OpLogin, []Subject{sub(SubjectClient, "c2"), sub(SubjectDomain, "acme.example")}},
+			ActionLogin, []Subject{sub(SubjectClient, "c2"), sub(SubjectDomain, "acme.example")}},
 		{"encoded path still classified", Request{Method: "POST", Path: "/oauth/v2/%74oken", Query: "client_id=c3"},
-			OpToken, []Subject{sub(SubjectClient, "c3")}},
+			ActionToken, []Subject{sub(SubjectClient, "c3")}},
 		{"custom rule sources", Request{Method: "POST", Path: "/tenants/9/restore", Query: "p=8",
 			Headers: map[string]string{"x-user": `CORP\alice`, "content-type": "application/x-www-form-urlencoded"}, Body: "app=7"},
-			OpRestore, []Subject{sub(SubjectOrg, "9"), sub(SubjectDomain, "corp"), sub(SubjectProject, "8"), sub(SubjectApp, "7")}},
+			ActionRestore, []Subject{sub(SubjectOrg, "9"), sub(SubjectDomain, "corp"), sub(SubjectProject, "8"), sub(SubjectApp, "7")}},
 		{"commvault login header and body domain", Request{Method: "POST", Path: "/webconsole/api/Login",
 			Headers: map[string]string{"username": "bob@Tenant9", "content-type": "application/json"},
 			Body:    `{"domain":"Tenant9.example","username":"bob","password":"x"}`},
-			OpLogin, []Subject{sub(SubjectDomain, "tenant9"), sub(SubjectDomain, "tenant9.example")}},
+			ActionLogin, []Subject{sub(SubjectDomain, "tenant9"), sub(SubjectDomain, "tenant9.example")}},
 		{"commvault create task without body", Request{Method: "POST", Path: "/webconsole/api/CreateTask",
-			Route: map[string]string{"org_id": "900"}}, OpBackup, []Subject{sub(SubjectOrg, "900")}},
+			Route: map[string]string{"org_id": "900"}}, ActionBackup, []Subject{sub(SubjectOrg, "900")}},
 		{"commvault create task, numeric restore subtask", Request{Method: "POST", Path: "/webconsole/api/CreateTask",
-			Body: `{"taskInfo":{"subTasks":[{"subTask":{"subTaskType":3,"operationType":1001}}]}}`}, OpRestore, nil},
+			Body: `{"taskInfo":{"subTasks":[{"subTask":{"subTaskType":3,"operationType":1001}}]}}`}, ActionRestore, nil},
 		{"commvault create task, admin subtask", Request{Method: "POST", Path: "/webconsole/api/CreateTask",
-			Body: `{"taskInfo":{"subTasks":[{"subTask":{"subTaskType":"ADMIN"}}]}}`}, OpOther, nil},
+			Body: `{"taskInfo":{"subTasks":[{"subTask":{"subTaskType":"ADMIN"}}]}}`}, ActionOther, nil},
 		{"route op overrides preset", Request{Method: "GET", Path: "/oidc/v1/userinfo", Route: map[string]string{"op": "other"},
-			Headers: map[string]string{"x-zitadel-orgid": "666"}}, OpOther, nil},
+			Headers: map[string]string{"x-zitadel-orgid": "666"}}, ActionOther, nil},
 		{"jwt-bearer assertion", Request{Method: "POST", Path: "/oauth/v2/token",
 			Headers: map[string]string{"content-type": "application/x-www-form-urlencoded"},
 			Body:    "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=" + unsigned(`{"iss":"669","sub":"669"}`)},
-			OpToken, []Subject{sub(SubjectAccount, "669")}},
+			ActionToken, []Subject{sub(SubjectAccount, "669")}},
 		{"private_key_jwt client assertion", Request{Method: "POST", Path: "/oauth/v2/introspect",
 			Headers: map[string]string{"content-type": "application/x-www-form-urlencoded"},
 			Body:    "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=" + unsigned(`{"iss":"668@dead","sub":"668@dead"}`) + "&token=abc"},
-			OpToken, []Subject{sub(SubjectClient, "668@dead")}},
+			ActionToken, []Subject{sub(SubjectClient, "668@dead")}},
 		{"bearer JWT claims, ZITADEL mapping", Request{Method: "GET", Path: "/v2/users/me",
 			Headers: map[string]string{"authorization": "Bearer " + unsigned(`{"iss":"i","sub":"2002","aud":["300","c"],"azp":"c","urn:zitadel:iam:user:resourceowner:id":"100","urn:zitadel:iam:org:id":123456789012345678,"act":"669"}`)}},
-			OpAPI, []Subject{sub(SubjectOrg, "100"), sub(SubjectOrg, "123456789012345678"), sub(SubjectClient, "c"),
+			ActionAPI, []Subject{sub(SubjectOrg, "100"), sub(SubjectOrg, "123456789012345678"), sub(SubjectClient, "c"),
 				sub(SubjectProject, "300"), sub(SubjectProject, "c"), sub(SubjectAccount, "2002")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -208,6 +212,7 @@ func unsigned(payload string) string {
 }
 
 func TestDecideSnapshot(t *testing.T) {
+	t.Parallel()
 	a := testAuthorizer(t, Config{}, testSnapshot(t), 0)
 	for _, tc := range []struct {
 		name   string
@@ -257,17 +262,18 @@ func TestDecideSnapshot(t *testing.T) {
 }
 
 func TestStalenessPolicy(t *testing.T) {
+	t.Parallel()
 	p, err := ParseStalenessPolicy("login=deny-after:30s, token=serve-last-known,api=DENY-AFTER:1m")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p) != 2 || p[OpLogin] != 30*time.Second || p[OpAPI] != time.Minute {
+	if len(p) != 2 || p[ActionLogin] != 30*time.Second || p[ActionAPI] != time.Minute {
 		t.Fatalf("parsed %v", p)
 	}
 	if s := p.String(); s != "login=deny-after:30s,api=deny-after:1m0s" {
 		t.Fatalf("String = %q", s)
 	}
-	if p, err = ParseStalenessPolicy("all=deny-after:5s,restore=serve-last-known"); err != nil || len(p) != 4 || p[OpRestore] != 0 {
+	if p, err = ParseStalenessPolicy("all=deny-after:5s,restore=serve-last-known"); err != nil || len(p) != 4 || p[ActionRestore] != 0 {
 		t.Fatalf("all: %v %v", p, err)
 	}
 	for _, bad := range []string{"login", "login=deny-after:", "login=deny-after:-1s", "login=deny-after:x",
@@ -278,8 +284,8 @@ func TestStalenessPolicy(t *testing.T) {
 	}
 
 	snap := testSnapshot(t)
-	stale := testAuthorizer(t, Config{Staleness: StalenessPolicy{OpLogin: time.Second}}, snap, time.Minute)
-	fresh := testAuthorizer(t, Config{Staleness: StalenessPolicy{OpLogin: time.Second}}, snap, time.Millisecond)
+	stale := testAuthorizer(t, Config{Staleness: StalenessPolicy{ActionLogin: time.Second}}, snap, time.Minute)
+	fresh := testAuthorizer(t, Config{Staleness: StalenessPolicy{ActionLogin: time.Second}}, snap, time.Millisecond)
 	login := &Request{Method: "GET", Path: "/oauth/v2/authorize", Query: "client_id=x"}
 	token := &Request{Method: "POST", Path: "/oauth/v2/token"}
 	if d, _ := stale.Decide(login); d.Allow || d.Reason != ReasonStale {
@@ -291,12 +297,13 @@ func TestStalenessPolicy(t *testing.T) {
 	if d, _ := fresh.Decide(login); !d.Allow {
 		t.Errorf("fresh login: %+v", d)
 	}
-	if _, err := newAuthorizer(Config{Staleness: StalenessPolicy{OpOther: time.Second}}, nil, nil); err == nil {
+	if _, err := newAuthorizer(Config{Staleness: StalenessPolicy{ActionOther: time.Second}}, nil, nil); err == nil {
 		t.Error("policy for op other accepted")
 	}
 }
 
 func TestRulesFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write := func(name, body string) string {
 		p := filepath.Join(dir, name)
@@ -353,6 +360,7 @@ rules:
 }
 
 func TestConfigErrors(t *testing.T) {
+	t.Parallel()
 	for _, cfg := range []Config{
 		{Presets: []string{"keycloak"}},
 		{Presets: []string{"zitadel", "ZITADEL"}},
@@ -371,6 +379,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestClaimMappingPerIssuer(t *testing.T) {
+	t.Parallel()
 	a := testAuthorizer(t, Config{Claims: []ClaimMapping{
 		{Issuer: "https://other-idp", Org: []string{"tenant"}, Client: []string{"cid"}},
 	}}, testSnapshot(t), 0)
@@ -389,6 +398,7 @@ func TestClaimMappingPerIssuer(t *testing.T) {
 }
 
 func TestTokenCacheTTL(t *testing.T) {
+	t.Parallel()
 	tc, err := newTokenCache(100, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -412,6 +422,7 @@ func TestTokenCacheTTL(t *testing.T) {
 }
 
 func TestDenyShapes(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		d       Decision
@@ -420,30 +431,30 @@ func TestDenyShapes(t *testing.T) {
 		ctype   string
 		body    string
 	}{
-		{"oauth token", Decision{Op: OpToken, Reason: ReasonAppDeactivated, Surface: SurfaceOAuthToken}, nil, 400, "application/json",
+		{"oauth token", Decision{Action: ActionToken, Reason: ReasonAppDeactivated, Surface: SurfaceOAuthToken}, nil, 400, "application/json",
 			`{"error":"unauthorized_client","error_description":"The application is deactivated."}`},
-		{"oauth authorize", Decision{Op: OpLogin, Reason: ReasonOrgDeactivated, Surface: SurfaceOAuthAuthorize}, nil, 403, "application/json",
+		{"oauth authorize", Decision{Action: ActionLogin, Reason: ReasonOrgDeactivated, Surface: SurfaceOAuthAuthorize}, nil, 403, "application/json",
 			`{"error":"access_denied","error_description":"The organization is deactivated: login is disabled."}`},
-		{"zitadel", Decision{Op: OpLogin, Reason: ReasonProjectDeactivated, Surface: SurfaceZITADEL}, nil, 403, "application/json",
+		{"zitadel", Decision{Action: ActionLogin, Reason: ReasonProjectDeactivated, Surface: SurfaceZITADEL}, nil, 403, "application/json",
 			`{"code":7,"message":"The project is deactivated.","details":[{"@type":"type.googleapis.com/zitadel.v1.ErrorDetail","id":"DEACT-PRJ01","message":"The project is deactivated."}]}`},
-		{"zitadel api", Decision{Op: OpAPI, Reason: ReasonOrgDeactivated, Surface: SurfaceZITADEL}, nil, 401, "application/json",
+		{"zitadel api", Decision{Action: ActionAPI, Reason: ReasonOrgDeactivated, Surface: SurfaceZITADEL}, nil, 401, "application/json",
 			`{"code":16,"message":"The organization is deactivated: its tokens are no longer accepted.","details":[{"@type":"type.googleapis.com/zitadel.v1.ErrorDetail","id":"DEACT-ORG01","message":"The organization is deactivated: its tokens are no longer accepted."}]}`},
-		{"zitadel grpc", Decision{Op: OpAPI, Reason: ReasonOrgDeactivated, Surface: SurfaceZITADEL},
+		{"zitadel grpc", Decision{Action: ActionAPI, Reason: ReasonOrgDeactivated, Surface: SurfaceZITADEL},
 			map[string]string{"content-type": "application/grpc+proto"}, 401, "text/plain; charset=utf-8",
 			`The organization is deactivated: its tokens are no longer accepted.`},
-		{"commvault json", Decision{Op: OpRestore, Reason: ReasonOrgDeactivated, Surface: SurfaceCommvault}, nil, 403, "application/json",
+		{"commvault json", Decision{Action: ActionRestore, Reason: ReasonOrgDeactivated, Surface: SurfaceCommvault}, nil, 403, "application/json",
 			`{"errorCode":1,"errorMessage":"The organization is deactivated: restore is disabled."}`},
-		{"commvault xml by content type", Decision{Op: OpBackup, Reason: ReasonOrgDeactivated, Surface: SurfaceCommvault},
+		{"commvault xml by content type", Decision{Action: ActionBackup, Reason: ReasonOrgDeactivated, Surface: SurfaceCommvault},
 			map[string]string{"content-type": "application/xml"}, 403, "application/xml",
 			`<?xml version="1.0" encoding="UTF-8"?>` + "\n" + `<EVGui_GenericResp errorCode="1" errorMessage="The organization is deactivated: backup is disabled."></EVGui_GenericResp>`},
-		{"commvault json by accept", Decision{Op: OpBackup, Reason: ReasonOrgDeactivated, Surface: SurfaceCommvault},
+		{"commvault json by accept", Decision{Action: ActionBackup, Reason: ReasonOrgDeactivated, Surface: SurfaceCommvault},
 			map[string]string{"content-type": "application/xml", "accept": "application/json"}, 403, "application/json",
 			`{"errorCode":1,"errorMessage":"The organization is deactivated: backup is disabled."}`},
-		{"generic api", Decision{Op: OpAPI, Reason: ReasonAppDeactivated}, nil, 401, "application/json",
+		{"generic api", Decision{Action: ActionAPI, Reason: ReasonAppDeactivated}, nil, 401, "application/json",
 			`{"error":"invalid_token","error_description":"The application is deactivated: its tokens are no longer accepted."}`},
-		{"stale", Decision{Op: OpToken, Reason: ReasonStale, Surface: SurfaceOAuthToken}, nil, 503, "application/json",
+		{"stale", Decision{Action: ActionToken, Reason: ReasonStale, Surface: SurfaceOAuthToken}, nil, 503, "application/json",
 			`{"error":"temporarily_unavailable","error_description":"Authorization state is temporarily unavailable, try again later."}`},
-		{"token too large", Decision{Op: OpLogin, Reason: ReasonTokenTooLarge, Surface: SurfaceZITADEL}, nil, 401, "application/json",
+		{"token too large", Decision{Action: ActionLogin, Reason: ReasonTokenTooLarge, Surface: SurfaceZITADEL}, nil, 401, "application/json",
 			`{"code":16,"message":"The access token is too large.","details":[{"@type":"type.googleapis.com/zitadel.v1.ErrorDetail","id":"DEACT-TOK01","message":"The access token is too large."}]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -487,6 +498,7 @@ func (s *syncBuffer) String() string {
 }
 
 func TestDenyLogAndMetrics(t *testing.T) {
+	t.Parallel()
 	var logs syncBuffer
 	reg := prometheus.NewRegistry()
 	a := testAuthorizer(t, Config{
@@ -505,23 +517,32 @@ func TestDenyLogAndMetrics(t *testing.T) {
 		}
 	}
 	out := logs.String()
-	var line map[string]any
-	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &line); err != nil {
-		t.Fatalf("want exactly one deny line, got %q", out)
-	}
-	want := map[string]any{"level": "INFO", "op": "api", "reason": "app_deactivated", "subject_kind": "app",
-		"subject_id": "668", "via_kind": "client", "via_id": "668@dead", "route": "zitadel-v2-api"}
-	for k, v := range want {
-		if line[k] != v {
-			t.Errorf("log %s = %v, want %v", k, line[k], v)
+	t.Run("one deny line", func(t *testing.T) {
+		var line map[string]any
+		if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &line); err != nil {
+			t.Fatalf("want exactly one deny line, got %q", out)
 		}
-	}
-	for _, secret := range []string{tok, "Bearer", "do-not-log", "opaque"} {
-		if strings.Contains(out, secret) {
-			t.Errorf("log contains %q", secret)
+		want := map[string]any{"level": "INFO", "op": "api", "reason": "app_deactivated", "subject_kind": "app",
+			"subject_id": "668", "via_kind": "client", "via_id": "668@dead", "route": "zitadel-v2-api"}
+		for k, v := range want {
+			if line[k] != v {
+				t.Errorf("log %s = %v, want %v", k, line[k], v)
+			}
 		}
-	}
+	})
+	t.Run("no secret in the log", func(t *testing.T) {
+		for _, secret := range []string{tok, "Bearer", "do-not-log", "opaque"} {
+			if strings.Contains(out, secret) {
+				t.Errorf("log contains %q", secret)
+			}
+		}
+	})
+	t.Run("metrics", func(t *testing.T) { checkMetrics(t, reg) })
+}
 
+// checkMetrics checks the counters and latency observations of TestDenyLogAndMetrics's three checks.
+func checkMetrics(t *testing.T, reg *prometheus.Registry) {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -555,3 +576,48 @@ func label(m *dto.Metric, name string) string {
 }
 
 func b64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// TestDecideOrgsOfAppAndProject: an app checks its own org and its project's org, which usually are one org
+// (looked up once) and may differ: a deactivation of either denies, by app ID and by client ID alike.
+func TestDecideOrgsOfAppAndProject(t *testing.T) {
+	t.Parallel()
+	snap, err := state.BuildSnapshot(1,
+		state.Record{Org: &state.Org{ID: "1"}},
+		state.Record{Org: &state.Org{ID: "2", Disabled: state.OpsAll}},
+		state.Record{Project: &state.Project{ID: "10", OrgID: "1", State: state.Active}},
+		state.Record{Project: &state.Project{ID: "20", OrgID: "2", State: state.Active}},
+		state.Record{App: &state.App{ID: "101", ProjectID: "10", OrgID: "1", ClientIDs: []string{"c-same"}, State: state.Active}},
+		state.Record{App: &state.App{ID: "102", ProjectID: "10", OrgID: "2", ClientIDs: []string{"c-app-org-off"}, State: state.Active}},
+		state.Record{App: &state.App{ID: "201", ProjectID: "20", OrgID: "1", ClientIDs: []string{"c-project-org-off"}, State: state.Active}},
+		state.Record{App: &state.App{ID: "202", ProjectID: "20", OrgID: "2", ClientIDs: []string{"c-both-off"}, State: state.Active}},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := testAuthorizer(t, Config{}, snap, 0)
+	for _, tc := range []struct {
+		name, app, client string
+		allow             bool
+	}{
+		{"one active org", "101", "c-same", true},
+		{"the app's org is off", "102", "c-app-org-off", false},
+		{"the project's org is off", "201", "c-project-org-off", false},
+		{"both are the deactivated org", "202", "c-both-off", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, route := range []map[string]string{
+				{FactOp: "login", FactAppID: tc.app},
+				{FactOp: "login", FactClientID: tc.client},
+				{FactOp: "token", FactProjectID: "10", FactAppID: tc.app},
+			} {
+				d, err := a.Decide(&Request{Method: "GET", Path: "/x", Route: route})
+				if err != nil || d.Allow != tc.allow {
+					t.Errorf("%v: %+v, %v; want allow=%v", route, d, err, tc.allow)
+				}
+				if !tc.allow && (d.Reason != ReasonOrgDeactivated || d.Subject != (Subject{SubjectOrg, "2"})) {
+					t.Errorf("%v: deny %s by %v, want org_deactivated by org 2", route, d.Reason, d.Subject)
+				}
+			}
+		})
+	}
+}

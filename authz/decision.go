@@ -56,7 +56,7 @@ const (
 // Decision is the outcome for one request. The zero value is not meaningful; Allow is the only field an
 // enforcing caller needs, the others explain it.
 type Decision struct {
-	Op      Op
+	Action  Action
 	Allow   bool
 	Reason  Reason  // ReasonNone on allow
 	Subject Subject // the deactivated record that caused a deny
@@ -123,12 +123,15 @@ func (e *evaluator) check(kind SubjectKind, id string) bool {
 		// The entry names its app exactly (project and app), and its org: check both. It is a chain when layers
 		// disagree about whose client this is (state.Client.Next): every entry is checked.
 		for c := e.snap.Client(id); c != nil && !e.denied; c = c.Next {
+			var checked string
 			if a := e.snap.App(c.ProjectID, c.AppID); a != nil {
-				e.appRecord(a, via)
+				checked = e.appRecord(a, via)
 			} else {
-				e.project(c.ProjectID, via)
+				checked = e.project(c.ProjectID, via)
 			}
-			e.org(c.OrgID, via)
+			if c.OrgID != checked { // the entry's org is almost always its app's: one lookup of it is enough
+				e.org(c.OrgID, via)
+			}
 		}
 	case SubjectAccount:
 		if a := e.snap.Account(id); a != nil {
@@ -151,22 +154,25 @@ func (e *evaluator) org(id string, via Subject) {
 	}
 }
 
-func (e *evaluator) project(id string, via Subject) {
+// project checks a project and its orgs. It returns the project's org, which it has checked ("" when there is
+// no such project or a deny stopped it first), so that a caller about to check the same org can skip it.
+func (e *evaluator) project(id string, via Subject) (org string) {
 	if e.denied || id == "" {
-		return
+		return ""
 	}
 	p := e.snap.Project(id)
 	if p == nil {
-		return
+		return ""
 	}
 	if e.apps && p.IsDeactivated() {
 		e.deny(ReasonProjectDeactivated, Subject{SubjectProject, id}, via)
-		return
+		return ""
 	}
 	e.org(p.OrgID, via)
 	for _, o := range p.OtherOrgIDs {
 		e.org(o, via)
 	}
+	return p.OrgID
 }
 
 // app checks a request that names an app ID alone: it is denied if any app record with that ID is deactivated,
@@ -188,20 +194,23 @@ func (e *evaluator) app(id string, via Subject) {
 	}
 }
 
-// appRecord checks one app record, found exactly by project and app ID.
-func (e *evaluator) appRecord(a *state.AppState, via Subject) {
+// appRecord checks one app record, found exactly by project and app ID. It returns the app's org, which it
+// has checked ("" when a deny stopped it first).
+func (e *evaluator) appRecord(a *state.AppState, via Subject) (org string) {
 	if e.denied {
-		return
+		return ""
 	}
 	if e.apps && a.IsDeactivated() {
 		e.deny(ReasonAppDeactivated, Subject{SubjectApp, a.ID}, via)
-		return
+		return ""
 	}
-	e.project(a.ProjectID, via)
-	e.org(a.OrgID, via)
+	if e.project(a.ProjectID, via) != a.OrgID { // the project's org is almost always the app's: look it up once
+		e.org(a.OrgID, via)
+	}
 	for _, o := range a.OtherOrgIDs {
 		e.org(o, via)
 	}
+	return a.OrgID
 }
 
 // checkList checks every item of a comma-separated list.

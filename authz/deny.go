@@ -46,26 +46,26 @@ const CommvaultErrorCode = 1
 func message(d *Decision) string {
 	switch d.Reason {
 	case ReasonOrgDeactivated:
-		switch d.Op {
-		case OpLogin:
+		switch d.Action {
+		case ActionLogin:
 			return "The organization is deactivated: login is disabled."
-		case OpToken:
+		case ActionToken:
 			return "The organization is deactivated: tokens are not issued."
-		case OpAPI:
+		case ActionAPI:
 			return "The organization is deactivated: its tokens are no longer accepted."
-		case OpBackup:
+		case ActionBackup:
 			return "The organization is deactivated: backup is disabled."
-		case OpRestore:
+		case ActionRestore:
 			return "The organization is deactivated: restore is disabled."
 		}
 		return "The organization is deactivated."
 	case ReasonProjectDeactivated:
-		if d.Op == OpAPI {
+		if d.Action == ActionAPI {
 			return "The project is deactivated: its tokens are no longer accepted."
 		}
 		return "The project is deactivated."
 	case ReasonAppDeactivated:
-		if d.Op == OpAPI {
+		if d.Action == ActionAPI {
 			return "The application is deactivated: its tokens are no longer accepted."
 		}
 		return "The application is deactivated."
@@ -104,7 +104,7 @@ func zitadelDetailID(r Reason) string {
 // shape builds the deny response for d.
 func shape(d *Decision, req *Request) denial {
 	msg := message(d)
-	bearer := d.Op == OpAPI || d.Reason == ReasonTokenTooLarge
+	bearer := d.Action == ActionAPI || d.Reason == ReasonTokenTooLarge
 	stale := d.Reason == ReasonStale
 	refused := d.Reason == ReasonBodyIncomplete || d.Reason == ReasonBodyUnreadable
 	var dn denial
@@ -150,7 +150,7 @@ func shape(d *Decision, req *Request) denial {
 		}}})
 	case SurfaceCommvault:
 		accept := req.Headers["accept"]
-		if hasMediaSubstring(accept, "xml") || (accept == "" && hasMediaSubstring(ct, "xml")) {
+		if containsFold(accept, "xml") || (accept == "" && containsFold(ct, "xml")) {
 			contentType = "application/xml"
 			b, _ := xml.Marshal(commvaultXML{Code: CommvaultErrorCode, Message: msg})
 			dn.body = xml.Header + string(b)

@@ -48,6 +48,7 @@ func forwardedFromCheck(t *testing.T, base string, cr *authv3.CheckRequest, body
 // TestHTTPHandlerForwarded runs the Check table through /check as Caddy (no body) and Traefik (forwardBody)
 // describe requests: every deny the gRPC path gives, the forwarded form gives too.
 func TestHTTPHandlerForwarded(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Config{Rules: []Rule{{
 		Name: "tenant-backup", Method: "POST", Path: "/api/tenants/{tenant}/backups", Op: "backup",
 		Subjects: []SubjectSource{{Kind: "org", From: "path", Name: "tenant"}},
@@ -96,6 +97,7 @@ func TestHTTPHandlerForwarded(t *testing.T) {
 // X-Forwarded-* cannot change what nginx's X-Original-* describe, and the host is only taken with the
 // forwarded URI.
 func TestHTTPHandlerHeaderFamilies(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Config{Rules: []Rule{{
 		Name: "host-org", Method: "GET", Path: "/hosted/**", Op: "api",
 		Subjects: []SubjectSource{{Kind: "org", From: "header", Name: "host"}},

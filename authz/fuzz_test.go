@@ -121,15 +121,15 @@ func FuzzCheck(f *testing.F) {
 		if !d.Allow && resp.GetDeniedResponse().GetStatus().GetCode() == 0 {
 			t.Fatal("deny without an HTTP status")
 		}
-		if d.Op != OpOther && (namesDeadOrg(orgID) || namesDeadOrg(hdr["x-zitadel-orgid"])) && d.Allow {
-			t.Fatalf("allowed op %s naming deactivated org %s: %+v", d.Op, deadOrg, d)
+		if d.Action != ActionOther && (namesDeadOrg(orgID) || namesDeadOrg(hdr["x-zitadel-orgid"])) && d.Allow {
+			t.Fatalf("allowed op %s naming deactivated org %s: %+v", d.Action, deadOrg, d)
 		}
 		if d.Reason != ReasonBadRouteFact {
 			// A path with two readings (a Go server's and a servlet container's) is decided by the reading that
 			// denies; Classify, which sees no state, reports the first reading's op.
-			if op, _ := a.Classify(&req); op != d.Op {
+			if op, _ := a.Classify(&req); op != d.Action {
 				if _, two := servletPath(canonicalPath(req.Path)); !two {
-					t.Fatalf("Classify op %s, Decide op %s", op, d.Op)
+					t.Fatalf("Classify op %s, Decide op %s", op, d.Action)
 				}
 			}
 		}
@@ -218,6 +218,7 @@ func FuzzJWTClaims(f *testing.F) {
 
 // TestRawHeaderMap covers Envoy's encode_raw_headers: headers as a list, repeated ones kept apart.
 func TestRawHeaderMap(t *testing.T) {
+	t.Parallel()
 	a := testAuthorizer(t, Config{}, testSnapshot(t), 0)
 	cr := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
 		Http: &authv3.AttributeContext_HttpRequest{HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{

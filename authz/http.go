@@ -61,6 +61,45 @@ func (a *Authorizer) serveCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req Request
+	if err := a.requestFromHTTP(r, rest, &req); err != nil {
+		http.Error(w, "cannot read request body", http.StatusBadRequest)
+		return
+	}
+
+	var d Decision
+	if err := a.decideNow(&req, &d); err != nil {
+		a.recordUnavailable(transportHTTP, start)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, unavailableMessage(err), http.StatusServiceUnavailable)
+		return
+	}
+	if d.Allow {
+		if a.revisionHeader {
+			w.Header().Set(HeaderRevision, strconv.FormatInt(d.Revision, 10))
+		}
+		w.WriteHeader(http.StatusOK)
+		a.record(r.Context(), transportHTTP, &d, start)
+		return
+	}
+	dn := shape(&d, &req)
+	for _, h := range dn.headers {
+		w.Header().Set(h[0], h[1])
+	}
+	if a.revisionHeader {
+		w.Header().Set(HeaderRevision, strconv.FormatInt(d.Revision, 10))
+	}
+	code := http.StatusForbidden
+	if dn.status == http.StatusUnauthorized {
+		code = http.StatusUnauthorized
+	}
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, dn.body)
+	a.record(r.Context(), transportHTTP, &d, start)
+}
+
+// requestFromHTTP fills req from a check request (see HTTPHandler); rest is the path after /check. Its error is
+// the body's read error.
+func (a *Authorizer) requestFromHTTP(r *http.Request, rest string, req *Request) error {
 	uri, methodHeader, host := r.Header.Get(HeaderOriginalURI), HeaderOriginalMethod, ""
 	if uri == "" {
 		if uri = r.Header.Get(HeaderForwardedURI); uri != "" {
@@ -100,42 +139,12 @@ func (a *Authorizer) serveCheck(w http.ResponseWriter, r *http.Request) {
 		// it that is a refusal (413, body_incomplete), elsewhere the body does not matter.
 		b, err := io.ReadAll(io.LimitReader(r.Body, a.maxBody+1))
 		if err != nil {
-			http.Error(w, "cannot read request body", http.StatusBadRequest)
-			return
+			return err
 		}
 		if int64(len(b)) > a.maxBody {
 			b, req.truncated = b[:a.maxBody], true
 		}
 		req.Body = string(b)
 	}
-
-	var d Decision
-	if err := a.decideNow(&req, &d); err != nil {
-		a.recordUnavailable(transportHTTP, start)
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, unavailableMessage(err), http.StatusServiceUnavailable)
-		return
-	}
-	if d.Allow {
-		if a.revisionHeader {
-			w.Header().Set(HeaderRevision, strconv.FormatInt(d.Revision, 10))
-		}
-		w.WriteHeader(http.StatusOK)
-		a.record(r.Context(), transportHTTP, &d, start)
-		return
-	}
-	dn := shape(&d, &req)
-	for _, h := range dn.headers {
-		w.Header().Set(h[0], h[1])
-	}
-	if a.revisionHeader {
-		w.Header().Set(HeaderRevision, strconv.FormatInt(d.Revision, 10))
-	}
-	code := http.StatusForbidden
-	if dn.status == http.StatusUnauthorized {
-		code = http.StatusUnauthorized
-	}
-	w.WriteHeader(code)
-	_, _ = io.WriteString(w, dn.body)
-	a.record(r.Context(), transportHTTP, &d, start)
+	return nil
 }

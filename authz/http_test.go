@@ -58,6 +58,7 @@ func httpCase(tc checkCase, nginx bool) bool {
 }
 
 func TestHTTPHandler(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Config{RevisionHeader: true, Rules: []Rule{{
 		Name: "tenant-backup", Method: "POST", Path: "/api/tenants/{tenant}/backups", Op: "backup",
 		Subjects: []SubjectSource{{Kind: "org", From: "path", Name: "tenant"}},
@@ -211,6 +212,7 @@ func TestHTTPHandler(t *testing.T) {
 }
 
 func TestHTTPHandlerNotReady(t *testing.T) {
+	t.Parallel()
 	az, err := New(Config{Replica: state.NewReplica(state.ReplicaConfig{Logger: quietLogger()})})
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 // metrics are the check counters and latency histogram. Every label combination is resolved at start, so
 // recording a check does not allocate.
 type metrics struct {
-	checks         [numOps][numOutcomes]prometheus.Counter
+	checks         [numActions][numOutcomes]prometheus.Counter
 	unavailable    prometheus.Counter // op "unknown": a request is not classified before the replica is ready
 	latency        [numTransports]prometheus.Observer
 	logsSuppressed prometheus.Counter
@@ -93,7 +93,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range denyReasons {
 		m.denies[r] = denies.WithLabelValues(string(r))
 	}
-	for op := range numOps {
+	for op := range numActions {
 		for o := range numOutcomes {
 			m.checks[op][o] = checks.WithLabelValues(op.String(), outcomeNames[o])
 		}
@@ -109,9 +109,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // reason) and observes the latency since start.
 func (a *Authorizer) record(ctx context.Context, t transport, d *Decision, start time.Time) {
 	if d.Allow {
-		a.metrics.checks[d.Op][outcomeAllow].Inc()
+		a.metrics.checks[d.Action][outcomeAllow].Inc()
 	} else {
-		a.metrics.checks[d.Op][outcomeDeny].Inc()
+		a.metrics.checks[d.Action][outcomeDeny].Inc()
 		if c, ok := a.metrics.denies[d.Reason]; ok {
 			c.Inc()
 		} else {
@@ -128,7 +128,7 @@ func (a *Authorizer) record(ctx context.Context, t transport, d *Decision, start
 
 func (a *Authorizer) logDeny(ctx context.Context, t transport, d *Decision) {
 	a.log.LogAttrs(ctx, slog.LevelInfo, "request denied",
-		slog.String("op", d.Op.String()),
+		slog.String("op", d.Action.String()),
 		slog.String("reason", string(d.Reason)),
 		slog.String("subject_kind", d.Subject.Kind.String()),
 		slog.String("subject_id", d.Subject.ID),

@@ -3,6 +3,7 @@ package authz
 import "testing"
 
 func TestLogBudget(t *testing.T) {
+	t.Parallel()
 	b := logBudget{perSec: 3}
 	n := 0
 	for range 10 {

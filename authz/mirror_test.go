@@ -12,6 +12,7 @@ import (
 // TestCheckMirroredLayers: decisions through a real replica deny when any layer does. The fixtures are local
 // (all active); a source mirrors what its upstream says, and the cases are where the layers disagree.
 func TestCheckMirroredLayers(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Config{})
 	ctx := context.Background()
 	token := func(body string) *authv3.CheckRequest {

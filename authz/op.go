@@ -9,45 +9,47 @@ import (
 	"github.com/deact/deact/state"
 )
 
-// Op is what a request does, as far as deactivation is concerned. The zero value is OpOther, which is never
-// denied.
-type Op uint8
+// Action is what a request does, as far as deactivation is concerned; configuration, metrics and logs call it
+// the request's op (the route fact "op", X-Deact-Op, a rule's op:, --staleness op=...). It is not state.Ops:
+// those are the flags a record disables, and stateOps maps an action to them. The zero value is ActionOther,
+// which is never denied.
+type Action uint8
 
 const (
-	OpOther   Op = iota // anything else: never denied
-	OpLogin             // interactive login, authorize, session creation
-	OpToken             // token endpoint grants, introspection
-	OpBackup            // Commvault backup jobs
-	OpRestore           // Commvault restore jobs
-	OpAPI               // a resource request carrying an already issued token; checked against token deactivation
-	numOps
+	ActionOther   Action = iota // anything else: never denied
+	ActionLogin                 // interactive login, authorize, session creation
+	ActionToken                 // token endpoint grants, introspection
+	ActionBackup                // Commvault backup jobs
+	ActionRestore               // Commvault restore jobs
+	ActionAPI                   // a resource request carrying an already issued token; checked against token deactivation
+	numActions
 )
 
-var opNames = [numOps]string{"other", "login", "token", "backup", "restore", "api"}
+var actionNames = [numActions]string{"other", "login", "token", "backup", "restore", "api"}
 
 // String returns the op's name as used in configuration, metrics and logs.
-func (o Op) String() string {
-	if o < numOps {
-		return opNames[o]
+func (o Action) String() string {
+	if o < numActions {
+		return actionNames[o]
 	}
 	return fmt.Sprintf("op(%d)", o)
 }
 
-// ParseOp parses an op name (case-insensitive): login, token, backup, restore, api or other.
-func ParseOp(s string) (Op, error) {
-	for i, n := range opNames {
+// ParseAction parses an op name (case-insensitive): login, token, backup, restore, api or other.
+func ParseAction(s string) (Action, error) {
+	for i, n := range actionNames {
 		if strings.EqualFold(s, n) {
-			return Op(i), nil
+			return Action(i), nil
 		}
 	}
 	return 0, fmt.Errorf("unknown op %q (want login, token, backup, restore, api or other)", s)
 }
 
-// parseOpFast is ParseOp without the error value, for the hot path.
-func parseOpFast(s string) (Op, bool) {
-	for i, n := range opNames {
+// parseActionFast is ParseAction without the error value, for the hot path.
+func parseActionFast(s string) (Action, bool) {
+	for i, n := range actionNames {
 		if strings.EqualFold(s, n) {
-			return Op(i), true
+			return Action(i), true
 		}
 	}
 	return 0, false
@@ -55,15 +57,15 @@ func parseOpFast(s string) (Op, bool) {
 
 // stateOps is the set of state flags an org must have disabled for a request of this op to be denied. An API
 // request presents an issued token, so it is denied where token issuance is.
-func (o Op) stateOps() state.Ops {
+func (o Action) stateOps() state.Ops {
 	switch o {
-	case OpLogin:
+	case ActionLogin:
 		return state.OpLogin
-	case OpToken, OpAPI:
+	case ActionToken, ActionAPI:
 		return state.OpToken
-	case OpBackup:
+	case ActionBackup:
 		return state.OpBackup
-	case OpRestore:
+	case ActionRestore:
 		return state.OpRestore
 	}
 	return 0
@@ -71,12 +73,12 @@ func (o Op) stateOps() state.Ops {
 
 // appsApply reports whether app and project deactivation applies to the op: apps are OIDC/API clients, so they
 // matter for login, token and API requests, not for backup jobs.
-func (o Op) appsApply() bool { return o == OpLogin || o == OpToken || o == OpAPI }
+func (o Action) appsApply() bool { return o == ActionLogin || o == ActionToken || o == ActionAPI }
 
 // StalenessPolicy says, per op, how long the replica may have been out of contact with etcd before requests of
 // that op are denied (fail-closed). An op without an entry serves the last known state however stale it is
 // (the default). It implements flag.Value with the syntax of ParseStalenessPolicy.
-type StalenessPolicy map[Op]time.Duration
+type StalenessPolicy map[Action]time.Duration
 
 // ParseStalenessPolicy parses a comma-separated list of op=policy, where policy is serve-last-known or
 // deny-after:DURATION, and op may be "all", e.g. "login=deny-after:30s,token=serve-last-known". Later entries
@@ -100,18 +102,18 @@ func (p *StalenessPolicy) Set(s string) error {
 		if !ok {
 			return fmt.Errorf("staleness policy %q: want op=serve-last-known or op=deny-after:DURATION", item)
 		}
-		var ops []Op
+		var ops []Action
 		if strings.EqualFold(strings.TrimSpace(name), "all") {
-			ops = []Op{OpLogin, OpToken, OpBackup, OpRestore, OpAPI}
+			ops = []Action{ActionLogin, ActionToken, ActionBackup, ActionRestore, ActionAPI}
 		} else {
-			op, err := ParseOp(strings.TrimSpace(name))
+			op, err := ParseAction(strings.TrimSpace(name))
 			if err != nil {
 				return fmt.Errorf("staleness policy %q: %w", item, err)
 			}
-			if op == OpOther {
+			if op == ActionOther {
 				return fmt.Errorf("staleness policy %q: op other is never denied", item)
 			}
-			ops = []Op{op}
+			ops = []Action{op}
 		}
 		pol = strings.TrimSpace(pol)
 		var bound time.Duration
@@ -143,7 +145,7 @@ func (p *StalenessPolicy) Set(s string) error {
 // String formats the policy in the syntax ParseStalenessPolicy reads, ops in a fixed order.
 func (p StalenessPolicy) String() string {
 	var parts []string
-	for op := OpLogin; op < numOps; op++ {
+	for op := ActionLogin; op < numActions; op++ {
 		if d, ok := p[op]; ok {
 			parts = append(parts, op.String()+"=deny-after:"+d.String())
 		}
@@ -153,14 +155,14 @@ func (p StalenessPolicy) String() string {
 
 // validate rejects entries a hand-built map may hold that the parser would not produce.
 func (p StalenessPolicy) validate() error {
-	ops := make([]Op, 0, len(p))
+	ops := make([]Action, 0, len(p))
 	for op := range p {
 		ops = append(ops, op)
 	}
 	slices.Sort(ops)
 	for _, op := range ops {
 		switch d := p[op]; {
-		case op == OpOther || op >= numOps:
+		case op == ActionOther || op >= numActions:
 			return fmt.Errorf("staleness policy: op %s cannot have a deny-after bound", op)
 		case d <= 0:
 			return fmt.Errorf("staleness policy: op %s: deny-after needs a positive duration, got %s", op, d)

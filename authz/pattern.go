@@ -128,16 +128,40 @@ func (p *pattern) segMatch(seg *segment, s string, m *match) bool {
 
 // match reports whether path matches, filling m's captures.
 func (p *pattern) match(path string, m *match) bool {
+	return p.matchFirst(path, firstSegmentOf(path), m)
+}
+
+// firstSegment is the first segment of a path (nextSegment from 0), found once for every pattern the path is
+// matched against: most patterns of a route table differ in it, so most are rejected on it alone.
+type firstSegment struct {
+	s    string
+	next int
+	ok   bool
+}
+
+func firstSegmentOf(path string) firstSegment {
+	s, next, ok := nextSegment(path, 0)
+	return firstSegment{s, next, ok}
+}
+
+// matchFirst is match with path's first segment already found.
+func (p *pattern) matchFirst(path string, first firstSegment, m *match) bool {
 	// Prefix segments from the front.
 	i := 0 // byte position in path
 	for k := range p.prefix {
-		s, next, ok := nextSegment(path, i)
+		s, next, ok := first.s, first.next, first.ok
+		if k > 0 {
+			s, next, ok = nextSegment(path, i)
+		}
 		if !ok || !p.segMatch(&p.prefix[k], s, m) {
 			return false
 		}
 		i = next
 	}
 	if !p.rest {
+		if len(p.prefix) == 0 {
+			return !first.ok
+		}
 		_, _, more := nextSegment(path, i)
 		return !more
 	}

@@ -9,7 +9,7 @@ type PresetRoute struct {
 	Methods         []string // upper case; empty = any
 	Pattern         string   // path pattern, see the rules file documentation
 	CaseInsensitive bool
-	Op              Op
+	Action          Action
 	// BodyDecides marks routes whose op deact reads from the body (Commvault CreateTask): a proxy should not
 	// fix an op for them, and should forward the body.
 	BodyDecides bool
@@ -31,7 +31,7 @@ func PresetRoutes(preset string) ([]PresetRoute, error) {
 	out := make([]PresetRoute, len(routes))
 	for i, r := range routes {
 		out[i] = PresetRoute{
-			Name: r.name, Methods: r.methods, Pattern: r.pat.raw, CaseInsensitive: r.pat.fold, Op: r.op,
+			Name: r.name, Methods: r.methods, Pattern: r.pat.raw, CaseInsensitive: r.pat.fold, Action: r.op,
 			BodyDecides: r.body == bodyCommvaultTask, ReadsBody: r.oauth || r.body != bodyNone,
 		}
 	}

@@ -70,7 +70,7 @@ func canonicalPath(p string) string {
 // path parameters, ";jsessionid=..." and "/..;/" among them), dot segments are removed after both. ok is false
 // when that changes nothing, which is the case, without allocating, for a path with neither ';' nor '\'.
 func servletPath(canon string) (p string, ok bool) {
-	if !strings.ContainsAny(canon, ";\\") {
+	if strings.IndexByte(canon, ';') < 0 && strings.IndexByte(canon, '\\') < 0 { // ContainsAny, at a fraction of its cost
 		return canon, false
 	}
 	p = strings.ReplaceAll(canon, "\\", "/")
@@ -104,11 +104,17 @@ func (it *params) next() (key, val string, ok bool) {
 // unescape decodes a query component; it allocates only when there is something to decode. Invalid escapes
 // make the pair unusable, as they do for Go's url.ParseQuery (so for an upstream built on it).
 func unescape(s string) (string, bool) {
-	if !strings.ContainsAny(s, "%+") {
+	if !hasEscape(s) {
 		return s, true
 	}
 	d, err := url.QueryUnescape(s)
 	return d, err == nil
+}
+
+// hasEscape reports whether a query component has anything to decode ('%' or '+'): strings.ContainsAny, at a
+// fraction of its cost on the hot path.
+func hasEscape(s string) bool {
+	return strings.IndexByte(s, '%') >= 0 || strings.IndexByte(s, '+') >= 0
 }
 
 // keyIs compares an encoded key with a plain one.
@@ -116,7 +122,7 @@ func keyIs(raw, want string) bool {
 	if raw == want {
 		return true
 	}
-	if !strings.ContainsAny(raw, "%+") {
+	if !hasEscape(raw) {
 		return false
 	}
 	k, ok := unescape(raw)
@@ -199,10 +205,9 @@ func (l *list) next() (string, bool) {
 	return "", false
 }
 
-// hasMediaSubstring reports whether a Content-Type or Accept value contains sub, ignoring case, without
-// allocating.
-func hasMediaSubstring(v, sub string) bool {
-	// Content types are short; a case-insensitive search without allocating.
+// containsFold reports whether v contains sub, ignoring ASCII and Unicode simple case (strings.EqualFold),
+// without allocating. It is meant for short values: media types, Accept values, Commvault task type names.
+func containsFold(v, sub string) bool {
 	n := len(sub)
 	for i := 0; i+n <= len(v); i++ {
 		if strings.EqualFold(v[i:i+n], sub) {

@@ -57,7 +57,7 @@ type route struct {
 	name    string
 	methods []string // upper case; empty = any
 	pat     pattern
-	op      Op
+	op      Action
 	mask    state.Ops // org flags that deny; usually op.stateOps()
 	surface Surface
 	oauth   bool // read OAuth parameters (client_id, scope, assertions) whatever the op
@@ -92,7 +92,7 @@ func (r *route) matchMethod(m string) bool {
 		return true
 	}
 	for _, x := range r.methods {
-		if strings.EqualFold(x, m) {
+		if x == m || strings.EqualFold(x, m) { // methods are sent upper case: most compare equal at once
 			return true
 		}
 	}
@@ -101,8 +101,9 @@ func (r *route) matchMethod(m string) bool {
 
 // matchRoute returns the first route that matches, rules before presets.
 func (a *Authorizer) matchRoute(method, path string, m *match) *route {
+	first := firstSegmentOf(path)
 	for _, r := range a.routes {
-		if r.matchMethod(method) && r.pat.match(path, m) {
+		if r.matchMethod(method) && r.pat.matchFirst(path, first, m) {
 			return r
 		}
 	}
@@ -111,7 +112,7 @@ func (a *Authorizer) matchRoute(method, path string, m *match) *route {
 
 // presetRoute builds a preset route; patterns are constants, so a compile error is a programming error caught
 // by the tests.
-func presetRoute(name, methods, pat string, fold bool, op Op, surface Surface) *route {
+func presetRoute(name, methods, pat string, fold bool, op Action, surface Surface) *route {
 	p, err := compilePattern(pat, fold)
 	if err != nil {
 		panic(fmt.Sprintf("preset %s: pattern %q: %v", name, pat, err))
@@ -131,48 +132,48 @@ const (
 
 // zitadelRoutes are ZITADEL's OIDC, login and API surfaces. Paths are case-sensitive, as ZITADEL's are.
 func zitadelRoutes() []*route {
-	authorize := presetRoute("zitadel-authorize", "GET,POST", "/oauth/v2/authorize", false, OpLogin, SurfaceOAuthAuthorize)
+	authorize := presetRoute("zitadel-authorize", "GET,POST", "/oauth/v2/authorize", false, ActionLogin, SurfaceOAuthAuthorize)
 	// An authorize request starts a login that ends in tokens: an org disabled for either is denied.
 	authorize.mask = state.OpLogin | state.OpToken
 	authorize.oauth = true
-	token := presetRoute("zitadel-token", "POST", "/oauth/v2/token", false, OpToken, SurfaceOAuthToken)
+	token := presetRoute("zitadel-token", "POST", "/oauth/v2/token", false, ActionToken, SurfaceOAuthToken)
 	token.oauth = true
 	// Introspection by a deactivated client's app or org is denied; the introspected token is not ours to judge.
-	introspect := presetRoute("zitadel-introspect", "POST", "/oauth/v2/introspect", false, OpToken, SurfaceOAuthToken)
+	introspect := presetRoute("zitadel-introspect", "POST", "/oauth/v2/introspect", false, ActionToken, SurfaceOAuthToken)
 	introspect.oauth = true
-	device := presetRoute("zitadel-device", "POST", "/oauth/v2/device_authorization", false, OpLogin, SurfaceOAuthToken)
+	device := presetRoute("zitadel-device", "POST", "/oauth/v2/device_authorization", false, ActionLogin, SurfaceOAuthToken)
 	device.oauth = true
 	// Userinfo takes the access token from the form or the query too (RFC 6750 §2.2, 2.3), as zitadel/oidc does.
-	userinfo := presetRoute("zitadel-userinfo", "", "/oidc/v1/userinfo", false, OpAPI, SurfaceOAuthToken)
+	userinfo := presetRoute("zitadel-userinfo", "", "/oidc/v1/userinfo", false, ActionAPI, SurfaceOAuthToken)
 	userinfo.oauth = true
-	loginUI := presetRoute("zitadel-login-ui", "", "/ui/login/**", false, OpLogin, SurfaceZITADEL)
+	loginUI := presetRoute("zitadel-login-ui", "", "/ui/login/**", false, ActionLogin, SurfaceZITADEL)
 	loginUI.body = bodyLoginName
 	loginUI.oauth = true
-	loginV2 := presetRoute("zitadel-login-v2", "", "/ui/v2/login/**", false, OpLogin, SurfaceZITADEL)
+	loginV2 := presetRoute("zitadel-login-v2", "", "/ui/v2/login/**", false, ActionLogin, SurfaceZITADEL)
 	loginV2.body = bodyLoginName
-	sessions := presetRoute("zitadel-sessions", "", "/v2/sessions/**", false, OpLogin, SurfaceZITADEL)
+	sessions := presetRoute("zitadel-sessions", "", "/v2/sessions/**", false, ActionLogin, SurfaceZITADEL)
 	sessions.body = bodyLoginName
-	sessionsBeta := presetRoute("zitadel-sessions-beta", "", "/v2beta/sessions/**", false, OpLogin, SurfaceZITADEL)
+	sessionsBeta := presetRoute("zitadel-sessions-beta", "", "/v2beta/sessions/**", false, ActionLogin, SurfaceZITADEL)
 	sessionsBeta.body = bodyLoginName
 	// gRPC, gRPC-Web and Connect calls of the same service: login names in the protobuf or JSON message.
-	sessionsGRPC := presetRoute("zitadel-sessions-grpc", "", "/zitadel.session.v2*.SessionService/*", false, OpLogin, SurfaceZITADEL)
+	sessionsGRPC := presetRoute("zitadel-sessions-grpc", "", "/zitadel.session.v2*.SessionService/*", false, ActionLogin, SurfaceZITADEL)
 	sessionsGRPC.body = bodyLoginName
-	authRequests := presetRoute("zitadel-oidc-auth-requests", "", "/v2/oidc/auth_requests/**", false, OpLogin, SurfaceZITADEL)
-	saml := presetRoute("zitadel-saml-sso", "", "/saml/v2/SSO", false, OpLogin, SurfaceZITADEL)
+	authRequests := presetRoute("zitadel-oidc-auth-requests", "", "/v2/oidc/auth_requests/**", false, ActionLogin, SurfaceZITADEL)
+	saml := presetRoute("zitadel-saml-sso", "", "/saml/v2/SSO", false, ActionLogin, SurfaceZITADEL)
 	return []*route{
 		authorize, token, introspect, device,
 		// Revocation and logout stay open: a deactivated org must still be able to end sessions.
-		presetRoute("zitadel-revoke", "", "/oauth/v2/revoke", false, OpOther, SurfaceOAuthToken),
-		presetRoute("zitadel-end-session", "", "/oidc/v1/end_session", false, OpOther, SurfaceGeneric),
+		presetRoute("zitadel-revoke", "", "/oauth/v2/revoke", false, ActionOther, SurfaceOAuthToken),
+		presetRoute("zitadel-end-session", "", "/oidc/v1/end_session", false, ActionOther, SurfaceGeneric),
 		userinfo,
 		loginUI, loginV2, sessions, sessionsBeta, sessionsGRPC, authRequests, saml,
-		presetRoute("zitadel-management-api", "", "/management/v1/**", false, OpAPI, SurfaceZITADEL),
-		presetRoute("zitadel-auth-api", "", "/auth/v1/**", false, OpAPI, SurfaceZITADEL),
-		presetRoute("zitadel-admin-api", "", "/admin/v1/**", false, OpAPI, SurfaceZITADEL),
-		presetRoute("zitadel-v2-api", "", "/v2/**", false, OpAPI, SurfaceZITADEL),
-		presetRoute("zitadel-v2beta-api", "", "/v2beta/**", false, OpAPI, SurfaceZITADEL),
-		presetRoute("zitadel-v3alpha-api", "", "/v3alpha/**", false, OpAPI, SurfaceZITADEL),
-		presetRoute("zitadel-grpc-api", "", "/zitadel.*/*", false, OpAPI, SurfaceZITADEL),
+		presetRoute("zitadel-management-api", "", "/management/v1/**", false, ActionAPI, SurfaceZITADEL),
+		presetRoute("zitadel-auth-api", "", "/auth/v1/**", false, ActionAPI, SurfaceZITADEL),
+		presetRoute("zitadel-admin-api", "", "/admin/v1/**", false, ActionAPI, SurfaceZITADEL),
+		presetRoute("zitadel-v2-api", "", "/v2/**", false, ActionAPI, SurfaceZITADEL),
+		presetRoute("zitadel-v2beta-api", "", "/v2beta/**", false, ActionAPI, SurfaceZITADEL),
+		presetRoute("zitadel-v3alpha-api", "", "/v3alpha/**", false, ActionAPI, SurfaceZITADEL),
+		presetRoute("zitadel-grpc-api", "", "/zitadel.*/*", false, ActionAPI, SurfaceZITADEL),
 	}
 }
 
@@ -191,16 +192,16 @@ func zitadelRoutes() []*route {
 // Commvault's Authtoken is opaque: the org of a backup or restore request comes from the route (context
 // extension org_id or X-Deact-Org-Id, e.g. per tenant host), a custom rule, or a JWT.
 func commvaultRoutes() []*route {
-	login := presetRoute("commvault-login", "POST", "/**/Login", true, OpLogin, SurfaceCommvault)
+	login := presetRoute("commvault-login", "POST", "/**/Login", true, ActionLogin, SurfaceCommvault)
 	login.body = bodyCommvaultLogin
-	task := presetRoute("commvault-create-task", "POST", "/**/CreateTask", true, OpBackup, SurfaceCommvault)
+	task := presetRoute("commvault-create-task", "POST", "/**/CreateTask", true, ActionBackup, SurfaceCommvault)
 	task.body = bodyCommvaultTask
 	task.mask = state.OpBackup | state.OpRestore
 	return []*route{
 		login,
-		presetRoute("commvault-backup", "POST", "/**/action/backup", true, OpBackup, SurfaceCommvault),
-		presetRoute("commvault-restore", "POST", "/**/action/restore", true, OpRestore, SurfaceCommvault),
-		presetRoute("commvault-retrieve-to-client", "POST", "/**/retrieveToClient", true, OpRestore, SurfaceCommvault),
+		presetRoute("commvault-backup", "POST", "/**/action/backup", true, ActionBackup, SurfaceCommvault),
+		presetRoute("commvault-restore", "POST", "/**/action/restore", true, ActionRestore, SurfaceCommvault),
+		presetRoute("commvault-retrieve-to-client", "POST", "/**/retrieveToClient", true, ActionRestore, SurfaceCommvault),
 		task,
 	}
 }

@@ -96,7 +96,7 @@ func compileRule(r Rule) (*route, error) {
 	if r.Op == "" {
 		return nil, errors.New("op: required (login, token, backup, restore, api or other)")
 	}
-	if rt.op, err = ParseOp(r.Op); err != nil {
+	if rt.op, err = ParseAction(r.Op); err != nil {
 		return nil, fmt.Errorf("op: %w", err)
 	}
 	rt.mask = rt.op.stateOps()

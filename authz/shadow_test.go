@@ -10,6 +10,7 @@ import (
 // never shadowed by the active one: a request naming the app ID is denied, a request with the deactivated
 // record's client ID is denied, and only the other record's own client ID passes.
 func TestCheckAppRecordsCannotShadow(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Config{})
 	ctx := context.Background()
 	cli := e.store.Client()

@@ -37,7 +37,7 @@ func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) err
 	presets := cfg.Presets
 	a, err := authz.New(authz.Config{
 		Replica: d.replica, Presets: presets, RulesFile: cfg.RulesFile, Logger: d.log, Registry: reg,
-		RevisionHeader: true, Staleness: policy, Fenced: reporter.Fenced,
+		RevisionHeader: true, Staleness: policy, Fenced: reporter.FencedAt,
 	})
 	if err != nil {
 		return err

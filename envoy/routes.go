@@ -26,7 +26,7 @@ func PresetRoutes(preset string) ([]Route, error) {
 	for i, p := range prs {
 		r := Route{Name: p.Name, Methods: p.Methods, Pattern: p.Pattern, CaseInsensitive: p.CaseInsensitive, Body: p.ReadsBody}
 		if !p.BodyDecides {
-			r.Op = p.Op.String()
+			r.Op = p.Action.String()
 		}
 		out[i] = r
 	}

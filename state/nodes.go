@@ -101,6 +101,12 @@ func (n *NodeReporter) Instance() string { return n.instance }
 // clock read and one atomic load.
 func (n *NodeReporter) Fenced() bool { return int64(time.Since(n.epoch)) >= n.fence.Load() }
 
+// FencedAt is Fenced as of now, a reading of this process's clock that carries a monotonic reading (time.Now,
+// or a time derived from one with Add; only the monotonic part is used), which the caller takes after the
+// state it is about to answer from was loaded: a decision reads the clock once for the fence and the staleness
+// policy.
+func (n *NodeReporter) FencedAt(now time.Time) bool { return int64(now.Sub(n.epoch)) >= n.fence.Load() }
+
 // FenceBound is how long after a keep-alive was sent the node keeps deciding without another: the granted TTL
 // less a margin for clock-rate differences between this node and etcd's leader (a tenth, at least one second).
 func FenceBound(ttl time.Duration) time.Duration { return ttl - max(ttl/10, time.Second) }

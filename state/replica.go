@@ -130,6 +130,13 @@ func (r *Replica) Staleness() time.Duration {
 	return time.Since(r.epoch) - time.Duration(r.currentAt.Load())
 }
 
+// StalenessAt is Staleness as of now, a reading of this process's clock that carries a monotonic reading
+// (time.Now, or a time derived from one with Add; only the monotonic part is used), so that a caller that needs
+// the time anyway (the fence, NodeReporter.FencedAt) reads the clock once.
+func (r *Replica) StalenessAt(now time.Time) time.Duration {
+	return now.Sub(r.epoch) - time.Duration(r.currentAt.Load())
+}
+
 // WaitApplied blocks until the replica has applied rev (AppliedRevision ≥ rev) or ctx ends. Revisions of writes
 // outside StatePrefix are reached through progress notifications, within about one ProgressInterval.
 func (r *Replica) WaitApplied(ctx context.Context, rev int64) error {
