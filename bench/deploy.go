@@ -28,6 +28,9 @@ type Deployment struct {
 	// PID is the process that serves the checks when deactbench started it as a child (0 otherwise): its CPU
 	// is measured per run.
 	PID int
+	// EtcdEndpoints are the deployment's etcd client URLs, when known: the propagation benchmark measures etcd's
+	// own floor on them, beside deact.
+	EtcdEndpoints []string
 	// EtcdInProcess says the deployment's etcd members run in this process: their request counters are read
 	// from the default Prometheus registry (see etcdCounts).
 	EtcdInProcess bool
@@ -104,7 +107,7 @@ func StartLocal(ctx context.Context, dir string) (*Deployment, error) {
 	dep := &Deployment{
 		Desc:       fmt.Sprintf("local cluster in-process: %d etcd members, %d gateways, 1 admin node", len(c.Etcd.Endpoints()), len(c.Gateways)),
 		AuthzAddrs: c.AuthzAddrs(), AdminURL: c.AdminURL(), AdminToken: c.AdminToken, close: c.Close,
-		EtcdInProcess: true,
+		EtcdInProcess: true, EtcdEndpoints: c.Etcd.Endpoints(),
 	}
 	for _, g := range c.Gateways {
 		dep.HTTPAddrs = append(dep.HTTPAddrs, g.HTTPCheckAddr)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/deact/deact/state"
 )
 
 // PropagationConfig configures the propagation benchmark. Zero values take the defaults in brackets.
@@ -56,6 +58,23 @@ type PropagationReport struct {
 	GoalP99Ms     float64  `json:"goalP99Ms"`
 	Examples      []string `json:"examples,omitempty"`
 
+	// Floor is etcd's own propagation in the same run (needs the deployment's etcd endpoints): before each admin
+	// write, while the nodes are polled as for the write, a raw put of a key no gateway watches, until its watch
+	// event reached every one of Nodes watchers (a client of its own each, as each gateway has). FloorAck is
+	// the put's own answer.
+	Floor    Percentiles `json:"floor"`
+	FloorAck Percentiles `json:"floorAck"`
+	// Stages of each admin write as a watcher of etcd saw them, from the write's sending: the written record's
+	// event (the admin's transaction committed), and every node's record showing the write applied (the
+	// reports the admin's confirmation waits for).
+	Committed Percentiles `json:"committed"`
+	Reported  Percentiles `json:"reported"`
+	// Ratios of p99s to the floor's p99: every node denies (FromWrite), the admin's confirmed answer (AdminAck).
+	DeniedVsFloorP99 float64 `json:"deniedVsFloorP99,omitempty"`
+	AnswerVsFloorP99 float64 `json:"answerVsFloorP99,omitempty"`
+	DeniedVsFloorP50 float64 `json:"deniedVsFloorP50,omitempty"`
+	AnswerVsFloorP50 float64 `json:"answerVsFloorP50,omitempty"`
+
 	// Raw samples in milliseconds (from write), for the CDF plot.
 	SamplesMs        []float64   `json:"samplesMs"`
 	PerNodeSamplesMs [][]float64 `json:"perNodeSamplesMs"`
@@ -68,8 +87,12 @@ type NodePropagation struct {
 	FromAck   Percentiles `json:"fromAck"`
 }
 
-// GoalPropagationP99Ms is the propagation goal for 3 nodes on loopback.
-const GoalPropagationP99Ms = 10
+// Propagation goals for 3 nodes on loopback: absolute, and as multiples of etcd's floor in the same run.
+const (
+	GoalPropagationP99Ms = 10
+	GoalDeniedVsFloorP99 = 3 // every node denies, p99, over the floor's p99
+	GoalAnswerVsFloorP99 = 5 // the admin's confirmed answer, p99, over the floor's p99
+)
 
 func (r *PropagationReport) err() error {
 	var errs []error
@@ -185,6 +208,13 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 	}
 
 	m := newModel(cfg.RunID+"-prop", 1, 0, 0, 1)
+	var obs *etcdObserver
+	if len(dep.EtcdEndpoints) > 0 {
+		if obs, err = newEtcdObserver(ctx, dep.EtcdEndpoints, len(dep.AuthzAddrs), cfg.RunID, state.OrgKey(m.orgs[0].id)); err != nil {
+			return nil, err
+		}
+		defer obs.close()
+	}
 	t := &template{kind: kindLogin, org: 0, app: -1}
 	t.grpc, t.header = m.requests(t, "")
 	var pollers []*poller
@@ -202,6 +232,7 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 		PollPauseMs: float64(cfg.PollInterval.Microseconds()) / 1000}
 	all, allAck := newSampleSet(cfg.Iterations), newSampleSet(0)
 	ackTimes, waits := newSampleSet(0), newSampleSet(0)
+	floor, floorAck, committed, reported := newSampleSet(0), newSampleSet(0), newSampleSet(0), newSampleSet(0)
 	perNode := make([]*sampleSet, n)
 	perNodeAck := make([]*sampleSet, n)
 	for i := range perNode {
@@ -241,6 +272,19 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 			example("write %d: %v", it, armErr)
 			break
 		}
+		if obs != nil {
+			// The floor under the same load as the write: the nodes are being polled meanwhile.
+			f, err := obs.measureFloor(ctx, it, cfg.NodeTimeout)
+			if err != nil {
+				icancel()
+				wg.Wait()
+				rep.Failed++
+				example("write %d: %v", it, err)
+				break
+			}
+			floor.add(f.all)
+			floorAck.add(f.ack)
+		}
 		start := time.Now()
 		a, err := ac.setOrg(ctx, m.orgs[0].id, want)
 		ack := time.Now()
@@ -253,6 +297,24 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 		}
 		wg.Wait()
 		icancel()
+		if obs != nil {
+			var w struct {
+				Revision int64 `json:"revision"`
+			}
+			if err := json.Unmarshal(a.body, &w); err != nil || w.Revision == 0 {
+				rep.Failed++
+				example("write %d: no revision in the answer %s", it, a.body)
+				break
+			}
+			st, err := obs.stages(ctx, start, w.Revision, n, cfg.NodeTimeout)
+			if err != nil {
+				rep.Failed++
+				example("write %d: %v", it, err)
+				break
+			}
+			committed.add(st.committed)
+			reported.add(st.reported)
+		}
 		deactivated = want
 		if !a.complete() {
 			rep.Unconfirmed++
@@ -300,6 +362,11 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 		rep.PerNodeSamplesMs = append(rep.PerNodeSamplesMs, msOf(perNode[i].samples()))
 	}
 	rep.PollRTT = percentilesOf(rtt)
+	rep.Floor, rep.FloorAck, rep.Committed, rep.Reported = floor.percentiles(), floorAck.percentiles(), committed.percentiles(), reported.percentiles()
+	if f := rep.Floor; f.Count > 0 {
+		rep.DeniedVsFloorP99, rep.AnswerVsFloorP99 = rep.FromWrite.P99Ms/f.P99Ms, rep.AdminAck.P99Ms/f.P99Ms
+		rep.DeniedVsFloorP50, rep.AnswerVsFloorP50 = rep.FromWrite.P50Ms/f.P50Ms, rep.AdminAck.P50Ms/f.P50Ms
+	}
 	rep.SamplesMs = msOf(all.samples())
 	if ctx.Err() != nil && rep.Completed < cfg.Iterations {
 		example("stopped after %d of %d writes: %v", rep.Completed, cfg.Iterations, ctx.Err())

@@ -57,6 +57,7 @@ func (c *common) register(fs *flag.FlagSet) {
 // target are the flags naming a deployment under test.
 type target struct {
 	authz, httpCheck, adminURL, adminToken string
+	etcd                                   string
 	local                                  bool
 }
 
@@ -76,7 +77,7 @@ func (t *target) deployment() *bench.Deployment {
 		return nil
 	}
 	return &bench.Deployment{Desc: "given by address", AuthzAddrs: split(t.authz), HTTPAddrs: split(t.httpCheck),
-		AdminURL: t.adminURL, AdminToken: t.adminToken}
+		AdminURL: t.adminURL, AdminToken: t.adminToken, EtcdEndpoints: split(t.etcd)}
 }
 
 func split(s string) []string {
@@ -138,6 +139,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&check.Rounds, "rounds", 1, "with a baseline: rounds of baseline and deact runs (base, deact, base, ..., base); the ratio is the median")
 	case "propagation":
 		t.register(fs, "")
+		fs.StringVar(&t.etcd, "etcd-endpoints", "", "with a deployment given by address: its etcd client URLs (comma-separated), to measure etcd's own put → watch floor beside it")
 		fs.IntVar(&prop.Iterations, "iterations", 200, "writes (deactivate and reactivate alternately)")
 		fs.DurationVar(&prop.PollInterval, "poll-interval", 200*time.Microsecond, "pause between a node's checks; negative for a tight loop (which, on 2 cores, takes the CPU etcd needs)")
 		fs.DurationVar(&prop.MaxDuration, "max-duration", 2*time.Minute, "bound on the run")
