@@ -36,8 +36,6 @@ type etcdObserver struct {
 	mu      sync.Mutex
 	arrived map[floorArrival]time.Time
 	record  map[int64]time.Time    // ModRevision of the watched record's events → arrival
-	// recordEvent is closed at the watched record's next event.
-	recordEvent chan struct{}
 	applied map[string][]nodeApply // node key → the node's reports, in arrival order
 	changed chan struct{}
 }
@@ -60,7 +58,7 @@ func newEtcdObserver(ctx context.Context, endpoints []string, n int, runID, reco
 	}
 	o := &etcdObserver{
 		floorKey: "/deactbench/floor/" + runID, arrived: map[floorArrival]time.Time{}, record: map[int64]time.Time{},
-		applied: map[string][]nodeApply{}, changed: make(chan struct{}), recordEvent: make(chan struct{}),
+		applied: map[string][]nodeApply{}, changed: make(chan struct{}),
 	}
 	dial := func() (*clientv3.Client, error) {
 		return clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
@@ -109,8 +107,6 @@ func newEtcdObserver(ctx context.Context, endpoints []string, n int, runID, reco
 	// The stages are watched on the writer's client, not a floor watcher's: they must not delay the floor.
 	start(o.writer, recordKey, []clientv3.OpOption{from}, func(ev *clientv3.Event, at time.Time) {
 		o.record[ev.Kv.ModRevision] = at
-		close(o.recordEvent)
-		o.recordEvent = make(chan struct{})
 	})
 	start(o.writer, state.NodesPrefix, []clientv3.OpOption{from, clientv3.WithPrefix()}, func(ev *clientv3.Event, at time.Time) {
 		var node state.Node
@@ -173,13 +169,6 @@ func (o *etcdObserver) measureFloor(ctx context.Context, i int, timeout time.Dur
 	}
 	o.mu.Unlock()
 	return s, nil
-}
-
-// nextRecordEvent returns a channel closed at the watched record's next event.
-func (o *etcdObserver) nextRecordEvent() <-chan struct{} {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.recordEvent
 }
 
 // writeStages are the moments etcd's watchers saw of one admin write at revision rev, from start.

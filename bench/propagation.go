@@ -116,13 +116,8 @@ type poller struct {
 type pollJob struct {
 	want     bool // deny
 	interval time.Duration
-	// committed, when not nil, is closed once etcd's watch delivered the write: from then on the node may flip
-	// at any moment, and the poller checks without pausing. Before, the pauses keep the pollers from taking the
-	// CPU that the admin and etcd need for the write (a pause also lasts up to a millisecond, not its nominal
-	// 200 µs, when the runtime's only wait is its timer: that is the resolution this spares the measurement).
-	committed <-chan struct{}
-	armed     chan<- error
-	deadline  time.Time
+	armed    chan<- error
+	deadline time.Time
 }
 
 type pollResult struct {
@@ -170,11 +165,7 @@ func (p *poller) poll(ctx context.Context, job pollJob) pollResult {
 			r.lastOld = sent
 		}
 		if job.interval > 0 {
-			select {
-			case <-job.committed:
-				job.interval = 0
-			case <-time.After(job.interval):
-			}
+			time.Sleep(job.interval)
 		}
 	}
 }
@@ -264,9 +255,6 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 		var wg sync.WaitGroup
 		ictx, icancel := context.WithCancel(ctx)
 		job := pollJob{want: want, interval: cfg.PollInterval, armed: armed, deadline: time.Now().Add(cfg.NodeTimeout + time.Second)}
-		if obs != nil {
-			job.committed = obs.nextRecordEvent()
-		}
 		for i, p := range pollers {
 			wg.Add(1)
 			go func() { defer wg.Done(); results[i] = p.poll(ictx, job) }()
