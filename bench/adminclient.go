@@ -50,7 +50,7 @@ type writeAnswer struct {
 func (w writeAnswer) complete() bool { return w.total > 0 && w.confirmed == w.total }
 
 // do sends one request; a non-2xx status is not an error here (the caller counts it).
-func (c *adminClient) do(ctx context.Context, method, path string, body io.Reader, contentType string) (writeAnswer, error) {
+func (c *adminClient) do(ctx context.Context, method, path string, body io.Reader, contentType string, headers ...[2]string) (writeAnswer, error) {
 	u := c.base + path
 	if method != http.MethodGet {
 		u += "?confirmTimeout=" + url.QueryEscape(c.confirmTimeout.String())
@@ -62,6 +62,9 @@ func (c *adminClient) do(ctx context.Context, method, path string, body io.Reade
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	for _, h := range headers {
+		req.Header.Set(h[0], h[1])
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -89,6 +92,17 @@ func (c *adminClient) setOrg(ctx context.Context, id string, deactivate bool) (w
 		action, body = "deactivate", `{"ops":"all","reason":"deactbench"}`
 	}
 	return c.do(ctx, http.MethodPost, "/v1/orgs/"+url.PathEscape(id)+"/"+action, strings.NewReader(body), "application/json")
+}
+
+// setOrgZitadel deactivates or reactivates org id through the ZITADEL-compatible REST API (what a ZITADEL
+// client calls: login and token off), with the org in x-zitadel-orgid.
+func (c *adminClient) setOrgZitadel(ctx context.Context, id string, deactivate bool) (writeAnswer, error) {
+	action := "_reactivate"
+	if deactivate {
+		action = "_deactivate"
+	}
+	return c.do(ctx, http.MethodPost, "/management/v1/orgs/me/"+action, strings.NewReader("{}"), "application/json",
+		[2]string{admin.HeaderZitadelOrg, id})
 }
 
 // importNDJSON posts records to /v1/import and returns the import's answer.

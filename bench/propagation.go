@@ -21,6 +21,9 @@ type PropagationConfig struct {
 	Deployment *Deployment
 	Dir        string
 
+	// API the writes go through: APINative (/v1/orgs/{id}/deactivate, every op) or APIZitadel
+	// (/management/v1/orgs/me/_deactivate, login and token) [native].
+	API         string
 	Iterations  int           // writes: deactivations and reactivations alternately [200]
 	MaxDuration time.Duration // bound on the whole run [2m]
 	// PollInterval is the pause between a node's checks [200µs]; negative polls in a tight loop. On a small
@@ -32,6 +35,12 @@ type PropagationConfig struct {
 	Progress     io.Writer
 }
 
+// APIs of the propagation benchmark's writes.
+const (
+	APINative  = "native"
+	APIZitadel = "zitadel"
+)
+
 // PropagationReport is the time from an admin write to each node answering accordingly.
 //
 // Times are taken at the answer of each node's first check that shows the new state (an upper bound; the
@@ -40,6 +49,7 @@ type PropagationConfig struct {
 // before the ack counts 0 from the ack.
 type PropagationReport struct {
 	Deployment  string            `json:"deployment"`
+	API         string            `json:"api"`
 	Nodes       int               `json:"nodes"`
 	Iterations  int               `json:"iterations"`
 	Completed   int               `json:"completed"`
@@ -177,6 +187,15 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 	if cfg.Iterations <= 0 {
 		cfg.Iterations = 200
 	}
+	setOrg := (*adminClient).setOrg
+	switch cfg.API {
+	case "", APINative:
+		cfg.API = APINative
+	case APIZitadel:
+		setOrg = (*adminClient).setOrgZitadel
+	default:
+		return nil, fmt.Errorf("propagation: API %q: want %s or %s", cfg.API, APINative, APIZitadel)
+	}
 	if cfg.MaxDuration <= 0 {
 		cfg.MaxDuration = 2 * time.Minute
 	}
@@ -228,7 +247,7 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 	}
 
 	n := len(pollers)
-	rep := &PropagationReport{Deployment: dep.Desc, Nodes: n, Iterations: cfg.Iterations, GoalP99Ms: GoalPropagationP99Ms,
+	rep := &PropagationReport{Deployment: dep.Desc, API: cfg.API, Nodes: n, Iterations: cfg.Iterations, GoalP99Ms: GoalPropagationP99Ms,
 		PollPauseMs: float64(cfg.PollInterval.Microseconds()) / 1000}
 	all, allAck := newSampleSet(cfg.Iterations), newSampleSet(0)
 	ackTimes, waits := newSampleSet(0), newSampleSet(0)
@@ -286,7 +305,7 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 			floorAck.add(f.ack)
 		}
 		start := time.Now()
-		a, err := ac.setOrg(ctx, m.orgs[0].id, want)
+		a, err := setOrg(ac, ctx, m.orgs[0].id, want)
 		ack := time.Now()
 		if err != nil || a.status != http.StatusOK {
 			icancel()
@@ -298,15 +317,13 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 		wg.Wait()
 		icancel()
 		if obs != nil {
-			var w struct {
-				Revision int64 `json:"revision"`
-			}
-			if err := json.Unmarshal(a.body, &w); err != nil || w.Revision == 0 {
+			rev := writeRevision(a.body)
+			if rev == 0 {
 				rep.Failed++
 				example("write %d: no revision in the answer %s", it, a.body)
 				break
 			}
-			st, err := obs.stages(ctx, start, w.Revision, n, cfg.NodeTimeout)
+			st, err := obs.stages(ctx, start, rev, n, cfg.NodeTimeout)
 			if err != nil {
 				rep.Failed++
 				example("write %d: %v", it, err)
@@ -372,6 +389,21 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 		example("stopped after %d of %d writes: %v", rep.Completed, cfg.Iterations, ctx.Err())
 	}
 	return rep, rep.err()
+}
+
+// writeRevision is the etcd revision a write's answer reports: the native API's revision, ZITADEL's
+// details.sequence (a string, as uint64s are in ZITADEL's JSON); 0 if it has none.
+func writeRevision(body []byte) int64 {
+	var w struct {
+		Revision int64 `json:"revision"`
+		Details  struct {
+			Sequence int64 `json:"sequence,string"`
+		} `json:"details"`
+	}
+	if json.Unmarshal(body, &w) != nil {
+		return 0
+	}
+	return max(w.Revision, w.Details.Sequence)
 }
 
 func msOf(ds []time.Duration) []float64 {

@@ -240,7 +240,7 @@ func (p *PropagationReport) writeSummary(w io.Writer) {
 	if p.FromWrite.P99Ms > p.GoalP99Ms {
 		goal = "NOT met"
 	}
-	fmt.Fprintf(w, "\npropagation: %d/%d writes (deactivate/reactivate one org) on %s\n", p.Completed, p.Iterations, p.Deployment)
+	fmt.Fprintf(w, "\npropagation: %d/%d writes (deactivate/reactivate one org, %s API) on %s\n", p.Completed, p.Iterations, p.API, p.Deployment)
 	fmt.Fprintf(w, "  %-22s %9s %9s %9s %9s\n", "", "p50", "p90", "p99", "max")
 	row := func(name string, q Percentiles) {
 		fmt.Fprintf(w, "  %-22s %9s %9s %9s %9s\n", name, ms(q.P50Ms), ms(q.P90Ms), ms(q.P99Ms), ms(q.MaxMs))
