@@ -59,7 +59,11 @@ type PropagationReport struct {
 	AdminAck    Percentiles       `json:"adminAck"`    // write sent → admin's answer
 	ConfirmWait Percentiles       `json:"confirmWait"` // X-Deact-Confirm-Wait-Ms as the admin reported it
 	PollRTT     Percentiles       `json:"pollRtt"`
-	PollPauseMs float64           `json:"pollPauseMs"` // pause between a node's checks
+	// Bracket is the measurement's own resolution for the slowest node of each write: from the sending of its last
+	// check that showed the old state to the answer of its first that showed the new one. The flip happened inside
+	// it, and FromWrite counts its end.
+	Bracket     Percentiles `json:"bracket"`
+	PollPauseMs float64     `json:"pollPauseMs"` // pause between a node's checks
 	// StaleAfterAck counts checks sent after the admin acknowledged a write as confirmed by every node that
 	// still answered the old state: the confirmation would have been wrong. Must be 0.
 	StaleAfterAck int      `json:"staleAfterAck"`
@@ -250,7 +254,7 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 	rep := &PropagationReport{Deployment: dep.Desc, API: cfg.API, Nodes: n, Iterations: cfg.Iterations, GoalP99Ms: GoalPropagationP99Ms,
 		PollPauseMs: float64(cfg.PollInterval.Microseconds()) / 1000}
 	all, allAck := newSampleSet(cfg.Iterations), newSampleSet(0)
-	ackTimes, waits := newSampleSet(0), newSampleSet(0)
+	ackTimes, waits, bracket := newSampleSet(0), newSampleSet(0), newSampleSet(0)
 	floor, floorAck, committed, reported := newSampleSet(0), newSampleSet(0), newSampleSet(0), newSampleSet(0)
 	perNode := make([]*sampleSet, n)
 	perNodeAck := make([]*sampleSet, n)
@@ -339,7 +343,7 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 		}
 		ackTimes.add(ack.Sub(start))
 		waits.add(time.Duration(a.waitMs * float64(time.Millisecond)))
-		var slowest, slowestAck time.Duration
+		var slowest, slowestAck, slowestBracket time.Duration
 		ok := true
 		for i, r := range results {
 			if r.err != nil {
@@ -356,11 +360,15 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 			d, da := r.flipped.Sub(start), max(r.flipped.Sub(ack), 0)
 			perNode[i].add(d)
 			perNodeAck[i].add(da)
+			if d > slowest {
+				slowestBracket = r.flipped.Sub(r.lastOld)
+			}
 			slowest, slowestAck = max(slowest, d), max(slowestAck, da)
 		}
 		if ok {
 			all.add(slowest)
 			allAck.add(slowestAck)
+			bracket.add(slowestBracket)
 			rep.Completed++
 		}
 		if cfg.Progress != nil && time.Since(lastProgress) >= time.Second {
@@ -378,7 +386,7 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 		rep.PerNode = append(rep.PerNode, NodePropagation{Addr: p.s.target(0), FromWrite: perNode[i].percentiles(), FromAck: perNodeAck[i].percentiles()})
 		rep.PerNodeSamplesMs = append(rep.PerNodeSamplesMs, msOf(perNode[i].samples()))
 	}
-	rep.PollRTT = percentilesOf(rtt)
+	rep.PollRTT, rep.Bracket = percentilesOf(rtt), bracket.percentiles()
 	rep.Floor, rep.FloorAck, rep.Committed, rep.Reported = floor.percentiles(), floorAck.percentiles(), committed.percentiles(), reported.percentiles()
 	if f := rep.Floor; f.Count > 0 {
 		rep.DeniedVsFloorP99, rep.AnswerVsFloorP99 = rep.FromWrite.P99Ms/f.P99Ms, rep.AdminAck.P99Ms/f.P99Ms

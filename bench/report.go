@@ -256,6 +256,7 @@ func (p *PropagationReport) writeSummary(w io.Writer) {
 	row("admin ack (write→answer)", p.AdminAck)
 	row("admin confirm wait", p.ConfirmWait)
 	row(fmt.Sprintf("poll RTT (+%gms pause)", p.PollPauseMs), p.PollRTT)
+	row("flip bracket (slowest)", p.Bracket)
 	if p.Floor.Count > 0 {
 		row("write→committed (watch)", p.Committed)
 		row("write→all nodes reported", p.Reported)
