@@ -369,9 +369,9 @@ func watchFailed(resp clientv3.WatchResponse, ok bool, rev int64) error {
 const maxApplyBatch = 256
 
 // apply publishes a watch response of events, with the event responses already waiting behind it on wch, as one
-// snapshot: every touched shard is copied once for the lot. With a large state that copy is most of an apply's
-// cost (a shard of 10⁶ records holds about 4,000), so a burst that outpaces one apply per response is taken in
-// at the pace it arrives instead of falling further behind. Waiting responses are only taken, never waited
+// snapshot: a shard several of them touch is copied once for the lot. With a large state that copy is most of
+// an apply's cost (a shard of 10⁶ records holds about 4,000), so a replica that falls behind a burst spends
+// less per change the further behind it is (BenchmarkApply). Waiting responses are only taken, never waited
 // for: a lone change is published as soon as it is applied. Each response is applied whole, in order; the
 // snapshot holds everything up to the last one's top revision. The first response behind them that is not
 // events (a progress notification, an error, the channel's end) is returned with ahead true, for the caller to
