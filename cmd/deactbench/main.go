@@ -139,7 +139,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&check.Rounds, "rounds", 1, "with a baseline: rounds of baseline and deact runs (base, deact, base, ..., base); the ratio is the median")
 	case "propagation":
 		t.register(fs, "")
-		fs.StringVar(&t.etcd, "etcd-endpoints", "", "with a deployment given by address: its etcd client URLs (comma-separated), to measure etcd's own put → watch floor beside it")
+		fs.StringVar(&t.etcd, "etcd-endpoints", "", "with a deployment given by address: its etcd client URLs (comma-separated, plain http or unix, no TLS), to measure etcd's own put → watch floor beside it")
 		fs.IntVar(&prop.Iterations, "iterations", 200, "writes (deactivate and reactivate alternately)")
 		fs.StringVar(&prop.API, "api", bench.APINative, "API of the writes: native (/v1/orgs/{id}/deactivate) or zitadel (/management/v1/orgs/me/_deactivate)")
 		fs.DurationVar(&prop.PollInterval, "poll-interval", 200*time.Microsecond, "pause between a node's checks; negative for a tight loop (which, on 2 cores, takes the CPU etcd needs)")
