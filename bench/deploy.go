@@ -28,6 +28,9 @@ type Deployment struct {
 	// (PID among them): their CPU is not counted as the machine's other load.
 	PID      int
 	Children []int
+	// EtcdEndpoints are the deployment's etcd client URLs, when known: the propagation benchmark measures etcd's
+	// own floor on them, beside deact.
+	EtcdEndpoints []string
 	// EtcdInProcess says the deployment's etcd members run in this process: their request counters are read
 	// from the default Prometheus registry (see etcdCounts).
 	EtcdInProcess bool
@@ -99,7 +102,7 @@ func StartLocal(ctx context.Context, dir, bin string, progress io.Writer) (_ *De
 			stop()
 		}
 	}()
-	dep := &Deployment{AdminToken: token, EtcdInProcess: true}
+	dep := &Deployment{AdminToken: token, EtcdInProcess: true, EtcdEndpoints: etcd.Endpoints()}
 	for i := range localGateways + 1 {
 		n := deactdNode{bin: bin, dir: dir, nodeID: fmt.Sprintf("gw%d", i+1), role: "gateway", etcd: etcd.Endpoints()}
 		if i == localGateways {

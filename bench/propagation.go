@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/deact/deact/admin/adminapi"
+	"github.com/deact/deact/state"
 )
 
 // PropagationConfig configures the propagation benchmark. Zero values take the defaults in brackets.
@@ -19,6 +22,9 @@ type PropagationConfig struct {
 	Dir        string
 	Deactd     string
 
+	// API the writes go through: APINative (/v1/orgs/{id}/deactivate, every op) or APIZitadel
+	// (/management/v1/orgs/me/_deactivate, login and token) [native].
+	API         string
 	Iterations  int           // writes: deactivations and reactivations alternately [200]
 	MaxDuration time.Duration // bound on the whole run [2m]
 	// PollInterval is the pause between a node's checks [200µs]; negative polls in a tight loop. On a small
@@ -30,6 +36,12 @@ type PropagationConfig struct {
 	Progress     io.Writer
 }
 
+// APIs of the propagation benchmark's writes.
+const (
+	APINative  = "native"
+	APIZitadel = "zitadel"
+)
+
 // PropagationReport is the time from an admin write to each node answering accordingly.
 //
 // Times are taken at the answer of each node's first check that shows the new state (an upper bound; the
@@ -38,6 +50,7 @@ type PropagationConfig struct {
 // before the ack counts 0 from the ack.
 type PropagationReport struct {
 	Deployment  string            `json:"deployment"`
+	API         string            `json:"api"`
 	Nodes       int               `json:"nodes"`
 	Iterations  int               `json:"iterations"`
 	Completed   int               `json:"completed"`
@@ -47,7 +60,11 @@ type PropagationReport struct {
 	AdminAck    Percentiles       `json:"adminAck"`    // write sent → admin's answer
 	ConfirmWait Percentiles       `json:"confirmWait"` // X-Deact-Confirm-Wait-Ms as the admin reported it
 	PollRTT     Percentiles       `json:"pollRtt"`
-	PollPauseMs float64           `json:"pollPauseMs"` // pause between a node's checks
+	// Bracket is the measurement's own resolution for the slowest node of each write: from the sending of its last
+	// check that showed the old state to the answer of its first that showed the new one. The flip happened inside
+	// it, and FromWrite counts its end.
+	Bracket     Percentiles `json:"bracket"`
+	PollPauseMs float64     `json:"pollPauseMs"` // pause between a node's checks
 	// StaleAfterAck counts checks sent after the admin acknowledged a write as confirmed by every node that
 	// still answered the old state: the confirmation would have been wrong. Must be 0.
 	StaleAfterAck int      `json:"staleAfterAck"`
@@ -55,6 +72,23 @@ type PropagationReport struct {
 	Failed        int      `json:"failed"`      // writes that failed or nodes that never flipped
 	GoalP99Ms     float64  `json:"goalP99Ms"`
 	Examples      []string `json:"examples,omitempty"`
+
+	// Floor is etcd's own propagation in the same run (needs the deployment's etcd endpoints): before each admin
+	// write, while the nodes are polled as for the write, a raw put of a key no gateway watches, until its watch
+	// event reached every one of Nodes watchers (a client of its own each, as each gateway has). FloorAck is
+	// the put's own answer.
+	Floor    Percentiles `json:"floor"`
+	FloorAck Percentiles `json:"floorAck"`
+	// Stages of each admin write as a watcher of etcd saw them, from the write's sending: the written record's
+	// event (the admin's transaction committed), and every node's record showing the write applied (the
+	// reports the admin's confirmation waits for).
+	Committed Percentiles `json:"committed"`
+	Reported  Percentiles `json:"reported"`
+	// Ratios of p99s to the floor's p99: every node denies (FromWrite), the admin's confirmed answer (AdminAck).
+	DeniedVsFloorP99 float64 `json:"deniedVsFloorP99,omitempty"`
+	AnswerVsFloorP99 float64 `json:"answerVsFloorP99,omitempty"`
+	DeniedVsFloorP50 float64 `json:"deniedVsFloorP50,omitempty"`
+	AnswerVsFloorP50 float64 `json:"answerVsFloorP50,omitempty"`
 
 	// Raw samples in milliseconds (from write), for the CDF plot.
 	SamplesMs        []float64   `json:"samplesMs"`
@@ -68,8 +102,12 @@ type NodePropagation struct {
 	FromAck   Percentiles `json:"fromAck"`
 }
 
-// GoalPropagationP99Ms is the propagation goal for 3 nodes on loopback.
-const GoalPropagationP99Ms = 10
+// Propagation goals for 3 nodes on loopback: absolute, and as multiples of etcd's floor in the same run.
+const (
+	GoalPropagationP99Ms = 10
+	GoalDeniedVsFloorP99 = 3 // every node denies, p99, over the floor's p99
+	GoalAnswerVsFloorP99 = 5 // the admin's confirmed answer, p99, over the floor's p99
+)
 
 func (r *PropagationReport) err() error {
 	var errs []error
@@ -154,6 +192,13 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 	if cfg.Iterations <= 0 {
 		cfg.Iterations = 200
 	}
+	switch cfg.API {
+	case "", APINative:
+		cfg.API = APINative
+	case APIZitadel:
+	default:
+		return nil, fmt.Errorf("propagation: API %q: want %s or %s", cfg.API, APINative, APIZitadel)
+	}
 	if cfg.MaxDuration <= 0 {
 		cfg.MaxDuration = 2 * time.Minute
 	}
@@ -183,8 +228,23 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 	if err := waitNodes(ctx, ac, len(dep.AuthzAddrs)); err != nil {
 		return nil, err
 	}
+	write := setOrg
+	if cfg.API == APIZitadel {
+		z := newZitadelWriter(dep.AdminURL, dep.AdminToken, 2*time.Second)
+		defer z.close()
+		write = func(ctx context.Context, _ *adminapi.Client, id string, deactivate bool) (adminapi.WriteResult, error) {
+			return z.setOrg(ctx, id, deactivate)
+		}
+	}
 
 	m := newModel(cfg.RunID+"-prop", 1, 0, 0, 1)
+	var obs *etcdObserver
+	if len(dep.EtcdEndpoints) > 0 {
+		if obs, err = newEtcdObserver(ctx, dep.EtcdEndpoints, len(dep.AuthzAddrs), cfg.RunID, state.OrgKey(m.orgs[0].id)); err != nil {
+			return nil, err
+		}
+		defer obs.close()
+	}
 	t := &template{kind: kindLogin, org: 0, app: -1}
 	t.grpc, t.header = m.requests(t, "")
 	var pollers []*poller
@@ -198,10 +258,11 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 	}
 
 	n := len(pollers)
-	rep := &PropagationReport{Deployment: dep.Desc, Nodes: n, Iterations: cfg.Iterations, GoalP99Ms: GoalPropagationP99Ms,
+	rep := &PropagationReport{Deployment: dep.Desc, API: cfg.API, Nodes: n, Iterations: cfg.Iterations, GoalP99Ms: GoalPropagationP99Ms,
 		PollPauseMs: float64(cfg.PollInterval.Microseconds()) / 1000}
 	all, allAck := newSampleSet(cfg.Iterations), newSampleSet(0)
-	ackTimes, waits := newSampleSet(0), newSampleSet(0)
+	ackTimes, waits, bracket := newSampleSet(0), newSampleSet(0), newSampleSet(0)
+	floor, floorAck, committed, reported := newSampleSet(0), newSampleSet(0), newSampleSet(0), newSampleSet(0)
 	perNode := make([]*sampleSet, n)
 	perNodeAck := make([]*sampleSet, n)
 	for i := range perNode {
@@ -241,8 +302,21 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 			example("write %d: %v", it, armErr)
 			break
 		}
+		if obs != nil {
+			// The floor under the same load as the write: the nodes are being polled meanwhile.
+			f, err := obs.measureFloor(ctx, it, cfg.NodeTimeout)
+			if err != nil {
+				icancel()
+				wg.Wait()
+				rep.Failed++
+				example("write %d: %v", it, err)
+				break
+			}
+			floor.add(f.all)
+			floorAck.add(f.ack)
+		}
 		start := time.Now()
-		a, err := setOrg(ctx, ac, m.orgs[0].id, want)
+		a, err := write(ctx, ac, m.orgs[0].id, want)
 		ack := time.Now()
 		if err != nil {
 			icancel()
@@ -253,6 +327,22 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 		}
 		wg.Wait()
 		icancel()
+		if obs != nil {
+			rev := a.Revision
+			if rev == 0 {
+				rep.Failed++
+				example("write %d: no revision in the answer %+v", it, a)
+				break
+			}
+			st, err := obs.stages(ctx, start, rev, n, cfg.NodeTimeout)
+			if err != nil {
+				rep.Failed++
+				example("write %d: %v", it, err)
+				break
+			}
+			committed.add(st.committed)
+			reported.add(st.reported)
+		}
 		deactivated = want
 		if !confirmedByAll(a.Confirmation) {
 			rep.Unconfirmed++
@@ -260,7 +350,7 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 		}
 		ackTimes.add(ack.Sub(start))
 		waits.add(time.Duration(a.Confirmation.WaitedMs * float64(time.Millisecond)))
-		var slowest, slowestAck time.Duration
+		var slowest, slowestAck, slowestBracket time.Duration
 		ok := true
 		for i, r := range results {
 			if r.err != nil {
@@ -277,11 +367,15 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 			d, da := r.flipped.Sub(start), max(r.flipped.Sub(ack), 0)
 			perNode[i].add(d)
 			perNodeAck[i].add(da)
+			if d > slowest {
+				slowestBracket = r.flipped.Sub(r.lastOld)
+			}
 			slowest, slowestAck = max(slowest, d), max(slowestAck, da)
 		}
 		if ok {
 			all.add(slowest)
 			allAck.add(slowestAck)
+			bracket.add(slowestBracket)
 			rep.Completed++
 		}
 		if cfg.Progress != nil && time.Since(lastProgress) >= time.Second {
@@ -299,12 +393,32 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 		rep.PerNode = append(rep.PerNode, NodePropagation{Addr: p.s.target(0), FromWrite: perNode[i].percentiles(), FromAck: perNodeAck[i].percentiles()})
 		rep.PerNodeSamplesMs = append(rep.PerNodeSamplesMs, msOf(perNode[i].samples()))
 	}
-	rep.PollRTT = percentilesOf(rtt)
+	rep.PollRTT, rep.Bracket = percentilesOf(rtt), bracket.percentiles()
+	rep.Floor, rep.FloorAck, rep.Committed, rep.Reported = floor.percentiles(), floorAck.percentiles(), committed.percentiles(), reported.percentiles()
+	if f := rep.Floor; f.Count > 0 {
+		rep.DeniedVsFloorP99, rep.AnswerVsFloorP99 = rep.FromWrite.P99Ms/f.P99Ms, rep.AdminAck.P99Ms/f.P99Ms
+		rep.DeniedVsFloorP50, rep.AnswerVsFloorP50 = rep.FromWrite.P50Ms/f.P50Ms, rep.AdminAck.P50Ms/f.P50Ms
+	}
 	rep.SamplesMs = msOf(all.samples())
 	if ctx.Err() != nil && rep.Completed < cfg.Iterations {
 		example("stopped after %d of %d writes: %v", rep.Completed, cfg.Iterations, ctx.Err())
 	}
 	return rep, rep.err()
+}
+
+// writeRevision is the etcd revision a write's answer reports: the native API's revision, ZITADEL's
+// details.sequence (a string, as uint64s are in ZITADEL's JSON); 0 if it has none.
+func writeRevision(body []byte) int64 {
+	var w struct {
+		Revision int64 `json:"revision"`
+		Details  struct {
+			Sequence int64 `json:"sequence,string"`
+		} `json:"details"`
+	}
+	if json.Unmarshal(body, &w) != nil {
+		return 0
+	}
+	return max(w.Revision, w.Details.Sequence)
 }
 
 func msOf(ds []time.Duration) []float64 {

@@ -244,7 +244,7 @@ func (p *PropagationReport) writeSummary(w io.Writer) {
 	if p.FromWrite.P99Ms > p.GoalP99Ms {
 		goal = "NOT met"
 	}
-	fmt.Fprintf(w, "\npropagation: %d/%d writes (deactivate/reactivate one org) on %s\n", p.Completed, p.Iterations, p.Deployment)
+	fmt.Fprintf(w, "\npropagation: %d/%d writes (deactivate/reactivate one org, %s API) on %s\n", p.Completed, p.Iterations, p.API, p.Deployment)
 	fmt.Fprintf(w, "  %-22s %9s %9s %9s %9s\n", "", "p50", "p90", "p99", "max")
 	row := func(name string, q Percentiles) {
 		fmt.Fprintf(w, "  %-22s %9s %9s %9s %9s\n", name, ms(q.P50Ms), ms(q.P90Ms), ms(q.P99Ms), ms(q.MaxMs))
@@ -260,6 +260,24 @@ func (p *PropagationReport) writeSummary(w io.Writer) {
 	row("admin ack (write→answer)", p.AdminAck)
 	row("admin confirm wait", p.ConfirmWait)
 	row(fmt.Sprintf("poll RTT (+%gms pause)", p.PollPauseMs), p.PollRTT)
+	row("flip bracket (slowest)", p.Bracket)
+	if p.Floor.Count > 0 {
+		row("write→committed (watch)", p.Committed)
+		row("write→all nodes reported", p.Reported)
+		row(fmt.Sprintf("etcd floor: put→watch×%d", p.Nodes), p.Floor)
+		row("etcd floor: put→ack", p.FloorAck)
+		met := func(r, goal float64) string {
+			if r <= goal {
+				return "met"
+			}
+			return "NOT met"
+		}
+		fmt.Fprintf(w, "  over the etcd floor (same run): all nodes deny p99 %.1f× (p50 %.1f×; goal ≤ %d×: %s), confirmed answer p99 %.1f× (p50 %.1f×; goal ≤ %d×: %s)\n",
+			p.DeniedVsFloorP99, p.DeniedVsFloorP50, GoalDeniedVsFloorP99, met(p.DeniedVsFloorP99, GoalDeniedVsFloorP99),
+			p.AnswerVsFloorP99, p.AnswerVsFloorP50, GoalAnswerVsFloorP99, met(p.AnswerVsFloorP99, GoalAnswerVsFloorP99))
+	} else {
+		fmt.Fprintln(w, "  etcd floor: not measured (the deployment's etcd endpoints are not known: --etcd-endpoints)")
+	}
 	fmt.Fprintf(w, "  goal p99 ≤ %.0fms from write on all nodes: %s; stale answers after a confirmed ack: %d; unconfirmed: %d; failed: %d\n",
 		p.GoalP99Ms, goal, p.StaleAfterAck, p.Unconfirmed, p.Failed)
 	for _, e := range p.Examples {

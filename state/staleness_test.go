@@ -16,7 +16,7 @@ import (
 )
 
 // TestStalenessUnderLaggingWatch (issue 14, B10): a bulk import written faster than the replica's watch
-// delivers it (here its link to etcd carries 512 KiB/s, so the lag does not depend on how fast this machine
+// delivers it (here its link to etcd carries 256 KiB/s, so the lag does not depend on how fast this machine
 // applies) makes the replica lag while its watch keeps delivering events. Staleness must still say how far behind etcd's committed state the
 // snapshot may be: whenever the replica has not applied a write that returned at time T, a staleness read at
 // t ≥ T must be at least t − T. It checks that on every sample, and that the burst really made it lag.
@@ -30,7 +30,7 @@ func TestStalenessUnderLaggingWatch(t *testing.T) {
 	t.Cleanup(srv.Close)
 	cli := etcdtest.Client(t, srv.Endpoints())
 	link := newCutProxy(t, srv.Endpoints()[0])
-	if _, err := link.p.Toxics.AddToxicJson(strings.NewReader(`{"name":"narrow","type":"bandwidth","stream":"downstream","toxicity":1,"attributes":{"rate":512}}`)); err != nil {
+	if _, err := link.p.Toxics.AddToxicJson(strings.NewReader(`{"name":"narrow","type":"bandwidth","stream":"downstream","toxicity":1,"attributes":{"rate":256}}`)); err != nil {
 		t.Fatal(err)
 	}
 	r := startReplica(t, proxiedClient(t, link.endpoint()), state.ReplicaConfig{})

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -30,6 +31,9 @@ var (
 type Store struct {
 	cli *clientv3.Client
 	now func() time.Time
+	// last holds what the store last wrote or read of each key it writes, so that a write usually costs etcd
+	// one transaction and no read before it (see update).
+	last writeCache
 }
 
 // NewStore returns a Store writing through cli.
@@ -98,49 +102,92 @@ func (p *txnParts) add(q txnParts) {
 	p.ops = append(p.ops, q.ops...)
 }
 
-// update runs a compare-and-swap loop on one key: read, mutate, commit if unchanged, else retry.
+// update runs a compare-and-swap loop on one key: take the key's value, mutate it, commit if unchanged, else
+// retry with the value the failed transaction returned.
+//
+// The value it starts from is a guess, so that a write usually costs etcd one round trip, the transaction: what
+// this store last wrote or read of the key, else a serializable read (the nearest member's copy, without the
+// leader's read-index round). The transaction's ModRevision compare makes the guess safe: a write is only ever
+// committed on top of the value it was computed from. A guess that was stale fails the compare, and the
+// transaction's answer carries the current value. A refusal (mutate's error) decided on a guess is checked
+// against a linearizable read before it is returned, so every answer is as exact as a read-then-write.
 func update[T any](ctx context.Context, s *Store, key, action string, c Change,
 	mutate func(cur *T, exists bool, now time.Time) (*T, txnParts, error)) (*T, Result, error) {
+	kv, ok := s.last.get(key)
+	exact := false // kv is what etcd held at a linearizable point, not a guess
+	if !ok {
+		var err error
+		if kv, err = s.readKV(ctx, key, clientv3.WithSerializable()); err != nil {
+			return nil, Result{}, err
+		}
+	}
 	for range maxCASRetries {
-		resp, err := s.cli.Get(ctx, key)
+		next, after, parts, now, err := mutateKV(key, kv, s.now, mutate)
 		if err != nil {
-			return nil, Result{}, fmt.Errorf("read %s: %w", key, err)
-		}
-		cur := new(T)
-		var modRev int64
-		var before []byte
-		exists := len(resp.Kvs) == 1
-		if exists {
-			before = resp.Kvs[0].Value
-			modRev = resp.Kvs[0].ModRevision
-			if err := json.Unmarshal(before, cur); err != nil {
-				return nil, Result{}, fmt.Errorf("stored record %s is unreadable: %w", key, err)
+			if exact {
+				return nil, Result{}, err
 			}
+			if kv, err = s.readKV(ctx, key); err != nil {
+				return nil, Result{}, err
+			}
+			exact = true
+			continue
 		}
-		now := s.now()
-		next, parts, err := mutate(cur, exists, now)
+		audit, err := s.auditOp(AuditEntry{At: now, Actor: c.Actor, Action: action, Key: key, Reason: c.Reason, Detail: parts.detail, Before: kv.value, After: after})
 		if err != nil {
 			return nil, Result{}, err
 		}
-		after, err := json.Marshal(next)
-		if err != nil {
-			return nil, Result{}, err
-		}
-		audit, err := s.auditOp(AuditEntry{At: now, Actor: c.Actor, Action: action, Key: key, Reason: c.Reason, Detail: parts.detail, Before: before, After: after})
-		if err != nil {
-			return nil, Result{}, err
-		}
-		cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)}, parts.cmps...)
+		cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", kv.modRev)}, parts.cmps...)
 		ops := append([]clientv3.Op{clientv3.OpPut(key, string(after)), audit}, parts.ops...)
-		tresp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		tresp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(key)).Commit()
 		if err != nil {
+			s.last.forget(key) // it may have committed or not
 			return nil, Result{}, fmt.Errorf("commit %s: %w", key, err)
 		}
 		if tresp.Succeeded {
+			s.last.put(key, cachedKV{value: after, modRev: tresp.Header.Revision})
 			return next, Result{Revision: tresp.Header.Revision, ChangedAt: now}, nil
 		}
+		// The key or another compared one changed: the answer holds the key as the transaction saw it.
+		kv, exact = kvOf(tresp.Responses[0].GetResponseRange().GetKvs()), true
+		s.last.put(key, kv)
 	}
 	return nil, Result{}, ErrContention
+}
+
+// mutateKV decodes key's value kv into a T, mutates it at clock's time and encodes the result.
+func mutateKV[T any](key string, kv cachedKV, clock func() time.Time, mutate func(cur *T, exists bool, now time.Time) (*T, txnParts, error)) (next *T, after []byte, parts txnParts, now time.Time, err error) {
+	cur := new(T)
+	exists := kv.modRev != 0
+	if exists {
+		if err := json.Unmarshal(kv.value, cur); err != nil {
+			return nil, nil, txnParts{}, now, fmt.Errorf("stored record %s is unreadable: %w", key, err)
+		}
+	}
+	now = clock()
+	if next, parts, err = mutate(cur, exists, now); err != nil {
+		return nil, nil, txnParts{}, now, err
+	}
+	after, err = json.Marshal(next)
+	return next, after, parts, now, err
+}
+
+// readKV reads one key (linearizably unless opts say otherwise) and remembers it for the next write.
+func (s *Store) readKV(ctx context.Context, key string, opts ...clientv3.OpOption) (cachedKV, error) {
+	resp, err := s.cli.Get(ctx, key, opts...)
+	if err != nil {
+		return cachedKV{}, fmt.Errorf("read %s: %w", key, err)
+	}
+	kv := kvOf(resp.Kvs)
+	s.last.put(key, kv)
+	return kv, nil
+}
+
+func kvOf(kvs []*mvccpb.KeyValue) cachedKV {
+	if len(kvs) != 1 {
+		return cachedKV{}
+	}
+	return cachedKV{value: kvs[0].Value, modRev: kvs[0].ModRevision}
 }
 
 func (s *Store) auditOp(e AuditEntry) (clientv3.Op, error) {

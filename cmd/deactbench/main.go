@@ -59,6 +59,7 @@ func (c *common) register(fs *flag.FlagSet) {
 // target are the flags naming a deployment under test.
 type target struct {
 	authz, httpCheck, adminURL, adminToken string
+	etcd                                   string
 	local                                  bool
 }
 
@@ -78,7 +79,7 @@ func (t *target) deployment() *bench.Deployment {
 		return nil
 	}
 	return &bench.Deployment{Desc: "given by address", AuthzAddrs: split(t.authz), HTTPAddrs: split(t.httpCheck),
-		AdminURL: t.adminURL, AdminToken: t.adminToken}
+		AdminURL: t.adminURL, AdminToken: t.adminToken, EtcdEndpoints: split(t.etcd)}
 }
 
 func split(s string) []string {
@@ -147,7 +148,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "propagation":
 		t.register(fs, "")
 		fs.StringVar(&prop.Deactd, "deactd", "", "deactd binary of the local cluster (default: go build ./cmd/deactd)")
+		fs.StringVar(&t.etcd, "etcd-endpoints", "", "with a deployment given by address: its etcd client URLs (comma-separated, plain http or unix, no TLS), to measure etcd's own put → watch floor beside it")
 		fs.IntVar(&prop.Iterations, "iterations", 200, "writes (deactivate and reactivate alternately)")
+		fs.StringVar(&prop.API, "api", bench.APINative, "API of the writes: native (/v1/orgs/{id}/deactivate) or zitadel (/management/v1/orgs/me/_deactivate)")
 		fs.DurationVar(&prop.PollInterval, "poll-interval", 200*time.Microsecond, "pause between a node's checks; negative for a tight loop (which, on 2 cores, takes the CPU etcd needs)")
 		fs.DurationVar(&prop.MaxDuration, "max-duration", 2*time.Minute, "bound on the run")
 	case "sync":
