@@ -76,6 +76,9 @@ func classify(err error) *apiError {
 		return &apiError{kind: kindNotFound, id: "DEACT-NotFound", msg: msg, err: err}
 	case errors.Is(err, state.ErrForbidden):
 		return &apiError{kind: kindForbidden, id: "DEACT-Forbidden", msg: msg, err: err}
+	case errors.Is(err, state.ErrOtherOrg):
+		// Checked inside the store's transaction: the caller may not take a record from an org it cannot act on.
+		return &apiError{kind: kindForbidden, id: "DEACT-OrgNotAllowed", msg: msg, err: err}
 	case errors.Is(err, state.ErrConflict):
 		return &apiError{kind: kindConflict, id: "DEACT-Conflict", msg: msg, err: err}
 	case errors.Is(err, state.ErrContention):

@@ -151,6 +151,7 @@ func TestScopeEveryEndpoint(t *testing.T) {
 		{"native reactivate app", "POST", "/v1/projects/pb/apps/ab/reactivate", `{"orgId":"B"}`, nil},
 		{"native put account", "PUT", "/v1/accounts/ub2", `{"orgId":"B"}`, nil},
 		{"native steal account", "PUT", "/v1/accounts/ub", `{"orgId":"A"}`, nil},
+		{"native get account", "GET", "/v1/accounts/ub", "", nil},
 		{"native import", "POST", "/v1/import", `{"org":{"id":"B"}}`, nil},
 		{"native create token", "POST", "/v1/tokens", `{"orgs":["B"],"role":"admin"}`, nil},
 		{"native create all-orgs token", "POST", "/v1/tokens", `{"allOrgs":true,"role":"read-only"}`, nil},

@@ -12,7 +12,7 @@ import (
 func TestCheckAppRecordsCannotShadow(t *testing.T) {
 	e := newEnv(t, Config{})
 	ctx := context.Background()
-	cli := e.store.Client()
+	cli := e.cli
 	var rev int64
 	for _, kv := range [][2]string{
 		// B's app, deactivated, and A's record claiming the same app ID under A's project, written later.

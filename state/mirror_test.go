@@ -40,7 +40,7 @@ func heldMirror(t *testing.T, s *state.Store, kind state.MirrorKind) map[string]
 // replay is unchanged and writes nothing (the revision does not move).
 func TestApplyMirrorOrdering(t *testing.T) {
 	t.Parallel()
-	s := newStore(t)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	cases := []struct {
 		name string
@@ -84,7 +84,7 @@ func TestApplyMirrorOrdering(t *testing.T) {
 		}
 	}
 	// Unchanged records write nothing: etcd's revision stays where it was.
-	before, err := s.Client().Get(ctx, "nothing")
+	before, err := cli.Get(ctx, "nothing")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +403,7 @@ func TestSourceStatusRoundTrip(t *testing.T) {
 
 func TestMirroredRecordsAcrossSources(t *testing.T) {
 	t.Parallel()
-	s := newStore(t)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	a, b := mirrorOrg("1", 1, state.OpLogin), mirrorOrg("1", 7, 0)
 	b.Source = "zitadel-b"
@@ -421,7 +421,7 @@ func TestMirroredRecordsAcrossSources(t *testing.T) {
 		t.Fatalf("%+v, %v", got, err)
 	}
 	// The stored form is readable by hand.
-	resp, err := s.Client().Get(ctx, a.Key())
+	resp, err := cli.Get(ctx, a.Key())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,14 @@ func (s *Store) GetApp(ctx context.Context, projectID, appID string) (Versioned[
 	return get[App](ctx, s, AppKey(projectID, appID))
 }
 
+// GetAccount reads one account's registration.
+func (s *Store) GetAccount(ctx context.Context, id string) (Versioned[Account], error) {
+	if err := ValidateID("account", id); err != nil {
+		return Versioned[Account]{}, err
+	}
+	return get[Account](ctx, s, AccountKey(id))
+}
+
 // Page is one page of a listing; Next is the cursor for the following page, empty at the end.
 type Page[T any] struct {
 	Items    []Versioned[T] `json:"items"`

@@ -10,12 +10,21 @@ import (
 
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func newStore(t *testing.T) *state.Store {
 	t.Helper()
+	s, _ := newStoreAndClient(t)
+	return s
+}
+
+// newStoreAndClient is newStore with a client of the test's own on the same etcd, for what a test reads or
+// writes behind the store's back.
+func newStoreAndClient(t *testing.T) (*state.Store, *clientv3.Client) {
+	t.Helper()
 	srv := etcdtest.Start(t)
-	return state.NewStore(etcdtest.Client(t, srv.Endpoints()))
+	return state.NewStore(etcdtest.Client(t, srv.Endpoints())), etcdtest.Client(t, srv.Endpoints())
 }
 
 var who = state.Change{Actor: "test", Reason: "unit test"}
@@ -70,7 +79,7 @@ func TestStoreOrgTransitions(t *testing.T) {
 }
 
 func TestStoreAppsAndProjects(t *testing.T) {
-	s := newStore(t)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	app := state.App{ID: "a1", ProjectID: "p1", OrgID: "o1", ClientIDs: []string{"c1@p", "c2@p"}}
 	if _, err := s.PutApp(ctx, app, who); err != nil {
@@ -103,7 +112,7 @@ func TestStoreAppsAndProjects(t *testing.T) {
 	if err != nil || !got.Record.IsDeactivated() || strings.Join(got.Record.ClientIDs, ",") != "c3@p" {
 		t.Fatalf("app = %+v %v", got, err)
 	}
-	resp, err := s.Client().Get(ctx, state.ClientKey("c1@p"))
+	resp, err := cli.Get(ctx, state.ClientKey("c1@p"))
 	if err != nil || len(resp.Kvs) != 0 {
 		t.Fatalf("old client index entry still there: %v", err)
 	}

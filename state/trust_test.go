@@ -22,7 +22,7 @@ func scoped(orgs ...string) state.Change {
 // writes nothing.
 func TestStoreAppIDsAreUnique(t *testing.T) {
 	t.Parallel()
-	s := newStore(t)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	b, a := scoped("B"), scoped("A")
 	if _, err := s.PutApp(ctx, state.App{ID: "X", ProjectID: "projB", OrgID: "B", ClientIDs: []string{"X@b"}}, b); err != nil {
@@ -35,7 +35,7 @@ func TestStoreAppIDsAreUnique(t *testing.T) {
 		t.Fatal(err)
 	}
 	rev := func() int64 {
-		resp, err := s.Client().Get(ctx, state.Prefix)
+		resp, err := cli.Get(ctx, state.Prefix)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -396,14 +396,14 @@ func TestReplicaHoldsUnknownStatesDeactivated(t *testing.T) {
 // that another org cannot register their app ID under its own project afterwards.
 func TestIndexAppIDsCoversOlderRecords(t *testing.T) {
 	t.Parallel()
-	s := newStore(t)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	for key, value := range map[string]string{
 		state.AppKey("projB", "X"): `{"id":"X","projectId":"projB","orgId":"B","state":"deactivated"}`,
 		state.AppKey("projB", "Y"): `{"id":"Y","projectId":"projB","orgId":"B","state":"active"}`,
 		state.AppKey("projC", "Y"): `{"id":"Y","projectId":"projC","orgId":"C","state":"active"}`,
 	} {
-		if _, err := s.Client().Put(ctx, key, value); err != nil {
+		if _, err := cli.Put(ctx, key, value); err != nil {
 			t.Fatal(err)
 		}
 	}
