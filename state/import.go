@@ -324,7 +324,7 @@ func (s *Store) recordOps(line []byte, c Change) ([]clientv3.Op, error) {
 		a.ClientIDs, a.Meta = clients, meta
 		ops := []clientv3.Op{put(AppKey(a.ProjectID, a.ID), a), put(AppIDKey(a.ID), AppID{AppID: a.ID, ProjectID: a.ProjectID, OrgID: a.OrgID})}
 		for _, id := range clients {
-			ops = append(ops, put(ClientKey(id), Client{ClientID: id, AppID: a.ID, ProjectID: a.ProjectID, OrgID: a.OrgID}))
+			ops = append(ops, put(ClientKey(id), a.clientEntry(id)))
 		}
 		return ops, nil
 	}

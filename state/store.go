@@ -518,9 +518,7 @@ func (s *Store) PutApp(ctx context.Context, app App, c Change) (Result, error) {
 			}
 			parts.add(claim)
 		}
-		entry := func(id string) any {
-			return Client{ClientID: id, AppID: app.ID, ProjectID: app.ProjectID, OrgID: app.OrgID}
-		}
+		entry := func(id string) any { return app.clientEntry(id) }
 		clientParts, err := s.index(ctx, a.ClientIDs, clients, ClientKey, entry, func(b []byte) bool {
 			var cl Client
 			return json.Unmarshal(b, &cl) == nil && cl.AppID == app.ID && cl.ProjectID == app.ProjectID
