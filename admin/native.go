@@ -177,7 +177,7 @@ func (a *API) serveNative(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) runNative(w http.ResponseWriter, r *http.Request, op string, route nativeRoute, stream bool) {
-	status, body, err := a.native1(w, r, route, stream)
+	status, body, err := a.authenticateAndCall(w, r, route, stream)
 	if err != nil {
 		e := classify(err)
 		a.metrics.request("native", op, e)
@@ -195,7 +195,9 @@ func (a *API) runNative(w http.ResponseWriter, r *http.Request, op string, route
 	writeJSON(w, status, body)
 }
 
-func (a *API) native1(w http.ResponseWriter, r *http.Request, route nativeRoute, stream bool) (int, any, error) {
+// authenticateAndCall authenticates the caller, refuses a write to a read-only token, lifts the read deadline of a
+// streamed body (the import) for an authenticated caller only, and calls the route's handler.
+func (a *API) authenticateAndCall(w http.ResponseWriter, r *http.Request, route nativeRoute, stream bool) (int, any, error) {
 	ctx := r.Context()
 	p, err := a.auth.authenticate(ctx, bearer(r.Header), ipFromContext(ctx))
 	if err != nil {

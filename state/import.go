@@ -339,7 +339,8 @@ func (s *Store) recordOps(line []byte, c Change) ([]clientv3.Op, error) {
 }
 
 // BuildSnapshot makes a snapshot from records at revision rev, through the same code the replica applies
-// etcd's records with. It is for benchmarks and fuzz targets of the decision, which need state without etcd.
+// etcd's records with. It is for benchmarks and fuzz targets of the decision, which need state without etcd;
+// it stays exported because those are in other packages (authz).
 func BuildSnapshot(rev int64, recs ...Record) (*Snapshot, error) {
 	s := &Store{now: func() time.Time { return time.Time{} }}
 	b := newBuilder(nil)
