@@ -2,12 +2,12 @@ package admin_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 )
 
@@ -42,14 +42,8 @@ func TestAccountOwnerRace(t *testing.T) {
 					return
 				}
 				req.Header.Set("Authorization", "Bearer "+tok)
-				resp, err := e.http1.Do(req)
-				if err != nil {
-					answers <- answer{org: org, err: err}
-					return
-				}
-				defer resp.Body.Close()
-				b, err := io.ReadAll(resp.Body)
-				answers <- answer{org: org, status: resp.StatusCode, body: string(b), err: err}
+				a, err := wait.Send(e.http1, req)
+				answers <- answer{org: org, status: a.Status, body: a.Body, err: err}
 			})
 		}
 	}

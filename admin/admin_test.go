@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/deact/deact/admin"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -68,7 +69,7 @@ func TestBootstrap(t *testing.T) {
 	}
 	// This instance asked about tok above and holds "no such token" for the token-cache TTL (2 s): a token
 	// created behind its back (here by Bootstrap on the store) is accepted once that answer expires.
-	eventually(t, "the bootstrapped token accepted", func() bool { return e.do("GET", "/v1/nodes", "", bearer(tok)).status == 200 })
+	wait.Eventually(t, "the bootstrapped token accepted", func() bool { return e.do("GET", "/v1/nodes", "", bearer(tok)).status == 200 })
 }
 
 func TestNewValidatesConfig(t *testing.T) {

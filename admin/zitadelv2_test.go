@@ -60,12 +60,7 @@ func TestZitadelV2OrgREST(t *testing.T) {
 	if r.status != 200 || m == nil {
 		t.Fatalf("deactivate: %d %s", r.status, r.body)
 	}
-	if got := r.header.Get("X-Deact-Confirmed"); got != "2/2" {
-		t.Errorf("X-Deact-Confirmed = %q, want 2/2", got)
-	}
-	if r.header.Get("X-Deact-Confirm-Wait-Ms") == "" {
-		t.Error("no X-Deact-Confirm-Wait-Ms")
-	}
+	checkConfirmed(t, r, "2/2")
 	v, err := e.store.GetOrg(context.Background(), "100")
 	if err != nil || v.Record.Disabled != state.OpLogin|state.OpToken {
 		t.Fatalf("stored org = %+v, %v", v, err)
@@ -74,12 +69,7 @@ func TestZitadelV2OrgREST(t *testing.T) {
 		t.Errorf("changeDate %s, stored change at %v", m[1], v.Record.ChangedAt)
 	}
 
-	cases := []struct {
-		name, method, path, body string
-		headers                  []string
-		status                   int
-		want                     string
-	}{
+	cases := []restCase{
 		{"already deactivated", "POST", "/v2/organizations/100/deactivate", "{}", []string{bearer(tokA)}, 400,
 			zitadelError(9, "DEACT-AlreadyDeactivated", "org 100: already deactivated")},
 		{"empty body", "POST", "/v2/organizations/100/deactivate", "", []string{bearer(tokA)}, 400,
@@ -131,18 +121,7 @@ func TestZitadelV2OrgREST(t *testing.T) {
 		{"projects have no REST route in v2", "POST", "/v2/projects/p1/deactivate", "{}", []string{bearer(tokA)}, 404,
 			zitadelError(5, "DEACT-NoRoute", "no route for POST /v2/projects/p1/deactivate")},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			before := e.stateRevision(t)
-			r := e.do(c.method, c.path, c.body, append(c.headers, ctJSON)...)
-			if r.status != c.status || r.body != c.want {
-				t.Errorf("got %d %s\nwant %d %s", r.status, r.body, c.status, c.want)
-			}
-			if after := e.stateRevision(t); after != before {
-				t.Errorf("etcd revision moved %d -> %d", before, after)
-			}
-		})
-	}
+	e.runREST(t, cases, func() int64 { return e.stateRevision(t) }, ctJSON)
 	if _, err := e.store.GetOrg(context.Background(), "200"); err != state.ErrNotFound {
 		t.Errorf("org 200 was written: %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
 )
@@ -251,7 +252,7 @@ func TestMirrorDenyWinsThroughReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "mirror applied", func() bool { return r.AppliedRevision() >= res.Revision })
+	wait.Eventually(t, "mirror applied", func() bool { return r.AppliedRevision() >= res.Revision })
 	snap := r.Snapshot()
 	if o := snap.Org("L"); o == nil || o.Disabled != state.OpLogin|state.OpToken {
 		t.Fatalf("org L = %+v, want local login + mirrored token", o)
@@ -282,7 +283,7 @@ func TestMirrorDenyWinsThroughReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "second mirror applied", func() bool { return r.AppliedRevision() >= res.Revision })
+	wait.Eventually(t, "second mirror applied", func() bool { return r.AppliedRevision() >= res.Revision })
 	snap = r.Snapshot()
 	if o := snap.Org("L"); o == nil || o.Disabled != 0 {
 		t.Fatalf("org L = %+v, want active in both layers", o)
@@ -327,7 +328,7 @@ func TestMirrorTombstoneDeniesUntilPruned(t *testing.T) {
 	if err != nil || res.Written != 2 {
 		t.Fatalf("%+v, %v", res, err)
 	}
-	eventually(t, "tombstones applied", func() bool { return r.AppliedRevision() >= res.Revision })
+	wait.Eventually(t, "tombstones applied", func() bool { return r.AppliedRevision() >= res.Revision })
 	snap := r.Snapshot()
 	if c := snap.Client("a@p"); c == nil || snap.App(c.ProjectID, c.AppID) == nil || !snap.App(c.ProjectID, c.AppID).Deactivated {
 		t.Fatalf("removed app's client = %+v", c)
@@ -340,7 +341,7 @@ func TestMirrorTombstoneDeniesUntilPruned(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("pruned %d, %v", n, err)
 	}
-	eventually(t, "prune applied", func() bool { return r.Snapshot().App("p", "a") == nil })
+	wait.Eventually(t, "prune applied", func() bool { return r.Snapshot().App("p", "a") == nil })
 	snap = r.Snapshot()
 	if c := snap.Client("a@p"); c != nil {
 		t.Fatalf("pruned app's client still indexed: %+v", c)
@@ -365,12 +366,12 @@ func TestMirrorUnreadableRecordDenies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "applied", func() bool { return r.AppliedRevision() >= res.Revision })
+	wait.Eventually(t, "applied", func() bool { return r.AppliedRevision() >= res.Revision })
 	put, err := cli.Put(ctx, state.MirrorKey("zitadel", state.MirrorApp, "p", "a"), `{"deactivated":"maybe"}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "bad record applied", func() bool { return r.AppliedRevision() >= put.Header.Revision })
+	wait.Eventually(t, "bad record applied", func() bool { return r.AppliedRevision() >= put.Header.Revision })
 	if c := r.Snapshot().Client("a@p"); c == nil || !r.Snapshot().App(c.ProjectID, c.AppID).Deactivated {
 		t.Fatalf("client of an unreadable app = %+v", c)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -125,7 +126,7 @@ func TestSnapshotDenyWins(t *testing.T) {
 		}
 	}
 	r := startReplica(t, cli, state.ReplicaConfig{})
-	eventually(t, "records applied", func() bool { return r.AppliedRevision() >= res.Header.Revision })
+	wait.Eventually(t, "records applied", func() bool { return r.AppliedRevision() >= res.Header.Revision })
 	snap := r.Snapshot()
 	if set := snap.Apps("X"); set == nil || !set.Deactivated || len(set.Apps) != 2 {
 		t.Fatalf("apps X = %+v", set)
@@ -142,7 +143,7 @@ func TestSnapshotDenyWins(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "toggle applied", func() bool { return r.AppliedRevision() >= res.Revision })
+		wait.Eventually(t, "toggle applied", func() bool { return r.AppliedRevision() >= res.Revision })
 		if set := r.Snapshot().Apps("X"); set == nil || !set.Deactivated {
 			t.Fatalf("after A's toggle to %v: apps X = %+v", deactivate, set)
 		}
@@ -152,7 +153,7 @@ func TestSnapshotDenyWins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "B's reactivation applied", func() bool { return r.AppliedRevision() >= back.Revision })
+	wait.Eventually(t, "B's reactivation applied", func() bool { return r.AppliedRevision() >= back.Revision })
 	if set := r.Snapshot().Apps("X"); set == nil || set.Deactivated {
 		t.Fatalf("after B's reactivation: apps X = %+v", set)
 	}
@@ -375,7 +376,7 @@ func TestReplicaHoldsUnknownStatesDeactivated(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, key+" applied", func() bool { return r.AppliedRevision() >= resp.Header.Revision })
+		wait.Eventually(t, key+" applied", func() bool { return r.AppliedRevision() >= resp.Header.Revision })
 	}
 	snap := r.Snapshot()
 	if o := snap.Org("1"); o == nil || o.Disabled != state.OpsAll {

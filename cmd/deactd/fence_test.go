@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/deact/deact/daemon"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -190,17 +191,6 @@ func nodeRegistered(t *testing.T, cli *clientv3.Client, id string) bool {
 	return len(resp.Kvs) > 0
 }
 
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestPausedGatewayIsCountedThenFenced (issue 14, B9): a gateway frozen with SIGSTOP past its lease. While its
 // lease lives the admin counts it and reports a write unconfirmed (0/1), never 1/1. When the lease has expired
 // the admin stops counting it, because it has certainly stopped answering: after SIGCONT the requests that
@@ -213,7 +203,7 @@ func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
 	cli := etcdtest.Client(t, etcd.Endpoints())
 	adminURL := startAdmin(t, etcd.Endpoints())
 	g := startGateway(t, bin, "g1", etcd.Endpoints())
-	waitFor(t, "gateway ready", 30*time.Second, g.ready)
+	wait.Until(t, "gateway ready", 30*time.Second, g.ready)
 	if got, _ := deactivate(t, adminURL, "100"); got != "1/1" {
 		t.Fatalf("write with the gateway up: X-Deact-Confirmed %q, want 1/1", got)
 	}
@@ -242,7 +232,7 @@ func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
 	if answered < 7*time.Second && (got != "0/1" || len(pending) != 1 || pending[0] != "g1") {
 		t.Fatalf("write while the frozen gateway's lease lives: X-Deact-Confirmed %q, pending %v; want 0/1, [g1]", got, pending)
 	}
-	waitFor(t, "the frozen gateway's lease to expire", 30*time.Second, func() bool { return !nodeRegistered(t, cli, "g1") })
+	wait.Until(t, "the frozen gateway's lease to expire", 30*time.Second, func() bool { return !nodeRegistered(t, cli, "g1") })
 	if got, _ := deactivate(t, adminURL, "300"); got != "0/0" {
 		t.Fatalf("write after the frozen gateway's lease expired: X-Deact-Confirmed %q, want 0/0", got)
 	}
@@ -262,7 +252,7 @@ func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
 		}
 	}
 	t.Logf("after SIGCONT: %d of %d queued requests refused, the rest denied after catching up", refused, queued)
-	waitFor(t, "the gateway to catch up and deny the org deactivated while it was frozen", 30*time.Second, func() bool {
+	wait.Until(t, "the gateway to catch up and deny the org deactivated while it was frozen", 30*time.Second, func() bool {
 		switch c := checkCode(check, "200", 5*time.Second); c {
 		case codes.PermissionDenied:
 			return true
@@ -277,7 +267,7 @@ func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
 	if c := checkCode(check, "300", 5*time.Second); c != codes.PermissionDenied {
 		t.Fatalf("org deactivated while the gateway was out of the registry: %v, want denied", c)
 	}
-	waitFor(t, "gateway ready again", 30*time.Second, g.ready)
+	wait.Until(t, "gateway ready again", 30*time.Second, g.ready)
 	if got, _ := deactivate(t, adminURL, "400"); got != "1/1" {
 		t.Fatalf("write after the gateway came back: X-Deact-Confirmed %q, want 1/1", got)
 	}
@@ -291,7 +281,7 @@ func TestDuplicateNodeIDRefusedAtStart(t *testing.T) {
 	etcd := etcdtest.Start(t)
 	adminURL := startAdmin(t, etcd.Endpoints())
 	first := startGateway(t, bin, "same", etcd.Endpoints())
-	waitFor(t, "first gateway ready", 30*time.Second, first.ready)
+	wait.Until(t, "first gateway ready", 30*time.Second, first.ready)
 
 	second := startGateway(t, bin, "same", etcd.Endpoints())
 	if got, _ := deactivate(t, adminURL, "100"); got != "1/1" {
