@@ -217,17 +217,27 @@ func TestZitadelGRPC(t *testing.T) {
 	}
 }
 
-func TestZitadelGRPCWebAndConnect(t *testing.T) {
-	e := newEnv(t, envOpts{nodes: 1})
-	for _, c := range []struct {
-		name   string
-		client *http.Client
-		opts   []connect.ClientOption
-	}{
+// transport is one way a generated connect client reaches the API.
+type transport struct {
+	name   string
+	client *http.Client
+	opts   []connect.ClientOption
+}
+
+// transports are the wire protocols of ZITADEL's generated clients: gRPC-Web, Connect (binary and JSON) and
+// gRPC (over unencrypted HTTP/2).
+func (e *env) transports() []transport {
+	return []transport{
 		{"grpc-web", e.http1, []connect.ClientOption{connect.WithGRPCWeb()}},
 		{"connect", e.http1, nil},
+		{"connect-json", e.http1, []connect.ClientOption{connect.WithProtoJSON()}},
 		{"grpc-h2c", e.h2c, []connect.ClientOption{connect.WithGRPC()}},
-	} {
+	}
+}
+
+func TestZitadelGRPCWebAndConnect(t *testing.T) {
+	e := newEnv(t, envOpts{nodes: 1})
+	for _, c := range e.transports() {
 		t.Run(c.name, func(t *testing.T) {
 			cl := managementconnect.NewManagementServiceClient(c.client, e.url, c.opts...)
 			// App IDs are unique per instance (as in ZITADEL): each case has its own.

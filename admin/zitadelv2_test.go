@@ -373,16 +373,7 @@ func TestZitadelV2GRPC(t *testing.T) {
 func TestZitadelV2GRPCWebAndConnect(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{nodes: 1})
-	for _, c := range []struct {
-		name   string
-		client *http.Client
-		opts   []connect.ClientOption
-	}{
-		{"grpc-web", e.http1, []connect.ClientOption{connect.WithGRPCWeb()}},
-		{"connect", e.http1, nil},
-		{"connect-json", e.http1, []connect.ClientOption{connect.WithProtoJSON()}},
-		{"grpc-h2c", e.h2c, []connect.ClientOption{connect.WithGRPC()}},
-	} {
+	for _, c := range e.transports() {
 		t.Run(c.name, func(t *testing.T) {
 			orgID := "org-" + c.name
 			set := func(h http.Header) {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
-	"github.com/deact/deact/state/etcdtest"
 )
 
 var upstream = state.Change{Actor: "source zitadel", Reason: "reconcile"}
@@ -219,9 +218,7 @@ func TestApplyMirrorRejectsBadRecords(t *testing.T) {
 // reconcile that says "active" never undoes a local deactivation.
 func TestMirrorDenyWinsThroughReplica(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv.Endpoints())
-	s := state.NewStore(cli)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	admin := state.Change{Actor: "admin"}
 
@@ -308,9 +305,7 @@ func TestMirrorDenyWinsThroughReplica(t *testing.T) {
 // domain; pruning after the retention lets them go, and a tombstone newer than the cutoff stays.
 func TestMirrorTombstoneDeniesUntilPruned(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv.Endpoints())
-	s := state.NewStore(cli)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	r := startReplica(t, cli, state.ReplicaConfig{})
 
@@ -357,9 +352,7 @@ func TestMirrorTombstoneDeniesUntilPruned(t *testing.T) {
 // TestMirrorUnreadableRecordDenies: a mirrored record etcd holds but deact cannot read denies its subject.
 func TestMirrorUnreadableRecordDenies(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv.Endpoints())
-	s := state.NewStore(cli)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	r := startReplica(t, cli, state.ReplicaConfig{})
 	res, err := s.ApplyMirror(ctx, []state.MirrorRecord{mirrorApp("p", "a", "O", 1, false, "a@p")}, upstream)

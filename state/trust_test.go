@@ -106,9 +106,7 @@ func TestStoreAppIDsAreUnique(t *testing.T) {
 // them is, and each record keeps its own state by (project, app).
 func TestSnapshotDenyWins(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv.Endpoints())
-	s := state.NewStore(cli)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	// Two records with one app ID, as etcd may hold them from before the store refused it; an import refuses it.
 	if _, err := s.Import(ctx, strings.NewReader(`{"app":{"id":"X","projectId":"projB","orgId":"B"}}
