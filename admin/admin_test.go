@@ -73,6 +73,7 @@ func TestBootstrap(t *testing.T) {
 }
 
 func TestNewValidatesConfig(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	for name, cfg := range map[string]admin.Config{
 		"no store":         {Fanout: e.fanout},
@@ -98,6 +99,7 @@ func TestNewValidatesConfig(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	e := newEnv(t, envOpts{nodes: 1, config: func(c *admin.Config) { c.Registry = reg }})
 	e.do("POST", "/v1/orgs/1/deactivate", "", bearer(bootstrapToken))
@@ -120,6 +122,7 @@ func TestMetrics(t *testing.T) {
 
 // TestCustomCommvaultRoot: the roots are configurable, and matched case-insensitively.
 func TestCustomCommvaultRoot(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{config: func(c *admin.Config) { c.CommvaultRoots = []string{"/SearchSvc/CVWebService.svc"} }})
 	r := e.do("POST", "/searchsvc/cvwebservice.svc/organization/5/action/deactivate", seedRequestBody, "Authtoken: QSDK "+bootstrapToken, "Content-Type: application/xml")
 	if r.status != 200 || !strings.Contains(r.body, `providerId="5"`) {

@@ -12,6 +12,7 @@ import (
 )
 
 func TestNativeAPI(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{nodes: 3})
 	adm := bearer(bootstrapToken)
 	ok := func(r response, status int) response {
@@ -118,6 +119,7 @@ func TestNativeAPI(t *testing.T) {
 // TestScopeEveryEndpoint: a token for org A can read and change A, and nothing of org B, on every endpoint of
 // every API; etcd is unchanged by each refusal.
 func TestScopeEveryEndpoint(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	adm := bearer(bootstrapToken)
 	for _, req := range []struct{ method, path, body string }{
@@ -220,6 +222,7 @@ func TestScopeEveryEndpoint(t *testing.T) {
 // TestBadInput: every client mistake gets a clear 4xx with a body, leaves etcd unchanged and logs nothing at
 // error level.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{config: func(c *admin.Config) { c.MaxImportBytes = 1 << 10 }})
 	adm := bearer(bootstrapToken)
 	ro := bearer(e.token("read-only-token-0123456", state.Token{Name: "ro", AllOrgs: true, Role: state.RoleReadOnly}))
@@ -285,6 +288,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestAuthFailureRateLimit(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{config: func(c *admin.Config) { c.AuthFailureBurst = 3; c.AuthFailureRate = 0.001 }})
 	for i := range 3 {
 		if r := e.do("GET", "/v1/orgs", "", bearer("guess-guess-guess-"+fmt.Sprint(i))); r.status != 401 {

@@ -69,6 +69,7 @@ func checkConfirmed(t *testing.T, r response, want string) {
 var detailsRE = regexp.MustCompile(`^\{"details":\{"sequence":"(\d+)","changeDate":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z)","resourceOwner":"([^"]+)"\}\}$`)
 
 func TestZitadelREST(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{nodes: 2})
 	tokA := e.token("token-for-org-a-only-123", state.Token{Name: "a", HomeOrg: "100", Orgs: []string{"100"}, Role: state.RoleAdmin})
 	tokRO := e.token("read-only-token-for-a-123", state.Token{Name: "ro", HomeOrg: "100", Orgs: []string{"100"}, Role: state.RoleReadOnly})
@@ -175,6 +176,7 @@ func TestZitadelREST(t *testing.T) {
 }
 
 func TestZitadelGRPC(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{nodes: 3})
 	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -236,6 +238,7 @@ func (e *env) transports() []transport {
 }
 
 func TestZitadelGRPCWebAndConnect(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{nodes: 1})
 	for _, c := range e.transports() {
 		t.Run(c.name, func(t *testing.T) {
@@ -274,6 +277,7 @@ func TestZitadelGRPCWebAndConnect(t *testing.T) {
 // TestConcurrentDeactivations: of 100 parallel deactivations of one org, exactly one succeeds and the others
 // get ZITADEL's already-deactivated error.
 func TestConcurrentDeactivations(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{nodes: 1})
 	const n = 100
 	var wg sync.WaitGroup
@@ -309,6 +313,7 @@ func TestConcurrentDeactivations(t *testing.T) {
 // TestConfirmationTimeout: a node that never applies makes the wait end at the bound, and the write still
 // stands (200, committed), with the header saying who confirmed.
 func TestConfirmationTimeout(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{nodes: 2})
 	ctx := context.Background()
 	lease, err := e.cli.Grant(ctx, 30)

@@ -65,6 +65,7 @@ func proxiedClient(t *testing.T, endpoint string) *clientv3.Client {
 // TestReplicaRelistsAfterCompactionWhileDisconnected: changes made and compacted away while a replica is cut off
 // reach it through a full relist, deletes included, and its revision never goes back.
 func TestReplicaRelistsAfterCompactionWhileDisconnected(t *testing.T) {
+	t.Parallel()
 	srv := etcdtest.Start(t)
 	admin := etcdtest.Client(t, srv.Endpoints())
 	store := state.NewStore(admin)
@@ -113,6 +114,7 @@ func TestReplicaRelistsAfterCompactionWhileDisconnected(t *testing.T) {
 // TestReplicaSurvivesMemberRestart: a single member stopped and started again with its data; the replica
 // resumes its watch and sees what was written after.
 func TestReplicaSurvivesMemberRestart(t *testing.T) {
+	t.Parallel()
 	srv := etcdtest.Start(t)
 	cli := etcdtest.Client(t, srv.Endpoints())
 	r := startReplica(t, cli, state.ReplicaConfig{})
@@ -139,6 +141,7 @@ func TestReplicaSurvivesMemberRestart(t *testing.T) {
 
 // TestReplicaClusterMemberDown: with 3 members, stopping the one the replica talks to does not stop it.
 func TestReplicaClusterMemberDown(t *testing.T) {
+	t.Parallel()
 	c := etcdtest.StartCluster(t, 3)
 	cli := etcdtest.Client(t, c.Endpoints())
 	r := startReplica(t, cli, state.ReplicaConfig{})
@@ -165,6 +168,7 @@ func TestReplicaClusterMemberDown(t *testing.T) {
 // watch (WithRequireLeader); the replica keeps its last snapshot, its staleness grows, and once a leader is back
 // it relists and applies what was written meanwhile.
 func TestReplicaWatchCanceledOnLeaderLoss(t *testing.T) {
+	t.Parallel()
 	c := etcdtest.StartCluster(t, 3)
 	eps := c.Endpoints()
 	r := startReplica(t, etcdtest.Client(t, eps[:1]), state.ReplicaConfig{})
@@ -208,6 +212,7 @@ func TestReplicaWatchCanceledOnLeaderLoss(t *testing.T) {
 // TestFanoutSeesNodesRegisteredBeforeTheWrite: the Fanout hears of the registry through a slow link (200 ms);
 // a node that registered before a write must still be waited for, not skipped as unknown.
 func TestFanoutSeesNodesRegisteredBeforeTheWrite(t *testing.T) {
+	t.Parallel()
 	srv := etcdtest.Start(t)
 	direct := etcdtest.Client(t, srv.Endpoints())
 	proxy := newCutProxy(t, srv.Endpoints()[0])

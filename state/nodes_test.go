@@ -41,6 +41,7 @@ func startFanout(t *testing.T, cli *clientv3.Client) *state.Fanout {
 }
 
 func TestFanoutConfirmsEveryNode(t *testing.T) {
+	t.Parallel()
 	srv := etcdtest.Start(t)
 	cli := etcdtest.Client(t, srv.Endpoints())
 	store := state.NewStore(cli)

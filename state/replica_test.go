@@ -42,6 +42,7 @@ func startReplica(t *testing.T, cli *clientv3.Client, cfg state.ReplicaConfig) *
 }
 
 func TestReplicaFollowsWrites(t *testing.T) {
+	t.Parallel()
 	srv := etcdtest.Start(t)
 	cli := etcdtest.Client(t, srv.Endpoints())
 	store := state.NewStore(cli)

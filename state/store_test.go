@@ -30,6 +30,7 @@ func newStoreAndClient(t *testing.T) (*state.Store, *clientv3.Client) {
 var who = state.Change{Actor: "test", Reason: "unit test"}
 
 func TestStoreOrgTransitions(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := context.Background()
 
@@ -79,6 +80,7 @@ func TestStoreOrgTransitions(t *testing.T) {
 }
 
 func TestStoreAppsAndProjects(t *testing.T) {
+	t.Parallel()
 	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	app := state.App{ID: "a1", ProjectID: "p1", OrgID: "o1", ClientIDs: []string{"c1@p", "c2@p"}}
@@ -128,6 +130,7 @@ func TestStoreAppsAndProjects(t *testing.T) {
 }
 
 func TestStoreDomainsAreExclusive(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := context.Background()
 	if _, err := s.PutOrg(ctx, state.Org{ID: "o1", Domains: []string{"ACME.example"}}, who); err != nil {
@@ -151,6 +154,7 @@ func TestStoreDomainsAreExclusive(t *testing.T) {
 
 // TestStoreConcurrentDeactivate: of many racing deactivations of one org exactly one wins.
 func TestStoreConcurrentDeactivate(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := context.Background()
 	const n = 100
@@ -183,6 +187,7 @@ func TestStoreConcurrentDeactivate(t *testing.T) {
 }
 
 func TestStoreImport(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := context.Background()
 	var b strings.Builder
@@ -218,6 +223,7 @@ func itoa(i int) string {
 }
 
 func TestPruneAudit(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := context.Background()
 	for _, id := range []string{"a", "b"} {
