@@ -189,10 +189,12 @@ func TestScopeEveryEndpoint(t *testing.T) {
 	}
 	// Lists only show A's records.
 	for _, path := range []string{"/v1/orgs", "/v1/projects", "/v1/apps", "/v1/audit", "/v1/tokens"} {
-		r := e.do("GET", path, "", tokA)
-		if r.status != 200 || strings.Contains(r.body, `"B"`) || strings.Contains(r.body, `"ab"`) || strings.Contains(r.body, `"pb"`) {
-			t.Errorf("%s as A: %d %s", path, r.status, r.body)
-		}
+		t.Run("list "+path, func(t *testing.T) {
+			r := e.do("GET", path, "", tokA)
+			if r.status != 200 || strings.Contains(r.body, `"B"`) || strings.Contains(r.body, `"ab"`) || strings.Contains(r.body, `"pb"`) {
+				t.Errorf("%s as A: %d %s", path, r.status, r.body)
+			}
+		})
 	}
 	// And A's own records work.
 	for _, c := range []struct{ method, path, body string }{

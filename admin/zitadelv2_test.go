@@ -326,21 +326,22 @@ func TestZitadelV2GRPC(t *testing.T) {
 		{"app in its own org", as(tokAB, ""), appSvc + "ReactivateApplication", &application.ReactivateApplicationRequest{ProjectId: "pB", ApplicationId: "aB"}, &application.ReactivateApplicationResponse{}, codes.OK, ""},
 		{"app outside the token's scope", as(tokA, ""), appSvc + "DeactivateApplication", &application.DeactivateApplicationRequest{ProjectId: "pB", ApplicationId: "aB"}, &application.DeactivateApplicationResponse{}, codes.NotFound, "DEACT-NotFound"},
 	}...)
-	for _, c := range calls {
-		before := e.stateRevision(t)
-		err := conn.Invoke(c.ctx, c.method, c.req, c.resp)
-		if code := grpcstatus.Code(err); code != c.code {
-			t.Errorf("%s: %v, want %v", c.name, err, c.code)
-			continue
-		}
-		if c.code != codes.OK {
-			if id := grpcDetailID(err); id != c.id {
-				t.Errorf("%s: detail id %q, want %q (%v)", c.name, id, c.id, err)
+	for _, c := range calls { // in order: each call starts from the state the ones before it left
+		t.Run(c.name, func(t *testing.T) {
+			before := e.stateRevision(t)
+			err := conn.Invoke(c.ctx, c.method, c.req, c.resp)
+			if code := grpcstatus.Code(err); code != c.code {
+				t.Fatalf("%v, want %v", err, c.code)
 			}
-			if e.stateRevision(t) != before {
-				t.Errorf("%s: a refused call wrote", c.name)
+			if c.code != codes.OK {
+				if id := grpcDetailID(err); id != c.id {
+					t.Errorf("detail id %q, want %q (%v)", id, c.id, err)
+				}
+				if e.stateRevision(t) != before {
+					t.Error("a refused call wrote")
+				}
 			}
-		}
+		})
 	}
 	// Refusing a record outside the token's scope does not name its owner.
 	err = conn.Invoke(as(tokA, ""), appSvc+"DeactivateApplication", &application.DeactivateApplicationRequest{ProjectId: "pB", ApplicationId: "aB"}, &application.DeactivateApplicationResponse{})

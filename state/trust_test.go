@@ -35,7 +35,7 @@ func TestStoreAppIDsAreUnique(t *testing.T) {
 	if _, err := s.SetProjectState(ctx, "projB2", "B", true, b); err != nil {
 		t.Fatal(err)
 	}
-	rev := func() int64 {
+	rev := func(t *testing.T) int64 {
 		resp, err := cli.Get(ctx, state.Prefix)
 		if err != nil {
 			t.Fatal(err)
@@ -71,13 +71,15 @@ func TestStoreAppIDsAreUnique(t *testing.T) {
 			return s.PutApp(ctx, state.App{ID: "X", ProjectID: "projC", OrgID: "C"}, who)
 		}},
 	} {
-		before := rev()
-		if _, err := c.write(); !errors.Is(err, state.ErrConflict) {
-			t.Errorf("%s: %v, want a conflict", c.name, err)
-		}
-		if after := rev(); after != before {
-			t.Errorf("%s: revision moved %d -> %d", c.name, before, after)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			before := rev(t)
+			if _, err := c.write(); !errors.Is(err, state.ErrConflict) {
+				t.Errorf("%v, want a conflict", err)
+			}
+			if after := rev(t); after != before {
+				t.Errorf("revision moved %d -> %d", before, after)
+			}
+		})
 	}
 	// A's own records in A's own projects are fine, and B still owns its records.
 	if _, err := s.PutApp(ctx, state.App{ID: "W", ProjectID: "projA", OrgID: "A", ClientIDs: []string{"W@a"}}, a); err != nil {
