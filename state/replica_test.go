@@ -9,7 +9,6 @@ import (
 
 	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
-	"github.com/deact/deact/state/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -43,9 +42,7 @@ func startReplica(t *testing.T, cli *clientv3.Client, cfg state.ReplicaConfig) *
 
 func TestReplicaFollowsWrites(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv.Endpoints())
-	store := state.NewStore(cli)
+	store, cli := newStoreAndClient(t)
 	ctx := context.Background()
 
 	if _, err := store.DeactivateOrg(ctx, "100", state.OpLogin|state.OpToken, false, state.Change{Actor: "test"}); err != nil {
