@@ -24,8 +24,13 @@ var (
 	ErrContention         = errors.New("too much contention on the record, try again")
 	// ErrOtherOrg is a record registered to an org the change may not act on. It is a conflict too
 	// (errors.Is(err, ErrConflict) holds); the native API answers it as forbidden.
-	ErrOtherOrg = fmt.Errorf("registered to an org outside the change's scope: %w", ErrConflict)
+	ErrOtherOrg error = otherOrgError{}
 )
+
+type otherOrgError struct{}
+
+func (otherOrgError) Error() string        { return "registered to an org outside the caller's scope" }
+func (otherOrgError) Is(target error) bool { return target == ErrConflict }
 
 // Store writes deactivation state to etcd. Every write is a compare-and-swap transaction that also appends an
 // audit record, and returns only after etcd committed it (a crash after the return loses nothing). Store is

@@ -98,7 +98,7 @@ func TestStoreAppIDsAreUnique(t *testing.T) {
 	if _, err := s.PutAccount(ctx, state.Account{ID: "ub", OrgID: "B"}, b); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.PutAccount(ctx, state.Account{ID: "ub", OrgID: "A"}, a); !errors.Is(err, state.ErrConflict) {
+	if _, err := s.PutAccount(ctx, state.Account{ID: "ub", OrgID: "A"}, a); !errors.Is(err, state.ErrConflict) || !errors.Is(err, state.ErrOtherOrg) {
 		t.Errorf("A taking B's account: %v", err)
 	}
 }
