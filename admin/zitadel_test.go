@@ -311,9 +311,9 @@ func TestConcurrentDeactivations(t *testing.T) {
 }
 
 // TestConfirmationTimeout: a node that never applies makes the wait end at the bound, and the write still
-// stands (200, committed), with the header saying who confirmed.
+// stands (200, committed), with the header saying who confirmed. Not parallel: the two live nodes must confirm
+// within the 100 ms bound, which other tests' load on a small machine can take away.
 func TestConfirmationTimeout(t *testing.T) {
-	t.Parallel()
 	e := newEnv(t, envOpts{nodes: 2})
 	ctx := context.Background()
 	lease, err := e.cli.Grant(ctx, 30)
