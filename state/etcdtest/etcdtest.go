@@ -3,6 +3,8 @@
 package etcdtest
 
 import (
+	"errors"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,15 +25,23 @@ func Start(t testing.TB) *etcdserver.Server {
 	return s
 }
 
-// StartCluster starts n members for the test.
+// StartCluster starts n members for the test. The members' ports are picked free before the members bind them,
+// so another process may take one meanwhile: that start is tried again, on other ports.
 func StartCluster(t testing.TB, n int) *etcdserver.Cluster {
 	t.Helper()
-	c, err := etcdserver.StartCluster(t.TempDir(), n, "fatal")
-	if err != nil {
-		t.Fatalf("start etcd cluster: %v", err)
+	var err error
+	for range 5 {
+		var c *etcdserver.Cluster
+		if c, err = etcdserver.StartCluster(t.TempDir(), n, "fatal"); err == nil {
+			t.Cleanup(c.Close)
+			return c
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
 	}
-	t.Cleanup(c.Close)
-	return c
+	t.Fatalf("start etcd cluster: %v", err)
+	return nil
 }
 
 // Client returns a client for endpoints, closed at cleanup.
