@@ -14,15 +14,23 @@ import (
 	"go.uber.org/zap"
 )
 
-// Start starts one member for the test.
+// Start starts one member for the test, on free ports (tried again on others when one was taken before the
+// member bound it, as StartCluster does).
 func Start(t testing.TB) *etcdserver.Server {
 	t.Helper()
-	s, err := etcdserver.Start(etcdserver.Config{Dir: t.TempDir(), LogLevel: "fatal"})
-	if err != nil {
-		t.Fatalf("start etcd: %v", err)
+	var err error
+	for range 5 {
+		var s *etcdserver.Server
+		if s, err = etcdserver.Start(etcdserver.Config{Dir: t.TempDir(), LogLevel: "fatal"}); err == nil {
+			t.Cleanup(s.Close)
+			return s
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
 	}
-	t.Cleanup(s.Close)
-	return s
+	t.Fatalf("start etcd: %v", err)
+	return nil
 }
 
 // StartCluster starts n members for the test. The members' ports are picked free before the members bind them,
