@@ -14,42 +14,41 @@ import (
 	"go.uber.org/zap"
 )
 
-// Start starts one member for the test, on free ports (tried again on others when one was taken before the
-// member bound it, as StartCluster does).
+// Start starts one member for the test.
 func Start(t testing.TB) *etcdserver.Server {
 	t.Helper()
-	var err error
-	for range 5 {
-		var s *etcdserver.Server
-		if s, err = etcdserver.Start(etcdserver.Config{Dir: t.TempDir(), LogLevel: "fatal"}); err == nil {
-			t.Cleanup(s.Close)
-			return s
-		}
-		if !errors.Is(err, syscall.EADDRINUSE) {
-			break
-		}
+	s, err := onFreePorts(func() (*etcdserver.Server, error) {
+		return etcdserver.Start(etcdserver.Config{Dir: t.TempDir(), LogLevel: "fatal"})
+	})
+	if err != nil {
+		t.Fatalf("start etcd: %v", err)
 	}
-	t.Fatalf("start etcd: %v", err)
-	return nil
+	t.Cleanup(s.Close)
+	return s
 }
 
-// StartCluster starts n members for the test. The members' ports are picked free before the members bind them,
-// so another process may take one meanwhile: that start is tried again, on other ports.
+// StartCluster starts n members for the test.
 func StartCluster(t testing.TB, n int) *etcdserver.Cluster {
 	t.Helper()
+	c, err := onFreePorts(func() (*etcdserver.Cluster, error) { return etcdserver.StartCluster(t.TempDir(), n, "fatal") })
+	if err != nil {
+		t.Fatalf("start etcd cluster: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// onFreePorts runs start, again (up to 5 times) when it failed on a port in use: members' ports are picked free
+// before the members bind them, so another process may take one meanwhile; each try picks others.
+func onFreePorts[T any](start func() (T, error)) (T, error) {
+	var v T
 	var err error
 	for range 5 {
-		var c *etcdserver.Cluster
-		if c, err = etcdserver.StartCluster(t.TempDir(), n, "fatal"); err == nil {
-			t.Cleanup(c.Close)
-			return c
-		}
-		if !errors.Is(err, syscall.EADDRINUSE) {
+		if v, err = start(); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
 			break
 		}
 	}
-	t.Fatalf("start etcd cluster: %v", err)
-	return nil
+	return v, err
 }
 
 // Client returns a client for endpoints, closed at cleanup.
