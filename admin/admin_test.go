@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/deact/deact/admin"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -68,10 +69,11 @@ func TestBootstrap(t *testing.T) {
 	}
 	// This instance asked about tok above and holds "no such token" for the token-cache TTL (2 s): a token
 	// created behind its back (here by Bootstrap on the store) is accepted once that answer expires.
-	eventually(t, "the bootstrapped token accepted", func() bool { return e.do("GET", "/v1/nodes", "", bearer(tok)).status == 200 })
+	wait.Eventually(t, "the bootstrapped token accepted", func() bool { return e.do("GET", "/v1/nodes", "", bearer(tok)).status == 200 })
 }
 
 func TestNewValidatesConfig(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	for name, cfg := range map[string]admin.Config{
 		"no store":         {Fanout: e.fanout},
@@ -97,6 +99,7 @@ func TestNewValidatesConfig(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	e := newEnv(t, envOpts{nodes: 1, config: func(c *admin.Config) { c.Registry = reg }})
 	e.do("POST", "/v1/orgs/1/deactivate", "", bearer(bootstrapToken))
@@ -119,6 +122,7 @@ func TestMetrics(t *testing.T) {
 
 // TestCustomCommvaultRoot: the roots are configurable, and matched case-insensitively.
 func TestCustomCommvaultRoot(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{config: func(c *admin.Config) { c.CommvaultRoots = []string{"/SearchSvc/CVWebService.svc"} }})
 	r := e.do("POST", "/searchsvc/cvwebservice.svc/organization/5/action/deactivate", seedRequestBody, "Authtoken: QSDK "+bootstrapToken, "Content-Type: application/xml")
 	if r.status != 200 || !strings.Contains(r.body, `providerId="5"`) {

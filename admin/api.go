@@ -283,7 +283,7 @@ func (a *API) logFailure(api, op string, e *apiError) {
 	a.log.Error("admin request failed", "api", api, "op", op, "code", e.name(), "err", e.err)
 }
 
-// writeDone logs a committed write.
+// logWrite logs a committed write, with how many gateways confirmed it.
 func (a *API) logWrite(api, op string, p *principal, subject string, res state.Result, c state.Confirmation) {
 	a.log.Info("admin write", "api", api, "op", op, "subject", subject, "actor", p.actor, "revision", res.Revision,
 		"confirmed", c.Confirmed, "total", c.Total, "waited_ms", c.WaitedMs)

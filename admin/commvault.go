@@ -117,8 +117,7 @@ func (a *API) serveCommvault(w http.ResponseWriter, r *http.Request, id, action 
 	e := classify(err)
 	a.metrics.request("commvault", action, e)
 	a.logFailure("commvault", action, e)
-	status, code := commvaultCode(e, action)
-	writeCommvaultError(w, format, status, code, e.msg)
+	writeCommvaultError(w, format, e.httpStatus(), e.answer().commvault, e.msg)
 }
 
 func (a *API) commvault(w http.ResponseWriter, r *http.Request, id, action string, format cvFormat) error {
@@ -183,33 +182,6 @@ func (a *API) commvault(w http.ResponseWriter, r *http.Request, id, action strin
 	}
 	writeCommvault(w, format, http.StatusOK, cvActionXML(root, domain, id), cvActionJSON(domain, id))
 	return nil
-}
-
-// commvaultCode maps a failure to the HTTP status and Commvault errorCode documented above.
-func commvaultCode(e *apiError, action string) (int, int) {
-	switch e.kind {
-	case kindInvalid:
-		return http.StatusBadRequest, cvErrInvalid
-	case kindUnauthenticated:
-		return http.StatusUnauthorized, cvErrAuth
-	case kindForbidden:
-		return http.StatusForbidden, cvErrForbidden
-	case kindNotFound:
-		return http.StatusNotFound, cvErrNotFound
-	case kindAlreadyDeactivated, kindNotDeactivated:
-		return http.StatusConflict, cvErrState
-	case kindConflict:
-		return http.StatusConflict, cvErrConflict
-	case kindTooLarge:
-		return http.StatusRequestEntityTooLarge, cvErrTooLarge
-	case kindRateLimited:
-		return http.StatusTooManyRequests, cvErrRateLimited
-	case kindUnsupportedMedia:
-		return http.StatusUnsupportedMediaType, cvErrUnsupported
-	case kindUnavailable:
-		return http.StatusServiceUnavailable, cvErrUnavailable
-	}
-	return e.httpStatus(), cvErrInternal
 }
 
 // parseBodyFormat says whether the body is JSON (true) or XML (false), and refuses other media types and XML

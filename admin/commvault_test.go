@@ -26,6 +26,7 @@ func cvError(code int, msg string) string {
 }
 
 func TestCommvaultSeedRequest(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{nodes: 2})
 	ctx := context.Background()
 	if _, err := e.store.PutOrg(ctx, state.Org{ID: "1", Name: "mycompany"}, state.Change{Actor: "test"}); err != nil {
@@ -110,6 +111,7 @@ func TestCommvaultSeedRequest(t *testing.T) {
 }
 
 func TestCommvaultErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	e.token(seedToken, state.Token{Name: "commvault", HomeOrg: "1", Orgs: []string{"1"}, Role: state.RoleAdmin})
 	auth := "Authtoken: QSDK " + seedToken

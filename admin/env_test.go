@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/deact/deact/admin"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdserver"
 	"github.com/deact/deact/state/etcdtest"
@@ -117,7 +118,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 		}
 		run(nr.Run)
 	}
-	eventually(t, "nodes registered", func() bool { return len(e.fanout.Nodes()) == o.nodes })
+	wait.Eventually(t, "nodes registered", func() bool { return len(e.fanout.Nodes()) == o.nodes })
 
 	cfg := admin.Config{Store: e.store, Fanout: e.fanout, Logger: log, Registry: prometheus.NewRegistry(), AuthFailureBurst: 1000}
 	if o.config != nil {
@@ -210,16 +211,8 @@ func (e *env) do(method, path, body string, headers ...string) response {
 		k, v, _ := strings.Cut(h, ":")
 		req.Header.Set(k, strings.TrimSpace(v))
 	}
-	resp, err := e.http1.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	a := wait.Response(e.t, e.http1, req)
+	return response{status: a.Status, header: a.Header, body: a.Body}
 }
 
 // raw sends bytes as they are, for requests a client library would not send (e.g. the seed's sample request).
@@ -243,18 +236,6 @@ func (e *env) raw(req string) response {
 }
 
 func bearer(tok string) string { return "Authorization: Bearer " + tok }
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
 

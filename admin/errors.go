@@ -31,6 +31,7 @@ const (
 	kindRateLimited
 	kindUnavailable
 	kindUnsupportedMedia
+	numKinds // not a kind: the number of kinds, for kindAnswers
 )
 
 // apiError is a classified failure: its message is safe to show the caller.
@@ -77,6 +78,9 @@ func classify(err error) *apiError {
 		return &apiError{kind: kindNotFound, id: "DEACT-NotFound", msg: msg, err: err}
 	case errors.Is(err, state.ErrForbidden):
 		return &apiError{kind: kindForbidden, id: "DEACT-Forbidden", msg: msg, err: err}
+	case errors.Is(err, state.ErrOtherOrg):
+		// Checked inside the store's transaction: the caller may not take a record from an org it cannot act on.
+		return &apiError{kind: kindForbidden, id: "DEACT-OrgNotAllowed", msg: msg, err: err}
 	case errors.Is(err, state.ErrConflict):
 		return &apiError{kind: kindConflict, id: "DEACT-Conflict", msg: msg, err: err}
 	case errors.Is(err, state.ErrContention):
@@ -117,82 +121,44 @@ func (e *apiError) clientFault() bool {
 	return e.kind != kindInternal && e.kind != kindUnavailable
 }
 
+// kindAnswer is how the APIs render one kind of failure.
+type kindAnswer struct {
+	http      int          // the native and Commvault APIs' status (the ZITADEL API's follows from its code)
+	connect   connect.Code // the ZITADEL API's gRPC code
+	name      string       // the native API's machine-readable code
+	commvault int          // the Commvault API's errorCode
+}
+
+// kindAnswers is every kind's answer in every API, one row a kind.
+var kindAnswers = [numKinds]kindAnswer{
+	kindInternal:           {http.StatusInternalServerError, connect.CodeInternal, "internal", cvErrInternal},
+	kindInvalid:            {http.StatusBadRequest, connect.CodeInvalidArgument, "invalid_argument", cvErrInvalid},
+	kindUnauthenticated:    {http.StatusUnauthorized, connect.CodeUnauthenticated, "unauthenticated", cvErrAuth},
+	kindForbidden:          {http.StatusForbidden, connect.CodePermissionDenied, "permission_denied", cvErrForbidden},
+	kindNotFound:           {http.StatusNotFound, connect.CodeNotFound, "not_found", cvErrNotFound},
+	kindAlreadyDeactivated: {http.StatusConflict, connect.CodeFailedPrecondition, "already_deactivated", cvErrState},
+	kindNotDeactivated:     {http.StatusConflict, connect.CodeFailedPrecondition, "not_deactivated", cvErrState},
+	kindConflict:           {http.StatusConflict, connect.CodeAlreadyExists, "conflict", cvErrConflict},
+	kindTooLarge:           {http.StatusRequestEntityTooLarge, connect.CodeResourceExhausted, "body_too_large", cvErrTooLarge},
+	kindRateLimited:        {http.StatusTooManyRequests, connect.CodeResourceExhausted, "rate_limited", cvErrRateLimited},
+	kindUnavailable:        {http.StatusServiceUnavailable, connect.CodeUnavailable, "unavailable", cvErrUnavailable},
+	kindUnsupportedMedia:   {http.StatusUnsupportedMediaType, connect.CodeInvalidArgument, "unsupported_media_type", cvErrUnsupported},
+}
+
+// answer is the row of e's kind; a value that is no kind answers as internal.
+func (e *apiError) answer() kindAnswer {
+	if e.kind < 0 || e.kind >= numKinds {
+		return kindAnswers[kindInternal]
+	}
+	return kindAnswers[e.kind]
+}
+
 // httpStatus is the status of the native and Commvault APIs. (The ZITADEL API uses connect codes; vanguard maps
 // them to ZITADEL's statuses.)
-func (e *apiError) httpStatus() int {
-	switch e.kind {
-	case kindInvalid:
-		return http.StatusBadRequest
-	case kindUnauthenticated:
-		return http.StatusUnauthorized
-	case kindForbidden:
-		return http.StatusForbidden
-	case kindNotFound:
-		return http.StatusNotFound
-	case kindAlreadyDeactivated, kindNotDeactivated, kindConflict:
-		return http.StatusConflict
-	case kindTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case kindRateLimited:
-		return http.StatusTooManyRequests
-	case kindUnsupportedMedia:
-		return http.StatusUnsupportedMediaType
-	case kindUnavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
+func (e *apiError) httpStatus() int { return e.answer().http }
 
 // connectCode is the gRPC code ZITADEL uses for the failure.
-func (e *apiError) connectCode() connect.Code {
-	switch e.kind {
-	case kindInvalid:
-		return connect.CodeInvalidArgument
-	case kindUnauthenticated:
-		return connect.CodeUnauthenticated
-	case kindForbidden:
-		return connect.CodePermissionDenied
-	case kindNotFound:
-		return connect.CodeNotFound
-	case kindAlreadyDeactivated, kindNotDeactivated:
-		return connect.CodeFailedPrecondition
-	case kindConflict:
-		return connect.CodeAlreadyExists
-	case kindTooLarge, kindRateLimited:
-		return connect.CodeResourceExhausted
-	case kindUnsupportedMedia:
-		return connect.CodeInvalidArgument
-	case kindUnavailable:
-		return connect.CodeUnavailable
-	}
-	return connect.CodeInternal
-}
+func (e *apiError) connectCode() connect.Code { return e.answer().connect }
 
 // name is the machine-readable code of the native API.
-func (e *apiError) name() string {
-	switch e.kind {
-	case kindInvalid:
-		return "invalid_argument"
-	case kindUnauthenticated:
-		return "unauthenticated"
-	case kindForbidden:
-		return "permission_denied"
-	case kindNotFound:
-		return "not_found"
-	case kindAlreadyDeactivated:
-		return "already_deactivated"
-	case kindNotDeactivated:
-		return "not_deactivated"
-	case kindConflict:
-		return "conflict"
-	case kindTooLarge:
-		return "body_too_large"
-	case kindRateLimited:
-		return "rate_limited"
-	case kindUnsupportedMedia:
-		return "unsupported_media_type"
-	case kindUnavailable:
-		return "unavailable"
-	}
-	return "internal"
-}
+func (e *apiError) name() string { return e.answer().name }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/deact/deact/admin"
 	"github.com/deact/deact/admin/adminapi"
+	"github.com/deact/deact/internal/wait"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -24,6 +25,37 @@ func importLines(from, n, nameLen int) []string {
 		out[i] = fmt.Sprintf(`{"org":{"id":"o%d","name":"%s","domains":["d%d.example"]}}`, from+i, name, from+i)
 	}
 	return out
+}
+
+// importSlowly posts an import as the bootstrap admin whose body arrives in chunks, each followed by pause (the
+// body ends after the last pause), and returns the whole answer as soon as it comes (the writer may still be
+// pausing; the test's cleanup waits for it).
+func (e *env) importSlowly(t *testing.T, pause time.Duration, chunks ...string) wait.Answer {
+	t.Helper()
+	pr, pw := io.Pipe()
+	sent := make(chan struct{})
+	t.Cleanup(func() { <-sent })
+	go func() {
+		defer close(sent)
+		for _, c := range chunks {
+			if _, err := io.WriteString(pw, c); err != nil {
+				return // the request failed; the test says so
+			}
+			time.Sleep(pause)
+		}
+		pw.Close()
+	}()
+	req, err := http.NewRequest("POST", e.url+"/v1/import", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+bootstrapToken)
+	a, err := wait.Send(e.http1, req)
+	if err != nil {
+		pw.CloseWithError(err)
+		t.Fatal(err)
+	}
+	return a
 }
 
 func (e *env) orgCount() int64 {
@@ -116,33 +148,16 @@ func TestImportStreamsPastReadTimeout(t *testing.T) {
 	const readTimeout = 300 * time.Millisecond
 	e := newEnv(t, envOpts{readTimeout: readTimeout, config: func(c *admin.Config) { c.MaxImportBytes = 64 << 20 }})
 	lines := importLines(0, 3600, 8<<10) // 3600 × ~8 KiB: ~30 MB
-	pr, pw := io.Pipe()
-	sent := make(chan struct{})
-	defer func() { <-sent }()
-	go func() {
-		defer close(sent)
-		// 12 chunks, one every readTimeout/2: the body takes twice the read timeout at least.
-		per := len(lines) / 12
-		for i := 0; i < len(lines); i += per {
-			if _, err := io.WriteString(pw, strings.Join(lines[i:min(i+per, len(lines))], "\n")+"\n"); err != nil {
-				return // the request failed; the test says so
-			}
-			time.Sleep(readTimeout / 2)
-		}
-		pw.Close()
-	}()
-	req, _ := http.NewRequest("POST", e.url+"/v1/import", pr)
-	req.Header.Set("Authorization", "Bearer "+bootstrapToken)
-	start := time.Now()
-	resp, err := e.http1.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// 12 chunks, one every readTimeout/2: the body takes twice the read timeout at least.
+	var chunks []string
+	for per, i := len(lines)/12, 0; i < len(lines); i += per {
+		chunks = append(chunks, strings.Join(lines[i:min(i+per, len(lines))], "\n")+"\n")
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	start := time.Now()
+	a := e.importSlowly(t, readTimeout/2, chunks...)
 	var res adminapi.ImportResponse
-	if resp.StatusCode != 200 || json.Unmarshal(b, &res) != nil || !res.Complete || res.Records != len(lines) || res.Lines != len(lines) {
-		t.Fatalf("import: %d %.300s", resp.StatusCode, b)
+	if a.Status != 200 || json.Unmarshal([]byte(a.Body), &res) != nil || !res.Complete || res.Records != len(lines) || res.Lines != len(lines) {
+		t.Fatalf("import: %d %.300s", a.Status, a.Body)
 	}
 	t.Logf("imported %d records (~%d MB) in %d batches in %v", res.Records, len(lines)*8/1024, res.Batches, time.Since(start).Round(time.Millisecond))
 	if n := e.orgCount(); n != int64(len(lines)) {
@@ -179,30 +194,12 @@ func TestImportTimeout(t *testing.T) {
 	t.Parallel()
 	const bound = 500 * time.Millisecond
 	e := newEnv(t, envOpts{config: func(c *admin.Config) { c.ImportTimeout = bound }})
-	pr, pw := io.Pipe()
-	sent := make(chan struct{})
-	defer func() { <-sent }()
-	go func() {
-		defer close(sent)
-		if _, err := io.WriteString(pw, strings.Join(importLines(0, 120, 1), "\n")+"\n"); err != nil {
-			return
-		}
-		time.Sleep(4 * bound)
-		pw.Close()
-	}()
-	req, _ := http.NewRequest("POST", e.url+"/v1/import", pr)
-	req.Header.Set("Authorization", "Bearer "+bootstrapToken)
 	start := time.Now()
-	resp, err := e.http1.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	a := e.importSlowly(t, 4*bound, strings.Join(importLines(0, 120, 1), "\n")+"\n")
 	var eb adminapi.ErrorBody
-	if resp.StatusCode != 400 || json.Unmarshal(b, &eb) != nil || eb.Error.ID != "DEACT-ImportTimeout" || eb.Import == nil ||
+	if a.Status != 400 || json.Unmarshal([]byte(a.Body), &eb) != nil || eb.Error.ID != "DEACT-ImportTimeout" || eb.Import == nil ||
 		eb.Import.Lines != 60 || eb.Import.Records != 60 || !strings.Contains(eb.Error.Message, "cut after line 120; committed: lines 1-60") {
-		t.Fatalf("got %d %s", resp.StatusCode, b)
+		t.Fatalf("got %d %s", a.Status, a.Body)
 	}
 	if d := time.Since(start); d > bound+2*time.Second {
 		t.Errorf("answered after %v, bound %v", d, bound)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/deact/deact/admin"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -74,7 +75,7 @@ func TestLockoutFlood(t *testing.T) {
 	}
 
 	start := time.Now()
-	eventually(t, "the flood under way", func() bool { return flood.Load() > 200 })
+	wait.Eventually(t, "the flood under way", func() bool { return flood.Load() > 200 })
 	const adminRequests = 30
 	for i := range adminRequests {
 		if r := e.do("POST", fmt.Sprintf("/v1/orgs/flood-%d/deactivate", i), "", adm); r.status != 200 {

@@ -37,20 +37,21 @@ func (a *API) nativeMux() *http.ServeMux {
 		"PUT /v1/orgs/{id}":                                 {true, a.putOrg},
 		"POST /v1/orgs/{id}/deactivate":                     {true, a.setOrg(true)},
 		"POST /v1/orgs/{id}/reactivate":                     {true, a.setOrg(false)},
-		"GET /v1/projects":                                  {false, a.listProjects},
+		"GET /v1/projects":                                  {false, listed(a.store.ListProjects, projectVisible)},
 		"GET /v1/projects/{id}":                             {false, a.getProject},
 		"POST /v1/projects/{id}/deactivate":                 {true, a.setProject(true)},
 		"POST /v1/projects/{id}/reactivate":                 {true, a.setProject(false)},
-		"GET /v1/apps":                                      {false, a.listApps},
+		"GET /v1/apps":                                      {false, listed(a.store.ListApps, appVisible)},
 		"GET /v1/projects/{project}/apps/{app}":             {false, a.getApp},
 		"PUT /v1/projects/{project}/apps/{app}":             {true, a.putApp},
 		"POST /v1/projects/{project}/apps/{app}/deactivate": {true, a.setApp(true)},
 		"POST /v1/projects/{project}/apps/{app}/reactivate": {true, a.setApp(false)},
+		"GET /v1/accounts/{id}":                             {false, a.getAccount},
 		"PUT /v1/accounts/{id}":                             {true, a.putAccount},
 		"POST /v1/import":                                   {true, a.importNDJSON},
 		"GET /v1/audit":                                     {false, a.audit},
 		"GET /v1/nodes":                                     {false, a.nodes},
-		"GET /v1/tokens":                                    {false, a.listTokens},
+		"GET /v1/tokens":                                    {false, listed(a.store.ListTokens, tokenVisible)},
 		"POST /v1/tokens":                                   {true, a.createToken},
 		"DELETE /v1/tokens/{hash}":                          {true, a.deleteToken},
 		"GET /v1/sources":                                   {false, a.sources},
@@ -94,7 +95,7 @@ func (a *API) serveNative(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) runNative(w http.ResponseWriter, r *http.Request, op string, route nativeRoute, stream bool) {
-	status, body, err := a.native1(w, r, route, stream)
+	status, body, err := a.authenticateAndCall(w, r, route, stream)
 	if err != nil {
 		e := classify(err)
 		a.metrics.request("native", op, e)
@@ -112,7 +113,9 @@ func (a *API) runNative(w http.ResponseWriter, r *http.Request, op string, route
 	writeJSON(w, status, body)
 }
 
-func (a *API) native1(w http.ResponseWriter, r *http.Request, route nativeRoute, stream bool) (int, any, error) {
+// authenticateAndCall authenticates the caller, refuses a write to a read-only token, lifts the read deadline of a
+// streamed body (the import) for an authenticated caller only, and calls the route's handler.
+func (a *API) authenticateAndCall(w http.ResponseWriter, r *http.Request, route nativeRoute, stream bool) (int, any, error) {
 	ctx := r.Context()
 	p, err := a.auth.authenticate(ctx, bearer(r.Header), ipFromContext(ctx))
 	if err != nil {
@@ -219,6 +222,35 @@ func (a *API) tokenWrite(p *principal, op, subject string, res state.Result, err
 	return http.StatusOK, adminapi.WriteResult{Revision: res.Revision, ChangedAt: res.ChangedAt, OrgID: res.OrgID, Confirmation: c}, nil
 }
 
+// listed is the handler of a listing: a page of it, without the records the token may not see (so a page may
+// hold fewer than limit records while Next points further).
+func listed[T any](list func(context.Context, string, int64) (state.Page[T], error), visible func(*principal, *T) bool) nativeHandler {
+	return func(r *http.Request, p *principal) (int, any, error) {
+		after, limit, err := page(r, "after")
+		if err != nil {
+			return 0, nil, err
+		}
+		pg, err := list(r.Context(), after, limit)
+		if err != nil {
+			return 0, nil, err
+		}
+		pg.Items = orEmpty(slices.DeleteFunc(pg.Items, func(v state.Versioned[T]) bool { return !visible(p, &v.Record) }))
+		return http.StatusOK, pg, nil
+	}
+}
+
+func projectVisible(p *principal, v *state.Project) bool { return p.tok.Allows(v.OrgID) }
+func appVisible(p *principal, v *state.App) bool         { return p.tok.Allows(v.OrgID) }
+func tokenVisible(p *principal, v *state.Token) bool     { return p.tok.Covers(v) }
+
+// orEmpty is s, or an empty slice for nil: an empty list is answered [], not null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
 // preWrite validates what every write validates before touching etcd: ids and the confirm timeout.
 func (a *API) preWrite(r *http.Request, ids ...[2]string) error {
 	for _, id := range ids {
@@ -262,9 +294,7 @@ func (a *API) listOrgs(r *http.Request, p *principal) (int, any, error) {
 		out.Items = append(out.Items, v)
 		out.Revision = max(out.Revision, v.Revision)
 	}
-	if out.Items == nil {
-		out.Items = []state.Versioned[state.Org]{}
-	}
+	out.Items = orEmpty(out.Items)
 	return http.StatusOK, out, nil
 }
 
@@ -368,22 +398,6 @@ func (a *API) ownerOrg(p *principal, given, stored string, exists bool) (string,
 	return org, nil
 }
 
-func (a *API) listProjects(r *http.Request, p *principal) (int, any, error) {
-	after, limit, err := page(r, "after")
-	if err != nil {
-		return 0, nil, err
-	}
-	pg, err := a.store.ListProjects(r.Context(), after, limit)
-	if err != nil {
-		return 0, nil, err
-	}
-	pg.Items = slices.DeleteFunc(pg.Items, func(v state.Versioned[state.Project]) bool { return !p.tok.Allows(v.Record.OrgID) })
-	if pg.Items == nil {
-		pg.Items = []state.Versioned[state.Project]{}
-	}
-	return http.StatusOK, pg, nil
-}
-
 func (a *API) getProject(r *http.Request, p *principal) (int, any, error) {
 	id := r.PathValue("id")
 	v, err := a.store.GetProject(r.Context(), id)
@@ -417,22 +431,6 @@ func (a *API) setProject(deactivate bool) nativeHandler {
 		res, err := a.store.SetProjectState(r.Context(), id, org, deactivate, change(p, req.Reason))
 		return a.write(r, p, action("project", deactivate), "project "+id, res, err)
 	}
-}
-
-func (a *API) listApps(r *http.Request, p *principal) (int, any, error) {
-	after, limit, err := page(r, "after")
-	if err != nil {
-		return 0, nil, err
-	}
-	pg, err := a.store.ListApps(r.Context(), after, limit)
-	if err != nil {
-		return 0, nil, err
-	}
-	pg.Items = slices.DeleteFunc(pg.Items, func(v state.Versioned[state.App]) bool { return !p.tok.Allows(v.Record.OrgID) })
-	if pg.Items == nil {
-		pg.Items = []state.Versioned[state.App]{}
-	}
-	return http.StatusOK, pg, nil
 }
 
 func (a *API) getApp(r *http.Request, p *principal) (int, any, error) {
@@ -494,6 +492,18 @@ func action(what string, deactivate bool) string {
 
 // --- accounts
 
+func (a *API) getAccount(r *http.Request, p *principal) (int, any, error) {
+	id := r.PathValue("id")
+	v, err := a.store.GetAccount(r.Context(), id)
+	if err != nil {
+		return 0, nil, fmt.Errorf("account %s: %w", id, err)
+	}
+	if err := p.authorize(v.Record.OrgID, false); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, v, nil
+}
+
 func (a *API) putAccount(r *http.Request, p *principal) (int, any, error) {
 	id := r.PathValue("id")
 	var req adminapi.AccountRequest
@@ -506,19 +516,8 @@ func (a *API) putAccount(r *http.Request, p *principal) (int, any, error) {
 	if err := p.authorize(req.OrgID, true); err != nil {
 		return 0, nil, err
 	}
-	// Moving an account away from an org needs the right to act on that org too.
-	resp, err := a.store.Client().Get(r.Context(), state.AccountKey(id))
-	if err != nil {
-		return 0, nil, err
-	}
-	if len(resp.Kvs) == 1 {
-		var cur state.Account
-		if json.Unmarshal(resp.Kvs[0].Value, &cur) == nil && cur.OrgID != req.OrgID {
-			if err := p.authorize(cur.OrgID, true); err != nil {
-				return 0, nil, err
-			}
-		}
-	}
+	// Moving an account away from an org needs the right to act on that org too: the store checks it inside its
+	// transaction (state.ErrOtherOrg, answered 403).
 	res, err := a.store.PutAccount(r.Context(), state.Account{ID: id, OrgID: req.OrgID}, change(p, req.Reason))
 	return a.write(r, p, "register account", "account "+id, res, err)
 }
@@ -638,9 +637,7 @@ func (a *API) audit(r *http.Request, p *principal) (int, any, error) {
 			return len(orgs) == 0 || slices.ContainsFunc(orgs, func(o string) bool { return !p.tok.Allows(o) })
 		})
 	}
-	if entries == nil {
-		entries = []state.AuditEntry{}
-	}
+	entries = orEmpty(entries)
 	return http.StatusOK, adminapi.AuditResponse{Entries: entries}, nil
 }
 
@@ -693,22 +690,6 @@ func (a *API) nodes(r *http.Request, p *principal) (int, any, error) {
 }
 
 // --- tokens
-
-func (a *API) listTokens(r *http.Request, p *principal) (int, any, error) {
-	after, limit, err := page(r, "after")
-	if err != nil {
-		return 0, nil, err
-	}
-	pg, err := a.store.ListTokens(r.Context(), after, limit)
-	if err != nil {
-		return 0, nil, err
-	}
-	pg.Items = slices.DeleteFunc(pg.Items, func(v state.Versioned[state.Token]) bool { return !p.tok.Covers(&v.Record) })
-	if pg.Items == nil {
-		pg.Items = []state.Versioned[state.Token]{}
-	}
-	return http.StatusOK, pg, nil
-}
 
 func (a *API) createToken(r *http.Request, p *principal) (int, any, error) {
 	var req adminapi.TokenRequest

@@ -13,6 +13,7 @@ import (
 )
 
 func TestNativeAPI(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{nodes: 3})
 	adm := bearer(bootstrapToken)
 	ok := func(r response, status int) response {
@@ -119,6 +120,7 @@ func TestNativeAPI(t *testing.T) {
 // TestScopeEveryEndpoint: a token for org A can read and change A, and nothing of org B, on every endpoint of
 // every API; etcd is unchanged by each refusal.
 func TestScopeEveryEndpoint(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	adm := bearer(bootstrapToken)
 	for _, req := range []struct{ method, path, body string }{
@@ -152,6 +154,7 @@ func TestScopeEveryEndpoint(t *testing.T) {
 		{"native reactivate app", "POST", "/v1/projects/pb/apps/ab/reactivate", `{"orgId":"B"}`, nil},
 		{"native put account", "PUT", "/v1/accounts/ub2", `{"orgId":"B"}`, nil},
 		{"native steal account", "PUT", "/v1/accounts/ub", `{"orgId":"A"}`, nil},
+		{"native get account", "GET", "/v1/accounts/ub", "", nil},
 		{"native import", "POST", "/v1/import", `{"org":{"id":"B"}}`, nil},
 		{"native create token", "POST", "/v1/tokens", `{"orgs":["B"],"role":"admin"}`, nil},
 		{"native create all-orgs token", "POST", "/v1/tokens", `{"allOrgs":true,"role":"read-only"}`, nil},
@@ -187,10 +190,12 @@ func TestScopeEveryEndpoint(t *testing.T) {
 	}
 	// Lists only show A's records.
 	for _, path := range []string{"/v1/orgs", "/v1/projects", "/v1/apps", "/v1/audit", "/v1/tokens"} {
-		r := e.do("GET", path, "", tokA)
-		if r.status != 200 || strings.Contains(r.body, `"B"`) || strings.Contains(r.body, `"ab"`) || strings.Contains(r.body, `"pb"`) {
-			t.Errorf("%s as A: %d %s", path, r.status, r.body)
-		}
+		t.Run("list "+path, func(t *testing.T) {
+			r := e.do("GET", path, "", tokA)
+			if r.status != 200 || strings.Contains(r.body, `"B"`) || strings.Contains(r.body, `"ab"`) || strings.Contains(r.body, `"pb"`) {
+				t.Errorf("%s as A: %d %s", path, r.status, r.body)
+			}
+		})
 	}
 	// And A's own records work.
 	for _, c := range []struct{ method, path, body string }{
@@ -220,6 +225,7 @@ func TestScopeEveryEndpoint(t *testing.T) {
 // TestBadInput: every client mistake gets a clear 4xx with a body, leaves etcd unchanged and logs nothing at
 // error level.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{config: func(c *admin.Config) { c.MaxImportBytes = 1 << 10 }})
 	adm := bearer(bootstrapToken)
 	ro := bearer(e.token("read-only-token-0123456", state.Token{Name: "ro", AllOrgs: true, Role: state.RoleReadOnly}))
@@ -285,6 +291,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestAuthFailureRateLimit(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{config: func(c *admin.Config) { c.AuthFailureBurst = 3; c.AuthFailureRate = 0.001 }})
 	for i := range 3 {
 		if r := e.do("GET", "/v1/orgs", "", bearer("guess-guess-guess-"+fmt.Sprint(i))); r.status != 401 {

@@ -13,6 +13,7 @@ import (
 	"github.com/deact/deact/admin/adminapi"
 	management "github.com/deact/deact/admin/proto/zitadel/management/v1"
 	"github.com/deact/deact/admin/proto/zitadel/management/v1/managementconnect"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -125,7 +126,7 @@ func TestWritesWithoutQuorum(t *testing.T) {
 	if err := e.cluster.Restart(2); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the admin API answers again", func() bool { return e.do("GET", "/v1/orgs", "", adm).status == 200 })
+	wait.Eventually(t, "the admin API answers again", func() bool { return e.do("GET", "/v1/orgs", "", adm).status == 200 })
 
 	// The retries: success, or "already deactivated" when the attempt that timed out did commit after all.
 	if r := zitadelDeactivate("900"); r.status != 200 && !(r.status == 400 && strings.Contains(r.body, `"code":9`)) {
@@ -159,7 +160,7 @@ func TestWritesWithoutQuorum(t *testing.T) {
 // API, and the Commvault answer still names the org's domain (read after the wait, under a fresh bound).
 func TestConfirmWaitIsNotTheWriteTimeout(t *testing.T) {
 	t.Parallel()
-	const writeTimeout, wait = 200 * time.Millisecond, 700 * time.Millisecond
+	const writeTimeout, confirmWait = 200 * time.Millisecond, 700 * time.Millisecond
 	e := newEnv(t, envOpts{config: func(c *admin.Config) { c.WriteTimeout = writeTimeout }})
 	ctx := context.Background()
 	lease, err := e.cli.Grant(ctx, 30)
@@ -170,11 +171,11 @@ func TestConfirmWaitIsNotTheWriteTimeout(t *testing.T) {
 	if _, err := e.cli.Put(ctx, state.NodeKey("stuck"), `{"id":"stuck","appliedRevision":1}`, clientv3WithLease(lease.ID)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "stuck node seen", func() bool { return len(e.fanout.Nodes()) == 1 })
+	wait.Eventually(t, "stuck node seen", func() bool { return len(e.fanout.Nodes()) == 1 })
 	if _, err := e.store.PutOrg(ctx, state.Org{ID: "31", Domains: []string{"thirtyone.example"}}, state.Change{Actor: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	confirm := "X-Deact-Confirm-Timeout: " + wait.String()
+	confirm := "X-Deact-Confirm-Timeout: " + confirmWait.String()
 	adm := bearer(bootstrapToken)
 
 	r := e.do("POST", "/management/v1/orgs/me/_deactivate", "{}", adm, "x-zitadel-orgid: 30", confirm, "Content-Type: application/json")
@@ -187,7 +188,7 @@ func TestConfirmWaitIsNotTheWriteTimeout(t *testing.T) {
 	}
 	defer conn.Close()
 	gctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+bootstrapToken, "x-zitadel-orgid", "32",
-		"x-deact-confirm-timeout", wait.String())
+		"x-deact-confirm-timeout", confirmWait.String())
 	var resp management.DeactivateOrgResponse
 	if err := conn.Invoke(gctx, "/"+managementconnect.ManagementServiceName+"/DeactivateOrg", &management.DeactivateOrgRequest{}, &resp); err != nil {
 		t.Errorf("ZITADEL gRPC: %v", err)

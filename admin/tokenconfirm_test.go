@@ -18,6 +18,7 @@ import (
 // 0/N. A revocation takes effect at once on the admin node that made it and within the token cache TTL on
 // another admin node that had the token cached.
 func TestTokenWritesNeedNoGatewayConfirmation(t *testing.T) {
+	t.Parallel()
 	const timeout = 5 * time.Second
 	e := newEnv(t, envOpts{nodes: 2, config: func(c *admin.Config) { c.ConfirmTimeout = timeout }})
 	adm := bearer(bootstrapToken)

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -374,78 +375,84 @@ func respond[T any](msg *T, hdr http.Header) *connect.Response[T] {
 // zitadelWriteFunc is the store write of one ZITADEL call, on the org the call was checked for.
 type zitadelWriteFunc func(p *principal, org string) (state.Result, error)
 
-// zitadelSetOrg is the store write of every ZITADEL API version's org deactivation or reactivation.
-func (a *API) zitadelSetOrg(ctx context.Context, deactivate bool, op string) zitadelWriteFunc {
+// zitadelTarget is what a ZITADEL call deactivates or reactivates: the org the call acts on, one of its
+// projects, or one of its apps.
+type zitadelTarget struct {
+	what         string // "org", "project" or "app"
+	project, app string
+	deactivate   bool
+}
+
+// ids are the target's IDs below the org, for validation and the log.
+func (t zitadelTarget) ids() [][2]string {
+	switch t.what {
+	case "project":
+		return [][2]string{{"project", t.project}}
+	case "app":
+		return [][2]string{{"project", t.project}, {"app", t.app}}
+	}
+	return nil
+}
+
+// zitadelSet is the store write of every ZITADEL API version's deactivation or reactivation of t.
+func (a *API) zitadelSet(ctx context.Context, t zitadelTarget, op string) zitadelWriteFunc {
 	return func(p *principal, org string) (state.Result, error) {
-		if deactivate {
-			return a.store.DeactivateOrg(ctx, org, zitadelOps, false, changeVia(p, state.SourceZitadel, "zitadel "+op))
+		c := changeVia(p, state.SourceZitadel, "zitadel "+op)
+		switch t.what {
+		case "project":
+			return a.store.SetProjectState(ctx, t.project, org, t.deactivate, c)
+		case "app":
+			return a.store.SetAppState(ctx, t.project, t.app, org, t.deactivate, c)
+		case "org":
+			if t.deactivate {
+				return a.store.DeactivateOrg(ctx, org, zitadelOps, false, c)
+			}
+			return a.store.ReactivateOrg(ctx, org, c)
 		}
-		return a.store.ReactivateOrg(ctx, org, changeVia(p, state.SourceZitadel, "zitadel "+op))
+		return state.Result{}, fmt.Errorf("zitadel target %q", t.what) // a bug: every method names one
 	}
 }
 
-// zitadelSetProject is the store write of every ZITADEL API version's project deactivation or reactivation.
-func (a *API) zitadelSetProject(ctx context.Context, projectID string, deactivate bool, op string) zitadelWriteFunc {
-	return func(p *principal, org string) (state.Result, error) {
-		return a.store.SetProjectState(ctx, projectID, org, deactivate, changeVia(p, state.SourceZitadel, "zitadel "+op))
+// zitadelV1 runs one ManagementService method on t through the shared write path. Resp is the method's
+// response message: every one of them is {details}, set here to the write's details.
+func zitadelV1[Resp any, R interface {
+	*Resp
+	proto.Message
+}](ctx context.Context, a *API, op string, req connect.AnyRequest, t zitadelTarget) (*connect.Response[Resp], error) {
+	d, h, err := a.zitadelWrite(ctx, op, req, t.ids(), a.zitadelSet(ctx, t, op))
+	if err != nil {
+		return nil, err
 	}
-}
-
-// zitadelSetApp is the store write of every ZITADEL API version's app deactivation or reactivation.
-func (a *API) zitadelSetApp(ctx context.Context, projectID, appID string, deactivate bool, op string) zitadelWriteFunc {
-	return func(p *principal, org string) (state.Result, error) {
-		return a.store.SetAppState(ctx, projectID, appID, org, deactivate, changeVia(p, state.SourceZitadel, "zitadel "+op))
-	}
+	msg := R(new(Resp))
+	m := msg.ProtoReflect()
+	m.Set(m.Descriptor().Fields().ByName("details"), protoreflect.ValueOfMessage(d.ProtoReflect()))
+	return respond((*Resp)(msg), h), nil
 }
 
 func (s *zitadelService) DeactivateOrg(ctx context.Context, req *connect.Request[management.DeactivateOrgRequest]) (*connect.Response[management.DeactivateOrgResponse], error) {
-	d, h, err := s.a.zitadelWrite(ctx, "DeactivateOrg", req, nil, s.a.zitadelSetOrg(ctx, true, "DeactivateOrg"))
-	if err != nil {
-		return nil, err
-	}
-	return respond(&management.DeactivateOrgResponse{Details: d}, h), nil
+	return zitadelV1[management.DeactivateOrgResponse](ctx, s.a, "DeactivateOrg", req, zitadelTarget{what: "org", deactivate: true})
 }
 
 func (s *zitadelService) ReactivateOrg(ctx context.Context, req *connect.Request[management.ReactivateOrgRequest]) (*connect.Response[management.ReactivateOrgResponse], error) {
-	d, h, err := s.a.zitadelWrite(ctx, "ReactivateOrg", req, nil, s.a.zitadelSetOrg(ctx, false, "ReactivateOrg"))
-	if err != nil {
-		return nil, err
-	}
-	return respond(&management.ReactivateOrgResponse{Details: d}, h), nil
+	return zitadelV1[management.ReactivateOrgResponse](ctx, s.a, "ReactivateOrg", req, zitadelTarget{what: "org"})
 }
 
 func (s *zitadelService) DeactivateProject(ctx context.Context, req *connect.Request[management.DeactivateProjectRequest]) (*connect.Response[management.DeactivateProjectResponse], error) {
-	ids := [][2]string{{"project", req.Msg.GetId()}}
-	d, h, err := s.a.zitadelWrite(ctx, "DeactivateProject", req, ids, s.a.zitadelSetProject(ctx, req.Msg.GetId(), true, "DeactivateProject"))
-	if err != nil {
-		return nil, err
-	}
-	return respond(&management.DeactivateProjectResponse{Details: d}, h), nil
+	return zitadelV1[management.DeactivateProjectResponse](ctx, s.a, "DeactivateProject", req,
+		zitadelTarget{what: "project", project: req.Msg.GetId(), deactivate: true})
 }
 
 func (s *zitadelService) ReactivateProject(ctx context.Context, req *connect.Request[management.ReactivateProjectRequest]) (*connect.Response[management.ReactivateProjectResponse], error) {
-	ids := [][2]string{{"project", req.Msg.GetId()}}
-	d, h, err := s.a.zitadelWrite(ctx, "ReactivateProject", req, ids, s.a.zitadelSetProject(ctx, req.Msg.GetId(), false, "ReactivateProject"))
-	if err != nil {
-		return nil, err
-	}
-	return respond(&management.ReactivateProjectResponse{Details: d}, h), nil
+	return zitadelV1[management.ReactivateProjectResponse](ctx, s.a, "ReactivateProject", req,
+		zitadelTarget{what: "project", project: req.Msg.GetId()})
 }
 
 func (s *zitadelService) DeactivateApp(ctx context.Context, req *connect.Request[management.DeactivateAppRequest]) (*connect.Response[management.DeactivateAppResponse], error) {
-	ids := [][2]string{{"project", req.Msg.GetProjectId()}, {"app", req.Msg.GetAppId()}}
-	d, h, err := s.a.zitadelWrite(ctx, "DeactivateApp", req, ids, s.a.zitadelSetApp(ctx, req.Msg.GetProjectId(), req.Msg.GetAppId(), true, "DeactivateApp"))
-	if err != nil {
-		return nil, err
-	}
-	return respond(&management.DeactivateAppResponse{Details: d}, h), nil
+	return zitadelV1[management.DeactivateAppResponse](ctx, s.a, "DeactivateApp", req,
+		zitadelTarget{what: "app", project: req.Msg.GetProjectId(), app: req.Msg.GetAppId(), deactivate: true})
 }
 
 func (s *zitadelService) ReactivateApp(ctx context.Context, req *connect.Request[management.ReactivateAppRequest]) (*connect.Response[management.ReactivateAppResponse], error) {
-	ids := [][2]string{{"project", req.Msg.GetProjectId()}, {"app", req.Msg.GetAppId()}}
-	d, h, err := s.a.zitadelWrite(ctx, "ReactivateApp", req, ids, s.a.zitadelSetApp(ctx, req.Msg.GetProjectId(), req.Msg.GetAppId(), false, "ReactivateApp"))
-	if err != nil {
-		return nil, err
-	}
-	return respond(&management.ReactivateAppResponse{Details: d}, h), nil
+	return zitadelV1[management.ReactivateAppResponse](ctx, s.a, "ReactivateApp", req,
+		zitadelTarget{what: "app", project: req.Msg.GetProjectId(), app: req.Msg.GetAppId()})
 }

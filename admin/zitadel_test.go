@@ -14,6 +14,7 @@ import (
 	"github.com/deact/deact/admin/proto/zitadel"
 	management "github.com/deact/deact/admin/proto/zitadel/management/v1"
 	"github.com/deact/deact/admin/proto/zitadel/management/v1/managementconnect"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -28,9 +29,47 @@ func zitadelError(code int, id, msg string) string {
 		code, msg, id, id, msg)
 }
 
+// restCase is one REST call of a ZITADEL API and its exact answer; none of them may write anything.
+type restCase struct {
+	name, method, path, body string
+	headers                  []string
+	status                   int
+	want                     string
+}
+
+// runREST sends each case as a subtest, with headers added, and checks its exact answer and that revision did
+// not move.
+func (e *env) runREST(t *testing.T, cases []restCase, revision func() int64, headers ...string) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := revision()
+			r := e.do(c.method, c.path, c.body, append(c.headers, headers...)...)
+			if r.status != c.status || r.body != c.want {
+				t.Errorf("got %d %s\nwant %d %s", r.status, r.body, c.status, c.want)
+			}
+			if after := revision(); after != before {
+				t.Errorf("etcd revision moved %d -> %d", before, after)
+			}
+		})
+	}
+}
+
+// checkConfirmed checks the confirmation headers of a write: want is "confirmed/total".
+func checkConfirmed(t *testing.T, r response, want string) {
+	t.Helper()
+	if got := r.header.Get("X-Deact-Confirmed"); got != want {
+		t.Errorf("X-Deact-Confirmed = %q, want %s", got, want)
+	}
+	if r.header.Get("X-Deact-Confirm-Wait-Ms") == "" {
+		t.Error("no X-Deact-Confirm-Wait-Ms")
+	}
+}
+
 var detailsRE = regexp.MustCompile(`^\{"details":\{"sequence":"(\d+)","changeDate":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z)","resourceOwner":"([^"]+)"\}\}$`)
 
 func TestZitadelREST(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{nodes: 2})
 	tokA := e.token("token-for-org-a-only-123", state.Token{Name: "a", HomeOrg: "100", Orgs: []string{"100"}, Role: state.RoleAdmin})
 	tokRO := e.token("read-only-token-for-a-123", state.Token{Name: "ro", HomeOrg: "100", Orgs: []string{"100"}, Role: state.RoleReadOnly})
@@ -45,23 +84,13 @@ func TestZitadelREST(t *testing.T) {
 	if m == nil || m[4] != "100" {
 		t.Fatalf("deactivate body = %s", r.body)
 	}
-	if got := r.header.Get("X-Deact-Confirmed"); got != "2/2" {
-		t.Errorf("X-Deact-Confirmed = %q, want 2/2", got)
-	}
-	if r.header.Get("X-Deact-Confirm-Wait-Ms") == "" {
-		t.Error("no X-Deact-Confirm-Wait-Ms")
-	}
+	checkConfirmed(t, r, "2/2")
 	v, err := e.store.GetOrg(context.Background(), "100")
 	if err != nil || v.Record.Disabled != state.OpLogin|state.OpToken || fmt.Sprint(v.Revision) != m[1] {
 		t.Fatalf("stored org = %+v, %v; sequence %s", v, err, m[1])
 	}
 
-	cases := []struct {
-		name, method, path, body string
-		headers                  []string
-		status                   int
-		want                     string
-	}{
+	cases := []restCase{
 		{"already deactivated", "POST", "/management/v1/orgs/me/_deactivate", "{}", []string{bearer(tokA)}, 400,
 			zitadelError(9, "DEACT-AlreadyDeactivated", "org 100: already deactivated")},
 		{"empty body", "POST", "/management/v1/orgs/me/_deactivate", "", []string{bearer(tokA)}, 400,
@@ -89,18 +118,7 @@ func TestZitadelREST(t *testing.T) {
 		{"bad confirm timeout", "POST", "/management/v1/orgs/me/_reactivate?confirmTimeout=soon", "{}", []string{bearer(tokA)}, 400,
 			zitadelError(3, "DEACT-BadConfirmTimeout", `confirm timeout \"soon\" is neither a duration (\"500ms\") nor milliseconds`)},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			before := e.revision()
-			r := e.do(c.method, c.path, c.body, append(c.headers, ctJSON)...)
-			if r.status != c.status || r.body != c.want {
-				t.Errorf("got %d %s\nwant %d %s", r.status, r.body, c.status, c.want)
-			}
-			if after := e.revision(); after != before {
-				t.Errorf("etcd revision moved %d -> %d", before, after)
-			}
-		})
-	}
+	e.runREST(t, cases, e.revision, ctJSON)
 
 	// Reactivate, with the confirmation bound from the query.
 	r = e.do("POST", "/management/v1/orgs/me/_reactivate?confirmTimeout=5s", "{}", bearer(tokA), ctJSON)
@@ -158,6 +176,7 @@ func TestZitadelREST(t *testing.T) {
 }
 
 func TestZitadelGRPC(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{nodes: 3})
 	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -200,17 +219,28 @@ func TestZitadelGRPC(t *testing.T) {
 	}
 }
 
-func TestZitadelGRPCWebAndConnect(t *testing.T) {
-	e := newEnv(t, envOpts{nodes: 1})
-	for _, c := range []struct {
-		name   string
-		client *http.Client
-		opts   []connect.ClientOption
-	}{
+// transport is one way a generated connect client reaches the API.
+type transport struct {
+	name   string
+	client *http.Client
+	opts   []connect.ClientOption
+}
+
+// transports are the wire protocols of ZITADEL's generated clients: gRPC-Web, Connect (binary and JSON) and
+// gRPC (over unencrypted HTTP/2).
+func (e *env) transports() []transport {
+	return []transport{
 		{"grpc-web", e.http1, []connect.ClientOption{connect.WithGRPCWeb()}},
 		{"connect", e.http1, nil},
+		{"connect-json", e.http1, []connect.ClientOption{connect.WithProtoJSON()}},
 		{"grpc-h2c", e.h2c, []connect.ClientOption{connect.WithGRPC()}},
-	} {
+	}
+}
+
+func TestZitadelGRPCWebAndConnect(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{nodes: 1})
+	for _, c := range e.transports() {
 		t.Run(c.name, func(t *testing.T) {
 			cl := managementconnect.NewManagementServiceClient(c.client, e.url, c.opts...)
 			// App IDs are unique per instance (as in ZITADEL): each case has its own.
@@ -247,6 +277,7 @@ func TestZitadelGRPCWebAndConnect(t *testing.T) {
 // TestConcurrentDeactivations: of 100 parallel deactivations of one org, exactly one succeeds and the others
 // get ZITADEL's already-deactivated error.
 func TestConcurrentDeactivations(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{nodes: 1})
 	const n = 100
 	var wg sync.WaitGroup
@@ -280,7 +311,8 @@ func TestConcurrentDeactivations(t *testing.T) {
 }
 
 // TestConfirmationTimeout: a node that never applies makes the wait end at the bound, and the write still
-// stands (200, committed), with the header saying who confirmed.
+// stands (200, committed), with the header saying who confirmed. Not parallel: the two live nodes must confirm
+// within the 100 ms bound, which other tests' load on a small machine can take away.
 func TestConfirmationTimeout(t *testing.T) {
 	e := newEnv(t, envOpts{nodes: 2})
 	ctx := context.Background()
@@ -291,7 +323,7 @@ func TestConfirmationTimeout(t *testing.T) {
 	if _, err := e.cli.Put(ctx, state.NodeKey("stuck"), `{"id":"stuck","appliedRevision":1}`, clientv3WithLease(lease.ID)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "stuck node seen", func() bool { return len(e.fanout.Nodes()) == 3 })
+	wait.Eventually(t, "stuck node seen", func() bool { return len(e.fanout.Nodes()) == 3 })
 	start := time.Now()
 	r := e.do("POST", "/management/v1/orgs/me/_deactivate", "{}", bearer(bootstrapToken), "x-zitadel-orgid: 9",
 		"X-Deact-Confirm-Timeout: 100ms", "Content-Type: application/json")

@@ -115,7 +115,8 @@ func answer[T any](msg *T, h http.Header, err error) (*connect.Response[T], erro
 }
 
 func (s *orgV2Service) set(ctx context.Context, req connect.AnyRequest, id string, deactivate bool, op string) (*timestamppb.Timestamp, http.Header, error) {
-	return s.a.zitadelV2Write(ctx, op, req, orgInRequest(id), nil, s.a.zitadelSetOrg(ctx, deactivate, op))
+	t := zitadelTarget{what: "org", deactivate: deactivate}
+	return s.a.zitadelV2Write(ctx, op, req, orgInRequest(id), t.ids(), s.a.zitadelSet(ctx, t, op))
 }
 
 func (s *orgV2Service) DeactivateOrganization(ctx context.Context, req *connect.Request[org.DeactivateOrganizationRequest]) (*connect.Response[org.DeactivateOrganizationResponse], error) {
@@ -129,8 +130,8 @@ func (s *orgV2Service) ActivateOrganization(ctx context.Context, req *connect.Re
 }
 
 func (s *projectV2Service) set(ctx context.Context, req connect.AnyRequest, id string, deactivate bool, op string) (*timestamppb.Timestamp, http.Header, error) {
-	return s.a.zitadelV2Write(ctx, op, req, orgOfRecord(s.a.projectOwner(ctx, id)), [][2]string{{"project", id}},
-		s.a.zitadelSetProject(ctx, id, deactivate, op))
+	t := zitadelTarget{what: "project", project: id, deactivate: deactivate}
+	return s.a.zitadelV2Write(ctx, op, req, orgOfRecord(s.a.projectOwner(ctx, id)), t.ids(), s.a.zitadelSet(ctx, t, op))
 }
 
 func (s *projectV2Service) DeactivateProject(ctx context.Context, req *connect.Request[project.DeactivateProjectRequest]) (*connect.Response[project.DeactivateProjectResponse], error) {
@@ -144,8 +145,8 @@ func (s *projectV2Service) ActivateProject(ctx context.Context, req *connect.Req
 }
 
 func (s *applicationV2Service) set(ctx context.Context, req connect.AnyRequest, projectID, appID string, deactivate bool, op string) (*timestamppb.Timestamp, http.Header, error) {
-	return s.a.zitadelV2Write(ctx, op, req, orgOfRecord(s.a.appOwner(ctx, projectID, appID)), [][2]string{{"project", projectID}, {"app", appID}},
-		s.a.zitadelSetApp(ctx, projectID, appID, deactivate, op))
+	t := zitadelTarget{what: "app", project: projectID, app: appID, deactivate: deactivate}
+	return s.a.zitadelV2Write(ctx, op, req, orgOfRecord(s.a.appOwner(ctx, projectID, appID)), t.ids(), s.a.zitadelSet(ctx, t, op))
 }
 
 func (s *applicationV2Service) DeactivateApplication(ctx context.Context, req *connect.Request[application.DeactivateApplicationRequest]) (*connect.Response[application.DeactivateApplicationResponse], error) {

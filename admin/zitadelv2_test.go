@@ -60,12 +60,7 @@ func TestZitadelV2OrgREST(t *testing.T) {
 	if r.status != 200 || m == nil {
 		t.Fatalf("deactivate: %d %s", r.status, r.body)
 	}
-	if got := r.header.Get("X-Deact-Confirmed"); got != "2/2" {
-		t.Errorf("X-Deact-Confirmed = %q, want 2/2", got)
-	}
-	if r.header.Get("X-Deact-Confirm-Wait-Ms") == "" {
-		t.Error("no X-Deact-Confirm-Wait-Ms")
-	}
+	checkConfirmed(t, r, "2/2")
 	v, err := e.store.GetOrg(context.Background(), "100")
 	if err != nil || v.Record.Disabled != state.OpLogin|state.OpToken {
 		t.Fatalf("stored org = %+v, %v", v, err)
@@ -74,12 +69,7 @@ func TestZitadelV2OrgREST(t *testing.T) {
 		t.Errorf("changeDate %s, stored change at %v", m[1], v.Record.ChangedAt)
 	}
 
-	cases := []struct {
-		name, method, path, body string
-		headers                  []string
-		status                   int
-		want                     string
-	}{
+	cases := []restCase{
 		{"already deactivated", "POST", "/v2/organizations/100/deactivate", "{}", []string{bearer(tokA)}, 400,
 			zitadelError(9, "DEACT-AlreadyDeactivated", "org 100: already deactivated")},
 		{"empty body", "POST", "/v2/organizations/100/deactivate", "", []string{bearer(tokA)}, 400,
@@ -131,18 +121,7 @@ func TestZitadelV2OrgREST(t *testing.T) {
 		{"projects have no REST route in v2", "POST", "/v2/projects/p1/deactivate", "{}", []string{bearer(tokA)}, 404,
 			zitadelError(5, "DEACT-NoRoute", "no route for POST /v2/projects/p1/deactivate")},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			before := e.stateRevision(t)
-			r := e.do(c.method, c.path, c.body, append(c.headers, ctJSON)...)
-			if r.status != c.status || r.body != c.want {
-				t.Errorf("got %d %s\nwant %d %s", r.status, r.body, c.status, c.want)
-			}
-			if after := e.stateRevision(t); after != before {
-				t.Errorf("etcd revision moved %d -> %d", before, after)
-			}
-		})
-	}
+	e.runREST(t, cases, func() int64 { return e.stateRevision(t) }, ctJSON)
 	if _, err := e.store.GetOrg(context.Background(), "200"); err != state.ErrNotFound {
 		t.Errorf("org 200 was written: %v", err)
 	}
@@ -347,21 +326,22 @@ func TestZitadelV2GRPC(t *testing.T) {
 		{"app in its own org", as(tokAB, ""), appSvc + "ReactivateApplication", &application.ReactivateApplicationRequest{ProjectId: "pB", ApplicationId: "aB"}, &application.ReactivateApplicationResponse{}, codes.OK, ""},
 		{"app outside the token's scope", as(tokA, ""), appSvc + "DeactivateApplication", &application.DeactivateApplicationRequest{ProjectId: "pB", ApplicationId: "aB"}, &application.DeactivateApplicationResponse{}, codes.NotFound, "DEACT-NotFound"},
 	}...)
-	for _, c := range calls {
-		before := e.stateRevision(t)
-		err := conn.Invoke(c.ctx, c.method, c.req, c.resp)
-		if code := grpcstatus.Code(err); code != c.code {
-			t.Errorf("%s: %v, want %v", c.name, err, c.code)
-			continue
-		}
-		if c.code != codes.OK {
-			if id := grpcDetailID(err); id != c.id {
-				t.Errorf("%s: detail id %q, want %q (%v)", c.name, id, c.id, err)
+	for _, c := range calls { // in order: each call starts from the state the ones before it left
+		t.Run(c.name, func(t *testing.T) {
+			before := e.stateRevision(t)
+			err := conn.Invoke(c.ctx, c.method, c.req, c.resp)
+			if code := grpcstatus.Code(err); code != c.code {
+				t.Fatalf("%v, want %v", err, c.code)
 			}
-			if e.stateRevision(t) != before {
-				t.Errorf("%s: a refused call wrote", c.name)
+			if c.code != codes.OK {
+				if id := grpcDetailID(err); id != c.id {
+					t.Errorf("detail id %q, want %q (%v)", id, c.id, err)
+				}
+				if e.stateRevision(t) != before {
+					t.Error("a refused call wrote")
+				}
 			}
-		}
+		})
 	}
 	// Refusing a record outside the token's scope does not name its owner.
 	err = conn.Invoke(as(tokA, ""), appSvc+"DeactivateApplication", &application.DeactivateApplicationRequest{ProjectId: "pB", ApplicationId: "aB"}, &application.DeactivateApplicationResponse{})
@@ -394,16 +374,7 @@ func TestZitadelV2GRPC(t *testing.T) {
 func TestZitadelV2GRPCWebAndConnect(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{nodes: 1})
-	for _, c := range []struct {
-		name   string
-		client *http.Client
-		opts   []connect.ClientOption
-	}{
-		{"grpc-web", e.http1, []connect.ClientOption{connect.WithGRPCWeb()}},
-		{"connect", e.http1, nil},
-		{"connect-json", e.http1, []connect.ClientOption{connect.WithProtoJSON()}},
-		{"grpc-h2c", e.h2c, []connect.ClientOption{connect.WithGRPC()}},
-	} {
+	for _, c := range e.transports() {
 		t.Run(c.name, func(t *testing.T) {
 			orgID := "org-" + c.name
 			set := func(h http.Header) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func TestMain(m *testing.M) {
@@ -75,6 +76,7 @@ func fixtureRecords(tb testing.TB) []state.Record {
 // gRPC client connected to it over loopback.
 type env struct {
 	store   *state.Store
+	cli     *clientv3.Client // the test's own, for records written behind the store's back
 	replica *state.Replica
 	az      *Authorizer
 	client  authv3.AuthorizationClient
@@ -118,7 +120,7 @@ func newEnv(t *testing.T, cfg Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{store: store, replica: replica, az: az, client: serveGRPC(t, az), key: key}
+	return &env{store: store, cli: etcdtest.Client(t, srv.Endpoints()), replica: replica, az: az, client: serveGRPC(t, az), key: key}
 }
 
 // serveGRPC serves srv's ext_authz on a free loopback port and returns a client for it.

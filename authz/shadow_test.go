@@ -13,7 +13,7 @@ func TestCheckAppRecordsCannotShadow(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{})
 	ctx := context.Background()
-	cli := e.store.Client()
+	cli := e.cli
 	var rev int64
 	for _, kv := range [][2]string{
 		// B's app, deactivated, and A's record claiming the same app ID under A's project, written later.

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/deact/deact/daemon"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -94,24 +94,8 @@ func post(t *testing.T, url string, hdr map[string]string, body string) (int, st
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	a := wait.Response(t, http.DefaultClient, req)
+	return a.Status, a.Body
 }
 
 // TestDaemonEnforcesAdminWrites: a ZITADEL-compatible deactivation through the admin listener is confirmed by
@@ -128,7 +112,7 @@ func TestDaemonEnforcesAdminWrites(t *testing.T) {
 	})
 	conn := d.authz(t)
 	health := healthpb.NewHealthClient(conn)
-	eventually(t, "health SERVING", func() bool {
+	wait.Eventually(t, "health SERVING", func() bool {
 		r, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "envoy.service.auth.v3.Authorization"})
 		return err == nil && r.Status == healthpb.HealthCheckResponse_SERVING
 	})
@@ -251,7 +235,7 @@ var who = state.Change{Actor: "test"}
 func TestListenerLimits(t *testing.T) {
 	t.Parallel()
 	d := start(t, nil)
-	eventually(t, "gateway ready", func() bool { return readyz(t, d.AdminAddr).code == 200 })
+	wait.Eventually(t, "gateway ready", func() bool { return readyz(t, d.AdminAddr).code == 200 })
 	big := strings.Repeat("a", 100<<10)
 	for name, tc := range map[string]struct {
 		url    string

@@ -11,6 +11,7 @@ import (
 
 	"github.com/Shopify/toxiproxy/v2"
 	"github.com/deact/deact/daemon"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -142,7 +143,7 @@ func TestGatewayUnderEtcdFaults(t *testing.T) {
 		return resp.Status.Code
 	}
 	const allow, deny = int32(code.Code_OK), int32(code.Code_PERMISSION_DENIED)
-	eventually(t, "gateway ready", func() bool {
+	wait.Eventually(t, "gateway ready", func() bool {
 		r, err := http.Get("http://" + d.AdminAddr + "/readyz")
 		if err != nil {
 			return false
@@ -153,7 +154,7 @@ func TestGatewayUnderEtcdFaults(t *testing.T) {
 	if _, err := writer.DeactivateOrg(ctx, "bad", state.OpsAll, false, who); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "deactivation applied", func() bool { return decide(t, "backup", "bad") == deny })
+	wait.Eventually(t, "deactivation applied", func() bool { return decide(t, "backup", "bad") == deny })
 
 	// One member down: no interruption, and new writes still arrive.
 	t.Run("one member down", func(t *testing.T) {
@@ -164,7 +165,7 @@ func TestGatewayUnderEtcdFaults(t *testing.T) {
 		if _, err := writer.DeactivateOrg(ctx, "bad2", state.OpsAll, false, who); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "write with a member down", func() bool { return decide(t, "login", "bad2") == deny })
+		wait.Eventually(t, "write with a member down", func() bool { return decide(t, "login", "bad2") == deny })
 	})
 	if err := cluster.Restart(0); err != nil {
 		t.Fatal(err)
@@ -180,7 +181,7 @@ func TestGatewayUnderEtcdFaults(t *testing.T) {
 		if got := decide(t, "login", "bad"); got != deny {
 			t.Fatalf("cut off: deactivated org got %d", got)
 		}
-		eventually(t, "staleness past the bound", func() bool { return staleness(t, d.AdminAddr) > 1200*time.Millisecond })
+		wait.Eventually(t, "staleness past the bound", func() bool { return staleness(t, d.AdminAddr) > 1200*time.Millisecond })
 		if got := decide(t, "backup", "good"); got != deny {
 			t.Fatalf("cut off past the bound: backup of an active org got %d, want fail-closed deny", got)
 		}
@@ -195,8 +196,8 @@ func TestGatewayUnderEtcdFaults(t *testing.T) {
 	// Recovery: the gateway resyncs, including the write it missed.
 	fnet.restoreAll(t)
 	t.Run("recovery", func(t *testing.T) {
-		eventually(t, "resync after the cut", func() bool { return decide(t, "login", "during") == deny })
-		eventually(t, "staleness back under the bound", func() bool { return decide(t, "backup", "good") == allow })
+		wait.Eventually(t, "resync after the cut", func() bool { return decide(t, "login", "during") == deny })
+		wait.Eventually(t, "staleness back under the bound", func() bool { return decide(t, "backup", "good") == allow })
 	})
 
 	// High latency from etcd: slower, never wrong.
@@ -205,7 +206,7 @@ func TestGatewayUnderEtcdFaults(t *testing.T) {
 		if _, err := writer.ReactivateOrg(ctx, "bad", who); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "write under latency", func() bool { return decide(t, "login", "bad") == allow })
+		wait.Eventually(t, "write under latency", func() bool { return decide(t, "login", "bad") == allow })
 		if got := decide(t, "login", "bad2"); got != deny {
 			t.Fatalf("under latency: deactivated org got %d", got)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/deact/deact/daemon"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state/etcdtest"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
@@ -62,28 +63,28 @@ func TestGatewayCutFromEtcdFencesItself(t *testing.T) {
 		}
 		return codes.Code(resp.Status.Code)
 	}
-	eventually(t, "gateway ready", func() bool { return readyz(t, d.AdminAddr).code == 200 && serving() })
+	wait.Eventually(t, "gateway ready", func() bool { return readyz(t, d.AdminAddr).code == 200 && serving() })
 
 	fnet.cutAll()
 	cut := time.Now()
 	if c := decide(); c != codes.OK {
 		t.Fatalf("just cut off: %v, want the last-known allow", c)
 	}
-	eventually(t, "the gateway to fence itself", func() bool { return decide() == codes.Unavailable })
+	wait.Eventually(t, "the gateway to fence itself", func() bool { return decide() == codes.Unavailable })
 	if since := time.Since(cut); since > 5*time.Second {
 		t.Fatalf("fenced %v after the cut, later than its 5 s lease could have expired", since)
 	}
 	if r := readyz(t, d.AdminAddr); r.code != http.StatusServiceUnavailable || !r.Fenced {
 		t.Fatalf("fenced gateway readiness %+v, want 503 fenced", r)
 	}
-	eventually(t, "health NOT_SERVING", func() bool { return !serving() })
+	wait.Eventually(t, "health NOT_SERVING", func() bool { return !serving() })
 	if code := httpCheck(t, d.HTTPCheckAddr); code != http.StatusServiceUnavailable {
 		t.Fatalf("fenced HTTP check: %d, want 503", code)
 	}
 
 	fnet.restoreAll(t)
-	eventually(t, "the gateway to serve again", func() bool { return decide() == codes.OK })
-	eventually(t, "ready again", func() bool { return readyz(t, d.AdminAddr).code == 200 && serving() })
+	wait.Eventually(t, "the gateway to serve again", func() bool { return decide() == codes.OK })
+	wait.Eventually(t, "ready again", func() bool { return readyz(t, d.AdminAddr).code == 200 && serving() })
 	if code := httpCheck(t, d.HTTPCheckAddr); code != http.StatusOK {
 		t.Fatalf("HTTP check after the return: %d, want 200", code)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/deact/deact/daemon"
 	"github.com/deact/deact/internal/launch"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state/etcdtest"
 )
 
@@ -47,7 +48,7 @@ func TestReadyFile(t *testing.T) {
 				c.Role, c.ReadyFile, c.EtcdEndpoints, dataDir = tc.role, path, external, c.DataDir
 			})
 			var r launch.Ready
-			eventually(t, "the ready file", func() bool {
+			wait.Eventually(t, "the ready file", func() bool {
 				var err error
 				r, err = launch.ReadReady(path)
 				return err == nil && r.Node != "stale"

@@ -10,6 +10,7 @@ import (
 
 	"github.com/deact/deact/admin/adminapi"
 	"github.com/deact/deact/daemon"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/source"
 	"github.com/deact/deact/state"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -44,14 +45,14 @@ func TestDaemonRunsSources(t *testing.T) {
 		c.SourceLeaderTTL = 2 * time.Second
 	})
 	check := authv3.NewAuthorizationClient(d.authz(t))
-	eventually(t, "mirrored org denied", func() bool {
+	wait.Eventually(t, "mirrored org denied", func() bool {
 		resp, err := check.Check(context.Background(), tokenRequest("4242"))
 		return err == nil && resp.Status.Code == int32(code.Code_PERMISSION_DENIED)
 	})
 	if status, _ := post(t, "http://"+d.AdminAddr+"/v1/sources/upstream/events", nil, "{}"); status != http.StatusNoContent {
 		t.Fatalf("source handler: %d", status)
 	}
-	eventually(t, "source status", func() bool {
+	wait.Eventually(t, "source status", func() bool {
 		req, _ := http.NewRequest("GET", "http://"+d.AdminAddr+"/v1/sources", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)

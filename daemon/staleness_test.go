@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/deact/deact/daemon"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -47,7 +48,7 @@ func TestLaggingGatewayReportsItsLag(t *testing.T) {
 		}
 		return resp.Status.Code, reason
 	}
-	eventually(t, "gateway ready", func() bool { return readyz(t, d.AdminAddr).code == 200 })
+	wait.Eventually(t, "gateway ready", func() bool { return readyz(t, d.AdminAddr).code == 200 })
 	if c, _ := backup(); c != int32(code.Code_OK) {
 		t.Fatalf("backup before the import: %d", c)
 	}
@@ -72,7 +73,7 @@ func TestLaggingGatewayReportsItsLag(t *testing.T) {
 		last = resp.Header.Revision
 	}
 	imported := time.Now()
-	eventually(t, "staleness to show the lag", func() bool { return staleness(t, d.AdminAddr) > 1200*time.Millisecond })
+	wait.Eventually(t, "staleness to show the lag", func() bool { return staleness(t, d.AdminAddr) > 1200*time.Millisecond })
 	if c, reason := backup(); c != int32(code.Code_PERMISSION_DENIED) || reason != "state_stale" {
 		t.Fatalf("backup while the gateway lags %v behind the import: %d %q, want denied state_stale", time.Since(imported), c, reason)
 	}
@@ -86,10 +87,10 @@ func TestLaggingGatewayReportsItsLag(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "backups allowed once caught up", func() bool { c, _ := backup(); return c == int32(code.Code_OK) })
+	wait.Eventually(t, "backups allowed once caught up", func() bool { c, _ := backup(); return c == int32(code.Code_OK) })
 	// Backups are allowed as soon as the staleness is under the bound, while the backlog may still be draining:
 	// it must then settle, well under the bound, and stay there.
-	eventually(t, "staleness settled after catching up", func() bool { return staleness(t, d.AdminAddr) < 500*time.Millisecond })
+	wait.Eventually(t, "staleness settled after catching up", func() bool { return staleness(t, d.AdminAddr) < 500*time.Millisecond })
 	if got := staleness(t, d.AdminAddr); got > time.Second {
 		t.Fatalf("staleness %v after catching up with revision %d", got, last)
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/deact/deact/daemon"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state/etcdserver"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
@@ -135,7 +136,7 @@ func TestTLSEverywhere(t *testing.T) {
 
 	// The admin listener speaks TLS and wants a client certificate.
 	https := &http.Client{Transport: &http.Transport{TLSClientConfig: p.clientTLS(t, true)}}
-	eventually(t, "ready over TLS", func() bool {
+	wait.Eventually(t, "ready over TLS", func() bool {
 		r, err := https.Get("https://" + d.AdminAddr + "/readyz")
 		if err != nil {
 			return false

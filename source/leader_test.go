@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/Shopify/toxiproxy/v2"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/source"
 	"github.com/deact/deact/state/etcdtest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,18 +22,6 @@ import (
 
 func quiet() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // fleet tracks which candidates run their work, and the most that ever ran at once.
@@ -135,7 +124,7 @@ func TestLeaderFailover(t *testing.T) {
 	srv := etcdtest.Start(t)
 	f := newFleet()
 	a := startCandidate(t, etcdtest.Client(t, srv.Endpoints()), f, "a", 2*time.Second)
-	eventually(t, "a leads", func() bool { return f.is("a") && a.l.IsLeader() })
+	wait.Until(t, "a leads", 20*time.Second, func() bool { return f.is("a") && a.l.IsLeader() })
 	b := startCandidate(t, etcdtest.Client(t, srv.Endpoints()), f, "b", 2*time.Second)
 	admin := etcdtest.Client(t, srv.Endpoints())
 	ctx := context.Background()
@@ -151,13 +140,13 @@ func TestLeaderFailover(t *testing.T) {
 	if _, err := admin.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "b leads after a's lease is revoked", func() bool { return f.is("b") && !f.is("a") })
+	wait.Until(t, "b leads after a's lease is revoked", 20*time.Second, func() bool { return f.is("b") && !f.is("a") })
 	// A revoked lease is the one case where the two may overlap for the moment a takes to see its key deleted.
 	f.resetMax()
 
 	// The leader's work fails: it steps down, a (campaigning again) takes over.
 	b.fail.Store(true)
-	eventually(t, "a leads after b's work failed", func() bool { return f.is("a") })
+	wait.Until(t, "a leads after b's work failed", 20*time.Second, func() bool { return f.is("a") })
 	b.fail.Store(false)
 
 	// The leader stops: it resigns, and b takes over well before a's lease could expire.
@@ -166,7 +155,7 @@ func TestLeaderFailover(t *testing.T) {
 	if f.is("a") {
 		t.Fatal("a's work still runs after Run returned")
 	}
-	eventually(t, "b leads after a stopped", func() bool { return f.is("b") })
+	wait.Until(t, "b leads after a stopped", 20*time.Second, func() bool { return f.is("b") })
 	t.Logf("handover after a clean stop took %s (lease TTL 2s)", time.Since(stopped))
 	if got := f.maxAtOnce(); got != 1 {
 		t.Fatalf("%d candidates ran at once", got)
@@ -201,12 +190,12 @@ func TestLeaderCutOffFromEtcd(t *testing.T) {
 
 	f := newFleet()
 	a := startCandidate(t, cutCli, f, "a", 5*time.Second)
-	eventually(t, "a leads", func() bool { return f.is("a") })
+	wait.Until(t, "a leads", 20*time.Second, func() bool { return f.is("a") })
 	b := startCandidate(t, etcdtest.Client(t, srv.Endpoints()), f, "b", 5*time.Second)
 
 	proxy.Stop()
-	eventually(t, "a steps down", func() bool { return !f.is("a") })
-	eventually(t, "b leads", func() bool { return f.is("b") })
+	wait.Until(t, "a steps down", 20*time.Second, func() bool { return !f.is("a") })
+	wait.Until(t, "b leads", 20*time.Second, func() bool { return f.is("b") })
 	if got := f.maxAtOnce(); got != 1 {
 		t.Fatalf("%d candidates ran at once: a kept running after its lease could expire", got)
 	}
@@ -215,7 +204,7 @@ func TestLeaderCutOffFromEtcd(t *testing.T) {
 	}
 	// a reconnects and campaigns; b keeps the lead.
 	terms := f.termsOf("a")
-	eventually(t, "a campaigns again", func() bool {
+	wait.Until(t, "a campaigns again", 20*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		resp, err := cutCli.Get(ctx, source.ElectionPrefix+"zitadel/", clientv3.WithPrefix(), clientv3.WithCountOnly())

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/source"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
@@ -89,10 +90,10 @@ func TestRunnerLeadsSyncsReportsAndPrunes(t *testing.T) {
 	src := &upstream{recs: []state.MirrorRecord{{Source: "zitadel", Kind: state.MirrorOrg, ID: "1", Disabled: state.OpLogin | state.OpToken, Sequence: 1}}}
 	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
 	a, stopA := startRunner(t, srv.Endpoints(), "a", regA, src)
-	eventually(t, "a leads", a.Leader().IsLeader)
+	wait.Until(t, "a leads", 20*time.Second, a.Leader().IsLeader)
 	b, _ := startRunner(t, srv.Endpoints(), "b", regB, src)
 
-	eventually(t, "a's status", func() bool {
+	wait.Until(t, "a's status", 20*time.Second, func() bool {
 		st := statusOf(t, store)
 		return st.Leader == "a" && st.Reconciles == 1 && st.LastReconcileChanged == 1 && st.TombstonesPruned == 1
 	})
@@ -115,7 +116,7 @@ func TestRunnerLeadsSyncsReportsAndPrunes(t *testing.T) {
 	}
 
 	stopA()
-	eventually(t, "b's status", func() bool {
+	wait.Until(t, "b's status", 20*time.Second, func() bool {
 		st := statusOf(t, store)
 		return st.Leader == "b" && !st.LeaderSince.IsZero() && st.EventsIgnored == 1 && st.LagMs >= 1000
 	})

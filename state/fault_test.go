@@ -8,12 +8,16 @@ import (
 	"time"
 
 	"github.com/Shopify/toxiproxy/v2"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
+
+// The fault tests below are not parallel: members stopped, restarted and cut, with 3-member clusters among them,
+// starve the timing-bound parallel tests (fencing before lease expiry, the lagging watch) on a small machine.
 
 // cutProxy puts a real TCP proxy between a client and an etcd member, so a test can cut and restore the network.
 type cutProxy struct {
@@ -89,13 +93,13 @@ func TestReplicaRelistsAfterCompactionWhileDisconnected(t *testing.T) {
 		t.Fatal(err)
 	}
 	// While cut off the replica keeps serving what it had, and its staleness grows.
-	eventually(t, "staleness to grow", func() bool { return r.Staleness() > 300*time.Millisecond })
+	wait.Eventually(t, "staleness to grow", func() bool { return r.Staleness() > 300*time.Millisecond })
 	if r.Snapshot().Org("gone") == nil {
 		t.Fatal("last-known state lost while disconnected")
 	}
 
 	proxy.restore(t)
-	eventually(t, "replica to catch up", func() bool { return r.AppliedRevision() >= res.Revision })
+	wait.Eventually(t, "replica to catch up", func() bool { return r.AppliedRevision() >= res.Revision })
 	snap := r.Snapshot()
 	if snap.Org("gone") != nil || snap.Org("new") == nil || snap.Org("keep") == nil {
 		t.Fatalf("after relist: gone=%v new=%v keep=%v", snap.Org("gone"), snap.Org("new"), snap.Org("keep"))
@@ -106,7 +110,7 @@ func TestReplicaRelistsAfterCompactionWhileDisconnected(t *testing.T) {
 	if r.Stats().Relists < 2 {
 		t.Fatalf("expected a relist, stats %+v", r.Stats())
 	}
-	eventually(t, "staleness to recover", func() bool { return r.Staleness() < 300*time.Millisecond })
+	wait.Eventually(t, "staleness to recover", func() bool { return r.Staleness() < 300*time.Millisecond })
 }
 
 // TestReplicaSurvivesMemberRestart: a single member stopped and started again with its data; the replica
@@ -119,18 +123,18 @@ func TestReplicaSurvivesMemberRestart(t *testing.T) {
 	if _, err := state.NewStore(cli).DeactivateOrg(ctx, "before", state.OpsAll, false, who); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "first write", func() bool { return r.Snapshot().Org("before") != nil })
+	wait.Eventually(t, "first write", func() bool { return r.Snapshot().Org("before") != nil })
 
 	cfg := srv.Config()
 	srv.Close() // etcd waits up to its request timeout (7 s) for the replica's watch stream to end
-	eventually(t, "staleness to grow", func() bool { return r.Staleness() > 300*time.Millisecond })
+	wait.Eventually(t, "staleness to grow", func() bool { return r.Staleness() > 300*time.Millisecond })
 	restarted := etcdtest.Restart(t, cfg)
 	cli2 := etcdtest.Client(t, restarted.Endpoints())
 	res, err := state.NewStore(cli2).DeactivateOrg(ctx, "after", state.OpsAll, false, who)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "write after restart", func() bool { return r.AppliedRevision() >= res.Revision })
+	wait.Eventually(t, "write after restart", func() bool { return r.AppliedRevision() >= res.Revision })
 	if r.Snapshot().Org("before") == nil || r.Snapshot().Org("after") == nil {
 		t.Fatal("replica lost a record across the restart")
 	}
@@ -150,7 +154,7 @@ func TestReplicaClusterMemberDown(t *testing.T) {
 		if err != nil {
 			t.Fatalf("write with member %d down: %v", i, err)
 		}
-		eventually(t, "write with a member down", func() bool { return r.AppliedRevision() >= res.Revision })
+		wait.Eventually(t, "write with a member down", func() bool { return r.AppliedRevision() >= res.Revision })
 		if r.Snapshot().Org("org"+itoa(i)) == nil {
 			t.Fatalf("write %d not applied", i)
 		}
@@ -172,14 +176,14 @@ func TestReplicaWatchCanceledOnLeaderLoss(t *testing.T) {
 	if _, err := store.DeactivateOrg(ctx, "before", state.OpsAll, false, who); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "first write", func() bool { return r.Snapshot().Org("before") != nil })
+	wait.Eventually(t, "first write", func() bool { return r.Snapshot().Org("before") != nil })
 	relists := r.Stats().Relists
 
 	c.Stop(1)
 	c.Stop(2) // member 0 alone has no quorum and, after an election timeout, no leader
 	// Staleness grows from the first failed linearizable read; the member cancels require-leader watches only
 	// after about four election timeouts (1 s each) without a leader, so wait past that.
-	eventually(t, "staleness to grow without a leader", func() bool { return r.Staleness() > 6*time.Second })
+	wait.Eventually(t, "staleness to grow without a leader", func() bool { return r.Staleness() > 6*time.Second })
 	if r.Snapshot().Org("before") == nil {
 		t.Fatal("last-known state lost without a leader")
 	}
@@ -195,7 +199,7 @@ func TestReplicaWatchCanceledOnLeaderLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "write after the leader is back", func() bool { return r.AppliedRevision() >= res.Revision })
+	wait.Eventually(t, "write after the leader is back", func() bool { return r.AppliedRevision() >= res.Revision })
 	if r.Snapshot().Org("after") == nil || r.Snapshot().Org("before") == nil {
 		t.Fatal("replica did not converge after the leader came back")
 	}
@@ -219,7 +223,7 @@ func TestFanoutSeesNodesRegisteredBeforeTheWrite(t *testing.T) {
 	if _, err := direct.Put(ctx, state.NodeKey("fast"), `{"id":"fast","appliedRevision":1000000000}`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "fanout to see the first node", func() bool { return len(f.Nodes()) == 1 })
+	wait.Eventually(t, "fanout to see the first node", func() bool { return len(f.Nodes()) == 1 })
 	// A node that registered but will never apply anything.
 	if _, err := direct.Put(ctx, state.NodeKey("laggard"), `{"id":"laggard","appliedRevision":1}`); err != nil {
 		t.Fatal(err)

@@ -21,9 +21,9 @@ func orgLines(from, n int) []string {
 	return out
 }
 
-func countPrefix(t *testing.T, s *state.Store, prefix string) int64 {
+func countPrefix(t *testing.T, cli *clientv3.Client, prefix string) int64 {
 	t.Helper()
-	resp, err := s.Client().Get(context.Background(), prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	resp, err := cli.Get(context.Background(), prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestImportDuplicates(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			s := newStore(t)
+			s, cli := newStoreAndClient(t)
 			res, err := s.Import(context.Background(), strings.NewReader(strings.Join(c.lines, "\n")+"\n"), who)
 			var le *state.ImportLineError
 			if !errors.As(err, &le) || le.Line != c.line || le.Other != c.other || !strings.Contains(err.Error(), c.what) ||
@@ -63,8 +63,8 @@ func TestImportDuplicates(t *testing.T) {
 			if res.Records != c.committed || res.Lines != c.committed {
 				t.Errorf("result = %+v, want %d records and lines committed", res, c.committed)
 			}
-			if n := countPrefix(t, s, state.OrgKey("")) + countPrefix(t, s, state.AppKey("p", "")) +
-				countPrefix(t, s, state.ProjectKey("")) + countPrefix(t, s, state.AccountKey("")); n != int64(c.committed) {
+			if n := countPrefix(t, cli, state.OrgKey("")) + countPrefix(t, cli, state.AppKey("p", "")) +
+				countPrefix(t, cli, state.ProjectKey("")) + countPrefix(t, cli, state.AccountKey("")); n != int64(c.committed) {
 				t.Errorf("%d records in etcd, want the %d committed", n, c.committed)
 			}
 		})
@@ -75,7 +75,7 @@ func TestImportDuplicates(t *testing.T) {
 // the corrected input imported again with Skip = Lines writes the rest, and the result is the whole input.
 func TestImportResume(t *testing.T) {
 	t.Parallel()
-	s := newStore(t)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	lines := orgLines(0, 500)
 	bad := append([]string(nil), lines...)
@@ -89,7 +89,7 @@ func TestImportResume(t *testing.T) {
 	if res.Records != 360 || res.Lines != 360 || res.Batches != 6 {
 		t.Fatalf("result = %+v, want 360 records in 6 batches", res)
 	}
-	if n := countPrefix(t, s, state.OrgKey("")); n != 360 {
+	if n := countPrefix(t, cli, state.OrgKey("")); n != 360 {
 		t.Fatalf("%d orgs in etcd, want 360", n)
 	}
 
@@ -100,7 +100,7 @@ func TestImportResume(t *testing.T) {
 	if res2.Records != 140 || res2.Skipped != 360 || res2.Lines != 500 {
 		t.Fatalf("resumed result = %+v", res2)
 	}
-	if n := countPrefix(t, s, state.OrgKey("")); n != 500 {
+	if n := countPrefix(t, cli, state.OrgKey("")); n != 500 {
 		t.Fatalf("%d orgs in etcd, want 500", n)
 	}
 	// The audit names the lines of every batch, so that an import cut without an answer (the server killed)

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
-	"github.com/deact/deact/state/etcdtest"
 )
 
 var upstream = state.Change{Actor: "source zitadel", Reason: "reconcile"}
@@ -40,7 +40,7 @@ func heldMirror(t *testing.T, s *state.Store, kind state.MirrorKind) map[string]
 // replay is unchanged and writes nothing (the revision does not move).
 func TestApplyMirrorOrdering(t *testing.T) {
 	t.Parallel()
-	s := newStore(t)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	cases := []struct {
 		name string
@@ -84,7 +84,7 @@ func TestApplyMirrorOrdering(t *testing.T) {
 		}
 	}
 	// Unchanged records write nothing: etcd's revision stays where it was.
-	before, err := s.Client().Get(ctx, "nothing")
+	before, err := cli.Get(ctx, "nothing")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,9 +218,7 @@ func TestApplyMirrorRejectsBadRecords(t *testing.T) {
 // reconcile that says "active" never undoes a local deactivation.
 func TestMirrorDenyWinsThroughReplica(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv.Endpoints())
-	s := state.NewStore(cli)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	admin := state.Change{Actor: "admin"}
 
@@ -251,7 +249,7 @@ func TestMirrorDenyWinsThroughReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "mirror applied", func() bool { return r.AppliedRevision() >= res.Revision })
+	wait.Eventually(t, "mirror applied", func() bool { return r.AppliedRevision() >= res.Revision })
 	snap := r.Snapshot()
 	if o := snap.Org("L"); o == nil || o.Disabled != state.OpLogin|state.OpToken {
 		t.Fatalf("org L = %+v, want local login + mirrored token", o)
@@ -282,7 +280,7 @@ func TestMirrorDenyWinsThroughReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "second mirror applied", func() bool { return r.AppliedRevision() >= res.Revision })
+	wait.Eventually(t, "second mirror applied", func() bool { return r.AppliedRevision() >= res.Revision })
 	snap = r.Snapshot()
 	if o := snap.Org("L"); o == nil || o.Disabled != 0 {
 		t.Fatalf("org L = %+v, want active in both layers", o)
@@ -307,9 +305,7 @@ func TestMirrorDenyWinsThroughReplica(t *testing.T) {
 // domain; pruning after the retention lets them go, and a tombstone newer than the cutoff stays.
 func TestMirrorTombstoneDeniesUntilPruned(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv.Endpoints())
-	s := state.NewStore(cli)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	r := startReplica(t, cli, state.ReplicaConfig{})
 
@@ -327,7 +323,7 @@ func TestMirrorTombstoneDeniesUntilPruned(t *testing.T) {
 	if err != nil || res.Written != 2 {
 		t.Fatalf("%+v, %v", res, err)
 	}
-	eventually(t, "tombstones applied", func() bool { return r.AppliedRevision() >= res.Revision })
+	wait.Eventually(t, "tombstones applied", func() bool { return r.AppliedRevision() >= res.Revision })
 	snap := r.Snapshot()
 	if c := snap.Client("a@p"); c == nil || snap.App(c.ProjectID, c.AppID) == nil || !snap.App(c.ProjectID, c.AppID).Deactivated {
 		t.Fatalf("removed app's client = %+v", c)
@@ -340,7 +336,7 @@ func TestMirrorTombstoneDeniesUntilPruned(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("pruned %d, %v", n, err)
 	}
-	eventually(t, "prune applied", func() bool { return r.Snapshot().App("p", "a") == nil })
+	wait.Eventually(t, "prune applied", func() bool { return r.Snapshot().App("p", "a") == nil })
 	snap = r.Snapshot()
 	if c := snap.Client("a@p"); c != nil {
 		t.Fatalf("pruned app's client still indexed: %+v", c)
@@ -356,21 +352,19 @@ func TestMirrorTombstoneDeniesUntilPruned(t *testing.T) {
 // TestMirrorUnreadableRecordDenies: a mirrored record etcd holds but deact cannot read denies its subject.
 func TestMirrorUnreadableRecordDenies(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv.Endpoints())
-	s := state.NewStore(cli)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	r := startReplica(t, cli, state.ReplicaConfig{})
 	res, err := s.ApplyMirror(ctx, []state.MirrorRecord{mirrorApp("p", "a", "O", 1, false, "a@p")}, upstream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "applied", func() bool { return r.AppliedRevision() >= res.Revision })
+	wait.Eventually(t, "applied", func() bool { return r.AppliedRevision() >= res.Revision })
 	put, err := cli.Put(ctx, state.MirrorKey("zitadel", state.MirrorApp, "p", "a"), `{"deactivated":"maybe"}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "bad record applied", func() bool { return r.AppliedRevision() >= put.Header.Revision })
+	wait.Eventually(t, "bad record applied", func() bool { return r.AppliedRevision() >= put.Header.Revision })
 	if c := r.Snapshot().Client("a@p"); c == nil || !r.Snapshot().App(c.ProjectID, c.AppID).Deactivated {
 		t.Fatalf("client of an unreadable app = %+v", c)
 	}
@@ -403,7 +397,7 @@ func TestSourceStatusRoundTrip(t *testing.T) {
 
 func TestMirroredRecordsAcrossSources(t *testing.T) {
 	t.Parallel()
-	s := newStore(t)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	a, b := mirrorOrg("1", 1, state.OpLogin), mirrorOrg("1", 7, 0)
 	b.Source = "zitadel-b"
@@ -421,7 +415,7 @@ func TestMirroredRecordsAcrossSources(t *testing.T) {
 		t.Fatalf("%+v, %v", got, err)
 	}
 	// The stored form is readable by hand.
-	resp, err := s.Client().Get(ctx, a.Key())
+	resp, err := cli.Get(ctx, a.Key())
 	if err != nil {
 		t.Fatal(err)
 	}

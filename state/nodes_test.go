@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -40,6 +41,7 @@ func startFanout(t *testing.T, cli *clientv3.Client) *state.Fanout {
 }
 
 func TestFanoutConfirmsEveryNode(t *testing.T) {
+	t.Parallel()
 	srv := etcdtest.Start(t)
 	cli := etcdtest.Client(t, srv.Endpoints())
 	store := state.NewStore(cli)
@@ -48,7 +50,7 @@ func TestFanoutConfirmsEveryNode(t *testing.T) {
 	for _, id := range []string{"n1", "n2", "n3"} {
 		stops[id] = startNode(t, etcdtest.Client(t, srv.Endpoints()), id)
 	}
-	eventually(t, "3 nodes registered", func() bool { return len(f.Nodes()) == 3 })
+	wait.Eventually(t, "3 nodes registered", func() bool { return len(f.Nodes()) == 3 })
 
 	ctx := context.Background()
 	res, err := store.DeactivateOrg(ctx, "o1", state.OpsAll, false, who)
@@ -72,7 +74,7 @@ func TestFanoutConfirmsEveryNode(t *testing.T) {
 
 	// A node that stops leaves the registry at once (its lease is revoked) and no longer counts.
 	stops["n2"]()
-	eventually(t, "n2 gone", func() bool { return len(f.Nodes()) == 2 })
+	wait.Eventually(t, "n2 gone", func() bool { return len(f.Nodes()) == 2 })
 	res, err = store.ReactivateOrg(ctx, "o1", who)
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +212,7 @@ func TestFenceBeforeLeaseExpiry(t *testing.T) {
 	before, _ := nodeRecord(t, direct, "n1")
 
 	link.cut()
-	eventually(t, "the node to fence itself", rep.Fenced)
+	wait.Eventually(t, "the node to fence itself", rep.Fenced)
 	if _, ok := nodeRecord(t, direct, "n1"); !ok {
 		t.Fatal("the node fenced itself only after its record had expired: writers stopped counting a deciding node")
 	}
@@ -219,13 +221,13 @@ func TestFenceBeforeLeaseExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the record to expire", func() bool { _, ok := nodeRecord(t, direct, "n1"); return !ok })
+	wait.Eventually(t, "the record to expire", func() bool { _, ok := nodeRecord(t, direct, "n1"); return !ok })
 	if !rep.Fenced() {
 		t.Fatal("the fence opened without etcd")
 	}
 
 	link.restore(t)
-	eventually(t, "the node to register again and open its fence", func() bool { return !rep.Fenced() })
+	wait.Eventually(t, "the node to register again and open its fence", func() bool { return !rep.Fenced() })
 	if r.AppliedRevision() < res.Revision || r.Snapshot().Org("o1") == nil {
 		t.Fatalf("fence open at applied revision %d without the write at %d made while the node was away", r.AppliedRevision(), res.Revision)
 	}

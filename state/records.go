@@ -282,6 +282,12 @@ func (p *Project) IsDeactivated() bool { return p.State != Active && p.State != 
 // IsDeactivated reports whether the app is deactivated, with the same rule as Project.IsDeactivated.
 func (a *App) IsDeactivated() bool { return a.State != Active && a.State != "" }
 
+// clientEntry is the client-ID index entry of clientID, one of the app's client IDs: PutApp and Import write
+// it alike.
+func (a *App) clientEntry(clientID string) Client {
+	return Client{ClientID: clientID, AppID: a.ID, ProjectID: a.ProjectID, OrgID: a.OrgID}
+}
+
 // Client is the client-ID index entry pointing at an app.
 type Client struct {
 	ClientID  string `json:"clientId"`

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
-	"github.com/deact/deact/state/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -40,22 +40,9 @@ func startReplica(t *testing.T, cli *clientv3.Client, cfg state.ReplicaConfig) *
 	return r
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func TestReplicaFollowsWrites(t *testing.T) {
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv.Endpoints())
-	store := state.NewStore(cli)
+	t.Parallel()
+	store, cli := newStoreAndClient(t)
 	ctx := context.Background()
 
 	if _, err := store.DeactivateOrg(ctx, "100", state.OpLogin|state.OpToken, false, state.Change{Actor: "test"}); err != nil {
@@ -69,12 +56,12 @@ func TestReplicaFollowsWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "reactivation applied", func() bool { return r.AppliedRevision() >= res.Revision })
+	wait.Eventually(t, "reactivation applied", func() bool { return r.AppliedRevision() >= res.Revision })
 	if o := r.Snapshot().Org("100"); o == nil || o.Disabled != 0 {
 		t.Fatalf("org after reactivate = %+v", o)
 	}
 	if _, err := cli.Delete(ctx, state.OrgKey("100")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "delete applied", func() bool { return r.Snapshot().Org("100") == nil })
+	wait.Eventually(t, "delete applied", func() bool { return r.Snapshot().Org("100") == nil })
 }

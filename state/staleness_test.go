@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdserver"
 	"github.com/deact/deact/state/etcdtest"
@@ -35,7 +36,7 @@ func TestStalenessUnderLaggingWatch(t *testing.T) {
 	}
 	r := startReplica(t, proxiedClient(t, link.endpoint()), state.ReplicaConfig{})
 	ctx := context.Background()
-	eventually(t, "a fresh replica", func() bool { return r.Staleness() < time.Second })
+	wait.Eventually(t, "a fresh replica", func() bool { return r.Staleness() < time.Second })
 
 	type write struct {
 		rev  int64
@@ -119,5 +120,5 @@ func TestStalenessUnderLaggingWatch(t *testing.T) {
 	if maxLag < time.Second {
 		t.Fatalf("the burst did not make the replica lag (largest lag %v): the test shows nothing", maxLag)
 	}
-	eventually(t, "staleness back to normal once caught up", func() bool { return r.Staleness() < time.Second })
+	wait.Eventually(t, "staleness back to normal once caught up", func() bool { return r.Staleness() < time.Second })
 }

@@ -23,7 +23,15 @@ var (
 	ErrConflict           = errors.New("conflicting record")
 	ErrForbidden          = errors.New("not allowed for this scope")
 	ErrContention         = errors.New("too much contention on the record, try again")
+	// ErrOtherOrg is a record registered to an org the change may not act on. It is a conflict too
+	// (errors.Is(err, ErrConflict) holds); the native API answers it as forbidden.
+	ErrOtherOrg error = otherOrgError{}
 )
+
+type otherOrgError struct{}
+
+func (otherOrgError) Error() string        { return "registered to an org outside the caller's scope" }
+func (otherOrgError) Is(target error) bool { return target == ErrConflict }
 
 // Store writes deactivation state to etcd. Every write is a compare-and-swap transaction that also appends an
 // audit record, and returns only after etcd committed it (a crash after the return loses nothing). Store is
@@ -40,9 +48,6 @@ type Store struct {
 func NewStore(cli *clientv3.Client) *Store {
 	return &Store{cli: cli, now: func() time.Time { return time.Now().UTC() }}
 }
-
-// Client returns the etcd client the store writes through.
-func (s *Store) Client() *clientv3.Client { return s.cli }
 
 // Result describes a committed write.
 type Result struct {
@@ -565,9 +570,7 @@ func (s *Store) PutApp(ctx context.Context, app App, c Change) (Result, error) {
 			}
 			parts.add(claim)
 		}
-		entry := func(id string) any {
-			return Client{ClientID: id, AppID: app.ID, ProjectID: app.ProjectID, OrgID: app.OrgID}
-		}
+		entry := func(id string) any { return app.clientEntry(id) }
 		clientParts, err := s.index(ctx, a.ClientIDs, clients, ClientKey, entry, func(b []byte) bool {
 			var cl Client
 			return json.Unmarshal(b, &cl) == nil && cl.AppID == app.ID && cl.ProjectID == app.ProjectID
@@ -594,8 +597,10 @@ func (s *Store) PutApp(ctx context.Context, app App, c Change) (Result, error) {
 	return res, err
 }
 
-// PutAccount registers a user or service account's org, for token grants that name only the account. An
-// account registered to an org outside the change's scope is ErrConflict.
+// PutAccount registers a user or service account's org, for token grants that name only the account. Moving an
+// account away from an org needs the right to act on that org too: an account registered to an org outside the
+// change's scope is ErrOtherOrg (an ErrConflict), checked inside the write's transaction, so that two racing
+// writers of two orgs cannot both own it.
 func (s *Store) PutAccount(ctx context.Context, acct Account, c Change) (Result, error) {
 	if err := errors.Join(ValidateID("account", acct.ID), ValidateID("org", acct.OrgID)); err != nil {
 		return Result{}, err
@@ -605,7 +610,7 @@ func (s *Store) PutAccount(ctx context.Context, acct Account, c Change) (Result,
 	}
 	_, res, err := update(ctx, s, AccountKey(acct.ID), "register account", c, func(a *Account, exists bool, _ time.Time) (*Account, txnParts, error) {
 		if exists && a.OrgID != acct.OrgID && !c.allows(a.OrgID) {
-			return nil, txnParts{}, fmt.Errorf("account %s is registered to another org: %w", acct.ID, ErrConflict)
+			return nil, txnParts{}, fmt.Errorf("account %s is %w", acct.ID, ErrOtherOrg)
 		}
 		*a = acct
 		return a, txnParts{}, nil

@@ -10,17 +10,27 @@ import (
 
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func newStore(t *testing.T) *state.Store {
 	t.Helper()
+	s, _ := newStoreAndClient(t)
+	return s
+}
+
+// newStoreAndClient is newStore with a client of the test's own on the same etcd, for what a test reads or
+// writes behind the store's back.
+func newStoreAndClient(t *testing.T) (*state.Store, *clientv3.Client) {
+	t.Helper()
 	srv := etcdtest.Start(t)
-	return state.NewStore(etcdtest.Client(t, srv.Endpoints()))
+	return state.NewStore(etcdtest.Client(t, srv.Endpoints())), etcdtest.Client(t, srv.Endpoints())
 }
 
 var who = state.Change{Actor: "test", Reason: "unit test"}
 
 func TestStoreOrgTransitions(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := context.Background()
 
@@ -70,7 +80,8 @@ func TestStoreOrgTransitions(t *testing.T) {
 }
 
 func TestStoreAppsAndProjects(t *testing.T) {
-	s := newStore(t)
+	t.Parallel()
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	app := state.App{ID: "a1", ProjectID: "p1", OrgID: "o1", ClientIDs: []string{"c1@p", "c2@p"}}
 	if _, err := s.PutApp(ctx, app, who); err != nil {
@@ -103,7 +114,7 @@ func TestStoreAppsAndProjects(t *testing.T) {
 	if err != nil || !got.Record.IsDeactivated() || strings.Join(got.Record.ClientIDs, ",") != "c3@p" {
 		t.Fatalf("app = %+v %v", got, err)
 	}
-	resp, err := s.Client().Get(ctx, state.ClientKey("c1@p"))
+	resp, err := cli.Get(ctx, state.ClientKey("c1@p"))
 	if err != nil || len(resp.Kvs) != 0 {
 		t.Fatalf("old client index entry still there: %v", err)
 	}
@@ -119,6 +130,7 @@ func TestStoreAppsAndProjects(t *testing.T) {
 }
 
 func TestStoreDomainsAreExclusive(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := context.Background()
 	if _, err := s.PutOrg(ctx, state.Org{ID: "o1", Domains: []string{"ACME.example"}}, who); err != nil {
@@ -142,6 +154,7 @@ func TestStoreDomainsAreExclusive(t *testing.T) {
 
 // TestStoreConcurrentDeactivate: of many racing deactivations of one org exactly one wins.
 func TestStoreConcurrentDeactivate(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := context.Background()
 	const n = 100
@@ -174,6 +187,7 @@ func TestStoreConcurrentDeactivate(t *testing.T) {
 }
 
 func TestStoreImport(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := context.Background()
 	var b strings.Builder
@@ -209,6 +223,7 @@ func itoa(i int) string {
 }
 
 func TestPruneAudit(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := context.Background()
 	for _, id := range []string{"a", "b"} {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -22,7 +23,7 @@ func scoped(orgs ...string) state.Change {
 // writes nothing.
 func TestStoreAppIDsAreUnique(t *testing.T) {
 	t.Parallel()
-	s := newStore(t)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	b, a := scoped("B"), scoped("A")
 	if _, err := s.PutApp(ctx, state.App{ID: "X", ProjectID: "projB", OrgID: "B", ClientIDs: []string{"X@b"}}, b); err != nil {
@@ -34,8 +35,8 @@ func TestStoreAppIDsAreUnique(t *testing.T) {
 	if _, err := s.SetProjectState(ctx, "projB2", "B", true, b); err != nil {
 		t.Fatal(err)
 	}
-	rev := func() int64 {
-		resp, err := s.Client().Get(ctx, state.Prefix)
+	rev := func(t *testing.T) int64 {
+		resp, err := cli.Get(ctx, state.Prefix)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,13 +71,15 @@ func TestStoreAppIDsAreUnique(t *testing.T) {
 			return s.PutApp(ctx, state.App{ID: "X", ProjectID: "projC", OrgID: "C"}, who)
 		}},
 	} {
-		before := rev()
-		if _, err := c.write(); !errors.Is(err, state.ErrConflict) {
-			t.Errorf("%s: %v, want a conflict", c.name, err)
-		}
-		if after := rev(); after != before {
-			t.Errorf("%s: revision moved %d -> %d", c.name, before, after)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			before := rev(t)
+			if _, err := c.write(); !errors.Is(err, state.ErrConflict) {
+				t.Errorf("%v, want a conflict", err)
+			}
+			if after := rev(t); after != before {
+				t.Errorf("revision moved %d -> %d", before, after)
+			}
+		})
 	}
 	// A's own records in A's own projects are fine, and B still owns its records.
 	if _, err := s.PutApp(ctx, state.App{ID: "W", ProjectID: "projA", OrgID: "A", ClientIDs: []string{"W@a"}}, a); err != nil {
@@ -95,7 +98,7 @@ func TestStoreAppIDsAreUnique(t *testing.T) {
 	if _, err := s.PutAccount(ctx, state.Account{ID: "ub", OrgID: "B"}, b); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.PutAccount(ctx, state.Account{ID: "ub", OrgID: "A"}, a); !errors.Is(err, state.ErrConflict) {
+	if _, err := s.PutAccount(ctx, state.Account{ID: "ub", OrgID: "A"}, a); !errors.Is(err, state.ErrConflict) || !errors.Is(err, state.ErrOtherOrg) {
 		t.Errorf("A taking B's account: %v", err)
 	}
 }
@@ -105,9 +108,7 @@ func TestStoreAppIDsAreUnique(t *testing.T) {
 // them is, and each record keeps its own state by (project, app).
 func TestSnapshotDenyWins(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv.Endpoints())
-	s := state.NewStore(cli)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	// Two records with one app ID, as etcd may hold them from before the store refused it; an import refuses it.
 	if _, err := s.Import(ctx, strings.NewReader(`{"app":{"id":"X","projectId":"projB","orgId":"B"}}
@@ -125,7 +126,7 @@ func TestSnapshotDenyWins(t *testing.T) {
 		}
 	}
 	r := startReplica(t, cli, state.ReplicaConfig{})
-	eventually(t, "records applied", func() bool { return r.AppliedRevision() >= res.Header.Revision })
+	wait.Eventually(t, "records applied", func() bool { return r.AppliedRevision() >= res.Header.Revision })
 	snap := r.Snapshot()
 	if set := snap.Apps("X"); set == nil || !set.Deactivated || len(set.Apps) != 2 {
 		t.Fatalf("apps X = %+v", set)
@@ -142,7 +143,7 @@ func TestSnapshotDenyWins(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "toggle applied", func() bool { return r.AppliedRevision() >= res.Revision })
+		wait.Eventually(t, "toggle applied", func() bool { return r.AppliedRevision() >= res.Revision })
 		if set := r.Snapshot().Apps("X"); set == nil || !set.Deactivated {
 			t.Fatalf("after A's toggle to %v: apps X = %+v", deactivate, set)
 		}
@@ -152,7 +153,7 @@ func TestSnapshotDenyWins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "B's reactivation applied", func() bool { return r.AppliedRevision() >= back.Revision })
+	wait.Eventually(t, "B's reactivation applied", func() bool { return r.AppliedRevision() >= back.Revision })
 	if set := r.Snapshot().Apps("X"); set == nil || set.Deactivated {
 		t.Fatalf("after B's reactivation: apps X = %+v", set)
 	}
@@ -375,7 +376,7 @@ func TestReplicaHoldsUnknownStatesDeactivated(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, key+" applied", func() bool { return r.AppliedRevision() >= resp.Header.Revision })
+		wait.Eventually(t, key+" applied", func() bool { return r.AppliedRevision() >= resp.Header.Revision })
 	}
 	snap := r.Snapshot()
 	if o := snap.Org("1"); o == nil || o.Disabled != state.OpsAll {
@@ -396,14 +397,14 @@ func TestReplicaHoldsUnknownStatesDeactivated(t *testing.T) {
 // that another org cannot register their app ID under its own project afterwards.
 func TestIndexAppIDsCoversOlderRecords(t *testing.T) {
 	t.Parallel()
-	s := newStore(t)
+	s, cli := newStoreAndClient(t)
 	ctx := context.Background()
 	for key, value := range map[string]string{
 		state.AppKey("projB", "X"): `{"id":"X","projectId":"projB","orgId":"B","state":"deactivated"}`,
 		state.AppKey("projB", "Y"): `{"id":"Y","projectId":"projB","orgId":"B","state":"active"}`,
 		state.AppKey("projC", "Y"): `{"id":"Y","projectId":"projC","orgId":"C","state":"active"}`,
 	} {
-		if _, err := s.Client().Put(ctx, key, value); err != nil {
+		if _, err := cli.Put(ctx, key, value); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/deact/deact/daemon"
 	"github.com/deact/deact/internal/launch"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -151,17 +152,6 @@ func nodeRegistered(t *testing.T, cli *clientv3.Client, id string) bool {
 	return len(resp.Kvs) > 0
 }
 
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestPausedGatewayIsCountedThenFenced (issue 14, B9): a gateway frozen with SIGSTOP past its lease. While its
 // lease lives the admin counts it and reports a write unconfirmed (0/1), never 1/1. When the lease has expired
 // the admin stops counting it, because it has certainly stopped answering: after SIGCONT the requests that
@@ -175,7 +165,7 @@ func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
 	cli := etcdtest.Client(t, etcd.Endpoints())
 	adminURL := startAdmin(t, etcd.Endpoints())
 	g := startGateway(t, bin, "g1", etcd.Endpoints())
-	waitFor(t, "gateway ready", 30*time.Second, g.ready)
+	wait.Until(t, "gateway ready", 30*time.Second, g.ready)
 	check := g.checkClient(t)
 	t.Run("before the pause", func(t *testing.T) {
 		if got, _ := deactivate(t, adminURL, "100"); got != "1/1" {
@@ -209,7 +199,7 @@ func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
 		}
 	})
 	t.Run("not counted once its lease expired", func(t *testing.T) {
-		waitFor(t, "the frozen gateway's lease to expire", 30*time.Second, func() bool { return !nodeRegistered(t, cli, "g1") })
+		wait.Until(t, "the frozen gateway's lease to expire", 30*time.Second, func() bool { return !nodeRegistered(t, cli, "g1") })
 		if got, _ := deactivate(t, adminURL, "300"); got != "0/0" {
 			t.Fatalf("write after the frozen gateway's lease expired: X-Deact-Confirmed %q, want 0/0", got)
 		}
@@ -233,7 +223,7 @@ func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
 		t.Logf("after SIGCONT: %d of %d queued requests refused, the rest denied after catching up", refused, queued)
 	})
 	t.Run("refuses until caught up, then denies", func(t *testing.T) {
-		waitFor(t, "the gateway to catch up and deny the org deactivated while it was frozen", 30*time.Second, func() bool {
+		wait.Until(t, "the gateway to catch up and deny the org deactivated while it was frozen", 30*time.Second, func() bool {
 			switch c := checkCode(check, "200", 5*time.Second); c {
 			case codes.PermissionDenied:
 				return true
@@ -250,7 +240,7 @@ func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
 		}
 	})
 	t.Run("confirms writes again", func(t *testing.T) {
-		waitFor(t, "gateway ready again", 30*time.Second, g.ready)
+		wait.Until(t, "gateway ready again", 30*time.Second, g.ready)
 		if got, _ := deactivate(t, adminURL, "400"); got != "1/1" {
 			t.Fatalf("write after the gateway came back: X-Deact-Confirmed %q, want 1/1", got)
 		}
@@ -266,11 +256,11 @@ func TestDuplicateNodeIDRefusedAtStart(t *testing.T) {
 	etcd := etcdtest.Start(t)
 	adminURL := startAdmin(t, etcd.Endpoints())
 	first := startGateway(t, bin, "same", etcd.Endpoints())
-	waitFor(t, "first gateway ready", 30*time.Second, first.ready)
+	wait.Until(t, "first gateway ready", 30*time.Second, first.ready)
 
 	second := spawnGateway(t, bin, "same", etcd.Endpoints())
 	// The duplicate listens, then waits out the lease TTL before it refuses: write while it waits.
-	waitFor(t, "the second deactd to listen", 30*time.Second, func() bool {
+	wait.Until(t, "the second deactd to listen", 30*time.Second, func() bool {
 		n := 0
 		for _, s := range tcpSockets(t, second.PID()) {
 			if s.state == "0A" {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/deact/deact/daemon"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/source/commvault"
 	"github.com/deact/deact/source/commvault/commvaulttest"
 	"github.com/deact/deact/source/internal/sourcetest"
@@ -136,16 +137,11 @@ func (cc *cvCluster) get(path string) string {
 	cc.t.Helper()
 	req, _ := http.NewRequest("GET", cc.c.AdminURL()+path, nil)
 	req.Header.Set("Authorization", "Bearer "+cc.c.AdminToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		cc.t.Fatal(err)
+	a := wait.Response(cc.t, http.DefaultClient, req)
+	if a.Status != 200 {
+		cc.t.Fatalf("GET %s: %d %s", path, a.Status, a.Body)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		cc.t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
-	}
-	return string(b)
+	return a.Body
 }
 
 const (

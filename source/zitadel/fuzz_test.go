@@ -41,6 +41,7 @@ func FuzzWebhook(f *testing.F) {
 
 	srv := etcdtest.Start(f)
 	store := state.NewStore(etcdtest.Client(f, srv.Endpoints()))
+	cli := etcdtest.Client(f, srv.Endpoints())
 	v, _ := NewVerifier([]string{testKey}, func() time.Time { return now })
 	hook, err := NewWebhook(WebhookConfig{Store: store, Verifier: v, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -80,7 +81,7 @@ func FuzzWebhook(f *testing.F) {
 		}
 		// Each input starts from an empty mirror: the same input gives the same path, which the fuzzer's
 		// minimization relies on.
-		if _, err := store.Client().Delete(context.Background(), state.MirrorPrefix, clientv3.WithPrefix()); err != nil {
+		if _, err := cli.Delete(context.Background(), state.MirrorPrefix, clientv3.WithPrefix()); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/source"
 	"github.com/deact/deact/source/zitadel/zitadeltest"
 	"github.com/deact/deact/state"
@@ -90,13 +91,8 @@ func (e *env) post(body []byte, sig string) (int, string) {
 	if sig != "" {
 		req.Header.Set(SignatureHeader, sig)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	a := wait.Response(e.t, http.DefaultClient, req)
+	return a.Status, a.Body
 }
 
 // mirror returns the mirrored records by kind/id (apps by project/app) and the highest ModRevision among them.

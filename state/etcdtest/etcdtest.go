@@ -3,6 +3,8 @@
 package etcdtest
 
 import (
+	"errors"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,7 +17,9 @@ import (
 // Start starts one member for the test.
 func Start(t testing.TB) *etcdserver.Server {
 	t.Helper()
-	s, err := etcdserver.Start(etcdserver.Config{Dir: t.TempDir(), LogLevel: "fatal"})
+	s, err := onFreePorts(func() (*etcdserver.Server, error) {
+		return etcdserver.Start(etcdserver.Config{Dir: t.TempDir(), LogLevel: "fatal"})
+	})
 	if err != nil {
 		t.Fatalf("start etcd: %v", err)
 	}
@@ -26,12 +30,25 @@ func Start(t testing.TB) *etcdserver.Server {
 // StartCluster starts n members for the test.
 func StartCluster(t testing.TB, n int) *etcdserver.Cluster {
 	t.Helper()
-	c, err := etcdserver.StartCluster(t.TempDir(), n, "fatal")
+	c, err := onFreePorts(func() (*etcdserver.Cluster, error) { return etcdserver.StartCluster(t.TempDir(), n, "fatal") })
 	if err != nil {
 		t.Fatalf("start etcd cluster: %v", err)
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// onFreePorts runs start, again (up to 5 times) when it failed on a port in use: members' ports are picked free
+// before the members bind them, so another process may take one meanwhile; each try picks others.
+func onFreePorts[T any](start func() (T, error)) (T, error) {
+	var v T
+	var err error
+	for range 5 {
+		if v, err = start(); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+	}
+	return v, err
 }
 
 // Client returns a client for endpoints, closed at cleanup.
