@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/deact/deact/daemon"
-	"github.com/deact/deact/state"
 	"github.com/deact/deact/internal/launch"
+	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdserver"
 )
 
