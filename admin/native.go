@@ -627,10 +627,11 @@ func (a *API) audit(r *http.Request, p *principal) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	entries, err := a.store.Audit(r.Context(), before, limit)
+	pg, err := a.store.AuditPage(r.Context(), before, limit)
 	if err != nil {
 		return 0, nil, err
 	}
+	entries := pg.Entries
 	if !p.tok.AllOrgs {
 		entries = slices.DeleteFunc(entries, func(e state.AuditEntry) bool {
 			orgs := auditOrgs(e)
@@ -638,7 +639,7 @@ func (a *API) audit(r *http.Request, p *principal) (int, any, error) {
 		})
 	}
 	entries = orEmpty(entries)
-	return http.StatusOK, adminapi.AuditResponse{Entries: entries}, nil
+	return http.StatusOK, adminapi.AuditResponse{Entries: entries, Next: pg.Next}, nil
 }
 
 // auditOrgs names the orgs an audit entry concerns: the org of an org key, the orgId (or a token's orgs) of the

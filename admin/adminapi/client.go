@@ -258,8 +258,9 @@ func All[T any](ctx context.Context, list ListFunc[T], o ListOptions) ([]state.V
 
 // AuditOptions asks for audit entries.
 type AuditOptions struct {
-	// Before asks for the entries written before this time only, e.g. the At of the oldest entry of the answer
-	// before; zero: from the newest.
+	// Cursor continues where an answer stopped: its Next. It wins over Before.
+	Cursor string
+	// Before asks for the entries written before this time only; zero: from the newest.
 	Before time.Time
 	Limit  int // how many, 1 to 1000 [0: the server's, 100]
 }
@@ -267,7 +268,9 @@ type AuditOptions struct {
 // Audit reads the latest changes, newest first, that the token may see.
 func (c *Client) Audit(ctx context.Context, o AuditOptions) (AuditResponse, error) {
 	q := url.Values{}
-	if !o.Before.IsZero() {
+	if o.Cursor != "" {
+		q.Set("before", o.Cursor)
+	} else if !o.Before.IsZero() {
 		// The server's cursor is an audit key's suffix, which starts with the entry's time in nanoseconds.
 		q.Set("before", fmt.Sprintf("%019d", o.Before.UnixNano()))
 	}

@@ -95,6 +95,33 @@ func TestClientCalls(t *testing.T) {
 		if err != nil || len(older.Entries) != 1 || older.Entries[0].Revision >= au.Entries[1].Revision {
 			t.Errorf("Audit before %s: %+v %v", au.Entries[1].At, older.Entries, err)
 		}
+		// The cursor walks the whole log, one entry a page, without a gap or a repeat, and ends.
+		whole, err := c.Audit(ctx, adminapi.AuditOptions{Limit: 1000})
+		check("Audit all", err)
+		if whole.Next != "" {
+			t.Errorf("Audit of the whole log: Next %q, want none", whole.Next)
+		}
+		var walked []int64
+		for cur, pages := "", 0; ; pages++ {
+			pg, err := c.Audit(ctx, adminapi.AuditOptions{Cursor: cur, Limit: 1})
+			check("Audit page", err)
+			for _, en := range pg.Entries {
+				walked = append(walked, en.Revision)
+			}
+			if pg.Next == "" || pages > len(whole.Entries) {
+				break
+			}
+			cur = pg.Next
+		}
+		if len(walked) != len(whole.Entries) {
+			t.Errorf("walked %d entries by cursor, the log has %d", len(walked), len(whole.Entries))
+		}
+		for i := range min(len(walked), len(whole.Entries)) {
+			if walked[i] != whole.Entries[i].Revision {
+				t.Errorf("entry %d by cursor: revision %d, want %d", i, walked[i], whole.Entries[i].Revision)
+				break
+			}
+		}
 		n, err := c.Nodes(ctx)
 		if err != nil || len(n.Nodes) != 1 || n.Nodes[0].ID != "node-0" || n.Nodes[0].AppliedRevision == 0 {
 			t.Errorf("Nodes: %+v %v", n, err)

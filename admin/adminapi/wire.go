@@ -128,6 +128,10 @@ type ErrorDetail struct {
 // AuditResponse is the answer to GET /v1/audit: the latest changes, newest first.
 type AuditResponse struct {
 	Entries []state.AuditEntry `json:"entries"`
+	// Next is the cursor of the older entries (?before=Next, AuditOptions.Cursor); empty when there are none. A
+	// page for a token of some orgs may hold fewer entries than asked (the others' are not shown) and still
+	// have a Next.
+	Next string `json:"next,omitempty"`
 }
 
 // SourceView is one source's status as /v1/sources answers it.
