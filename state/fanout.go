@@ -1,0 +1,194 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Fanout follows the node registry (list then watch) so that writers can wait until every live gateway node
+// has applied their write. One Fanout serves any number of concurrent waiters.
+//
+// A wait for revision W also waits until the Fanout's view of the registry is itself at W or later, so every
+// node that had registered before the write is counted: a node that was ready (registered) when the write was
+// made cannot be missed because its registration was still on its way to this Fanout.
+type Fanout struct {
+	cli *clientv3.Client
+	log *slog.Logger
+
+	mu      sync.Mutex
+	nodes   map[string]Node
+	synced  bool
+	rev     int64           // the registry as known here is complete up to this revision
+	wctx    context.Context // the current watch's context, for progress requests on its stream
+	changed chan struct{}
+
+	lastProgress atomic.Int64 // unix nanos of the last progress request, to send at most one per millisecond
+}
+
+// NewFanout returns a Fanout; Run starts following the registry.
+func NewFanout(cli *clientv3.Client, log *slog.Logger) *Fanout {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Fanout{cli: cli, log: log.With("component", "fanout"), nodes: map[string]Node{}, changed: make(chan struct{})}
+}
+
+// Run follows the registry until ctx ends.
+func (f *Fanout) Run(ctx context.Context) error {
+	untilDone(ctx, f.log, "node registry watch broken, relisting", 200*time.Millisecond, f.follow)
+	return nil
+}
+
+func (f *Fanout) follow(ctx context.Context) error {
+	resp, err := f.cli.Get(ctx, NodesPrefix, clientv3.WithPrefix())
+	if err != nil {
+		return err
+	}
+	nodes := map[string]Node{}
+	for _, kv := range resp.Kvs {
+		var n Node
+		if json.Unmarshal(kv.Value, &n) == nil {
+			nodes[string(kv.Key)] = n
+		}
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	f.update(func() { f.nodes, f.synced, f.wctx = nodes, true, wctx; f.rev = max(f.rev, resp.Header.Revision) })
+	wch := f.cli.Watch(wctx, NodesPrefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1), clientv3.WithProgressNotify())
+	for wr := range wch {
+		if err := wr.Err(); err != nil {
+			return err
+		}
+		f.update(func() {
+			if wr.IsProgressNotify() {
+				f.rev = max(f.rev, wr.Header.Revision)
+				return
+			}
+			for _, ev := range wr.Events {
+				f.rev = max(f.rev, ev.Kv.ModRevision)
+				key := string(ev.Kv.Key)
+				if ev.Type == clientv3.EventTypeDelete {
+					delete(f.nodes, key)
+					continue
+				}
+				var n Node
+				if json.Unmarshal(ev.Kv.Value, &n) == nil {
+					f.nodes[key] = n
+				}
+			}
+		})
+	}
+	return errors.New("watch closed")
+}
+
+func (f *Fanout) update(change func()) {
+	f.mu.Lock()
+	change()
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// requestProgress asks etcd to confirm, on the watch stream, how far the registry view is complete; the answer
+// advances rev even when no node writes. At most one request a millisecond is sent, however many wait.
+func (f *Fanout) requestProgress(wctx context.Context) {
+	now := time.Now().UnixNano()
+	last := f.lastProgress.Load()
+	if wctx == nil || now-last < int64(time.Millisecond) || !f.lastProgress.CompareAndSwap(last, now) {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(wctx, time.Second)
+		defer cancel()
+		_ = f.cli.RequestProgress(ctx)
+	}()
+}
+
+// Confirmation says how many live gateway nodes had applied a revision when a wait ended.
+type Confirmation struct {
+	Revision  int64         `json:"revision"`
+	Confirmed int           `json:"confirmed"`
+	Total     int           `json:"total"`
+	Waited    time.Duration `json:"-"`
+	WaitedMs  float64       `json:"waitedMs"`
+	Pending   []string      `json:"pending,omitempty"` // nodes that had not applied it
+	// NotNeeded marks a write no gateway reads (outside StatePrefix, such as admin tokens): nothing was waited
+	// for, and Confirmed and Total are 0.
+	NotNeeded bool `json:"notNeeded,omitempty"`
+}
+
+// Complete reports whether every live node confirmed (trivially for a write no gateway reads).
+func (c Confirmation) Complete() bool { return c.NotNeeded || c.Confirmed == c.Total }
+
+// WaitApplied returns when every live gateway node has applied revision rev (nil error), or when ctx ends
+// (ctx's error, with how many had). Nodes that leave the registry while it waits stop counting.
+func (f *Fanout) WaitApplied(ctx context.Context, rev int64) (Confirmation, error) {
+	start := time.Now()
+	for {
+		f.mu.Lock()
+		c, current, changed, wctx := f.count(rev), f.synced && f.rev >= rev, f.changed, f.wctx
+		f.mu.Unlock()
+		c.Waited = time.Since(start)
+		c.WaitedMs = float64(c.Waited.Microseconds()) / 1000
+		if current && c.Complete() {
+			return c, nil
+		}
+		if !current {
+			f.requestProgress(wctx)
+		}
+		select {
+		case <-ctx.Done():
+			return c, ctx.Err()
+		case <-changed:
+		case <-time.After(50 * time.Millisecond): // a lost progress answer must not stall the wait
+		}
+	}
+}
+
+// Nodes returns the live nodes sorted by ID.
+func (f *Fanout) Nodes() []Node {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]Node, 0, len(f.nodes))
+	for _, n := range f.nodes {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (f *Fanout) count(rev int64) Confirmation {
+	c := Confirmation{Revision: rev, Total: len(f.nodes)}
+	for _, n := range f.nodes {
+		if n.AppliedRevision >= rev {
+			c.Confirmed++
+		} else {
+			c.Pending = append(c.Pending, n.ID)
+		}
+	}
+	sort.Strings(c.Pending)
+	return c
+}
+
+// untilDone runs f again and again, pausing after each failure, until ctx ends.
+func untilDone(ctx context.Context, log *slog.Logger, msg string, pause time.Duration, f func(context.Context) error) {
+	for ctx.Err() == nil {
+		err := f(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn(msg, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(pause):
+		}
+	}
+}
