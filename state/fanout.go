@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -19,12 +20,17 @@ import (
 // A wait for revision W also waits until the Fanout's view of the registry is itself at W or later, so every
 // node that had registered before the write is counted: a node that was ready (registered) when the write was
 // made cannot be missed because its registration was still on its way to this Fanout.
+//
+// The registry is the denominator: every live record counts. A node's applied revision is the higher of its
+// record's and of what the node reported directly to this admin node (a ReportServer feeding this Fanout),
+// on a stream authenticated for the record's current session; both are the node's own word.
 type Fanout struct {
 	cli *clientv3.Client
 	log *slog.Logger
 
 	mu      sync.Mutex
 	nodes   map[string]Node
+	reports map[string]directReport // by node key: what the node's current session reported on a stream
 	synced  bool
 	rev     int64           // the registry as known here is complete up to this revision
 	wctx    context.Context // the current watch's context, for progress requests on its stream
@@ -33,12 +39,24 @@ type Fanout struct {
 	lastProgress atomic.Int64 // unix nanos of the last progress request, to send at most one per millisecond
 }
 
+// directReport is the latest report of one node session, received on a stream.
+type directReport struct {
+	hash        string // the session's ReportKeyHash: the report counts only while the record holds it
+	applied     int64
+	stalenessMs int64
+	at          time.Time
+}
+
+// errSessionOver ends a report stream whose session's record is gone or replaced.
+var errSessionOver = errors.New("the node's registry record is gone or belongs to another session")
+
 // NewFanout returns a Fanout; Run starts following the registry.
 func NewFanout(cli *clientv3.Client, log *slog.Logger) *Fanout {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Fanout{cli: cli, log: log.With("component", "fanout"), nodes: map[string]Node{}, changed: make(chan struct{})}
+	return &Fanout{cli: cli, log: log.With("component", "fanout"), nodes: map[string]Node{},
+		reports: map[string]directReport{}, changed: make(chan struct{})}
 }
 
 // Run follows the registry until ctx ends.
@@ -61,7 +79,15 @@ func (f *Fanout) follow(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	f.update(func() { f.nodes, f.synced, f.wctx = nodes, true, wctx; f.rev = max(f.rev, resp.Header.Revision) })
+	f.update(func() {
+		f.nodes, f.synced, f.wctx = nodes, true, wctx
+		f.rev = max(f.rev, resp.Header.Revision)
+		for key, r := range f.reports {
+			if n, ok := nodes[key]; !ok || n.ReportKeyHash != r.hash {
+				delete(f.reports, key)
+			}
+		}
+	})
 	wch := f.cli.Watch(wctx, NodesPrefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1), clientv3.WithProgressNotify())
 	for wr := range wch {
 		if err := wr.Err(); err != nil {
@@ -77,6 +103,7 @@ func (f *Fanout) follow(ctx context.Context) error {
 				key := string(ev.Kv.Key)
 				if ev.Type == clientv3.EventTypeDelete {
 					delete(f.nodes, key)
+					delete(f.reports, key)
 					continue
 				}
 				var n Node
@@ -153,12 +180,17 @@ func (f *Fanout) WaitApplied(ctx context.Context, rev int64) (Confirmation, erro
 	}
 }
 
-// Nodes returns the live nodes sorted by ID.
+// Nodes returns the live nodes sorted by ID, each with the latest of what its record and its direct reports
+// to this admin node say (applied revision, time and staleness of the report).
 func (f *Fanout) Nodes() []Node {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := make([]Node, 0, len(f.nodes))
-	for _, n := range f.nodes {
+	for key, n := range f.nodes {
+		if r, ok := f.direct(key, n); ok && r.applied >= n.AppliedRevision {
+			n.AppliedRevision, n.StalenessMs = r.applied, r.stalenessMs
+			n.SyncedAt = r.at.UTC()
+		}
 		out = append(out, n)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -167,8 +199,12 @@ func (f *Fanout) Nodes() []Node {
 
 func (f *Fanout) count(rev int64) Confirmation {
 	c := Confirmation{Revision: rev, Total: len(f.nodes)}
-	for _, n := range f.nodes {
-		if n.AppliedRevision >= rev {
+	for key, n := range f.nodes {
+		applied := n.AppliedRevision
+		if r, ok := f.direct(key, n); ok {
+			applied = max(applied, r.applied)
+		}
+		if applied >= rev {
 			c.Confirmed++
 		} else {
 			c.Pending = append(c.Pending, n.ID)
@@ -191,4 +227,62 @@ func untilDone(ctx context.Context, log *slog.Logger, msg string, pause time.Dur
 		case <-time.After(pause):
 		}
 	}
+}
+
+// direct returns the direct report of node n (at key) if its current session made one. Called with mu held.
+func (f *Fanout) direct(key string, n Node) (directReport, bool) {
+	r, ok := f.reports[key]
+	return r, ok && n.ReportKeyHash != "" && r.hash == n.ReportKeyHash
+}
+
+// verify checks a report stream's hello: once this Fanout's view of the registry holds the revision that
+// created the node's record, the record must be there, of the same instance, with the SHA-256 of the hello's
+// secret. It returns the node's key and the session's hash, for accept.
+func (f *Fanout) verify(ctx context.Context, hello reportMsg) (key, hash string, err error) {
+	if ValidateID("node", hello.Node) != nil || hello.Registered <= 0 || hello.Secret == "" {
+		return "", "", errors.New("malformed hello")
+	}
+	key, hash = NodeKey(hello.Node), reportKeyHash(hello.Secret)
+	for {
+		f.mu.Lock()
+		current, changed, wctx := f.synced && f.rev >= hello.Registered, f.changed, f.wctx
+		n, ok := f.nodes[key]
+		f.mu.Unlock()
+		if current {
+			if !ok || n.Instance != hello.Instance || n.ReportKeyHash == "" ||
+				subtle.ConstantTimeCompare([]byte(n.ReportKeyHash), []byte(hash)) != 1 {
+				return "", "", errors.New("no registry record of this node session has that secret")
+			}
+			return key, hash, nil
+		}
+		f.requestProgress(wctx)
+		select {
+		case <-ctx.Done():
+			return "", "", ctx.Err()
+		case <-changed:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// accept takes a node session's report of its applied revision and wakes the waiters it may complete. It
+// fails once the session's record is gone or replaced: the stream is then of no use.
+func (f *Fanout) accept(key, hash string, applied, stalenessMs int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n, ok := f.nodes[key]; !ok || n.ReportKeyHash != hash {
+		return errSessionOver
+	}
+	r := f.reports[key]
+	if r.hash != hash {
+		r = directReport{hash: hash}
+	}
+	advanced := applied > r.applied
+	r.applied, r.stalenessMs, r.at = max(r.applied, applied), stalenessMs, time.Now()
+	f.reports[key] = r
+	if advanced { // a heartbeat completes no wait: only an advance wakes the waiters
+		close(f.changed)
+		f.changed = make(chan struct{})
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -26,16 +27,34 @@ type NodeReporterConfig struct {
 	// TTL of the node's lease [10s, at least 5s]: a node that stops without revoking disappears after it, and a
 	// node that cannot renew it stops deciding a margin before it expires (see Fenced).
 	TTL time.Duration
-	// Heartbeat rewrites the record this often even without changes, so its staleness stays current [10s].
+	// Heartbeat rewrites the record (or, while every admin node takes this node's direct reports, sends a
+	// report) this often even without changes, so its staleness stays current [10s].
 	Heartbeat time.Duration
+
+	// ReportTLS is the client TLS of the direct report streams to admin nodes; nil dials them in plaintext.
+	ReportTLS *tls.Config
+	// ReportAckTimeout is how long an admin node may take to acknowledge a report before its stream counts as
+	// down, and this node writes its record again [1s].
+	ReportAckTimeout time.Duration
+	// RecordOnly turns direct reports off: every report is a write of the record (for comparison, and for a
+	// gateway that cannot reach the admin nodes).
+	RecordOnly bool
 }
 
 // ErrNodeIDInUse is returned by Run when another running instance holds this node ID's record past one lease
 // TTL: two gateways sharing an ID would share one record, and a write could be confirmed for both by either.
 var ErrNodeIDInUse = errors.New("node ID in use by another running instance")
 
-// NodeReporter keeps this gateway node's record under NodesPrefix, on a lease, with the replica's applied
-// revision. Writes are coalesced: at most one is in flight, and the next one carries the latest revision.
+// NodeReporter keeps this gateway node's record under NodesPrefix, on a lease, and tells admin nodes the
+// replica's applied revision. It reports directly, on one stream to each admin node in the registry under
+// AdminsPrefix (see ReportServer), authenticated by a random secret of the session whose SHA-256 the record
+// holds; while every registered admin node acknowledges these reports, the record is written only at
+// registration. Otherwise (no admin node registered, one unreachable, slow to acknowledge, or RecordOnly) the
+// record carries the applied revision, rewritten after each snapshot change and every heartbeat, so a writer
+// waiting on any admin node always has the node's word. Record writes are coalesced: at most one is in
+// flight, and the next one carries the latest revision. A revision that moves without a change of the state
+// (a write elsewhere in etcd, a node record among them) causes no record write, so records never make
+// records.
 //
 // The record is this instance's alone: it carries a random instance ID, it is created only if absent, and it is
 // rewritten only while it is still the one this instance created, so a second process with the same node ID
@@ -52,6 +71,8 @@ type NodeReporter struct {
 	instance       string
 	registered     chan struct{}
 	registeredOnce sync.Once
+
+	counters reporterCounters
 
 	epoch time.Time
 	// fence is the monotonic time (nanoseconds since epoch) until which the node may decide; 0 = fenced.
@@ -75,6 +96,9 @@ func NewNodeReporter(cfg NodeReporterConfig) (*NodeReporter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.ReportAckTimeout <= 0 {
+		cfg.ReportAckTimeout = time.Second
+	}
 	var id [8]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, err
@@ -91,6 +115,20 @@ func (n *NodeReporter) Registered() <-chan struct{} { return n.registered }
 
 // Instance is this reporter's random instance ID, as written in its record.
 func (n *NodeReporter) Instance() string { return n.instance }
+
+// ReporterStats are counters for metrics.
+type ReporterStats struct {
+	RecordWrites int64 // rewrites of the record after registration (fallback and heartbeats without streams)
+	Reports      int64 // direct reports acknowledged by an admin node
+	Fallbacks    int64 // times the node went from direct reports to record writes
+	Streams      int64 // report streams up now
+}
+
+// Stats returns the counters.
+func (n *NodeReporter) Stats() ReporterStats {
+	c := &n.counters
+	return ReporterStats{RecordWrites: c.recordWrites.Load(), Reports: c.reports.Load(), Fallbacks: c.fallbacks.Load(), Streams: c.linksUp.Load()}
+}
 
 // Fenced reports whether the node must refuse to decide: it is true until the node is registered and its
 // replica holds every write made before the registration, and again from FenceBound after the last moment the
@@ -152,8 +190,20 @@ func (n *NodeReporter) session(ctx context.Context) error {
 	// The lease lives at least until asked + its TTL: etcd granted it after we asked.
 	proof := asked + int64(FenceBound(time.Duration(lease.TTL)*time.Second))
 
+	var secret string
+	if !n.cfg.RecordOnly {
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return err
+		}
+		secret = hex.EncodeToString(b[:])
+	}
+	rec := Node{ID: n.cfg.NodeID, Instance: n.instance, Version: n.cfg.Version}
+	if secret != "" {
+		rec.ReportKeyHash = reportKeyHash(secret)
+	}
 	rev := n.cfg.Replica.AppliedRevision()
-	b, err := n.record(rev)
+	b, err := n.record(rec, rev)
 	if err != nil {
 		return err
 	}
@@ -176,21 +226,49 @@ func (n *NodeReporter) session(ctx context.Context) error {
 	defer func() { cancel(); <-caughtUp }()
 	gate, open := caughtUp, false
 
+	var lk *links
+	if secret != "" {
+		hello := reportMsg{Node: n.cfg.NodeID, Instance: n.instance, Registered: created, Secret: secret}
+		lk = newLinks(cli, n.cfg.Replica, n.log, n.cfg.ReportTLS, hello, n.cfg.ReportAckTimeout, n.cfg.Heartbeat, &n.counters)
+		linked := make(chan struct{})
+		go func() { defer close(linked); lk.run(sctx) }()
+		defer func() { cancel(); <-linked }()
+	}
+
 	bound := FenceBound(time.Duration(lease.TTL) * time.Second)
 	keepalive := time.NewTicker(bound / 3)
 	defer keepalive.Stop()
 	heartbeat := time.NewTicker(n.cfg.Heartbeat)
 	defer heartbeat.Stop()
+	// direct: every registered admin node takes this session's reports; due: the record is to be brought up to
+	// the applied revision (a snapshot change or a fall back from direct reports), force: even if it holds it.
+	direct, due, force := false, false, false
 	for {
 		if open {
 			n.fence.Store(proof)
 		}
 		changed := n.cfg.Replica.Changed()
-		if rev := n.cfg.Replica.AppliedRevision(); rev != written {
-			if err := n.write(ctx, lease.ID, created, rev); err != nil {
-				return err
+		var linksChanged <-chan struct{}
+		if lk != nil {
+			linksChanged = lk.Changed()
+			if up := lk.allUp(); up != direct {
+				if direct = up; !up {
+					n.counters.fallbacks.Add(1)
+					due = true
+				}
 			}
-			written = rev
+		}
+		if direct {
+			due, force = false, false
+		}
+		if due {
+			if rev := n.cfg.Replica.AppliedRevision(); rev != written || force {
+				if err := n.write(ctx, lease.ID, created, rec, rev); err != nil {
+					return err
+				}
+				written = rev
+			}
+			due, force = false, false
 			continue // the replica may have moved on while we wrote
 		}
 		select {
@@ -222,8 +300,10 @@ func (n *NodeReporter) session(ctx context.Context) error {
 				proof = max(proof, asked+int64(FenceBound(time.Duration(ka.TTL)*time.Second)))
 			}
 		case <-changed:
+			due = true
+		case <-linksChanged:
 		case <-heartbeat.C:
-			written = -1
+			due, force = true, true
 		}
 	}
 }
@@ -277,17 +357,16 @@ func (n *NodeReporter) awaitFree(ctx context.Context) error {
 	}
 }
 
-func (n *NodeReporter) record(rev int64) (string, error) {
-	b, err := json.Marshal(Node{
-		ID: n.cfg.NodeID, Instance: n.instance, AppliedRevision: rev, SyncedAt: time.Now().UTC(),
-		StalenessMs: n.cfg.Replica.Staleness().Milliseconds(), Version: n.cfg.Version,
-	})
+// record returns rec with the applied revision rev, as of now.
+func (n *NodeReporter) record(rec Node, rev int64) (string, error) {
+	rec.AppliedRevision, rec.SyncedAt, rec.StalenessMs = rev, time.Now().UTC(), n.cfg.Replica.Staleness().Milliseconds()
+	b, err := json.Marshal(rec)
 	return string(b), err
 }
 
 // write rewrites the record, only while it is still the one this session created.
-func (n *NodeReporter) write(ctx context.Context, lease clientv3.LeaseID, created, rev int64) error {
-	b, err := n.record(rev)
+func (n *NodeReporter) write(ctx context.Context, lease clientv3.LeaseID, created int64, rec Node, rev int64) error {
+	b, err := n.record(rec, rev)
 	if err != nil {
 		return err
 	}
@@ -300,5 +379,6 @@ func (n *NodeReporter) write(ctx context.Context, lease clientv3.LeaseID, create
 	if !resp.Succeeded {
 		return errors.New("node record lost (expired, or taken by another instance)")
 	}
+	n.counters.recordWrites.Add(1)
 	return nil
 }
