@@ -63,6 +63,10 @@ type Config struct {
 	AuthzAddr     string // ext_authz gRPC listener ["127.0.0.1:9191"]; port 0 picks one
 	HTTPCheckAddr string // HTTP check listener ["127.0.0.1:9192"]
 	AdminAddr     string // admin API, health and metrics ["127.0.0.1:8080"]
+	// ReportAddr is where admin nodes take gateways' direct reports [AdminAddr's host, any free port: gateways
+	// find it in etcd]; ReportAdvertise the address gateways dial for it [the bound address, an unspecified
+	// host replaced by this host's first global unicast address].
+	ReportAddr, ReportAdvertise string
 
 	// TLS for the three listeners: both files set turns TLS on. ClientCA additionally requires client
 	// certificates signed by it (mTLS).
@@ -215,6 +219,7 @@ type Daemon struct {
 	AuthzAddr     string // empty when the role has no gateway
 	HTTPCheckAddr string
 	AdminAddr     string
+	ReportAddr    string // empty when the role has no admin
 	EtcdEndpoints []string
 
 	cfg      Config
@@ -298,6 +303,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if cfg.admin() {
 		fanout := state.NewFanout(d.cli, d.log)
 		d.run(bgctx, "fanout", fanout.Run)
+		if err := d.startReportServer(bgctx, fanout, reg); err != nil {
+			return nil, err
+		}
 		api, err := admin.New(admin.Config{Store: store, Fanout: fanout, Logger: d.log, Registry: reg, ConfirmTimeout: cfg.ConfirmTimeout,
 			WriteTimeout: cfg.WriteTimeout})
 		if err != nil {
@@ -418,12 +426,18 @@ func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) err
 	})
 	registerReplicaMetrics(reg, d.replica)
 	d.run(ctx, "replica", d.replica.Run)
+	reportTLS, err := d.reportTLS()
+	if err != nil {
+		return err
+	}
 	reporter, err := state.NewNodeReporter(state.NodeReporterConfig{
 		Client: d.cli, Replica: d.replica, NodeID: cfg.NodeID, Version: Version, Logger: d.log, TTL: cfg.NodeTTL,
+		ReportTLS: reportTLS,
 	})
 	if err != nil {
 		return err
 	}
+	registerReporterMetrics(reg, reporter)
 	d.run(ctx, "node reporter", reporter.Run) // ErrNodeIDInUse stops the daemon
 	d.reporter = reporter
 

@@ -34,7 +34,7 @@ type NodeReporterConfig struct {
 	// ReportTLS is the client TLS of the direct report streams to admin nodes; nil dials them in plaintext.
 	ReportTLS *tls.Config
 	// ReportAckTimeout is how long an admin node may take to acknowledge a report before its stream counts as
-	// down, and this node writes its record again [1s].
+	// down, and this node writes its record again [2s].
 	ReportAckTimeout time.Duration
 	// RecordOnly turns direct reports off: every report is a write of the record (for comparison, and for a
 	// gateway that cannot reach the admin nodes).
@@ -97,7 +97,7 @@ func NewNodeReporter(cfg NodeReporterConfig) (*NodeReporter, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.ReportAckTimeout <= 0 {
-		cfg.ReportAckTimeout = time.Second
+		cfg.ReportAckTimeout = 2 * time.Second
 	}
 	var id [8]byte
 	if _, err := rand.Read(id[:]); err != nil {
@@ -262,14 +262,16 @@ func (n *NodeReporter) session(ctx context.Context) error {
 			due, force = false, false
 		}
 		if due {
+			snap := n.cfg.Replica.Snapshot() // before the revision: the revision covers at least this snapshot
 			if rev := n.cfg.Replica.AppliedRevision(); rev != written || force {
 				if err := n.write(ctx, lease.ID, created, rec, rev); err != nil {
 					return err
 				}
 				written = rev
 			}
-			due, force = false, false
-			continue // the replica may have moved on while we wrote
+			// A snapshot published while we wrote closed a Changed channel this loop no longer holds.
+			due, force = n.cfg.Replica.Snapshot() != snap, false
+			continue
 		}
 		select {
 		case <-ctx.Done():
