@@ -126,7 +126,7 @@ func benchmarkFleet(b *testing.B, n int, direct bool) {
 	ctx := context.Background()
 	time.Sleep(2 * time.Second) // registration's own writes settle
 
-	const idle = 6 * time.Second // two keep-alive periods of the default 10 s lease
+	const idle = 12 * time.Second // more than one heartbeat (10 s) and a few keep-alive periods
 	p0, r0 := f.puts.Load(), f.revision(b)
 	time.Sleep(idle)
 	p1, r1 := f.puts.Load(), f.revision(b)

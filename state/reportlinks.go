@@ -54,6 +54,12 @@ type reporterCounters struct {
 	linksUp      atomic.Int64
 }
 
+// minRedial and maxRedial bound the pause before a report stream is opened again.
+const (
+	minRedial = 500 * time.Millisecond
+	maxRedial = 10 * time.Second
+)
+
 // lazyReport is how often a stream carries an applied revision that moved without a snapshot change (a
 // write outside the state, learned through progress notifications): such revisions are rarely waited for.
 const lazyReport = time.Second
@@ -180,8 +186,25 @@ func (l *links) add(ctx context.Context, key, addr string) {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		untilDone(lctx, l.log.With("admin", addr), "report stream to admin node broken, reconnecting", 500*time.Millisecond,
-			func(ctx context.Context) error { return l.stream(ctx, a) })
+		log := l.log.With("admin", addr)
+		// A stream that was up reconnects after a short pause; an admin node that stays unreachable (a firewall,
+		// a wrong advertised address) is retried ever less often, up to every maxRedial.
+		pause := minRedial
+		for lctx.Err() == nil {
+			wasUp, err := l.stream(lctx, a)
+			if lctx.Err() != nil {
+				return
+			}
+			if wasUp {
+				pause = minRedial
+			}
+			log.Warn("report stream to admin node broken; reporting through the node record meanwhile", "err", err, "retry_in", pause)
+			select {
+			case <-lctx.Done():
+			case <-time.After(pause):
+			}
+			pause = min(2*pause, maxRedial)
+		}
 	}()
 }
 
@@ -201,19 +224,20 @@ func (l *links) setUp(a *adminLink, up bool) {
 }
 
 // stream runs one report stream to a until it breaks or ctx ends: the hello, then the applied revision at
-// every snapshot change, at most every lazyReport when it moved otherwise, and every heartbeat.
-func (l *links) stream(ctx context.Context, a *adminLink) error {
+// every snapshot change, at most every lazyReport when it moved otherwise, and every heartbeat. It says
+// whether the stream was up (its hello verified).
+func (l *links) stream(ctx context.Context, a *adminLink) (wasUp bool, err error) {
 	cc, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(l.creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: l.ackTimeout + time.Second}))
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer cc.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st, err := openReportStream(sctx, cc)
 	if err != nil {
-		return err
+		return false, err
 	}
 	// One receiver: each ack takes a token in acks (at most one message is in flight), the end of the stream
 	// its error in ended.
@@ -255,10 +279,10 @@ func (l *links) stream(ctx context.Context, a *adminLink) error {
 	}
 	hello := l.hello
 	if err := st.SendMsg(&hello); err != nil {
-		return fmt.Errorf("send hello: %w", err)
+		return false, fmt.Errorf("send hello: %w", err)
 	}
 	if err := wait(0, helloTimeout+l.ackTimeout); err != nil {
-		return fmt.Errorf("hello: %w", err)
+		return false, fmt.Errorf("hello: %w", err)
 	}
 	l.setUp(a, true)
 	defer l.setUp(a, false)
@@ -273,24 +297,22 @@ func (l *links) stream(ctx context.Context, a *adminLink) error {
 		if rev := l.replica.AppliedRevision(); rev != sent {
 			m := reportMsg{Applied: rev, StalenessMs: l.replica.Staleness().Milliseconds()}
 			if err := st.SendMsg(&m); err != nil {
-				return fmt.Errorf("send report: %w", err)
+				return true, fmt.Errorf("send report: %w", err)
 			}
 			if err := wait(rev, l.ackTimeout); err != nil {
-				return fmt.Errorf("report of revision %d: %w", rev, err)
+				return true, fmt.Errorf("report of revision %d: %w", rev, err)
 			}
 			l.stats.reports.Add(1)
 			sent = rev
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return true, ctx.Err()
 		case <-changed:
 			continue
 		case <-heartbeat.C:
-			sent = -1
+			sent = -1 // the same revision again: the admin node refreshes the node's report time
 		case <-lazy.C:
-			continue
 		}
-		// A heartbeat is the same revision again: the admin refreshes the node's report time.
 	}
 }
