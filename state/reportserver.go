@@ -166,7 +166,11 @@ func (s *ReportServer) report(ss grpc.ServerStream) error {
 	cancel()
 	if err != nil {
 		s.rejected.Add(1)
-		s.log.Warn("report stream refused", "node", hello.Node, "err", err) // never the secret
+		node := hello.Node
+		if len(node) > MaxIDLen {
+			node = node[:MaxIDLen]
+		}
+		s.log.Warn("report stream refused", "node", node, "err", err) // never the secret
 		return status.Error(codes.Unauthenticated, "report stream refused: "+err.Error())
 	}
 	s.streams.Add(1)
