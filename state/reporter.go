@@ -262,15 +262,17 @@ func (n *NodeReporter) session(ctx context.Context) error {
 			due, force = false, false
 		}
 		if due {
-			snap := n.cfg.Replica.Snapshot() // before the revision: the revision covers at least this snapshot
-			if rev := n.cfg.Replica.AppliedRevision(); rev != written || force {
+			// A published snapshot holds everything up to its revision even before the applied revision has
+			// been moved to it.
+			if rev := max(n.cfg.Replica.AppliedRevision(), n.stateRevision()); rev != written || force {
 				if err := n.write(ctx, lease.ID, created, rec, rev); err != nil {
 					return err
 				}
 				written = rev
 			}
-			// A snapshot published while we wrote closed a Changed channel this loop no longer holds.
-			due, force = n.cfg.Replica.Snapshot() != snap, false
+			// A snapshot published while we wrote closed a Changed channel this loop no longer holds. Its
+			// revision is that of a state change: other writes to etcd (node records) never move it.
+			due, force = n.stateRevision() > written, false
 			continue
 		}
 		select {
@@ -308,6 +310,14 @@ func (n *NodeReporter) session(ctx context.Context) error {
 			due, force = true, true
 		}
 	}
+}
+
+// stateRevision is the revision of the replica's newest state change (0 before its first list).
+func (n *NodeReporter) stateRevision() int64 {
+	if s := n.cfg.Replica.Snapshot(); s != nil {
+		return s.Revision()
+	}
+	return 0
 }
 
 // awaitFree returns once no record holds the node ID, or the one there is this instance's (left by a session
