@@ -243,11 +243,13 @@ func (n *NodeReporter) session(ctx context.Context) error {
 	// direct: every registered admin node takes this session's reports; due: the record is to be brought up to
 	// the applied revision (a snapshot change or a fall back from direct reports), force: even if it holds it.
 	direct, due, force := false, false, false
+	// Held across iterations and taken anew only once it fired: a snapshot published while this loop does
+	// something else (a keep-alive's round trip, a write) then still wakes it.
+	changed := n.cfg.Replica.Changed()
 	for {
 		if open {
 			n.fence.Store(proof)
 		}
-		changed := n.cfg.Replica.Changed()
 		var linksChanged <-chan struct{}
 		if lk != nil {
 			linksChanged = lk.Changed()
@@ -270,9 +272,7 @@ func (n *NodeReporter) session(ctx context.Context) error {
 				}
 				written = rev
 			}
-			// A snapshot published while we wrote closed a Changed channel this loop no longer holds. Its
-			// revision is that of a state change: other writes to etcd (node records) never move it.
-			due, force = n.stateRevision() > written, false
+			due, force = false, false
 			continue
 		}
 		select {
@@ -304,6 +304,7 @@ func (n *NodeReporter) session(ctx context.Context) error {
 				proof = max(proof, asked+int64(FenceBound(time.Duration(ka.TTL)*time.Second)))
 			}
 		case <-changed:
+			changed = n.cfg.Replica.Changed() // before the revision is read
 			due = true
 		case <-linksChanged:
 		case <-heartbeat.C:
