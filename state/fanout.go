@@ -139,6 +139,9 @@ func (f *Fanout) requestProgress(wctx context.Context) {
 	}()
 }
 
+// progressRetry is how soon a wait asks again whether the registry view is current.
+const progressRetry = 2 * time.Millisecond
+
 // Confirmation says how many live gateway nodes had applied a revision when a wait ended.
 type Confirmation struct {
 	Revision  int64         `json:"revision"`
@@ -168,14 +171,19 @@ func (f *Fanout) WaitApplied(ctx context.Context, rev int64) (Confirmation, erro
 		if current && c.Complete() {
 			return c, nil
 		}
+		// A lost progress answer must not stall the wait. While the view is behind, ask again soon: the request
+		// may have been dropped by the rate limit, or answered with a revision from before the write (with
+		// gateways reporting on streams, nothing else moves the registry's revision).
+		poll := 50 * time.Millisecond
 		if !current {
 			f.requestProgress(wctx)
+			poll = progressRetry
 		}
 		select {
 		case <-ctx.Done():
 			return c, ctx.Err()
 		case <-changed:
-		case <-time.After(50 * time.Millisecond): // a lost progress answer must not stall the wait
+		case <-time.After(poll):
 		}
 	}
 }

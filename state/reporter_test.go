@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -172,4 +173,44 @@ func BenchmarkNodeFenced(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestRecordReportsKeepUpWithEveryChange: gateways that report through their records (no admin node takes
+// streams) confirm every one of a run of changes well before their heartbeat, even when a change lands while
+// a reporter is busy with its lease's keep-alive (a lost wakeup there held the record until the heartbeat).
+func TestRecordReportsKeepUpWithEveryChange(t *testing.T) {
+	t.Parallel()
+	const nodes, changes = 12, 400
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints())
+	f := startFanout(t, cli)
+	for i := range nodes {
+		ncli := etcdtest.Client(t, srv.Endpoints())
+		r := startReplica(t, ncli, state.ReplicaConfig{})
+		// 5 s lease: a keep-alive every 1.3 s; an hour's heartbeat never rescues a missed change.
+		rep, err := state.NewNodeReporter(state.NodeReporterConfig{Client: ncli, Replica: r, NodeID: fmt.Sprintf("rec-%d", i),
+			Logger: quietLogger(), TTL: 5 * time.Second, Heartbeat: time.Hour, RecordOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = rep.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	eventually(t, "every node registered", func() bool { return len(f.Nodes()) == nodes })
+	store := state.NewStore(cli)
+	for i := range changes {
+		ctx := context.Background()
+		res, err := store.DeactivateOrg(ctx, fmt.Sprintf("o-%d", i), state.OpsAll, false, who)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		c, err := f.WaitApplied(wctx, res.Revision)
+		cancel()
+		if err != nil {
+			t.Fatalf("change %d: %d/%d confirmed, pending %v: %v", i, c.Confirmed, c.Total, c.Pending, err)
+		}
+	}
 }
