@@ -163,12 +163,14 @@ func (c Confirmation) Complete() bool { return c.NotNeeded || c.Confirmed == c.T
 func (f *Fanout) WaitApplied(ctx context.Context, rev int64) (Confirmation, error) {
 	start := time.Now()
 	for {
+		// Pending is listed only for the answer: with gateways on streams every report wakes every waiter, and
+		// a count is then one pass over the registry without allocating.
 		f.mu.Lock()
-		c, current, changed, wctx := f.count(rev), f.synced && f.rev >= rev, f.changed, f.wctx
+		c, current, changed, wctx := f.count(rev, false), f.synced && f.rev >= rev, f.changed, f.wctx
 		f.mu.Unlock()
-		c.Waited = time.Since(start)
-		c.WaitedMs = float64(c.Waited.Microseconds()) / 1000
 		if current && c.Complete() {
+			c.Waited = time.Since(start)
+			c.WaitedMs = float64(c.Waited.Microseconds()) / 1000
 			return c, nil
 		}
 		// A lost progress answer must not stall the wait. While the view is behind, ask again soon: the request
@@ -181,6 +183,11 @@ func (f *Fanout) WaitApplied(ctx context.Context, rev int64) (Confirmation, erro
 		}
 		select {
 		case <-ctx.Done():
+			f.mu.Lock()
+			c = f.count(rev, true)
+			f.mu.Unlock()
+			c.Waited = time.Since(start)
+			c.WaitedMs = float64(c.Waited.Microseconds()) / 1000
 			return c, ctx.Err()
 		case <-changed:
 		case <-time.After(poll):
@@ -205,7 +212,8 @@ func (f *Fanout) Nodes() []Node {
 	return out
 }
 
-func (f *Fanout) count(rev int64) Confirmation {
+// count counts the nodes that applied rev, and lists the others if pending. Called with mu held.
+func (f *Fanout) count(rev int64, pending bool) Confirmation {
 	c := Confirmation{Revision: rev, Total: len(f.nodes)}
 	for key, n := range f.nodes {
 		applied := n.AppliedRevision
@@ -214,7 +222,7 @@ func (f *Fanout) count(rev int64) Confirmation {
 		}
 		if applied >= rev {
 			c.Confirmed++
-		} else {
+		} else if pending {
 			c.Pending = append(c.Pending, n.ID)
 		}
 	}
