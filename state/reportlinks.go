@@ -160,8 +160,9 @@ func (l *links) follow(ctx context.Context) error {
 				if old, ok := l.admins[key]; ok && old.addr == a.ReportAddr {
 					continue
 				}
-				if old, ok := l.admins[key]; ok {
+				if old, ok := l.admins[key]; ok { // a new address
 					old.cancel()
+					delete(l.admins, key)
 				}
 				l.add(ctx, key, a.ReportAddr)
 			} else if old, ok := l.admins[key]; ok {
