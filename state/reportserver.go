@@ -56,6 +56,9 @@ type ReportServerStats struct {
 	Rejected int64 // streams refused: malformed hello, unknown session or wrong secret
 }
 
+// drainStreams bounds how long a stopping report server waits for gateways to close their streams.
+const drainStreams = time.Second
+
 // helloTimeout bounds how long a stream's hello is waited for and verified.
 const helloTimeout = 5 * time.Second
 
@@ -86,7 +89,8 @@ func (s *ReportServer) Stats() ReportServerStats {
 }
 
 // Serve serves report streams on lis and keeps this admin node registered until ctx ends; then it leaves the
-// registry first (gateways stop counting on it) and closes the streams. It closes lis.
+// registry first (gateways stop counting on it), gives the gateways up to a second to close their streams,
+// and closes the rest. It closes lis.
 func (s *ReportServer) Serve(ctx context.Context, lis net.Listener) error {
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodec(jsonCodec{}),
@@ -121,6 +125,11 @@ func (s *ReportServer) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	cancel()
 	<-registered // the entry is revoked: gateways no longer wait on this node
+	// Gateways close their streams once they see the entry gone; a stream this side broke first would make them
+	// fall back to record writes for nothing. Bounded: a gateway that does not see it is cut at the deadline.
+	for deadline := time.Now().Add(drainStreams); s.streams.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	srv.Stop()
 	return err
 }

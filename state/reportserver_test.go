@@ -382,3 +382,41 @@ func TestForgedReportRejected(t *testing.T) {
 		t.Fatalf("a forged claim counted: %+v, %v", c, err)
 	}
 }
+
+// TestEveryAdminNodeConfirmsFromStreams (issue 17): with two admin nodes, each gateway streams to both, so a
+// write confirmed on either admin node costs no record write; when one admin node stops (leaving the
+// registry), the gateways keep streaming to the other without falling back.
+func TestEveryAdminNodeConfirmsFromStreams(t *testing.T) {
+	t.Parallel()
+	const nodes = 3
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints())
+	f1, f2 := startFanout(t, cli), startFanout(t, etcdtest.Client(t, srv.Endpoints()))
+	_, _, stop1 := startReportServer(t, cli, f1, nil, "")
+	startReportServer(t, cli, f2, nil, "")
+	reps := startReporters(t, srv.Endpoints(), nodes, 10*time.Second)
+	eventually(t, "every node streaming to both admin nodes", streaming(reps, 2))
+	eventually(t, "both admin nodes see every node", func() bool { return len(f1.Nodes()) == nodes && len(f2.Nodes()) == nodes })
+
+	writes := nodeWrites(t, cli)
+	store := state.NewStore(cli)
+	for i := range 10 {
+		f := f1
+		if i%2 == 1 {
+			f = f2
+		}
+		if c := confirmChange(t, store, f, i); c.Confirmed != nodes || c.Total != nodes {
+			t.Fatalf("change %d confirmed %d/%d", i, c.Confirmed, c.Total)
+		}
+	}
+	stop1()
+	eventually(t, "every node streaming to the remaining admin node", streaming(reps, 1))
+	for i := 10; i < 15; i++ {
+		if c := confirmChange(t, store, f2, i); c.Confirmed != nodes || c.Total != nodes {
+			t.Fatalf("change %d confirmed %d/%d", i, c.Confirmed, c.Total)
+		}
+	}
+	if n := writes.Load(); n != 0 {
+		t.Fatalf("%d node-record writes with every node streaming to every admin node, want 0", n)
+	}
+}
