@@ -58,6 +58,8 @@ type envOpts struct {
 	readTimeout time.Duration
 	// progressInterval is the gateways' replica ProgressInterval [50ms].
 	progressInterval time.Duration
+	// directReports runs a report server for the Fanout, so gateways report on streams instead of records.
+	directReports bool
 }
 
 // errorLog records every log record at error level: client mistakes must never produce one.
@@ -108,6 +110,18 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if o.progressInterval == 0 {
 		o.progressInterval = 50 * time.Millisecond
 	}
+	if o.directReports {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := state.NewReportServer(state.ReportServerConfig{Client: cli, Fanout: e.fanout, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(func(ctx context.Context) error { return rs.Serve(ctx, lis) })
+	}
+	reporters := make([]*state.NodeReporter, 0, o.nodes)
 	for i := range o.nodes {
 		ncli := etcdtest.Client(t, endpoints)
 		r := state.NewReplica(state.ReplicaConfig{Client: ncli, Logger: log, ProgressInterval: o.progressInterval, RetryInterval: 20 * time.Millisecond})
@@ -117,8 +131,19 @@ func newEnv(t testing.TB, o envOpts) *env {
 			t.Fatal(err)
 		}
 		run(nr.Run)
+		reporters = append(reporters, nr)
 	}
 	wait.Eventually(t, "nodes registered", func() bool { return len(e.fanout.Nodes()) == o.nodes })
+	if o.directReports {
+		wait.Eventually(t, "nodes streaming", func() bool {
+			for _, nr := range reporters {
+				if nr.Stats().Streams != 1 {
+					return false
+				}
+			}
+			return true
+		})
+	}
 
 	cfg := admin.Config{Store: e.store, Fanout: e.fanout, Logger: log, Registry: prometheus.NewRegistry(), AuthFailureBurst: 1000}
 	if o.config != nil {

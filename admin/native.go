@@ -671,16 +671,15 @@ func auditOrgs(e state.AuditEntry) []string {
 	return orgs
 }
 
-// nodes shows the fleet (node IDs, versions, revisions): it belongs to no org, so only all-orgs tokens (admin
-// or read-only) may read it.
+// nodes shows the fleet (node IDs, versions, revisions) as this admin node's Fanout sees it: it belongs to no
+// org, so only all-orgs tokens (admin or read-only) may read it.
 func (a *API) nodes(r *http.Request, p *principal) (int, any, error) {
 	if !p.tok.AllOrgs {
 		return 0, nil, newError(kindForbidden, "DEACT-NodesScope", "only a token for all orgs may read the node registry")
 	}
-	nodes, err := a.store.ListNodes(r.Context())
-	if err != nil {
-		return 0, nil, err
-	}
+	// The Fanout's view, not the store's: a node that reports directly to admin nodes writes its record only at
+	// registration, so the record's revision and time would be old.
+	nodes := a.fanout.Nodes()
 	now := time.Now()
 	out := adminapi.NodesResponse{Nodes: make([]adminapi.NodeStatus, 0, len(nodes))}
 	for _, n := range nodes {

@@ -49,6 +49,10 @@ type Config struct {
 	AuthzAddr     string // ext_authz gRPC listener [DefaultAuthzAddr]; port 0 picks one
 	HTTPCheckAddr string // HTTP check listener [DefaultHTTPCheckAddr]
 	AdminAddr     string // admin API, health and metrics [DefaultAdminAddr]
+	// ReportAddr is where admin nodes take gateways' direct reports [AdminAddr's host, any free port: gateways
+	// find it in etcd]; ReportAdvertise the address gateways dial for it [the bound address, an unspecified
+	// host replaced by this host's first global unicast address].
+	ReportAddr, ReportAdvertise string
 
 	// ReadyFile, when set, is where the daemon writes its ready file (launch.Ready: addresses, etcd, pid) once
 	// it is first ready, atomically; it is removed when the daemon stops.

@@ -32,6 +32,7 @@ type Daemon struct {
 	AuthzAddr     string // empty when the role has no gateway
 	HTTPCheckAddr string
 	AdminAddr     string
+	ReportAddr    string // empty when the role has no admin
 	EtcdEndpoints []string
 
 	cfg      Config
@@ -118,6 +119,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if cfg.admin() {
 		fanout := state.NewFanout(d.cli, d.log)
 		d.run(bgctx, "fanout", fanout.Run)
+		if err := d.startReportServer(bgctx, fanout, reg); err != nil {
+			return nil, err
+		}
 		api, err := admin.New(admin.Config{Store: store, Fanout: fanout, Logger: d.log, Registry: reg, ConfirmTimeout: cfg.ConfirmTimeout,
 			WriteTimeout: cfg.WriteTimeout})
 		if err != nil {
@@ -184,6 +188,9 @@ func (d *Daemon) banner(bs bootstrap) {
 		fmt.Fprintf(w, "  check HTTP (/check):    http://%s/check\n", d.HTTPCheckAddr)
 	}
 	fmt.Fprintf(w, "  admin HTTP/gRPC:        http://%s\n", d.AdminAddr)
+	if d.ReportAddr != "" {
+		fmt.Fprintf(w, "  gateway reports (gRPC): %s\n", d.ReportAddr)
+	}
 	if d.embedded != nil {
 		fmt.Fprintf(w, "  etcd (embedded):        %s, data in %s\n", strings.Join(d.EtcdEndpoints, ","), filepath.Join(d.cfg.DataDir, "etcd"))
 	} else {

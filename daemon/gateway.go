@@ -24,12 +24,18 @@ func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) err
 	})
 	registerReplicaMetrics(reg, d.replica)
 	d.run(ctx, "replica", d.replica.Run)
+	reportTLS, err := d.reportTLS()
+	if err != nil {
+		return err
+	}
 	reporter, err := state.NewNodeReporter(state.NodeReporterConfig{
 		Client: d.cli, Replica: d.replica, NodeID: cfg.NodeID, Version: Version, Logger: d.log, TTL: cfg.NodeTTL,
+		ReportTLS: reportTLS,
 	})
 	if err != nil {
 		return err
 	}
+	registerReporterMetrics(reg, reporter)
 	d.run(ctx, "node reporter", reporter.Run) // ErrNodeIDInUse stops the daemon
 	d.reporter = reporter
 

@@ -235,6 +235,9 @@ func (d *Daemon) connectionBudget() error {
 	if d.cfg.gateway() {
 		listeners = 3
 	}
+	if d.cfg.admin() {
+		listeners++ // the report listener
+	}
 	budget := (limit - fdReserve(limit)) / listeners
 	d.maxConns = d.cfg.MaxConns
 	switch {

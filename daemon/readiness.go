@@ -90,7 +90,8 @@ func (d *Daemon) writeReadyFile() error {
 	}
 	r := launch.Ready{
 		Node: d.cfg.NodeID, Role: string(d.cfg.Role), Version: Version, PID: os.Getpid(),
-		AuthzAddr: d.AuthzAddr, CheckAddr: d.HTTPCheckAddr, AdminAddr: d.AdminAddr, TLS: d.cfg.TLSCert != "",
+		AuthzAddr: d.AuthzAddr, CheckAddr: d.HTTPCheckAddr, AdminAddr: d.AdminAddr, ReportAddr: d.ReportAddr,
+		TLS:          d.cfg.TLSCert != "",
 		EtcdEmbedded: d.embedded != nil, EtcdEndpoints: d.EtcdEndpoints,
 		ListeningAt: d.listeningAt, ReadyAt: time.Now(),
 	}

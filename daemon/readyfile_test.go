@@ -60,6 +60,14 @@ func TestReadyFile(t *testing.T) {
 				t.Errorf("ready file addresses %q %q %q, daemon %q %q %q", r.AdminAddr, r.AuthzAddr, r.CheckAddr, d.AdminAddr, d.AuthzAddr, d.HTTPCheckAddr)
 			}
 			bound := []string{r.AdminAddr}
+			if tc.role != daemon.GatewayNode {
+				if r.ReportAddr == "" || r.ReportAddr != d.ReportAddr {
+					t.Errorf("ready file report address %q, daemon %q", r.ReportAddr, d.ReportAddr)
+				}
+				bound = append(bound, r.ReportAddr)
+			} else if r.ReportAddr != "" {
+				t.Errorf("gateway's ready file shows a report listener %q", r.ReportAddr)
+			}
 			if tc.authz {
 				bound = append(bound, r.AuthzAddr, r.CheckAddr)
 			} else if r.AuthzAddr != "" || r.CheckAddr != "" {

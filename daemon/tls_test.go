@@ -9,11 +9,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,6 +145,16 @@ func TestTLSEverywhere(t *testing.T) {
 		}
 		r.Body.Close()
 		return r.StatusCode == 200
+	})
+	// The gateway's report stream to the admin node (issue 17) runs over mTLS too.
+	wait.Eventually(t, "the report stream up over mTLS", func() bool {
+		r, err := https.Get("https://" + d.AdminAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer r.Body.Close()
+		b, _ := io.ReadAll(r.Body)
+		return strings.Contains(string(b), "\ndeact_report_server_streams 1\n") && strings.Contains(string(b), "\ndeact_node_reporter_streams 1\n")
 	})
 	noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: p.clientTLS(t, false)}}
 	if r, err := noCert.Get("https://" + d.AdminAddr + "/readyz"); err == nil {

@@ -20,6 +20,8 @@ const (
 	domainPrefix = StatePrefix + "domains/"
 	acctPrefix   = StatePrefix + "accounts/"
 	NodesPrefix  = Prefix + "nodes/"
+	// AdminsPrefix holds the admin nodes that take gateways' direct reports (AdminNode records, on leases).
+	AdminsPrefix = Prefix + "admins/"
 	AuditPrefix  = Prefix + "audit/"
 	TokensPrefix = Prefix + "tokens/"
 	// AppIDsPrefix indexes app records by app ID, for the store's uniqueness checks. It lies outside StatePrefix:
@@ -75,6 +77,7 @@ func ClientKey(clientID string) string      { return clientPrefix + clientID }
 func DomainKey(domain string) string        { return domainPrefix + domain }
 func AccountKey(id string) string           { return acctPrefix + id }
 func NodeKey(id string) string              { return NodesPrefix + id }
+func AdminKey(id string) string             { return AdminsPrefix + id }
 func AppIDKey(appID string) string          { return AppIDsPrefix + appID }
 
 // kind is the record type a state key holds.

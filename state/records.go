@@ -327,4 +327,15 @@ type Node struct {
 	SyncedAt        time.Time `json:"syncedAt"`
 	StalenessMs     int64     `json:"stalenessMs"`
 	Version         string    `json:"version"`
+	// ReportKeyHash is the hex SHA-256 of the secret with which this session of the node authenticates its
+	// direct reports to admin nodes (see ReportServer); empty for a node that reports only through this record.
+	ReportKeyHash string `json:"reportKeyHash,omitempty"`
+}
+
+// AdminNode is an admin node's entry in the registry of report servers: gateways stream their applied
+// revisions to ReportAddr. It lives on a lease: a dead admin node disappears, and gateways stop counting on it.
+type AdminNode struct {
+	ID         string `json:"id"`
+	ReportAddr string `json:"reportAddr"`
+	Version    string `json:"version,omitempty"`
 }

@@ -152,6 +152,23 @@ func nodeRegistered(t *testing.T, cli *clientv3.Client, id string) bool {
 	return len(resp.Kvs) > 0
 }
 
+// metricValue returns the value of an unlabelled metric on a daemon's /metrics, "" if absent.
+func metricValue(t *testing.T, baseURL, name string) string {
+	t.Helper()
+	resp, err := http.Get(baseURL + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 // TestPausedGatewayIsCountedThenFenced (issue 14, B9): a gateway frozen with SIGSTOP past its lease. While its
 // lease lives the admin counts it and reports a write unconfirmed (0/1), never 1/1. When the lease has expired
 // the admin stops counting it, because it has certainly stopped answering: after SIGCONT the requests that
@@ -166,6 +183,14 @@ func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
 	adminURL := startAdmin(t, etcd.Endpoints())
 	g := startGateway(t, bin, "g1", etcd.Endpoints())
 	wait.Until(t, "gateway ready", 30*time.Second, g.ready)
+	// The gateway reports on a stream to the admin node (issue 17), so the pause below freezes a node whose
+	// record is not rewritten per change: it must still count, unconfirmed, until its lease expires.
+	wait.Until(t, "the gateway's report stream to the admin node", 30*time.Second, func() bool {
+		return metricValue(t, adminURL, "deact_report_server_streams") == "1"
+	})
+	if got, _ := deactivate(t, adminURL, "100"); got != "1/1" {
+		t.Fatalf("write with the gateway up: X-Deact-Confirmed %q, want 1/1", got)
+	}
 	check := g.checkClient(t)
 	t.Run("before the pause", func(t *testing.T) {
 		if got, _ := deactivate(t, adminURL, "100"); got != "1/1" {

@@ -49,6 +49,8 @@ func parse(args []string) (daemon.Config, error) {
 	fs.StringVar(&c.HTTPCheckAddr, "http-check-addr", daemon.DefaultHTTPCheckAddr, "HTTP check (nginx auth_request) listen address")
 	fs.StringVar(&c.AdminAddr, "admin-addr", daemon.DefaultAdminAddr, "admin API, /healthz, /readyz and /metrics listen address")
 	fs.StringVar(&c.ReadyFile, "ready-file", "", "once ready, write the node's ID, role, version, pid, listener addresses and etcd endpoints to this file as JSON (atomically, 0600); removed when deactd stops")
+	fs.StringVar(&c.ReportAddr, "report-addr", "", "admin nodes: listen address for gateways' direct reports of what they applied (default: the --admin-addr host, any free port; gateways find it in etcd)")
+	fs.StringVar(&c.ReportAdvertise, "report-advertise", "", "admin nodes: the address gateways dial for --report-addr (default: the bound address; an unspecified host becomes this host's first global unicast address)")
 	fs.IntVar(&c.MaxConns, "max-conns", 0, "bound on each listener's open connections; when full, the connection quiet the longest makes room (default: derived from the open-file limit, a reserve kept for etcd)")
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 0, "a new connection must send its first request (TLS and HTTP/2 handshakes included) within this (default 5s)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 0, "close connections that carried no request for this long: HTTP keep-alive and gRPC (default 2m)")

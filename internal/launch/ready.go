@@ -29,7 +29,10 @@ type Ready struct {
 	AuthzAddr string `json:"authzAddr,omitempty"` // ext_authz gRPC
 	CheckAddr string `json:"checkAddr,omitempty"` // HTTP check, path /check
 	AdminAddr string `json:"adminAddr"`           // admin API (HTTP and gRPC), health, metrics
-	TLS       bool   `json:"tls"`                 // the listeners speak TLS (https://, not http://)
+	// ReportAddr is an admin node's gRPC listener for the gateways' report streams (empty on a gateway-only
+	// node); gateways find it in etcd, this is for operators and firewalls.
+	ReportAddr string `json:"reportAddr,omitempty"`
+	TLS        bool   `json:"tls"` // the listeners speak TLS (https://, not http://)
 	// EtcdEmbedded says deactd runs its own etcd: EtcdEndpoints is then its client URL, the unix socket
 	// unix://<data-dir>/etcd.sock; otherwise they are the --etcd-endpoints.
 	EtcdEmbedded  bool      `json:"etcdEmbedded"`

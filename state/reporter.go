@@ -3,12 +3,12 @@ package state
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,16 +27,34 @@ type NodeReporterConfig struct {
 	// TTL of the node's lease [10s, at least 5s]: a node that stops without revoking disappears after it, and a
 	// node that cannot renew it stops deciding a margin before it expires (see Fenced).
 	TTL time.Duration
-	// Heartbeat rewrites the record this often even without changes, so its staleness stays current [10s].
+	// Heartbeat rewrites the record (or, while every admin node takes this node's direct reports, sends a
+	// report) this often even without changes, so its staleness stays current [10s].
 	Heartbeat time.Duration
+
+	// ReportTLS is the client TLS of the direct report streams to admin nodes; nil dials them in plaintext.
+	ReportTLS *tls.Config
+	// ReportAckTimeout is how long an admin node may take to acknowledge a report before its stream counts as
+	// down, and this node writes its record again [2s].
+	ReportAckTimeout time.Duration
+	// RecordOnly turns direct reports off: every report is a write of the record (for comparison, and for a
+	// gateway that cannot reach the admin nodes).
+	RecordOnly bool
 }
 
 // ErrNodeIDInUse is returned by Run when another running instance holds this node ID's record past one lease
 // TTL: two gateways sharing an ID would share one record, and a write could be confirmed for both by either.
 var ErrNodeIDInUse = errors.New("node ID in use by another running instance")
 
-// NodeReporter keeps this gateway node's record under NodesPrefix, on a lease, with the replica's applied
-// revision. Writes are coalesced: at most one is in flight, and the next one carries the latest revision.
+// NodeReporter keeps this gateway node's record under NodesPrefix, on a lease, and tells admin nodes the
+// replica's applied revision. It reports directly, on one stream to each admin node in the registry under
+// AdminsPrefix (see ReportServer), authenticated by a random secret of the session whose SHA-256 the record
+// holds; while every registered admin node acknowledges these reports, the record is written only at
+// registration. Otherwise (no admin node registered, one unreachable, slow to acknowledge, or RecordOnly) the
+// record carries the applied revision, rewritten after each snapshot change and every heartbeat, so a writer
+// waiting on any admin node always has the node's word. Record writes are coalesced: at most one is in
+// flight, and the next one carries the latest revision. A revision that moves without a change of the state
+// (a write elsewhere in etcd, a node record among them) causes no record write, so records never make
+// records.
 //
 // The record is this instance's alone: it carries a random instance ID, it is created only if absent, and it is
 // rewritten only while it is still the one this instance created, so a second process with the same node ID
@@ -53,6 +71,8 @@ type NodeReporter struct {
 	instance       string
 	registered     chan struct{}
 	registeredOnce sync.Once
+
+	counters reporterCounters
 
 	epoch time.Time
 	// fence is the monotonic time (nanoseconds since epoch) until which the node may decide; 0 = fenced.
@@ -76,6 +96,9 @@ func NewNodeReporter(cfg NodeReporterConfig) (*NodeReporter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.ReportAckTimeout <= 0 {
+		cfg.ReportAckTimeout = 2 * time.Second
+	}
 	var id [8]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, err
@@ -92,6 +115,20 @@ func (n *NodeReporter) Registered() <-chan struct{} { return n.registered }
 
 // Instance is this reporter's random instance ID, as written in its record.
 func (n *NodeReporter) Instance() string { return n.instance }
+
+// ReporterStats are counters for metrics.
+type ReporterStats struct {
+	RecordWrites int64 // rewrites of the record after registration (fallback and heartbeats without streams)
+	Reports      int64 // direct reports acknowledged by an admin node
+	Fallbacks    int64 // times the node went from direct reports to record writes
+	Streams      int64 // report streams up now
+}
+
+// Stats returns the counters.
+func (n *NodeReporter) Stats() ReporterStats {
+	c := &n.counters
+	return ReporterStats{RecordWrites: c.recordWrites.Load(), Reports: c.reports.Load(), Fallbacks: c.fallbacks.Load(), Streams: c.linksUp.Load()}
+}
 
 // Fenced reports whether the node must refuse to decide: it is true until the node is registered and its
 // replica holds every write made before the registration, and again from FenceBound after the last moment the
@@ -137,21 +174,6 @@ func (n *NodeReporter) Run(ctx context.Context) error {
 	return nil
 }
 
-// untilDone runs f again and again, pausing after each failure, until ctx ends.
-func untilDone(ctx context.Context, log *slog.Logger, msg string, pause time.Duration, f func(context.Context) error) {
-	for ctx.Err() == nil {
-		err := f(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		log.Warn(msg, "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(pause):
-		}
-	}
-}
-
 // session registers with a new lease and keeps the record and the fence up until the lease or the record is
 // lost or ctx ends. The node is fenced whenever no session is open.
 func (n *NodeReporter) session(ctx context.Context) error {
@@ -174,8 +196,20 @@ func (n *NodeReporter) session(ctx context.Context) error {
 	// The lease lives at least until asked + its TTL: etcd granted it after we asked.
 	proof := asked + int64(FenceBound(time.Duration(lease.TTL)*time.Second))
 
+	var secret string
+	if !n.cfg.RecordOnly {
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return err
+		}
+		secret = hex.EncodeToString(b[:])
+	}
+	rec := Node{ID: n.cfg.NodeID, Instance: n.instance, Version: n.cfg.Version}
+	if secret != "" {
+		rec.ReportKeyHash = reportKeyHash(secret)
+	}
 	rev := n.cfg.Replica.AppliedRevision()
-	b, err := n.record(rev)
+	b, err := n.record(rec, rev)
 	if err != nil {
 		return err
 	}
@@ -198,22 +232,54 @@ func (n *NodeReporter) session(ctx context.Context) error {
 	defer func() { cancel(); <-caughtUp }()
 	gate, open := caughtUp, false
 
+	var lk *links
+	if secret != "" {
+		hello := reportMsg{Node: n.cfg.NodeID, Instance: n.instance, Registered: created, Secret: secret}
+		lk = newLinks(cli, n.cfg.Replica, n.log, n.cfg.ReportTLS, hello, n.cfg.ReportAckTimeout, n.cfg.Heartbeat, &n.counters)
+		linked := make(chan struct{})
+		go func() { defer close(linked); lk.run(sctx) }()
+		defer func() { cancel(); <-linked }()
+	}
+
 	bound := FenceBound(time.Duration(lease.TTL) * time.Second)
 	keepalive := time.NewTicker(bound / 3)
 	defer keepalive.Stop()
 	heartbeat := time.NewTicker(n.cfg.Heartbeat)
 	defer heartbeat.Stop()
+	// direct: every registered admin node takes this session's reports; due: the record is to be brought up to
+	// the applied revision (a snapshot change or a fall back from direct reports), force: even if it holds it.
+	direct, due, force := false, false, false
+	// Held across iterations and taken anew only once it fired: a snapshot published while this loop does
+	// something else (a keep-alive's round trip, a write) then still wakes it.
+	changed := n.cfg.Replica.Changed()
 	for {
 		if open {
 			n.fence.Store(proof)
 		}
-		changed := n.cfg.Replica.Changed()
-		if rev := n.cfg.Replica.AppliedRevision(); rev != written {
-			if err := n.write(ctx, lease.ID, created, rev); err != nil {
-				return err
+		var linksChanged <-chan struct{}
+		if lk != nil {
+			linksChanged = lk.Changed()
+			if up := lk.allUp(); up != direct {
+				if direct = up; !up {
+					n.counters.fallbacks.Add(1)
+					due = true
+				}
 			}
-			written = rev
-			continue // the replica may have moved on while we wrote
+		}
+		if direct {
+			due, force = false, false
+		}
+		if due {
+			// A published snapshot holds everything up to its revision even before the applied revision has
+			// been moved to it.
+			if rev := max(n.cfg.Replica.AppliedRevision(), n.stateRevision()); rev != written || force {
+				if err := n.write(ctx, lease.ID, created, rec, rev); err != nil {
+					return err
+				}
+				written = rev
+			}
+			due, force = false, false
+			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -244,10 +310,21 @@ func (n *NodeReporter) session(ctx context.Context) error {
 				proof = max(proof, asked+int64(FenceBound(time.Duration(ka.TTL)*time.Second)))
 			}
 		case <-changed:
+			changed = n.cfg.Replica.Changed() // before the revision is read
+			due = true
+		case <-linksChanged:
 		case <-heartbeat.C:
-			written = -1
+			due, force = true, true
 		}
 	}
+}
+
+// stateRevision is the revision of the replica's newest state change (0 before its first list).
+func (n *NodeReporter) stateRevision() int64 {
+	if s := n.cfg.Replica.Snapshot(); s != nil {
+		return s.Revision()
+	}
+	return 0
 }
 
 // awaitFree returns once no record holds the node ID, or the one there is this instance's (left by a session
@@ -299,17 +376,16 @@ func (n *NodeReporter) awaitFree(ctx context.Context) error {
 	}
 }
 
-func (n *NodeReporter) record(rev int64) (string, error) {
-	b, err := json.Marshal(Node{
-		ID: n.cfg.NodeID, Instance: n.instance, AppliedRevision: rev, SyncedAt: time.Now().UTC(),
-		StalenessMs: n.cfg.Replica.Staleness().Milliseconds(), Version: n.cfg.Version,
-	})
+// record returns rec with the applied revision rev, as of now.
+func (n *NodeReporter) record(rec Node, rev int64) (string, error) {
+	rec.AppliedRevision, rec.SyncedAt, rec.StalenessMs = rev, time.Now().UTC(), n.cfg.Replica.Staleness().Milliseconds()
+	b, err := json.Marshal(rec)
 	return string(b), err
 }
 
 // write rewrites the record, only while it is still the one this session created.
-func (n *NodeReporter) write(ctx context.Context, lease clientv3.LeaseID, created, rev int64) error {
-	b, err := n.record(rev)
+func (n *NodeReporter) write(ctx context.Context, lease clientv3.LeaseID, created int64, rec Node, rev int64) error {
+	b, err := n.record(rec, rev)
 	if err != nil {
 		return err
 	}
@@ -322,170 +398,6 @@ func (n *NodeReporter) write(ctx context.Context, lease clientv3.LeaseID, create
 	if !resp.Succeeded {
 		return errors.New("node record lost (expired, or taken by another instance)")
 	}
+	n.counters.recordWrites.Add(1)
 	return nil
-}
-
-// Fanout follows the node registry (list then watch) so that writers can wait until every live gateway node
-// has applied their write. One Fanout serves any number of concurrent waiters.
-//
-// A wait for revision W also waits until the Fanout's view of the registry is itself at W or later, so every
-// node that had registered before the write is counted: a node that was ready (registered) when the write was
-// made cannot be missed because its registration was still on its way to this Fanout.
-type Fanout struct {
-	cli *clientv3.Client
-	log *slog.Logger
-
-	mu      sync.Mutex
-	nodes   map[string]Node
-	synced  bool
-	rev     int64           // the registry as known here is complete up to this revision
-	wctx    context.Context // the current watch's context, for progress requests on its stream
-	changed chan struct{}
-
-	lastProgress atomic.Int64 // unix nanos of the last progress request, to send at most one per millisecond
-}
-
-// NewFanout returns a Fanout; Run starts following the registry.
-func NewFanout(cli *clientv3.Client, log *slog.Logger) *Fanout {
-	if log == nil {
-		log = slog.Default()
-	}
-	return &Fanout{cli: cli, log: log.With("component", "fanout"), nodes: map[string]Node{}, changed: make(chan struct{})}
-}
-
-// Run follows the registry until ctx ends.
-func (f *Fanout) Run(ctx context.Context) error {
-	untilDone(ctx, f.log, "node registry watch broken, relisting", 200*time.Millisecond, f.follow)
-	return nil
-}
-
-func (f *Fanout) follow(ctx context.Context) error {
-	resp, err := f.cli.Get(ctx, NodesPrefix, clientv3.WithPrefix())
-	if err != nil {
-		return err
-	}
-	nodes := map[string]Node{}
-	for _, kv := range resp.Kvs {
-		var n Node
-		if json.Unmarshal(kv.Value, &n) == nil {
-			nodes[string(kv.Key)] = n
-		}
-	}
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	f.update(func() { f.nodes, f.synced, f.wctx = nodes, true, wctx; f.rev = max(f.rev, resp.Header.Revision) })
-	wch := f.cli.Watch(wctx, NodesPrefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1), clientv3.WithProgressNotify())
-	for wr := range wch {
-		if err := wr.Err(); err != nil {
-			return err
-		}
-		f.update(func() {
-			if wr.IsProgressNotify() {
-				f.rev = max(f.rev, wr.Header.Revision)
-				return
-			}
-			for _, ev := range wr.Events {
-				f.rev = max(f.rev, ev.Kv.ModRevision)
-				key := string(ev.Kv.Key)
-				if ev.Type == clientv3.EventTypeDelete {
-					delete(f.nodes, key)
-					continue
-				}
-				var n Node
-				if json.Unmarshal(ev.Kv.Value, &n) == nil {
-					f.nodes[key] = n
-				}
-			}
-		})
-	}
-	return errors.New("watch closed")
-}
-
-func (f *Fanout) update(change func()) {
-	f.mu.Lock()
-	change()
-	close(f.changed)
-	f.changed = make(chan struct{})
-	f.mu.Unlock()
-}
-
-// requestProgress asks etcd to confirm, on the watch stream, how far the registry view is complete; the answer
-// advances rev even when no node writes. At most one request a millisecond is sent, however many wait.
-func (f *Fanout) requestProgress(wctx context.Context) {
-	now := time.Now().UnixNano()
-	last := f.lastProgress.Load()
-	if wctx == nil || now-last < int64(time.Millisecond) || !f.lastProgress.CompareAndSwap(last, now) {
-		return
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(wctx, time.Second)
-		defer cancel()
-		_ = f.cli.RequestProgress(ctx)
-	}()
-}
-
-// Confirmation says how many live gateway nodes had applied a revision when a wait ended.
-type Confirmation struct {
-	Revision  int64         `json:"revision"`
-	Confirmed int           `json:"confirmed"`
-	Total     int           `json:"total"`
-	Waited    time.Duration `json:"-"`
-	WaitedMs  float64       `json:"waitedMs"`
-	Pending   []string      `json:"pending,omitempty"` // nodes that had not applied it
-	// NotNeeded marks a write no gateway reads (outside StatePrefix, such as admin tokens): nothing was waited
-	// for, and Confirmed and Total are 0.
-	NotNeeded bool `json:"notNeeded,omitempty"`
-}
-
-// Complete reports whether every live node confirmed (trivially for a write no gateway reads).
-func (c Confirmation) Complete() bool { return c.NotNeeded || c.Confirmed == c.Total }
-
-// WaitApplied returns when every live gateway node has applied revision rev (nil error), or when ctx ends
-// (ctx's error, with how many had). Nodes that leave the registry while it waits stop counting.
-func (f *Fanout) WaitApplied(ctx context.Context, rev int64) (Confirmation, error) {
-	start := time.Now()
-	for {
-		f.mu.Lock()
-		c, current, changed, wctx := f.count(rev), f.synced && f.rev >= rev, f.changed, f.wctx
-		f.mu.Unlock()
-		c.Waited = time.Since(start)
-		c.WaitedMs = float64(c.Waited.Microseconds()) / 1000
-		if current && c.Complete() {
-			return c, nil
-		}
-		if !current {
-			f.requestProgress(wctx)
-		}
-		select {
-		case <-ctx.Done():
-			return c, ctx.Err()
-		case <-changed:
-		case <-time.After(50 * time.Millisecond): // a lost progress answer must not stall the wait
-		}
-	}
-}
-
-// Nodes returns the live nodes sorted by ID.
-func (f *Fanout) Nodes() []Node {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make([]Node, 0, len(f.nodes))
-	for _, n := range f.nodes {
-		out = append(out, n)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
-}
-
-func (f *Fanout) count(rev int64) Confirmation {
-	c := Confirmation{Revision: rev, Total: len(f.nodes)}
-	for _, n := range f.nodes {
-		if n.AppliedRevision >= rev {
-			c.Confirmed++
-		} else {
-			c.Pending = append(c.Pending, n.ID)
-		}
-	}
-	sort.Strings(c.Pending)
-	return c
 }
