@@ -80,8 +80,9 @@ type PropagationReport struct {
 	Floor    Percentiles `json:"floor"`
 	FloorAck Percentiles `json:"floorAck"`
 	// Stages of each admin write as a watcher of etcd saw them, from the write's sending: the written record's
-	// event (the admin's transaction committed), and every node's record showing the write applied (the
-	// reports the admin's confirmation waits for).
+	// event (the admin's transaction committed), and every node's record showing the write applied (only
+	// for writes whose gateways reported through their records, the fallback; gateways on report streams to
+	// the admin nodes do not rewrite them, and Reported is then empty).
 	Committed Percentiles `json:"committed"`
 	Reported  Percentiles `json:"reported"`
 	// Ratios of p99s to the floor's p99: every node denies (FromWrite), the admin's confirmed answer (AdminAck).
@@ -341,7 +342,9 @@ func RunPropagation(ctx context.Context, cfg PropagationConfig) (*PropagationRep
 				break
 			}
 			committed.add(st.committed)
-			reported.add(st.reported)
+			if st.recorded {
+				reported.add(st.reported)
+			}
 		}
 		deactivated = want
 		if !confirmedByAll(a.Confirmation) {

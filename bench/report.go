@@ -263,7 +263,9 @@ func (p *PropagationReport) writeSummary(w io.Writer) {
 	row("flip bracket (slowest)", p.Bracket)
 	if p.Floor.Count > 0 {
 		row("write→committed (watch)", p.Committed)
-		row("write→all nodes reported", p.Reported)
+		if p.Reported.Count > 0 {
+			row("write→all nodes' records", p.Reported) // gateways on report streams write none per change
+		}
 		row(fmt.Sprintf("etcd floor: put→watch×%d", p.Nodes), p.Floor)
 		row("etcd floor: put→ack", p.FloorAck)
 		met := func(r, goal float64) string {

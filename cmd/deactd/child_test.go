@@ -20,6 +20,7 @@ type child struct {
 	p                   *launch.Process
 	pid                 int
 	authz, check, admin string // host:port
+	report              string // an admin node's listener for the gateways' report streams
 	etcd                string // the first etcd endpoint: the embedded etcd's socket URL
 	readyFile           string
 }
@@ -37,7 +38,8 @@ func runChild(t *testing.T, argv ...string) *child {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Kill() })
-	c := &child{p: p, pid: p.PID(), authz: p.Ready.AuthzAddr, check: p.Ready.CheckAddr, admin: p.Ready.AdminAddr, readyFile: readyFile}
+	c := &child{p: p, pid: p.PID(), authz: p.Ready.AuthzAddr, check: p.Ready.CheckAddr, admin: p.Ready.AdminAddr,
+		report: p.Ready.ReportAddr, readyFile: readyFile}
 	if len(p.Ready.EtcdEndpoints) > 0 {
 		c.etcd = p.Ready.EtcdEndpoints[0]
 	}

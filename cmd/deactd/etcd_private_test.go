@@ -21,7 +21,7 @@ import (
 // not, 3 when it could (see TestMain).
 const dialAsEnv = "DEACT_TEST_DIAL_UNIX"
 
-// TestEmbeddedEtcdIsPrivate: a deactd with its embedded etcd opens no TCP port but its three listeners (so no
+// TestEmbeddedEtcdIsPrivate: a deactd with its embedded etcd opens no TCP port but its four listeners (so no
 // curl, no browser page can reach etcd), its etcd socket is 0600 in a 0700 data dir, another user cannot
 // connect to it, and the operator (deactd's own user) can take a backup through it with an etcd client, as the
 // README says.
@@ -48,7 +48,7 @@ func TestEmbeddedEtcdIsPrivate(t *testing.T) {
 			}
 		}
 		slices.Sort(listening)
-		want := []int{portOfAddr(t, c.authz), portOfAddr(t, c.check), portOfAddr(t, c.admin)}
+		want := []int{portOfAddr(t, c.authz), portOfAddr(t, c.check), portOfAddr(t, c.admin), portOfAddr(t, c.report)}
 		slices.Sort(want)
 		if !slices.Equal(listening, want) {
 			t.Errorf("deactd listens on TCP ports %v, want only its listeners %v", listening, want)

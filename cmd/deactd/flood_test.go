@@ -67,7 +67,7 @@ func TestConnectionFloodUnderLowFileLimit(t *testing.T) {
 	var dialed atomic.Int64
 	stop := make(chan struct{})
 	var flood sync.WaitGroup
-	for _, addr := range []string{c.authz, c.check, c.admin} {
+	for _, addr := range []string{c.authz, c.check, c.admin, c.report} {
 		flood.Add(1)
 		go func() {
 			defer flood.Done()
