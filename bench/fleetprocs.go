@@ -50,14 +50,7 @@ func RunEtcdCluster(ctx context.Context, args []string, stdin io.Reader, stdout,
 	if _, err := fmt.Fprintf(stdout, "%s endpoints=%s\n", EtcdClusterCommand, strings.Join(c.Endpoints(), ",")); err != nil {
 		return 1
 	}
-	eof := make(chan struct{})
-	if stdin != nil {
-		go func() { _, _ = io.Copy(io.Discard, stdin); close(eof) }()
-	}
-	select {
-	case <-ctx.Done():
-	case <-eof:
-	}
+	untilStdinCloses(ctx, stdin)
 	return 0
 }
 

@@ -62,14 +62,7 @@ func RunNullServer(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	if _, err := fmt.Fprintf(stdout, "%s grpc=%s http=%s\n", NullServerCommand, ns.GRPCAddr, ns.HTTPAddr); err != nil {
 		return 1
 	}
-	eof := make(chan struct{})
-	if stdin != nil {
-		go func() { _, _ = io.Copy(io.Discard, stdin); close(eof) }()
-	}
-	select {
-	case <-ctx.Done():
-	case <-eof:
-	}
+	untilStdinCloses(ctx, stdin)
 	return 0
 }
 
@@ -318,4 +311,17 @@ func startNullProcess(ctx context.Context, self, logPath string, env []string) (
 		return nil, fmt.Errorf("null server printed no addresses (log %s)", logPath)
 	}
 	return n, nil
+}
+
+// untilStdinCloses returns when ctx ends or stdin (nil: never) reaches its end: a subcommand child serves until
+// its parent closes the pipe, which also happens when the parent dies.
+func untilStdinCloses(ctx context.Context, stdin io.Reader) {
+	eof := make(chan struct{})
+	if stdin != nil {
+		go func() { _, _ = io.Copy(io.Discard, stdin); close(eof) }()
+	}
+	select {
+	case <-ctx.Done():
+	case <-eof:
+	}
 }

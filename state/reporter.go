@@ -183,15 +183,11 @@ func (n *NodeReporter) session(ctx context.Context) error {
 		return err
 	}
 	asked := n.now()
-	lease, err := cli.Grant(ctx, int64(n.cfg.TTL/time.Second))
+	lease, revoke, err := grantLease(ctx, cli, n.cfg.TTL)
 	if err != nil {
-		return fmt.Errorf("grant lease: %w", err)
+		return err
 	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		_, _ = cli.Revoke(rctx, lease.ID)
-		cancel()
-	}()
+	defer revoke()
 	defer n.fence.Store(0) // runs before the revoke: stop deciding before leaving the registry
 	// The lease lives at least until asked + its TTL: etcd granted it after we asked.
 	proof := asked + int64(FenceBound(time.Duration(lease.TTL)*time.Second))
@@ -400,4 +396,18 @@ func (n *NodeReporter) write(ctx context.Context, lease clientv3.LeaseID, create
 	}
 	n.counters.recordWrites.Add(1)
 	return nil
+}
+
+// grantLease grants a lease of ttl (whole seconds) for a registry entry; revoke gives it back, bounded by a
+// second and even after ctx ended, so that a clean stop leaves the registry at once instead of after the TTL.
+func grantLease(ctx context.Context, cli *clientv3.Client, ttl time.Duration) (*clientv3.LeaseGrantResponse, func(), error) {
+	lease, err := cli.Grant(ctx, int64(ttl/time.Second))
+	if err != nil {
+		return nil, nil, fmt.Errorf("grant lease: %w", err)
+	}
+	return lease, func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		_, _ = cli.Revoke(rctx, lease.ID)
+		cancel()
+	}, nil
 }

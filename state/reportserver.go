@@ -138,15 +138,11 @@ func (s *ReportServer) Serve(ctx context.Context, lis net.Listener) error {
 // revokes it) or the lease is lost.
 func (s *ReportServer) register(ctx context.Context, addr string) error {
 	cli := s.cfg.Client
-	lease, err := cli.Grant(ctx, int64(s.cfg.TTL/time.Second))
+	lease, revoke, err := grantLease(ctx, cli, s.cfg.TTL)
 	if err != nil {
-		return fmt.Errorf("grant lease: %w", err)
+		return err
 	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		_, _ = cli.Revoke(rctx, lease.ID)
-		cancel()
-	}()
+	defer revoke()
 	b, err := json.Marshal(AdminNode{ID: s.id, ReportAddr: addr, Version: s.cfg.Version})
 	if err != nil {
 		return err
