@@ -489,8 +489,9 @@ func BuildSnapshot(rev int64, recs ...Record) (*Snapshot, error) {
 			}
 		}
 	}
-	b.s.revision = rev
-	return b.s, nil
+	snap := b.snapshot()
+	snap.revision = rev
+	return snap, nil
 }
 
 // PruneAudit deletes the audit records made before cutoff and returns how many it deleted. Audit keys start

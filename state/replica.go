@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
@@ -172,6 +171,13 @@ var errResync = errors.New("anti-entropy resync")
 // bigList is the snapshot size from which a relist returns its garbage to the OS at once.
 const bigList = 100_000
 
+// A list packs the shards it filled every packEvery records, those with at least packAtLeast records waiting
+// in their overlay (snapshot.go), so that a large list never holds most of itself in Go maps.
+const (
+	packEvery   = 16_384
+	packAtLeast = 256
+)
+
 // Run syncs until ctx ends; it returns nil then. Errors from etcd are logged and retried: the replica keeps
 // serving its last snapshot while etcd is unreachable, and Staleness grows.
 func (r *Replica) Run(ctx context.Context) error {
@@ -199,25 +205,27 @@ func (r *Replica) Run(ctx context.Context) error {
 func (r *Replica) relist(ctx context.Context) (int64, error) {
 	asked := r.now() // the list is a linearizable read: everything committed before now is in it
 	b := newBuilder(nil)
-	seen := 0
-	add := func(kvs []*mvccpb.KeyValue) {
+	seen, unpacked := 0, 0
+	put := func(key, value []byte, modRev int64) {
 		// A large list makes as much garbage as it keeps; collecting it as we go keeps the peak near the live
 		// heap instead of twice it (a sidecar's memory limit is set by the peak).
-		if seen += len(kvs); seen >= bigList {
+		if seen++; seen >= bigList {
 			seen = 0
 			runtime.GC()
 		}
-		for _, kv := range kvs {
-			if err := b.put(string(kv.Key), kv.Value, kv.ModRevision); err != nil {
-				r.badRecords.Add(1)
-				r.log.Error("unreadable state record", "err", err)
-			}
+		if err := b.put(string(key), value, modRev); err != nil {
+			r.badRecords.Add(1)
+			r.log.Error("unreadable state record", "err", err)
+		}
+		if unpacked++; unpacked >= packEvery {
+			unpacked = 0
+			b.packOwned(packAtLeast)
 		}
 	}
-	rev, err := r.listStream(ctx, add)
+	rev, err := r.listStream(ctx, put)
 	if status.Code(err) == codes.Unimplemented {
 		b = newBuilder(nil)
-		rev, err = r.listPages(ctx, add)
+		rev, err = r.listPages(ctx, put)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("list %s: %w", StatePrefix, err)
@@ -227,51 +235,31 @@ func (r *Replica) relist(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("list revision %d is older than applied revision %d", rev, applied)
 	}
 	// The list holds every change up to rev, deletes included, so rev is the snapshot's revision.
-	b.s.revision = rev
+	next := b.snapshot()
+	next.revision = rev
 	old := r.snap.Load()
 	if old != nil {
-		if n := diff(old, b.s); n > 0 {
+		if n := diff(old, next); n > 0 {
 			r.corrections.Add(int64(n))
 			r.log.Info("relist corrected records", "records", n, "revision", rev)
 		}
 	}
 	r.relists.Add(1)
-	r.publish(b.s, rev)
+	r.publish(next, rev)
 	r.markCurrent(asked)
-	if n := b.s.Len(); n >= bigList {
+	if n := next.Len(); n >= bigList {
 		// A list of this size leaves as much garbage as it keeps (pages, decoded JSON, the old snapshot); give
 		// it back now rather than carry twice the live heap until the GC would next run.
 		debug.FreeOSMemory()
 	}
 	r.readyOnce.Do(func() {
 		close(r.ready)
-		r.log.Info("replica ready", "records", b.s.Len(), "revision", rev)
+		r.log.Info("replica ready", "records", next.Len(), "revision", rev)
 	})
 	return rev, nil
 }
 
-func (r *Replica) listStream(ctx context.Context, add func([]*mvccpb.KeyValue)) (int64, error) {
-	ch, err := r.cfg.Client.GetStream(ctx, StatePrefix, clientv3.WithPrefix())
-	if err != nil {
-		return 0, err
-	}
-	var rev int64
-	for resp := range ch {
-		if err := resp.Err(); err != nil {
-			return 0, err
-		}
-		add(resp.Kvs)
-		if resp.Header != nil {
-			rev = resp.Header.Revision
-		}
-	}
-	if rev == 0 {
-		return 0, errors.New("range stream ended without its final chunk")
-	}
-	return rev, nil
-}
-
-func (r *Replica) listPages(ctx context.Context, add func([]*mvccpb.KeyValue)) (int64, error) {
+func (r *Replica) listPages(ctx context.Context, put func(key, value []byte, modRev int64)) (int64, error) {
 	end := clientv3.GetPrefixRangeEnd(StatePrefix)
 	key := StatePrefix
 	var rev int64
@@ -287,7 +275,9 @@ func (r *Replica) listPages(ctx context.Context, add func([]*mvccpb.KeyValue)) (
 		if rev == 0 {
 			rev = resp.Header.Revision
 		}
-		add(resp.Kvs)
+		for _, kv := range resp.Kvs {
+			put(kv.Key, kv.Value, kv.ModRevision)
+		}
 		if !resp.More || len(resp.Kvs) == 0 {
 			return rev, nil
 		}
@@ -372,7 +362,7 @@ func (r *Replica) apply(evs []*clientv3.Event) {
 			b.del(string(ev.Kv.Key), rev)
 		}
 	}
-	r.publish(b.s, top)
+	r.publish(b.snapshot(), top)
 }
 
 // publish swaps in a snapshot holding everything up to rev and wakes whoever waits for a change.

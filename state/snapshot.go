@@ -3,7 +3,6 @@ package state
 import (
 	"encoding/json"
 	"fmt"
-	"hash/maphash"
 	"slices"
 	"strings"
 )
@@ -28,25 +27,13 @@ const (
 	nShards   = 1 << shardBits
 )
 
-type table struct {
-	shards [nShards]map[string]item
-}
-
 // item is a decoded record and the ModRevision of the key it came from.
 type item struct {
 	val any
 	rev int64
 }
 
-var shardSeed = maphash.MakeSeed()
-
-func shardOf(id string) int { return int(maphash.String(shardSeed, id) & (nShards - 1)) }
-
-func (s *Snapshot) get(k kind, id string) (item, bool) {
-	m := s.tables[k].shards[shardOf(id)]
-	it, ok := m[id]
-	return it, ok
-}
+func (s *Snapshot) get(k kind, id string) (item, bool) { return s.tables[k].get(id) }
 
 func lookup[T any](s *Snapshot, k kind, id string) *T {
 	if s == nil {
@@ -87,7 +74,7 @@ func (s *Snapshot) Apps(appID string) *AppSet {
 	if s == nil {
 		return nil
 	}
-	it, ok := s.appIDs.shards[shardOf(appID)][appID]
+	it, ok := s.appIDs.get(appID)
 	if !ok {
 		return nil
 	}
@@ -156,8 +143,8 @@ func (s *Snapshot) Len() int {
 	}
 	n := 0
 	for k := range s.tables {
-		for _, m := range s.tables[k].shards {
-			n += len(m)
+		for _, sh := range s.tables[k].shards {
+			n += sh.len()
 		}
 	}
 	return n
@@ -166,20 +153,19 @@ func (s *Snapshot) Len() int {
 // each calls f for every record's (kind name, id, mod revision); for tests and diagnostics.
 func (s *Snapshot) each(f func(k kind, id string, it item)) {
 	for k := range s.tables {
-		for _, m := range s.tables[k].shards {
-			for id, it := range m {
-				f(kind(k), id, it)
-			}
+		for _, sh := range s.tables[k].shards {
+			sh.each(func(id string, it item) { f(kind(k), id, it) })
 		}
 	}
 }
 
-// builder makes the next snapshot from a base, copying a shard the first time a change touches it.
+// builder makes the next snapshot from a base: the first change to a shard gives the builder its own copy of
+// the shard's header, and snapshot packs what changed.
 type builder struct {
-	s         *Snapshot
-	copied    [nKinds][nShards]bool
-	copiedIDs [nShards]bool
-	lb        layerBuild
+	s        *Snapshot
+	owned    [nKinds][nShards]bool
+	ownedIDs [nShards]bool
+	lb       layerBuild
 }
 
 func newBuilder(base *Snapshot) *builder {
@@ -190,33 +176,52 @@ func newBuilder(base *Snapshot) *builder {
 	return b
 }
 
-func (b *builder) shard(k kind, id string) map[string]item {
-	i := shardOf(id)
-	if !b.copied[k][i] {
-		old := b.s.tables[k].shards[i]
-		m := make(map[string]item, len(old)+1)
-		for key, v := range old {
-			m[key] = v
+// snapshot packs every shard the builder changed and returns the snapshot to publish. The builder must not be
+// used after.
+func (b *builder) snapshot() *Snapshot {
+	b.packOwned(0)
+	return b.s
+}
+
+// packOwned packs the owned shards whose overlay holds at least atLeast entries and as many as the packed
+// part (every owned shard when atLeast is 0): with atLeast > 0, a long list packs as it goes, each shard a few times (its size doubling), so that no more than
+// about half of it waits in overlay maps.
+func (b *builder) packOwned(atLeast int) {
+	packIf := func(sh *shard) {
+		if n := len(sh.over); n > 0 && (atLeast == 0 || n >= atLeast && n >= len(sh.ents)) {
+			sh.pack()
 		}
-		b.s.tables[k].shards[i] = m
-		b.copied[k][i] = true
 	}
-	return b.s.tables[k].shards[i]
+	for k := range b.owned {
+		for i, owned := range b.owned[k] {
+			if owned {
+				packIf(b.s.tables[k].shards[i])
+			}
+		}
+	}
+	for i, owned := range b.ownedIDs {
+		if owned {
+			packIf(b.s.appIDs.shards[i])
+		}
+	}
+	if b.lb.setCopied {
+		for k := range b.lb.copied {
+			for i, owned := range b.lb.copied[k] {
+				if owned {
+					packIf(b.s.layers.subjects[k].shards[i])
+				}
+			}
+		}
+	}
+}
+
+func (b *builder) shard(k kind, id string) *shard {
+	return own(&b.s.tables[k], &b.owned[k], shardOf(id))
 }
 
 // appIDShard is shard for the app-ID index.
-func (b *builder) appIDShard(appID string) map[string]item {
-	i := shardOf(appID)
-	if !b.copiedIDs[i] {
-		old := b.s.appIDs.shards[i]
-		m := make(map[string]item, len(old)+1)
-		for key, v := range old {
-			m[key] = v
-		}
-		b.s.appIDs.shards[i] = m
-		b.copiedIDs[i] = true
-	}
-	return b.s.appIDs.shards[i]
+func (b *builder) appIDShard(appID string) *shard {
+	return own(&b.s.appIDs, &b.ownedIDs, shardOf(appID))
 }
 
 // reindexApp replaces (or, with a nil next, removes) the record of (projectID, appID) in its app set. Sets are
@@ -240,7 +245,7 @@ func (b *builder) reindexApp(projectID, appID string, next *AppState) {
 	}
 	m := b.appIDShard(appID)
 	if len(apps) == 0 {
-		delete(m, appID)
+		m.del(appID)
 		return
 	}
 	set := &AppSet{Apps: apps}
@@ -251,7 +256,7 @@ func (b *builder) reindexApp(projectID, appID string, next *AppState) {
 	for _, a := range apps {
 		set.Deactivated = set.Deactivated || a.Deactivated
 	}
-	m[appID] = item{val: set}
+	m.set(appID, item{val: set})
 }
 
 // put applies a put of key at rev; an older revision than the one held is ignored (per-key guard).
