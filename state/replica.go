@@ -171,13 +171,6 @@ var errResync = errors.New("anti-entropy resync")
 // bigList is the snapshot size from which a relist returns its garbage to the OS at once.
 const bigList = 100_000
 
-// A list packs the shards it filled every packEvery records, those with at least packAtLeast records waiting
-// in their overlay (snapshot.go), so that a large list never holds most of itself in Go maps.
-const (
-	packEvery   = 16_384
-	packAtLeast = 256
-)
-
 // Run syncs until ctx ends; it returns nil then. Errors from etcd are logged and retried: the replica keeps
 // serving its last snapshot while etcd is unreachable, and Staleness grows.
 func (r *Replica) Run(ctx context.Context) error {
@@ -205,7 +198,7 @@ func (r *Replica) Run(ctx context.Context) error {
 func (r *Replica) relist(ctx context.Context) (int64, error) {
 	asked := r.now() // the list is a linearizable read: everything committed before now is in it
 	b := newBuilder(nil)
-	seen, unpacked := 0, 0
+	seen := 0
 	put := func(key, value []byte, modRev int64) {
 		// A large list makes as much garbage as it keeps; collecting it as we go keeps the peak near the live
 		// heap instead of twice it (a sidecar's memory limit is set by the peak).
@@ -216,10 +209,6 @@ func (r *Replica) relist(ctx context.Context) (int64, error) {
 		if err := b.put(string(key), value, modRev); err != nil {
 			r.badRecords.Add(1)
 			r.log.Error("unreadable state record", "err", err)
-		}
-		if unpacked++; unpacked >= packEvery {
-			unpacked = 0
-			b.packOwned(packAtLeast)
 		}
 	}
 	rev, err := r.listStream(ctx, put)

@@ -16,13 +16,16 @@ type table struct {
 // map took about 85 (its tables double, so at a million records most shards sat just past a split, half
 // empty). Packed shards are immutable and shared between snapshots.
 //
-// While a builder owns a shard, changes go to an overlay map that lookups read first (a nil val hides a
-// packed entry); pack folds the overlay in before the snapshot is published. A snapshot that was never packed
-// (tests that read a builder's snapshot) therefore reads the same as a packed one.
+// A builder writes a shard it started empty (every shard of a list) in place: its entries and index are its
+// own until it publishes them (mine). Changes to a shard it shares with published snapshots go to an overlay
+// map that lookups read first (a nil val hides a packed entry); pack folds the overlay in before the snapshot
+// is published. A snapshot that was never packed (tests that read a builder's snapshot) reads the same as a
+// packed one.
 type shard struct {
 	over  map[string]item
 	ents  []entry
 	slots []uint64 // len is a power of two; 0 is empty, else the hash's top 32 bits << 32 | index in ents + 1
+	mine  bool     // ents and slots were made by the builder that owns the shard, which writes them in place
 }
 
 type entry struct {
@@ -103,11 +106,14 @@ func (sh *shard) each(f func(id string, it item)) {
 }
 
 // own returns shard i of t for writing by a builder (owned[i] says whether it already did): the first write
-// makes the builder a shard of its own, sharing the packed entries, which it never writes.
+// makes the builder a shard of its own, sharing the packed entries, which it never writes; or, where there
+// were none, one it fills in place.
 func own(t *table, owned *[nShards]bool, i int) *shard {
 	if !owned[i] {
 		next := &shard{}
-		if old := t.shards[i]; old != nil {
+		if old := t.shards[i]; old == nil || old.ents == nil && old.over == nil {
+			next.mine = true
+		} else {
 			next.ents, next.slots = old.ents, old.slots
 			if old.over != nil {
 				next.over = maps.Clone(old.over) // a base that was never packed
@@ -125,6 +131,10 @@ func (sh *shard) set(id string, it item) {
 		sh.del(id)
 		return
 	}
+	if sh.mine {
+		sh.setInPlace(hashOf(id), id, it)
+		return
+	}
 	if sh.over == nil {
 		sh.over = map[string]item{}
 	}
@@ -133,6 +143,10 @@ func (sh *shard) set(id string, it item) {
 
 // del removes id from an owned shard.
 func (sh *shard) del(id string) {
+	if sh.mine {
+		sh.delInPlace(hashOf(id), id)
+		return
+	}
 	if _, ok := sh.packed(hashOf(id), id); ok {
 		if sh.over == nil {
 			sh.over = map[string]item{}
@@ -141,6 +155,57 @@ func (sh *shard) del(id string) {
 		return
 	}
 	delete(sh.over, id)
+}
+
+// slotOf is the index slot of id (of hash h), or -1.
+func (sh *shard) slotOf(h uint64, id string) int {
+	if len(sh.slots) == 0 {
+		return -1
+	}
+	mask := uint64(len(sh.slots) - 1)
+	for i := (h >> shardBits) & mask; ; i = (i + 1) & mask {
+		s := sh.slots[i]
+		if s == 0 {
+			return -1
+		}
+		if s>>32 == h>>32 && sh.ents[uint32(s)-1].key == id {
+			return int(i)
+		}
+	}
+}
+
+// setInPlace is set in a shard of the builder's own. Entries and index double when full, so a list of n
+// records copies about n entries in all.
+func (sh *shard) setInPlace(h uint64, id string, it item) {
+	if i := sh.slotOf(h, id); i >= 0 {
+		sh.ents[uint32(sh.slots[i])-1].it = it
+		return
+	}
+	if len(sh.ents) == cap(sh.ents) {
+		sh.ents = append(make([]entry, 0, max(8, 2*cap(sh.ents))), sh.ents...)
+	}
+	sh.ents = append(sh.ents, entry{key: id, it: it})
+	n := len(sh.ents)
+	if n*maxLoadDen >= len(sh.slots)*maxLoadNum {
+		sh.slots = index(make([]uint64, max(8, 2*len(sh.slots))), sh.ents, 0)
+		return
+	}
+	sh.slots = index(sh.slots, sh.ents[n-1:], n-1)
+}
+
+// delInPlace is del in a shard of the builder's own: the last entry takes the place of the removed one, and the
+// index is rebuilt (a list deletes rarely: an unreadable index entry, a mirrored subject's merge).
+func (sh *shard) delInPlace(h uint64, id string) {
+	i := sh.slotOf(h, id)
+	if i < 0 {
+		return
+	}
+	j, last := uint32(sh.slots[i])-1, len(sh.ents)-1
+	sh.ents[j] = sh.ents[last]
+	sh.ents[last] = entry{}
+	sh.ents = sh.ents[:last]
+	clear(sh.slots)
+	sh.slots = index(sh.slots, sh.ents, 0)
 }
 
 // maxLoad is the packed index's fill bound (7/8, as Go's maps): with the hash's tag in each slot, a probe reads
@@ -152,6 +217,7 @@ const maxLoadNum, maxLoadDen = 7, 8
 // room; a delete rebuilds the index. The old entries and index, still read by published snapshots, are never
 // written.
 func (sh *shard) pack() {
+	sh.mine = false
 	if sh.over == nil {
 		return
 	}

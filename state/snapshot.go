@@ -179,40 +179,28 @@ func newBuilder(base *Snapshot) *builder {
 // snapshot packs every shard the builder changed and returns the snapshot to publish. The builder must not be
 // used after.
 func (b *builder) snapshot() *Snapshot {
-	b.packOwned(0)
-	return b.s
-}
-
-// packOwned packs the owned shards whose overlay holds at least atLeast entries and as many as the packed
-// part (every owned shard when atLeast is 0): with atLeast > 0, a long list packs as it goes, each shard a few times (its size doubling), so that no more than
-// about half of it waits in overlay maps.
-func (b *builder) packOwned(atLeast int) {
-	packIf := func(sh *shard) {
-		if n := len(sh.over); n > 0 && (atLeast == 0 || n >= atLeast && n >= len(sh.ents)) {
-			sh.pack()
-		}
-	}
 	for k := range b.owned {
 		for i, owned := range b.owned[k] {
 			if owned {
-				packIf(b.s.tables[k].shards[i])
+				b.s.tables[k].shards[i].pack()
 			}
 		}
 	}
 	for i, owned := range b.ownedIDs {
 		if owned {
-			packIf(b.s.appIDs.shards[i])
+			b.s.appIDs.shards[i].pack()
 		}
 	}
 	if b.lb.setCopied {
 		for k := range b.lb.copied {
 			for i, owned := range b.lb.copied[k] {
 				if owned {
-					packIf(b.s.layers.subjects[k].shards[i])
+					b.s.layers.subjects[k].shards[i].pack()
 				}
 			}
 		}
 	}
+	return b.s
 }
 
 func (b *builder) shard(k kind, id string) *shard {
