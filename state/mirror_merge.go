@@ -353,20 +353,28 @@ func (b *builder) reindexMirror(ref string, rev int64, mk MirrorKind, projectID,
 	}
 }
 
+// mirrorJSON is what a snapshot reads of a mirrored record.
+type mirrorJSON struct {
+	OrgID       string   `json:"orgId"`
+	Disabled    string   `json:"disabled"`
+	Deactivated bool     `json:"deactivated"`
+	Removed     bool     `json:"removed"`
+	ClientIDs   []string `json:"clientIds"`
+	Domains     []string `json:"domains"`
+}
+
 // decodeMirror reads a stored mirrored record; the key, not the record's fields, says whose it is. It decodes
 // only what decisions need (a relist decodes every record), and refuses values it does not know, which the
 // caller turns into a deny.
 func decodeMirror(_ string, mk MirrorKind, projectID, id string, value []byte) (*mirrorState, error) {
-	var j struct {
-		OrgID       string   `json:"orgId"`
-		Disabled    string   `json:"disabled"`
-		Deactivated bool     `json:"deactivated"`
-		Removed     bool     `json:"removed"`
-		ClientIDs   []string `json:"clientIds"`
-		Domains     []string `json:"domains"`
-	}
-	if err := json.Unmarshal(value, &j); err != nil {
-		return nil, err
+	var j mirrorJSON
+	if !decodeFast(value, []fastField{{name: "orgId", str: &j.OrgID}, {name: "disabled", str: &j.Disabled},
+		{name: "deactivated", flag: &j.Deactivated}, {name: "removed", flag: &j.Removed},
+		{name: "clientIds", list: &j.ClientIDs}, {name: "domains", list: &j.Domains}}) {
+		j = mirrorJSON{}
+		if err := json.Unmarshal(value, &j); err != nil {
+			return nil, err
+		}
 	}
 	ms := &mirrorState{id: id, projectID: projectID, orgID: j.OrgID, deactivated: j.Deactivated || j.Removed}
 	if j.Disabled != "" && j.Disabled != "none" {

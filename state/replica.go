@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -171,6 +172,39 @@ var errResync = errors.New("anti-entropy resync")
 // bigList is the snapshot size from which a relist returns its garbage to the OS at once.
 const bigList = 100_000
 
+// listGarbage is how much a list may allocate between two collections it forces.
+const listGarbage = 32 << 20
+
+// listGC collects a large list's garbage as it goes. A list allocates about twice what it keeps (frames,
+// decoded JSON, strings), and at the GC's default pace the heap would reach twice the live snapshot before each
+// collection: collecting whenever listGarbage more has been allocated keeps the peak near the live heap plus
+// listGarbage (a sidecar's memory limit is set by the peak). A small list never collects.
+type listGC struct {
+	records int
+	sample  [1]metrics.Sample
+	last    uint64 // bytes allocated when the list last collected
+}
+
+// record is called for each record listed; it reads the allocation counter every 1024 records.
+func (g *listGC) record() {
+	if g.records++; g.records%1024 != 0 {
+		return
+	}
+	if g.sample[0].Name == "" {
+		g.sample[0].Name = "/gc/heap/allocs:bytes"
+		metrics.Read(g.sample[:])
+		g.last = g.sample[0].Value.Uint64()
+		return
+	}
+	metrics.Read(g.sample[:])
+	if g.sample[0].Value.Uint64()-g.last < listGarbage {
+		return
+	}
+	runtime.GC()
+	metrics.Read(g.sample[:])
+	g.last = g.sample[0].Value.Uint64()
+}
+
 // Run syncs until ctx ends; it returns nil then. Errors from etcd are logged and retried: the replica keeps
 // serving its last snapshot while etcd is unreachable, and Staleness grows.
 func (r *Replica) Run(ctx context.Context) error {
@@ -198,14 +232,9 @@ func (r *Replica) Run(ctx context.Context) error {
 func (r *Replica) relist(ctx context.Context) (int64, error) {
 	asked := r.now() // the list is a linearizable read: everything committed before now is in it
 	b := newBuilder(nil)
-	seen := 0
+	var gc listGC
 	put := func(key, value []byte, modRev int64) {
-		// A large list makes as much garbage as it keeps; collecting it as we go keeps the peak near the live
-		// heap instead of twice it (a sidecar's memory limit is set by the peak).
-		if seen++; seen >= bigList {
-			seen = 0
-			runtime.GC()
-		}
+		gc.record()
 		if err := b.put(string(key), value, modRev); err != nil {
 			r.badRecords.Add(1)
 			r.log.Error("unreadable state record", "err", err)

@@ -310,67 +310,80 @@ func (b *builder) bump(rev int64) {
 }
 
 // decode turns a stored record into its snapshot form. id is the key's own string, shared rather than copied.
+// Records are read by decodeFast (jsonfast.go) and, when it declines, by encoding/json, into the same structs.
 func decode(k kind, id string, value []byte) (any, error) {
 	switch k {
 	case kindOrg:
 		var o orgFlags
-		if err := json.Unmarshal(value, &o); err != nil {
-			return nil, err
+		if !decodeFast(value, []fastField{{name: "state", str: &o.State}, {name: "disableLogin", flag: &o.DisableLogin},
+			{name: "disableToken", flag: &o.DisableToken}, {name: "disableBackup", flag: &o.DisableBackup},
+			{name: "disableRestore", flag: &o.DisableRestore}}) {
+			o = orgFlags{}
+			if err := json.Unmarshal(value, &o); err != nil {
+				return nil, err
+			}
 		}
 		d, err := o.disabled()
 		if err != nil {
 			return nil, err
 		}
 		return &OrgState{ID: id, Disabled: d}, nil
-	case kindProject:
-		var p struct {
-			OrgID string `json:"orgId"`
-			State string `json:"state"`
-		}
-		if err := json.Unmarshal(value, &p); err != nil {
-			return nil, err
+	case kindProject, kindApp:
+		var p projectFlags
+		if !decodeFast(value, []fastField{{name: "orgId", str: &p.OrgID}, {name: "state", str: &p.State}}) {
+			p = projectFlags{}
+			if err := json.Unmarshal(value, &p); err != nil {
+				return nil, err
+			}
 		}
 		if err := checkState(p.State); err != nil {
 			return nil, err
 		}
-		return &ProjectState{ID: id, OrgID: p.OrgID, Deactivated: p.State == Deactivated}, nil
-	case kindApp:
+		if k == kindProject {
+			return &ProjectState{ID: id, OrgID: p.OrgID, Deactivated: p.State == Deactivated}, nil
+		}
 		// id is "project/app", from the key: the key, not the record's projectId field, says where it lives.
 		project, app, _ := strings.Cut(id, "/")
-		var a struct {
-			OrgID string `json:"orgId"`
-			State string `json:"state"`
-		}
-		if err := json.Unmarshal(value, &a); err != nil {
-			return nil, err
-		}
-		if err := checkState(a.State); err != nil {
-			return nil, err
-		}
-		return &AppState{ID: app, ProjectID: project, OrgID: a.OrgID, Deactivated: a.State == Deactivated}, nil
+		return &AppState{ID: app, ProjectID: project, OrgID: p.OrgID, Deactivated: p.State == Deactivated}, nil
 	case kindClient:
 		var c Client
-		if err := json.Unmarshal(value, &c); err != nil {
-			return nil, err
+		if !decodeFast(value, []fastField{{name: "clientId", str: &c.ClientID}, {name: "appId", str: &c.AppID},
+			{name: "projectId", str: &c.ProjectID}, {name: "orgId", str: &c.OrgID}}) {
+			c = Client{}
+			if err := json.Unmarshal(value, &c); err != nil {
+				return nil, err
+			}
 		}
 		c.ClientID = id
 		return &c, nil
 	case kindDomain:
 		var d Domain
-		if err := json.Unmarshal(value, &d); err != nil {
-			return nil, err
+		if !decodeFast(value, []fastField{{name: "domain", str: &d.Domain}, {name: "orgId", str: &d.OrgID}}) {
+			d = Domain{}
+			if err := json.Unmarshal(value, &d); err != nil {
+				return nil, err
+			}
 		}
 		d.Domain = id
 		return &d, nil
 	case kindAccount:
 		var a Account
-		if err := json.Unmarshal(value, &a); err != nil {
-			return nil, err
+		if !decodeFast(value, []fastField{{name: "id", str: &a.ID}, {name: "orgId", str: &a.OrgID}}) {
+			a = Account{}
+			if err := json.Unmarshal(value, &a); err != nil {
+				return nil, err
+			}
 		}
 		a.ID = id
 		return &a, nil
 	}
 	return nil, fmt.Errorf("unknown kind %d", k)
+}
+
+// projectFlags is what a snapshot reads of a project or app record.
+type projectFlags struct {
+	OrgID string `json:"orgId"`
+	State string `json:"state"`
 }
 
 // diff counts the records that differ between two snapshots (by presence or mod revision).
