@@ -78,7 +78,7 @@ func (b *builder) layerShard(k kind, id string) *shard {
 		b.s.layers = next
 		b.lb.setCopied = true
 	}
-	return own(&b.s.layers.subjects[k], &b.lb.copied[k], shardOf(id))
+	return own(&b.s.layers.subjects[k], &b.lb.copied[k], shardOf(id), 0)
 }
 
 // mirrorSubject is the snapshot kind and ID of a mirrored record's subject: the ones the local record of the

@@ -232,6 +232,7 @@ func (r *Replica) Run(ctx context.Context) error {
 func (r *Replica) relist(ctx context.Context) (int64, error) {
 	asked := r.now() // the list is a linearizable read: everything committed before now is in it
 	b := newBuilder(nil)
+	b.hint = r.countKinds(ctx)
 	var gc listGC
 	put := func(key, value []byte, modRev int64) {
 		gc.record()
@@ -275,6 +276,19 @@ func (r *Replica) relist(ctx context.Context) (int64, error) {
 		r.log.Info("replica ready", "records", next.Len(), "revision", rev)
 	})
 	return rev, nil
+}
+
+// countKinds counts the records of each kind (count-only ranges, which etcd answers from its index), so that
+// a list can size its tables at once; a count that fails is 0, unknown.
+func (r *Replica) countKinds(ctx context.Context) [nKinds]int {
+	var n [nKinds]int
+	for k, prefix := range map[kind]string{kindOrg: orgsPrefix, kindProject: projPrefix, kindApp: appsPrefix,
+		kindClient: clientPrefix, kindDomain: domainPrefix, kindAccount: acctPrefix} {
+		if resp, err := r.cfg.Client.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
+			n[k] = int(resp.Count)
+		}
+	}
+	return n
 }
 
 func (r *Replica) listPages(ctx context.Context, put func(key, value []byte, modRev int64)) (int64, error) {

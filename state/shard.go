@@ -3,6 +3,7 @@ package state
 import (
 	"hash/maphash"
 	"maps"
+	"math/bits"
 )
 
 // table is one record kind's index (or a derived index, or the layers of one kind): nShards shards by the hash
@@ -24,7 +25,7 @@ type table struct {
 type shard struct {
 	over  map[string]item
 	ents  []entry
-	slots []uint64 // len is a power of two; 0 is empty, else the hash's top 32 bits << 32 | index in ents + 1
+	slots []uint64 // 0 is empty, else tagOf(hash) << 32 | index in ents + 1
 	mine  bool     // ents and slots were made by the builder that owns the shard, which writes them in place
 }
 
@@ -38,6 +39,17 @@ var shardSeed = maphash.MakeSeed()
 func hashOf(id string) uint64 { return maphash.String(shardSeed, id) }
 
 func shardOf(id string) int { return int(hashOf(id) & (nShards - 1)) }
+
+// A hash's low shardBits pick the shard, its high bits the home slot in the shard's index (home), and bits
+// 8–39 are the tag kept in the slot, so that a probe compares an entry's key only when its tag matches.
+func tagOf(h uint64) uint64 { return h >> shardBits & (1<<32 - 1) }
+
+// home is the first slot to probe of an index of size slots: the multiply-shift range reduction, so an index
+// need not be a power of two and can be sized close to its fill bound.
+func home(h uint64, size int) int {
+	hi, _ := bits.Mul64(h, uint64(size))
+	return int(hi)
+}
 
 // get is the lookup of every decision: one hash, no lock, no allocation.
 func (t *table) get(id string) (item, bool) {
@@ -56,12 +68,12 @@ func (t *table) get(id string) (item, bool) {
 
 // packed looks id (of hash h) up in the packed entries only.
 func (sh *shard) packed(h uint64, id string) (item, bool) {
-	if len(sh.slots) == 0 {
+	n := len(sh.slots)
+	if n == 0 {
 		return item{}, false
 	}
-	mask := uint64(len(sh.slots) - 1)
-	tag := h >> 32
-	for i := (h >> shardBits) & mask; ; i = (i + 1) & mask {
+	tag := tagOf(h)
+	for i := home(h, n); ; {
 		s := sh.slots[i]
 		if s == 0 {
 			return item{}, false
@@ -70,6 +82,9 @@ func (sh *shard) packed(h uint64, id string) (item, bool) {
 			if e := &sh.ents[uint32(s)-1]; e.key == id {
 				return e.it, true
 			}
+		}
+		if i++; i == n {
+			i = 0
 		}
 	}
 }
@@ -107,12 +122,16 @@ func (sh *shard) each(f func(id string, it item)) {
 
 // own returns shard i of t for writing by a builder (owned[i] says whether it already did): the first write
 // makes the builder a shard of its own, sharing the packed entries, which it never writes; or, where there
-// were none, one it fills in place.
-func own(t *table, owned *[nShards]bool, i int) *shard {
+// were none, one it fills in place, with room for about hint entries.
+func own(t *table, owned *[nShards]bool, i, hint int) *shard {
 	if !owned[i] {
 		next := &shard{}
 		if old := t.shards[i]; old == nil || old.ents == nil && old.over == nil {
 			next.mine = true
+			if hint > 0 {
+				next.ents = make([]entry, 0, hint)
+				next.slots = make([]uint64, indexSize(hint))
+			}
 		} else {
 			next.ents, next.slots = old.ents, old.slots
 			if old.over != nil {
@@ -159,17 +178,20 @@ func (sh *shard) del(id string) {
 
 // slotOf is the index slot of id (of hash h), or -1.
 func (sh *shard) slotOf(h uint64, id string) int {
-	if len(sh.slots) == 0 {
+	n := len(sh.slots)
+	if n == 0 {
 		return -1
 	}
-	mask := uint64(len(sh.slots) - 1)
-	for i := (h >> shardBits) & mask; ; i = (i + 1) & mask {
+	for i := home(h, n); ; {
 		s := sh.slots[i]
 		if s == 0 {
 			return -1
 		}
-		if s>>32 == h>>32 && sh.ents[uint32(s)-1].key == id {
-			return int(i)
+		if s>>32 == tagOf(h) && sh.ents[uint32(s)-1].key == id {
+			return i
+		}
+		if i++; i == n {
+			i = 0
 		}
 	}
 }
@@ -187,7 +209,7 @@ func (sh *shard) setInPlace(h uint64, id string, it item) {
 	sh.ents = append(sh.ents, entry{key: id, it: it})
 	n := len(sh.ents)
 	if n*maxLoadDen >= len(sh.slots)*maxLoadNum {
-		sh.slots = index(make([]uint64, max(8, 2*len(sh.slots))), sh.ents, 0)
+		sh.slots = index(make([]uint64, indexSize(2*n)), sh.ents, 0)
 		return
 	}
 	sh.slots = index(sh.slots, sh.ents[n-1:], n-1)
@@ -208,9 +230,9 @@ func (sh *shard) delInPlace(h uint64, id string) {
 	sh.slots = index(sh.slots, sh.ents, 0)
 }
 
-// maxLoad is the packed index's fill bound (7/8, as Go's maps): with the hash's tag in each slot, a probe reads
-// the index only, and an entry only on a tag match.
-const maxLoadNum, maxLoadDen = 7, 8
+// maxLoad is the index's fill bound: linear probing at 3/4 reads about 2.5 slots for a hit and 8.5 for a miss,
+// all in the index (the tag in each slot spares reading entries), one or two cache lines.
+const maxLoadNum, maxLoadDen = 3, 4
 
 // pack folds the overlay of an owned shard into new packed entries and index. An overlay of updates only (the
 // usual watch event: a record changed) keeps the index, and one of inserts adds to a copy of it while it has
@@ -261,25 +283,26 @@ func (sh *shard) pack() {
 	case deletes == 0 && n*maxLoadDen < size*maxLoadNum:
 		sh.slots = index(append(make([]uint64, 0, size), sh.slots...), ents[old:], old)
 	default:
-		size = 8
-		for n*maxLoadDen >= size*maxLoadNum {
-			size *= 2
-		}
-		sh.slots = index(make([]uint64, size), ents, 0)
+		sh.slots = index(make([]uint64, indexSize(n)), ents, 0)
 	}
 	sh.over, sh.ents = nil, ents
 }
 
+// indexSize is the size of an index for n entries: the smallest above the fill bound.
+func indexSize(n int) int { return n*maxLoadDen/maxLoadNum + 1 }
+
 // index adds ents, which sit at from in the shard's entries, to slots and returns it.
 func index(slots []uint64, ents []entry, from int) []uint64 {
-	mask := uint64(len(slots) - 1)
+	n := len(slots)
 	for j := range ents {
 		h := hashOf(ents[j].key)
-		i := (h >> shardBits) & mask
+		i := home(h, n)
 		for slots[i] != 0 {
-			i = (i + 1) & mask
+			if i++; i == n {
+				i = 0
+			}
 		}
-		slots[i] = h>>32<<32 | uint64(from+j+1)
+		slots[i] = tagOf(h)<<32 | uint64(from+j+1)
 	}
 	return slots
 }
