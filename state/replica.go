@@ -172,8 +172,9 @@ var errResync = errors.New("anti-entropy resync")
 // bigList is the snapshot size from which a relist returns its garbage to the OS at once.
 const bigList = 100_000
 
-// listGarbage is how much a list may allocate between two collections it forces.
-const listGarbage = 32 << 20
+// listGarbage is how much a list may allocate between two collections it forces: at 10⁶ records about 25
+// collections, cheap while the heap is small, and a gateway's peak RSS 30 MiB above its settled RSS.
+const listGarbage = 16 << 20
 
 // listGC collects a large list's garbage as it goes. A list allocates about twice what it keeps (frames,
 // decoded JSON, strings), and at the GC's default pace the heap would reach twice the live snapshot before each
