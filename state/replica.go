@@ -172,18 +172,24 @@ var errResync = errors.New("anti-entropy resync")
 // bigList is the snapshot size from which a relist returns its garbage to the OS at once.
 const bigList = 100_000
 
-// listGarbage is how much a list may allocate between two collections it forces: at 10⁶ records about 25
-// collections, cheap while the heap is small, and a gateway's peak RSS 30 MiB above its settled RSS.
-const listGarbage = 16 << 20
+// A list may allocate listGarbage, or a tenth of the heap its last collection left live if more, between two
+// collections it forces: at 10⁶ records about 25 collections, cheap while the heap is small, and a gateway's
+// peak RSS about 30 MiB above its settled RSS; at 10⁷ the share keeps the collections to a few dozen (a fixed
+// budget made hundreds, each marking gigabytes) and the peak within a tenth of the live heap above it.
+const (
+	listGarbage      = 16 << 20
+	listGarbageShare = 10
+)
 
 // listGC collects a large list's garbage as it goes. A list allocates about twice what it keeps (frames,
 // decoded JSON, strings), and at the GC's default pace the heap would reach twice the live snapshot before each
-// collection: collecting whenever listGarbage more has been allocated keeps the peak near the live heap plus
-// listGarbage (a sidecar's memory limit is set by the peak). A small list never collects.
+// collection: collecting as the budget above is spent keeps the peak near the live heap (a sidecar's memory
+// limit is set by the peak). A small list never collects.
 type listGC struct {
 	records int
-	sample  [1]metrics.Sample
-	last    uint64 // bytes allocated when the list last collected
+	sample  [2]metrics.Sample // bytes allocated so far; heap live after the last collection
+	last    uint64            // bytes allocated when the list last collected
+	budget  uint64
 }
 
 // record is called for each record listed; it reads the allocation counter every 1024 records.
@@ -192,18 +198,23 @@ func (g *listGC) record() {
 		return
 	}
 	if g.sample[0].Name == "" {
-		g.sample[0].Name = "/gc/heap/allocs:bytes"
-		metrics.Read(g.sample[:])
-		g.last = g.sample[0].Value.Uint64()
+		g.sample[0].Name, g.sample[1].Name = "/gc/heap/allocs:bytes", "/gc/heap/live:bytes"
+		g.mark()
 		return
 	}
 	metrics.Read(g.sample[:])
-	if g.sample[0].Value.Uint64()-g.last < listGarbage {
+	if g.sample[0].Value.Uint64()-g.last < g.budget {
 		return
 	}
 	runtime.GC()
+	g.mark()
+}
+
+// mark starts a new budget from the counters.
+func (g *listGC) mark() {
 	metrics.Read(g.sample[:])
 	g.last = g.sample[0].Value.Uint64()
+	g.budget = max(listGarbage, g.sample[1].Value.Uint64()/listGarbageShare)
 }
 
 // Run syncs until ctx ends; it returns nil then. Errors from etcd are logged and retried: the replica keeps
