@@ -1,15 +1,20 @@
 package state_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -154,8 +159,15 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 }
 
 // BenchmarkInitialSync loads DEACT_SYNC_RECORDS state records (default 10⁶ keys: orgs, their domains, apps and
-// their client IDs) into an embedded etcd, then measures one fresh replica's time to ready and the heap its
-// snapshot holds. Run: make bench-sync.
+// their client IDs) into an embedded etcd, then measures a fresh sync of them twice:
+//
+//   - gateway: what an operator's gateway node costs. deactd --role gateway runs as a child process against that
+//     etcd (built from this module), so neither the load generator nor etcd shares its memory: its time from
+//     start to /readyz 200, its peak RSS (VmHWM, the figure a container's memory limit must cover), its RSS once
+//     ready and 3 s later, and its Go heap then (/metrics).
+//   - replica: one Replica in this process: time to ready and the heap its snapshot holds.
+//
+// Run: make bench-sync (DEACT_SYNC_RECORDS=10000000 make bench-sync for 10⁷).
 func BenchmarkInitialSync(b *testing.B) {
 	n := 1_000_000
 	if v := os.Getenv("DEACT_SYNC_RECORDS"); v != "" {
@@ -170,35 +182,160 @@ func BenchmarkInitialSync(b *testing.B) {
 	}
 	b.Cleanup(srv.Close)
 	store := state.NewStore(etcdtest.Client(b, srv.Endpoints()))
+	loadStart := time.Now()
 	loadRecords(b, store, n)
+	b.Logf("%d records loaded in %.1fs", n, time.Since(loadStart).Seconds())
 
-	for b.Loop() {
-		runtime.GC()
-		var before runtime.MemStats
-		runtime.ReadMemStats(&before)
-		start := time.Now()
-		cli := etcdtest.Client(b, srv.Endpoints())
-		r := state.NewReplica(state.ReplicaConfig{Client: cli, Logger: quietLogger()})
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); _ = r.Run(ctx) }()
-		if err := r.WaitReady(ctx); err != nil {
-			b.Fatal(err)
+	b.Run("gateway", func(b *testing.B) {
+		bin := filepath.Join(b.TempDir(), "deactd")
+		if out, err := exec.Command("go", "build", "-o", bin, "github.com/deact/deact/cmd/deactd").CombinedOutput(); err != nil {
+			b.Fatalf("build deactd: %v: %s", err, out)
 		}
-		ready := time.Since(start)
-		runtime.GC()
-		var after runtime.MemStats
-		runtime.ReadMemStats(&after)
-		if got := r.Snapshot().Len(); got < n {
-			b.Fatalf("replica holds %d records, want ≥ %d", got, n)
+		for b.Loop() {
+			g := measureGateway(b, bin, srv.Endpoints(), 3*time.Second)
+			b.ReportMetric(g.ready.Seconds(), "ready-s")
+			b.ReportMetric(g.cpu.Seconds(), "cpu-to-ready-s")
+			b.ReportMetric(g.peak, "peak-rss-MiB")
+			b.ReportMetric(g.rss, "ready-rss-MiB")
+			b.ReportMetric(g.settled, "settled-rss-MiB")
+			b.ReportMetric(g.heap, "settled-heap-MiB")
+			b.ReportMetric(float64(n), "records")
+			fmt.Printf("sync of %d records into deactd --role gateway (child process): ready in %.2fs (%.2fs of CPU); RSS peak %.0f MiB, "+
+				"%.0f MiB when ready, %.0f MiB 3s later; Go heap in use then %.0f MiB\n", n, g.ready.Seconds(), g.cpu.Seconds(), g.peak, g.rss, g.settled, g.heap)
 		}
-		b.ReportMetric(ready.Seconds(), "ready-s")
-		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/(1<<20), "snapshot-MiB")
-		b.ReportMetric(float64(n), "records")
-		cancel()
-		<-done
-		cli.Close()
+	})
+	b.Run("replica", func(b *testing.B) {
+		for b.Loop() {
+			runtime.GC()
+			var before runtime.MemStats
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			cli := etcdtest.Client(b, srv.Endpoints())
+			r := state.NewReplica(state.ReplicaConfig{Client: cli, Logger: quietLogger()})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); _ = r.Run(ctx) }()
+			if err := r.WaitReady(ctx); err != nil {
+				b.Fatal(err)
+			}
+			ready := time.Since(start)
+			runtime.GC()
+			var after runtime.MemStats
+			runtime.ReadMemStats(&after)
+			if got := r.Snapshot().Len(); got < n {
+				b.Fatalf("replica holds %d records, want ≥ %d", got, n)
+			}
+			b.ReportMetric(ready.Seconds(), "ready-s")
+			b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/(1<<20), "snapshot-MiB")
+			b.ReportMetric(float64(n), "records")
+			cancel()
+			<-done
+			cli.Close()
+		}
+	})
+}
+
+// gatewayFigures are one gateway child's sync: time to ready, the CPU it used until then (user and system, a
+// figure a loaded host distorts less than the time), and memory in MiB.
+type gatewayFigures struct {
+	ready, cpu               time.Duration
+	peak, rss, settled, heap float64
+}
+
+// measureGateway starts bin as deactd --role gateway on endpoints, waits until its /readyz answers 200, reads
+// its memory from /proc then and settle later, and stops it.
+func measureGateway(b *testing.B, bin string, endpoints []string, settle time.Duration) gatewayFigures {
+	dir := b.TempDir()
+	cmd := exec.Command(bin, "--role", "gateway", "--etcd-endpoints", strings.Join(endpoints, ","),
+		"--data-dir", dir, "--node-id", "sync-bench", "--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0",
+		"--admin-addr", "127.0.0.1:0", "--log-level", "warn")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
 	}
+	logf, err := os.Create(filepath.Join(dir, "deactd.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stderr = logf
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	admin := ""
+	sc := bufio.NewScanner(out)
+	for admin == "" && sc.Scan() {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "admin HTTP/gRPC:"); ok {
+			admin = strings.TrimSpace(v)
+		}
+	}
+	if admin == "" {
+		b.Fatalf("deactd printed no admin address (log %s)", logf.Name())
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	hc := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if resp, err := hc.Get(admin + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("deactd not ready after 10 min (log %s)", logf.Name())
+		}
+	}
+	g := gatewayFigures{ready: time.Since(start), cpu: procCPU(b, cmd.Process.Pid)}
+	g.rss, g.peak = procMiB(b, cmd.Process.Pid)
+	time.Sleep(settle)
+	g.settled, _ = procMiB(b, cmd.Process.Pid)
+	resp, err := hc.Get(admin + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	for sc := bufio.NewScanner(resp.Body); sc.Scan(); {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			g.heap = f / (1 << 20)
+		}
+	}
+	return g
+}
+
+// procCPU is the user and system CPU time of a process, from /proc/PID/stat (in clock ticks, 100 a second).
+func procCPU(b *testing.B, pid int) time.Duration {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// pid (comm) state ...: comm may hold spaces, so count the fields after the last ')'.
+	f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// procMiB reads VmRSS and VmHWM of a process, in MiB.
+func procMiB(b *testing.B, pid int) (rss, hwm float64) {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(st), "\n") {
+		name, v, _ := strings.Cut(line, ":")
+		kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+		switch name {
+		case "VmRSS":
+			rss = kb / 1024
+		case "VmHWM":
+			hwm = kb / 1024
+		}
+	}
+	return rss, hwm
 }
 
 // loadRecords imports n state records (etcd keys): n/4 orgs, each with one domain, and n/4 apps, each with one

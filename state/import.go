@@ -359,6 +359,7 @@ func BuildSnapshot(rev int64, recs ...Record) (*Snapshot, error) {
 			}
 		}
 	}
-	b.s.revision = rev
-	return b.s, nil
+	snap := b.snapshot()
+	snap.revision = rev
+	return snap, nil
 }

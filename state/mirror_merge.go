@@ -61,7 +61,7 @@ func (s *Snapshot) layersOf(k kind, id string) *layers {
 	if s.layers == nil {
 		return nil
 	}
-	it, ok := s.layers.subjects[k].shards[shardOf(id)][id]
+	it, ok := s.layers.subjects[k].get(id)
 	if !ok {
 		return nil
 	}
@@ -69,7 +69,7 @@ func (s *Snapshot) layersOf(k kind, id string) *layers {
 	return l
 }
 
-func (b *builder) layerShard(k kind, id string) map[string]item {
+func (b *builder) layerShard(k kind, id string) *shard {
 	if !b.lb.setCopied {
 		next := &layerSet{}
 		if b.s.layers != nil {
@@ -78,17 +78,7 @@ func (b *builder) layerShard(k kind, id string) map[string]item {
 		b.s.layers = next
 		b.lb.setCopied = true
 	}
-	i := shardOf(id)
-	if !b.lb.copied[k][i] {
-		old := b.s.layers.subjects[k].shards[i]
-		m := make(map[string]item, len(old)+1)
-		for key, v := range old {
-			m[key] = v
-		}
-		b.s.layers.subjects[k].shards[i] = m
-		b.lb.copied[k][i] = true
-	}
-	return b.s.layers.subjects[k].shards[i]
+	return own(&b.s.layers.subjects[k], &b.lb.copied[k], shardOf(id), 0)
 }
 
 // mirrorSubject is the snapshot kind and ID of a mirrored record's subject: the ones the local record of the
@@ -149,7 +139,7 @@ func (b *builder) setLayer(k kind, id, ref string, e *layerEntry) {
 // showLayers stores the layers of (k, id) and publishes their merge in the visible table.
 func (b *builder) showLayers(k kind, id string, l *layers) {
 	if len(l.mirrors) == 0 {
-		delete(b.layerShard(k, id), id)
+		b.layerShard(k, id).del(id)
 		if l.local.val != nil {
 			b.show(k, id, l.local)
 		} else {
@@ -157,13 +147,13 @@ func (b *builder) showLayers(k kind, id string, l *layers) {
 		}
 		return
 	}
-	b.layerShard(k, id)[id] = item{val: l}
+	b.layerShard(k, id).set(id, item{val: l})
 	b.show(k, id, item{val: merge(k, id, l), rev: l.local.rev})
 }
 
 // show and hide are the only writes of this file to the visible tables; they keep the app-ID index in step.
 func (b *builder) show(k kind, id string, it item) {
-	b.shard(k, id)[id] = it
+	b.shard(k, id).set(id, it)
 	if a, ok := it.val.(*AppState); ok {
 		b.reindexApp(a.ProjectID, a.ID, a)
 	}
@@ -175,7 +165,7 @@ func (b *builder) hide(k kind, id string) {
 			b.reindexApp(a.ProjectID, a.ID, nil)
 		}
 	}
-	delete(b.shard(k, id), id)
+	b.shard(k, id).del(id)
 }
 
 // merge computes the visible record of a mirrored subject.
@@ -363,20 +353,28 @@ func (b *builder) reindexMirror(ref string, rev int64, mk MirrorKind, projectID,
 	}
 }
 
+// mirrorJSON is what a snapshot reads of a mirrored record.
+type mirrorJSON struct {
+	OrgID       string   `json:"orgId"`
+	Disabled    string   `json:"disabled"`
+	Deactivated bool     `json:"deactivated"`
+	Removed     bool     `json:"removed"`
+	ClientIDs   []string `json:"clientIds"`
+	Domains     []string `json:"domains"`
+}
+
 // decodeMirror reads a stored mirrored record; the key, not the record's fields, says whose it is. It decodes
 // only what decisions need (a relist decodes every record), and refuses values it does not know, which the
 // caller turns into a deny.
 func decodeMirror(_ string, mk MirrorKind, projectID, id string, value []byte) (*mirrorState, error) {
-	var j struct {
-		OrgID       string   `json:"orgId"`
-		Disabled    string   `json:"disabled"`
-		Deactivated bool     `json:"deactivated"`
-		Removed     bool     `json:"removed"`
-		ClientIDs   []string `json:"clientIds"`
-		Domains     []string `json:"domains"`
-	}
-	if err := json.Unmarshal(value, &j); err != nil {
-		return nil, err
+	var j mirrorJSON
+	if !decodeFast(value, []fastField{{name: "orgId", str: &j.OrgID}, {name: "disabled", str: &j.Disabled},
+		{name: "deactivated", flag: &j.Deactivated}, {name: "removed", flag: &j.Removed},
+		{name: "clientIds", list: &j.ClientIDs}, {name: "domains", list: &j.Domains}}) {
+		j = mirrorJSON{}
+		if err := json.Unmarshal(value, &j); err != nil {
+			return nil, err
+		}
 	}
 	ms := &mirrorState{id: id, projectID: projectID, orgID: j.OrgID, deactivated: j.Deactivated || j.Removed}
 	if j.Disabled != "" && j.Disabled != "none" {

@@ -311,7 +311,7 @@ func TestMergeProperty(t *testing.T) {
 					rt.Fatalf("put %s %s: %v", key, v, err)
 				}
 			}
-			cur = b.s
+			cur = b.snapshot()
 			snaps = append(snaps, cur)
 			prints = append(prints, fingerprint(cur))
 		}
@@ -325,7 +325,7 @@ func TestMergeProperty(t *testing.T) {
 		if got := fingerprint(cur); got != want {
 			rt.Fatalf("incremental snapshot:\n%s\nwant:\n%s", got, want)
 		}
-		if got := fingerprint(scratch.s); got != want {
+		if got := fingerprint(scratch.snapshot()); got != want {
 			rt.Fatalf("relisted snapshot:\n%s\nwant:\n%s", got, want)
 		}
 		for i, s := range snaps {
@@ -336,7 +336,7 @@ func TestMergeProperty(t *testing.T) {
 		if len(kv) == 0 && cur.layers != nil {
 			for k := range cur.layers.subjects {
 				for _, m := range cur.layers.subjects[k].shards {
-					if len(m) > 0 {
+					if m.len() > 0 {
 						rt.Fatalf("layers left behind with nothing stored: %v", m)
 					}
 				}
@@ -511,7 +511,7 @@ func FuzzApplyMirrorRecord(f *testing.F) {
 		if b2.s.layers != nil {
 			for k := range b2.s.layers.subjects {
 				for _, m := range b2.s.layers.subjects[k].shards {
-					if len(m) != 0 {
+					if m.len() != 0 {
 						t.Fatalf("layers left after deleting %s: %v", key, m)
 					}
 				}

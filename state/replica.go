@@ -7,11 +7,11 @@ import (
 	"log/slog"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
@@ -179,6 +179,51 @@ var errResync = errors.New("anti-entropy resync")
 // bigList is the snapshot size from which a relist returns its garbage to the OS at once.
 const bigList = 100_000
 
+// A list may allocate listGarbage, or a tenth of the heap its last collection left live if more, between two
+// collections it forces: at 10⁶ records about 25 collections, cheap while the heap is small, and a gateway's
+// peak RSS about 30 MiB above its settled RSS; at 10⁷ the share keeps the collections to a few dozen (a fixed
+// budget made hundreds, each marking gigabytes) and the peak within a tenth of the live heap above it.
+const (
+	listGarbage      = 16 << 20
+	listGarbageShare = 10
+)
+
+// listGC collects a large list's garbage as it goes. A list allocates about twice what it keeps (frames,
+// decoded JSON, strings), and at the GC's default pace the heap would reach twice the live snapshot before each
+// collection: collecting as the budget above is spent keeps the peak near the live heap (a sidecar's memory
+// limit is set by the peak). A small list never collects.
+type listGC struct {
+	records int
+	sample  [2]metrics.Sample // bytes allocated so far; heap live after the last collection
+	last    uint64            // bytes allocated when the list last collected
+	budget  uint64
+}
+
+// record is called for each record listed; it reads the allocation counter every 1024 records.
+func (g *listGC) record() {
+	if g.records++; g.records%1024 != 0 {
+		return
+	}
+	if g.sample[0].Name == "" {
+		g.sample[0].Name, g.sample[1].Name = "/gc/heap/allocs:bytes", "/gc/heap/live:bytes"
+		g.mark()
+		return
+	}
+	metrics.Read(g.sample[:])
+	if g.sample[0].Value.Uint64()-g.last < g.budget {
+		return
+	}
+	runtime.GC()
+	g.mark()
+}
+
+// mark starts a new budget from the counters.
+func (g *listGC) mark() {
+	metrics.Read(g.sample[:])
+	g.last = g.sample[0].Value.Uint64()
+	g.budget = max(listGarbage, g.sample[1].Value.Uint64()/listGarbageShare)
+}
+
 // Run syncs until ctx ends; it returns nil then. Errors from etcd are logged and retried: the replica keeps
 // serving its last snapshot while etcd is unreachable, and Staleness grows.
 func (r *Replica) Run(ctx context.Context) error {
@@ -206,25 +251,19 @@ func (r *Replica) Run(ctx context.Context) error {
 func (r *Replica) relist(ctx context.Context) (int64, error) {
 	asked := r.now() // the list is a linearizable read: everything committed before now is in it
 	b := newBuilder(nil)
-	seen := 0
-	add := func(kvs []*mvccpb.KeyValue) {
-		// A large list makes as much garbage as it keeps; collecting it as we go keeps the peak near the live
-		// heap instead of twice it (a sidecar's memory limit is set by the peak).
-		if seen += len(kvs); seen >= bigList {
-			seen = 0
-			runtime.GC()
-		}
-		for _, kv := range kvs {
-			if err := b.put(string(kv.Key), kv.Value, kv.ModRevision); err != nil {
-				r.badRecords.Add(1)
-				r.log.Error("unreadable state record", "err", err)
-			}
+	b.hint = r.countKinds(ctx)
+	var gc listGC
+	put := func(key, value []byte, modRev int64) {
+		gc.record()
+		if err := b.put(string(key), value, modRev); err != nil {
+			r.badRecords.Add(1)
+			r.log.Error("unreadable state record", "err", err)
 		}
 	}
-	rev, err := r.listStream(ctx, add)
+	rev, err := r.listStream(ctx, put)
 	if status.Code(err) == codes.Unimplemented {
 		b = newBuilder(nil)
-		rev, err = r.listPages(ctx, add)
+		rev, err = r.listPages(ctx, put)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("list %s: %w", StatePrefix, err)
@@ -234,51 +273,44 @@ func (r *Replica) relist(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("list revision %d is older than applied revision %d", rev, applied)
 	}
 	// The list holds every change up to rev, deletes included, so rev is the snapshot's revision.
-	b.s.revision = rev
+	next := b.snapshot()
+	next.revision = rev
 	old := r.snap.Load()
 	if old != nil {
-		if n := diff(old, b.s); n > 0 {
+		if n := diff(old, next); n > 0 {
 			r.corrections.Add(int64(n))
 			r.log.Info("relist corrected records", "records", n, "revision", rev)
 		}
 	}
 	r.relists.Add(1)
-	r.publish(b.s, rev)
+	r.publish(next, rev)
 	r.markCurrent(asked)
-	if n := b.s.Len(); n >= bigList {
+	if n := next.Len(); n >= bigList {
 		// A list of this size leaves as much garbage as it keeps (pages, decoded JSON, the old snapshot); give
 		// it back now rather than carry twice the live heap until the GC would next run.
 		debug.FreeOSMemory()
 	}
 	r.readyOnce.Do(func() {
 		close(r.ready)
-		r.log.Info("replica ready", "records", b.s.Len(), "revision", rev)
+		r.log.Info("replica ready", "records", next.Len(), "revision", rev)
 	})
 	return rev, nil
 }
 
-func (r *Replica) listStream(ctx context.Context, add func([]*mvccpb.KeyValue)) (int64, error) {
-	ch, err := r.cfg.Client.GetStream(ctx, StatePrefix, clientv3.WithPrefix())
-	if err != nil {
-		return 0, err
-	}
-	var rev int64
-	for resp := range ch {
-		if err := resp.Err(); err != nil {
-			return 0, err
-		}
-		add(resp.Kvs)
-		if resp.Header != nil {
-			rev = resp.Header.Revision
+// countKinds counts the records of each kind (count-only ranges, which etcd answers from its index), so that
+// a list can size its tables at once; a count that fails is 0, unknown.
+func (r *Replica) countKinds(ctx context.Context) [nKinds]int {
+	var n [nKinds]int
+	for k, prefix := range map[kind]string{kindOrg: orgsPrefix, kindProject: projPrefix, kindApp: appsPrefix,
+		kindClient: clientPrefix, kindDomain: domainPrefix, kindAccount: acctPrefix} {
+		if resp, err := r.cfg.Client.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
+			n[k] = int(resp.Count)
 		}
 	}
-	if rev == 0 {
-		return 0, errors.New("range stream ended without its final chunk")
-	}
-	return rev, nil
+	return n
 }
 
-func (r *Replica) listPages(ctx context.Context, add func([]*mvccpb.KeyValue)) (int64, error) {
+func (r *Replica) listPages(ctx context.Context, put func(key, value []byte, modRev int64)) (int64, error) {
 	end := clientv3.GetPrefixRangeEnd(StatePrefix)
 	key := StatePrefix
 	var rev int64
@@ -294,7 +326,9 @@ func (r *Replica) listPages(ctx context.Context, add func([]*mvccpb.KeyValue)) (
 		if rev == 0 {
 			rev = resp.Header.Revision
 		}
-		add(resp.Kvs)
+		for _, kv := range resp.Kvs {
+			put(kv.Key, kv.Value, kv.ModRevision)
+		}
 		if !resp.More || len(resp.Kvs) == 0 {
 			return rev, nil
 		}
@@ -386,7 +420,7 @@ const maxApplyBatch = 256
 func (r *Replica) apply(resp clientv3.WatchResponse, wch clientv3.WatchChan) (next clientv3.WatchResponse, ok, ahead bool) {
 	b := newBuilder(r.snap.Load())
 	top := r.applyEvents(b, resp.Events, 0)
-	defer func() { r.publish(b.s, top) }()
+	defer func() { r.publish(b.snapshot(), top) }()
 	for range maxApplyBatch - 1 {
 		select {
 		case next, ok = <-wch:

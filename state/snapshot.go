@@ -3,7 +3,7 @@ package state
 import (
 	"encoding/json"
 	"fmt"
-	"hash/maphash"
+	"math"
 	"slices"
 	"strings"
 )
@@ -28,25 +28,13 @@ const (
 	nShards   = 1 << shardBits
 )
 
-type table struct {
-	shards [nShards]map[string]item
-}
-
 // item is a decoded record and the ModRevision of the key it came from.
 type item struct {
 	val any
 	rev int64
 }
 
-var shardSeed = maphash.MakeSeed()
-
-func shardOf(id string) int { return int(maphash.String(shardSeed, id) & (nShards - 1)) }
-
-func (s *Snapshot) get(k kind, id string) (item, bool) {
-	m := s.tables[k].shards[shardOf(id)]
-	it, ok := m[id]
-	return it, ok
-}
+func (s *Snapshot) get(k kind, id string) (item, bool) { return s.tables[k].get(id) }
 
 func lookup[T any](s *Snapshot, k kind, id string) *T {
 	if s == nil {
@@ -87,7 +75,7 @@ func (s *Snapshot) Apps(appID string) *AppSet {
 	if s == nil {
 		return nil
 	}
-	it, ok := s.appIDs.shards[shardOf(appID)][appID]
+	it, ok := s.appIDs.get(appID)
 	if !ok {
 		return nil
 	}
@@ -156,8 +144,8 @@ func (s *Snapshot) Len() int {
 	}
 	n := 0
 	for k := range s.tables {
-		for _, m := range s.tables[k].shards {
-			n += len(m)
+		for _, sh := range s.tables[k].shards {
+			n += sh.len()
 		}
 	}
 	return n
@@ -166,20 +154,22 @@ func (s *Snapshot) Len() int {
 // each calls f for every record's (kind name, id, mod revision); for tests and diagnostics.
 func (s *Snapshot) each(f func(k kind, id string, it item)) {
 	for k := range s.tables {
-		for _, m := range s.tables[k].shards {
-			for id, it := range m {
-				f(kind(k), id, it)
-			}
+		for _, sh := range s.tables[k].shards {
+			sh.each(func(id string, it item) { f(kind(k), id, it) })
 		}
 	}
 }
 
-// builder makes the next snapshot from a base, copying a shard the first time a change touches it.
+// builder makes the next snapshot from a base: the first change to a shard gives the builder its own copy of
+// the shard's header, and snapshot packs what changed.
 type builder struct {
-	s         *Snapshot
-	copied    [nKinds][nShards]bool
-	copiedIDs [nShards]bool
-	lb        layerBuild
+	s        *Snapshot
+	owned    [nKinds][nShards]bool
+	ownedIDs [nShards]bool
+	lb       layerBuild
+	// hint is how many records each kind is expected to have, when known (a list counts them first): the
+	// shards a list fills are made that size at once instead of doubling to it.
+	hint [nKinds]int
 }
 
 func newBuilder(base *Snapshot) *builder {
@@ -190,33 +180,51 @@ func newBuilder(base *Snapshot) *builder {
 	return b
 }
 
-func (b *builder) shard(k kind, id string) map[string]item {
-	i := shardOf(id)
-	if !b.copied[k][i] {
-		old := b.s.tables[k].shards[i]
-		m := make(map[string]item, len(old)+1)
-		for key, v := range old {
-			m[key] = v
+// snapshot packs every shard the builder changed and returns the snapshot to publish. The builder must not be
+// used after.
+func (b *builder) snapshot() *Snapshot {
+	for k := range b.owned {
+		for i, owned := range b.owned[k] {
+			if owned {
+				b.s.tables[k].shards[i].pack()
+			}
 		}
-		b.s.tables[k].shards[i] = m
-		b.copied[k][i] = true
 	}
-	return b.s.tables[k].shards[i]
+	for i, owned := range b.ownedIDs {
+		if owned {
+			b.s.appIDs.shards[i].pack()
+		}
+	}
+	if b.lb.setCopied {
+		for k := range b.lb.copied {
+			for i, owned := range b.lb.copied[k] {
+				if owned {
+					b.s.layers.subjects[k].shards[i].pack()
+				}
+			}
+		}
+	}
+	return b.s
+}
+
+func (b *builder) shard(k kind, id string) *shard {
+	return own(&b.s.tables[k], &b.owned[k], shardOf(id), shardHint(b.hint[k]))
 }
 
 // appIDShard is shard for the app-ID index.
-func (b *builder) appIDShard(appID string) map[string]item {
-	i := shardOf(appID)
-	if !b.copiedIDs[i] {
-		old := b.s.appIDs.shards[i]
-		m := make(map[string]item, len(old)+1)
-		for key, v := range old {
-			m[key] = v
-		}
-		b.s.appIDs.shards[i] = m
-		b.copiedIDs[i] = true
+func (b *builder) appIDShard(appID string) *shard {
+	return own(&b.s.appIDs, &b.ownedIDs, shardOf(appID), shardHint(b.hint[kindApp]))
+}
+
+// shardHint is the room to make in each shard of a table of n records: the mean and three standard deviations
+// of a shard's share, so that hardly any shard grows, nor keeps more than a few percent unused (at 10⁶
+// records 10%, at 10⁷ 3%). 0 when n is unknown.
+func shardHint(n int) int {
+	if n <= 0 {
+		return 0
 	}
-	return b.s.appIDs.shards[i]
+	mean := float64(n) / nShards
+	return int(mean+3*math.Sqrt(mean)) + 4
 }
 
 // reindexApp replaces (or, with a nil next, removes) the record of (projectID, appID) in its app set. Sets are
@@ -240,7 +248,7 @@ func (b *builder) reindexApp(projectID, appID string, next *AppState) {
 	}
 	m := b.appIDShard(appID)
 	if len(apps) == 0 {
-		delete(m, appID)
+		m.del(appID)
 		return
 	}
 	set := &AppSet{Apps: apps}
@@ -251,7 +259,7 @@ func (b *builder) reindexApp(projectID, appID string, next *AppState) {
 	for _, a := range apps {
 		set.Deactivated = set.Deactivated || a.Deactivated
 	}
-	m[appID] = item{val: set}
+	m.set(appID, item{val: set})
 }
 
 // put applies a put of key at rev; an older revision than the one held is ignored (per-key guard).
@@ -268,6 +276,9 @@ func (b *builder) put(key string, value []byte, rev int64) error {
 	}
 	id = strings.Clone(id) // do not keep the whole key alive for the ID inside it
 	v, err := decode(k, id, value)
+	if c, ok := v.(*Client); ok {
+		b.shareAppStrings(c)
+	}
 	if err != nil {
 		// A record we cannot read must not become an allow: orgs, projects and apps are held deactivated;
 		// index entries are dropped. The caller logs and counts the error.
@@ -289,6 +300,24 @@ func (b *builder) put(key string, value []byte, rev int64) error {
 	b.relayer(k, id)
 	b.bump(rev)
 	return err
+}
+
+// shareAppStrings points a client entry's IDs at the same strings its app's record holds, when the snapshot
+// has that app (a list reads apps before clients): a copy each of three IDs less per client.
+func (b *builder) shareAppStrings(c *Client) {
+	set := b.s.Apps(c.AppID)
+	if set == nil {
+		return
+	}
+	for _, a := range set.Apps {
+		if a.ProjectID == c.ProjectID {
+			c.AppID, c.ProjectID = a.ID, a.ProjectID
+			if a.OrgID == c.OrgID {
+				c.OrgID = a.OrgID
+			}
+			return
+		}
+	}
 }
 
 // del applies a delete of key at rev.
@@ -317,67 +346,80 @@ func (b *builder) bump(rev int64) {
 }
 
 // decode turns a stored record into its snapshot form. id is the key's own string, shared rather than copied.
+// Records are read by decodeFast (jsonfast.go) and, when it declines, by encoding/json, into the same structs.
 func decode(k kind, id string, value []byte) (any, error) {
 	switch k {
 	case kindOrg:
 		var o orgFlags
-		if err := json.Unmarshal(value, &o); err != nil {
-			return nil, err
+		if !decodeFast(value, []fastField{{name: "state", str: &o.State}, {name: "disableLogin", flag: &o.DisableLogin},
+			{name: "disableToken", flag: &o.DisableToken}, {name: "disableBackup", flag: &o.DisableBackup},
+			{name: "disableRestore", flag: &o.DisableRestore}}) {
+			o = orgFlags{}
+			if err := json.Unmarshal(value, &o); err != nil {
+				return nil, err
+			}
 		}
 		d, err := o.disabled()
 		if err != nil {
 			return nil, err
 		}
 		return &OrgState{ID: id, Disabled: d}, nil
-	case kindProject:
-		var p struct {
-			OrgID string `json:"orgId"`
-			State string `json:"state"`
-		}
-		if err := json.Unmarshal(value, &p); err != nil {
-			return nil, err
+	case kindProject, kindApp:
+		var p projectFlags
+		if !decodeFast(value, []fastField{{name: "orgId", str: &p.OrgID}, {name: "state", str: &p.State}}) {
+			p = projectFlags{}
+			if err := json.Unmarshal(value, &p); err != nil {
+				return nil, err
+			}
 		}
 		if err := checkState(p.State); err != nil {
 			return nil, err
 		}
-		return &ProjectState{ID: id, OrgID: p.OrgID, Deactivated: p.State == Deactivated}, nil
-	case kindApp:
+		if k == kindProject {
+			return &ProjectState{ID: id, OrgID: p.OrgID, Deactivated: p.State == Deactivated}, nil
+		}
 		// id is "project/app", from the key: the key, not the record's projectId field, says where it lives.
 		project, app, _ := strings.Cut(id, "/")
-		var a struct {
-			OrgID string `json:"orgId"`
-			State string `json:"state"`
-		}
-		if err := json.Unmarshal(value, &a); err != nil {
-			return nil, err
-		}
-		if err := checkState(a.State); err != nil {
-			return nil, err
-		}
-		return &AppState{ID: app, ProjectID: project, OrgID: a.OrgID, Deactivated: a.State == Deactivated}, nil
+		return &AppState{ID: app, ProjectID: project, OrgID: p.OrgID, Deactivated: p.State == Deactivated}, nil
 	case kindClient:
 		var c Client
-		if err := json.Unmarshal(value, &c); err != nil {
-			return nil, err
+		if !decodeFast(value, []fastField{{name: "clientId", str: &c.ClientID}, {name: "appId", str: &c.AppID},
+			{name: "projectId", str: &c.ProjectID}, {name: "orgId", str: &c.OrgID}}) {
+			c = Client{}
+			if err := json.Unmarshal(value, &c); err != nil {
+				return nil, err
+			}
 		}
 		c.ClientID = id
 		return &c, nil
 	case kindDomain:
 		var d Domain
-		if err := json.Unmarshal(value, &d); err != nil {
-			return nil, err
+		if !decodeFast(value, []fastField{{name: "domain", str: &d.Domain}, {name: "orgId", str: &d.OrgID}}) {
+			d = Domain{}
+			if err := json.Unmarshal(value, &d); err != nil {
+				return nil, err
+			}
 		}
 		d.Domain = id
 		return &d, nil
 	case kindAccount:
 		var a Account
-		if err := json.Unmarshal(value, &a); err != nil {
-			return nil, err
+		if !decodeFast(value, []fastField{{name: "id", str: &a.ID}, {name: "orgId", str: &a.OrgID}}) {
+			a = Account{}
+			if err := json.Unmarshal(value, &a); err != nil {
+				return nil, err
+			}
 		}
 		a.ID = id
 		return &a, nil
 	}
 	return nil, fmt.Errorf("unknown kind %d", k)
+}
+
+// projectFlags is what a snapshot reads of a project or app record.
+type projectFlags struct {
+	OrgID string `json:"orgId"`
+	State string `json:"state"`
 }
 
 // diff counts the records that differ between two snapshots (by presence or mod revision).

@@ -116,7 +116,10 @@ func FuzzAppSetDenyWins(f *testing.F) {
 			default:
 				_ = b.put(key, []byte(`{"orgId":"o","state":"active"}`), rev)
 			}
-			s = b.s
+			s = b.s // half the steps read (and build on) the builder's unpacked snapshot, half the published form
+			if step&16 != 0 {
+				s = b.snapshot()
+			}
 			held, deactivated := 0, false
 			for _, p := range projects {
 				if a := s.App(p, "X"); a != nil {
