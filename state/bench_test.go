@@ -14,10 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/deact/deact/internal/launch"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdserver"
 	"github.com/deact/deact/state/etcdtest"
@@ -242,56 +242,35 @@ type gatewayFigures struct {
 	peak, rss, settled, heap float64
 }
 
-// measureGateway starts bin as deactd --role gateway on endpoints, waits until its /readyz answers 200, reads
-// its memory from /proc then and settle later, and stops it.
+// measureGateway starts bin as deactd --role gateway on endpoints through the launcher (which waits for its
+// ready file: the replica synced and the node registered), reads its memory from /proc then and settle later,
+// and stops it.
 func measureGateway(b *testing.B, bin string, endpoints []string, settle time.Duration) gatewayFigures {
 	dir := b.TempDir()
-	cmd := exec.Command(bin, "--role", "gateway", "--etcd-endpoints", strings.Join(endpoints, ","),
-		"--data-dir", dir, "--node-id", "sync-bench", "--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0",
-		"--admin-addr", "127.0.0.1:0", "--log-level", "warn")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
 	logf, err := os.Create(filepath.Join(dir, "deactd.log"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer logf.Close()
-	cmd.Stderr = logf
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
+	p, err := launch.Start(context.Background(), launch.Options{
+		Argv: []string{bin, "--role", "gateway", "--etcd-endpoints", strings.Join(endpoints, ","),
+			"--data-dir", dir, "--node-id", "sync-bench", "--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0",
+			"--admin-addr", "127.0.0.1:0", "--log-level", "warn"},
+		ReadyFile: filepath.Join(dir, "ready.json"), Stderr: logf, Timeout: 10 * time.Minute, StopTimeout: 30 * time.Second,
+	})
+	if err != nil {
+		b.Fatalf("deactd gateway: %v (log %s)", err, logf.Name())
 	}
-	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
-	admin := ""
-	sc := bufio.NewScanner(out)
-	for admin == "" && sc.Scan() {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "admin HTTP/gRPC:"); ok {
-			admin = strings.TrimSpace(v)
-		}
-	}
-	if admin == "" {
-		b.Fatalf("deactd printed no admin address (log %s)", logf.Name())
-	}
-	go func() { _, _ = io.Copy(io.Discard, out) }()
+	defer func() { _ = p.Stop() }()
+	admin := p.Ready.URL(p.Ready.AdminAddr)
 	hc := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
 	defer hc.CloseIdleConnections()
-	for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(10 * time.Millisecond) {
-		if resp, err := hc.Get(admin + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("deactd not ready after 10 min (log %s)", logf.Name())
-		}
-	}
-	g := gatewayFigures{ready: time.Since(start), cpu: procCPU(b, cmd.Process.Pid)}
-	g.rss, g.peak = procMiB(b, cmd.Process.Pid)
+	pid := p.PID()
+	g := gatewayFigures{ready: time.Since(start), cpu: procCPU(b, pid)}
+	g.rss, g.peak = procMiB(b, pid)
 	time.Sleep(settle)
-	g.settled, _ = procMiB(b, cmd.Process.Pid)
+	g.settled, _ = procMiB(b, pid)
 	resp, err := hc.Get(admin + "/metrics")
 	if err != nil {
 		b.Fatal(err)
