@@ -438,14 +438,14 @@ func (f *fleet) paused(ctx context.Context, cfg FleetConfig, r *FleetRun) (*Flee
 	}
 	defer ac.Close()
 	for _, c := range f.children {
-		if err := c.Signal(syscall.SIGSTOP); err != nil {
+		if err := c.Freeze(5 * time.Second); err != nil {
 			return nil, err
 		}
 	}
 	paused := time.Now()
 	defer func() {
 		for _, c := range f.children {
-			_ = c.Signal(syscall.SIGCONT)
+			_ = c.Thaw()
 		}
 	}()
 	// The paused leases live at least TTL − FenceBound/3 after the pause (the last keep-alive was sent no

@@ -198,7 +198,9 @@ func TestPausedGatewayIsCountedThenFenced(t *testing.T) {
 		}
 	})
 
-	if err := g.p.Signal(syscall.SIGSTOP); err != nil {
+	// Frozen for certain before the requests below are sent: answered before the freeze took hold, they would
+	// rightly be OK (the org is still active then), which is not what this test is about.
+	if err := g.p.Freeze(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Now()

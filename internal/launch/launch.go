@@ -135,6 +135,53 @@ func (p *Process) PID() int { return p.cmd.Process.Pid }
 // Signal sends sig to the child.
 func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 
+// Freeze stops the child with SIGSTOP and returns once the kernel shows every one of its threads stopped
+// (/proc/PID/stat state T), so that what is sent to it afterwards waits in its sockets. kill(2) returns before
+// a multi-threaded process has stopped: a request sent right after it can still be answered. Thaw resumes it.
+func (p *Process) Freeze(timeout time.Duration) error {
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		stopped, err := p.stopped()
+		if err != nil || stopped {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not stopped %v after SIGSTOP", p.Name, timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Thaw resumes a frozen child (SIGCONT).
+func (p *Process) Thaw() error { return p.cmd.Process.Signal(syscall.SIGCONT) }
+
+// stopped reports whether every thread of the child is stopped.
+func (p *Process) stopped() (bool, error) {
+	dir := fmt.Sprintf("/proc/%d/task", p.PID())
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", p.Name, err)
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(dir + "/" + task.Name() + "/stat")
+		if err != nil {
+			return false, nil // a thread ending meanwhile: look again
+		}
+		// pid (comm) state ...: comm may hold spaces and parentheses, the state follows the last ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) {
+			return false, fmt.Errorf("%s: unreadable %s/stat", p.Name, task.Name())
+		}
+		if st := b[i+2]; st != 'T' && st != 't' {
+			return false, nil
+		}
+	}
+	return len(tasks) > 0, nil
+}
+
 // Done is closed when the child has exited; Wait then returns at once.
 func (p *Process) Done() <-chan struct{} { return p.exited }
 

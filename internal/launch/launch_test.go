@@ -1,7 +1,9 @@
 package launch_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,5 +128,54 @@ func TestReadReadyRejectsWhatIsNotAReadyFile(t *testing.T) {
 				t.Fatal("accepted")
 			}
 		})
+	}
+}
+
+// TestFreezeThaw: Freeze returns with every thread of the child stopped (a Go child has several), and Thaw
+// resumes them all.
+func TestFreezeThaw(t *testing.T) {
+	t.Parallel()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := launch.Start(context.Background(), launch.Options{
+		Argv: []string{self, "-test.run=^$"}, Env: append(os.Environ(), fakeChildEnv+"=ready"),
+		ReadyFile: filepath.Join(t.TempDir(), "ready.json"), Timeout: 10 * time.Second, StopTimeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Kill() })
+	states := func() string {
+		dir := fmt.Sprintf("/proc/%d/task", p.PID())
+		tasks, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []byte
+		for _, task := range tasks {
+			b, _ := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+			if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
+				out = append(out, b[i+2])
+			}
+		}
+		return string(out)
+	}
+	if err := p.Freeze(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if s := states(); len(s) < 2 || strings.Trim(s, "tT") != "" {
+		t.Fatalf("thread states after Freeze %q, want every one stopped (T), and several", s)
+	}
+	if err := p.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.ContainsAny(states(), "tT") {
+		if time.Now().After(deadline) {
+			t.Fatalf("thread states after Thaw %q: still stopped", states())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
