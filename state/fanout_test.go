@@ -82,8 +82,7 @@ func TestFanoutConfirmsEveryNode(t *testing.T) {
 	if err != nil || c.Confirmed != 2 || c.Total != 2 {
 		t.Fatalf("confirmation after a node left %+v, %v", c, err)
 	}
-	nodes, err := store.ListNodes(ctx)
-	if err != nil || len(nodes) != 2 || nodes[0].AppliedRevision < res.Revision {
-		t.Fatalf("nodes %+v, %v", nodes, err)
+	if nodes := f.Nodes(); len(nodes) != 2 || nodes[0].AppliedRevision < res.Revision {
+		t.Fatalf("nodes %+v", nodes)
 	}
 }

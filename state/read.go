@@ -108,16 +108,3 @@ func (s *Store) ListProjects(ctx context.Context, after string, limit int64) (Pa
 func (s *Store) ListApps(ctx context.Context, after string, limit int64) (Page[App], error) {
 	return list[App](ctx, s, appsPrefix, after, limit)
 }
-
-// ListNodes lists the live gateway nodes.
-func (s *Store) ListNodes(ctx context.Context) ([]Node, error) {
-	p, err := list[Node](ctx, s, NodesPrefix, "", 1000)
-	if err != nil {
-		return nil, err
-	}
-	nodes := make([]Node, len(p.Items))
-	for i, it := range p.Items {
-		nodes[i] = it.Record
-	}
-	return nodes, nil
-}
