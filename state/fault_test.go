@@ -16,8 +16,27 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// The fault tests below are not parallel: members stopped, restarted and cut, with 3-member clusters among them,
-// starve the timing-bound parallel tests (fencing before lease expiry, the lagging watch) on a small machine.
+// The fault tests run as parallel subtests of one test that is not itself parallel: members stopped, restarted
+// and cut, with 3-member clusters among them, starve the timing-bound parallel tests (fencing before lease
+// expiry, the lagging watch) on a small machine, so they must not overlap those; among themselves they mostly
+// wait (for etcd's request timeout, an election), and overlap well.
+func TestReplicaUnderFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"ReplicaRelistsAfterCompactionWhileDisconnected", testReplicaRelistsAfterCompactionWhileDisconnected},
+		{"ReplicaSurvivesMemberRestart", testReplicaSurvivesMemberRestart},
+		{"ReplicaClusterMemberDown", testReplicaClusterMemberDown},
+		{"ReplicaWatchCanceledOnLeaderLoss", testReplicaWatchCanceledOnLeaderLoss},
+		{"FanoutSeesNodesRegisteredBeforeTheWrite", testFanoutSeesNodesRegisteredBeforeTheWrite},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.run(t)
+		})
+	}
+}
 
 // cutProxy puts a real TCP proxy between a client and an etcd member, so a test can cut and restore the network.
 type cutProxy struct {
@@ -65,9 +84,9 @@ func proxiedClient(t *testing.T, endpoint string) *clientv3.Client {
 	return cli
 }
 
-// TestReplicaRelistsAfterCompactionWhileDisconnected: changes made and compacted away while a replica is cut off
+// testReplicaRelistsAfterCompactionWhileDisconnected: changes made and compacted away while a replica is cut off
 // reach it through a full relist, deletes included, and its revision never goes back.
-func TestReplicaRelistsAfterCompactionWhileDisconnected(t *testing.T) {
+func testReplicaRelistsAfterCompactionWhileDisconnected(t *testing.T) {
 	srv := etcdtest.Start(t)
 	admin := etcdtest.Client(t, srv.Endpoints())
 	store := state.NewStore(admin)
@@ -113,9 +132,9 @@ func TestReplicaRelistsAfterCompactionWhileDisconnected(t *testing.T) {
 	wait.Eventually(t, "staleness to recover", func() bool { return r.Staleness() < 300*time.Millisecond })
 }
 
-// TestReplicaSurvivesMemberRestart: a single member stopped and started again with its data; the replica
+// testReplicaSurvivesMemberRestart: a single member stopped and started again with its data; the replica
 // resumes its watch and sees what was written after.
-func TestReplicaSurvivesMemberRestart(t *testing.T) {
+func testReplicaSurvivesMemberRestart(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := etcdtest.Client(t, srv.Endpoints())
 	r := startReplica(t, cli, state.ReplicaConfig{})
@@ -140,8 +159,8 @@ func TestReplicaSurvivesMemberRestart(t *testing.T) {
 	}
 }
 
-// TestReplicaClusterMemberDown: with 3 members, stopping the one the replica talks to does not stop it.
-func TestReplicaClusterMemberDown(t *testing.T) {
+// testReplicaClusterMemberDown: with 3 members, stopping the one the replica talks to does not stop it.
+func testReplicaClusterMemberDown(t *testing.T) {
 	c := etcdtest.StartCluster(t, 3)
 	cli := etcdtest.Client(t, c.Endpoints())
 	r := startReplica(t, cli, state.ReplicaConfig{})
@@ -164,10 +183,10 @@ func TestReplicaClusterMemberDown(t *testing.T) {
 	}
 }
 
-// TestReplicaWatchCanceledOnLeaderLoss: when the member a replica watches loses its leader, etcd cancels the
+// testReplicaWatchCanceledOnLeaderLoss: when the member a replica watches loses its leader, etcd cancels the
 // watch (WithRequireLeader); the replica keeps its last snapshot, its staleness grows, and once a leader is back
 // it relists and applies what was written meanwhile.
-func TestReplicaWatchCanceledOnLeaderLoss(t *testing.T) {
+func testReplicaWatchCanceledOnLeaderLoss(t *testing.T) {
 	c := etcdtest.StartCluster(t, 3)
 	eps := c.Endpoints()
 	r := startReplica(t, etcdtest.Client(t, eps[:1]), state.ReplicaConfig{})
@@ -208,9 +227,9 @@ func TestReplicaWatchCanceledOnLeaderLoss(t *testing.T) {
 	}
 }
 
-// TestFanoutSeesNodesRegisteredBeforeTheWrite: the Fanout hears of the registry through a slow link (200 ms);
+// testFanoutSeesNodesRegisteredBeforeTheWrite: the Fanout hears of the registry through a slow link (200 ms);
 // a node that registered before a write must still be waited for, not skipped as unknown.
-func TestFanoutSeesNodesRegisteredBeforeTheWrite(t *testing.T) {
+func testFanoutSeesNodesRegisteredBeforeTheWrite(t *testing.T) {
 	srv := etcdtest.Start(t)
 	direct := etcdtest.Client(t, srv.Endpoints())
 	proxy := newCutProxy(t, srv.Endpoints()[0])
