@@ -1,18 +1,15 @@
 package adminapi_test
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/deact/deact/admin"
 	"github.com/deact/deact/admin/adminapi"
+	"github.com/deact/deact/admin/admintest"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
 	"go.uber.org/goleak"
@@ -24,8 +21,7 @@ func TestMain(m *testing.M) {
 
 const rootToken = "adminapi-test-root-token-0123"
 
-// env is the real admin API (admin.New) on loopback in front of a real embedded etcd, with one gateway node
-// (replica and reporter) on the same etcd, so that writes are confirmed "1/1".
+// env is the real admin API with one gateway node (admintest.Start), so that writes are confirmed "1/1".
 type env struct {
 	t     *testing.T
 	url   string
@@ -34,43 +30,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv.Endpoints())
-	log := slog.New(slog.DiscardHandler)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	fanout := state.NewFanout(cli, log)
-	replica := state.NewReplica(state.ReplicaConfig{Client: cli, Logger: log, ProgressInterval: 50 * time.Millisecond})
-	reporter, err := state.NewNodeReporter(state.NodeReporterConfig{Client: cli, Replica: replica, NodeID: "node-0", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []func(context.Context) error{fanout.Run, replica.Run, reporter.Run} {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = f(ctx) }()
-	}
-	store := state.NewStore(cli)
-	api, err := admin.New(admin.Config{Store: store, Fanout: fanout, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Bootstrap(ctx, store, rootToken); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, url: serve(t, api.Handler()), store: store}
-	c := e.client(rootToken)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if n, err := c.Nodes(context.Background()); err == nil && len(n.Nodes) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the gateway node did not register")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return e
+	url, store := admintest.Start(t, rootToken, nil)
+	return &env{t: t, url: url, store: store}
 }
 
 // serve serves h on a loopback port until the test ends and returns its URL.

@@ -6,16 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/deact/deact/admin"
+	"github.com/deact/deact/admin/admintest"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdtest"
 	"go.uber.org/goleak"
@@ -36,47 +32,7 @@ func server(t *testing.T) string {
 
 // serverStore is server that also returns a store writing to its etcd.
 func serverStore(t *testing.T) (string, *state.Store) {
-	t.Helper()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv.Endpoints())
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	fanout := state.NewFanout(cli, log)
-	replica := state.NewReplica(state.ReplicaConfig{Client: cli, Logger: log, ProgressInterval: 50 * time.Millisecond})
-	reporter, err := state.NewNodeReporter(state.NodeReporterConfig{Client: cli, Replica: replica, NodeID: "node-0", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []func(context.Context) error{fanout.Run, replica.Run, reporter.Run} {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = f(ctx) }()
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(fanout.Nodes()) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("node did not register")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	store := state.NewStore(cli)
-	api, err := admin.New(admin.Config{Store: store, Fanout: fanout, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Bootstrap(ctx, store, rootToken); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = hs.Serve(ln) }()
-	t.Cleanup(func() { _ = hs.Close(); <-done })
-	return "http://" + ln.Addr().String(), store
+	return admintest.Start(t, rootToken, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 }
 
 type result struct {
