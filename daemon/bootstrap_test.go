@@ -2,7 +2,6 @@ package daemon_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/deact/deact/daemon"
+	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state"
 )
 
@@ -22,13 +22,8 @@ func request(t *testing.T, method, url, secret, body string) (int, string) {
 	}
 	req.Header.Set("Authorization", "Bearer "+secret)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	a := wait.Response(t, http.DefaultClient, req)
+	return a.Status, a.Body
 }
 
 // TestRevokedBootstrapTokenStaysRevoked: the bootstrap token, given by flag or generated into the data dir,

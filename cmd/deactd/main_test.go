@@ -3,7 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
+	"github.com/deact/deact/internal/wait"
 	"io/fs"
 	"net/http"
 	"os"
@@ -60,13 +60,8 @@ func call(t *testing.T, method, url, body string) (int, string) {
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer child-test-token-0123456789")
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	a := wait.Response(t, http.DefaultClient, req)
+	return a.Status, a.Body
 }
 
 // TestAcknowledgedWriteSurvivesKill9: a deactivation acknowledged by the admin API is there after deactd is
