@@ -1,13 +1,13 @@
 package bench
 
 import (
-	"bytes"
-	"errors"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/deact/deact/internal/procstat"
 )
 
 // processCPU is the CPU time this process has used (user and system), or 0 if the OS does not say.
@@ -45,26 +45,11 @@ func machineBusy() time.Duration {
 	return time.Duration(busy) * 10 * time.Millisecond
 }
 
-// procCPU is the CPU time (user + system, every thread) process pid has used, from /proc/PID/stat; -1 when it
-// cannot be read. Its resolution is the kernel's clock tick (USER_HZ, 100 per second on Linux).
+// procCPU is the CPU time (user + system, every thread) process pid has used; -1 when it cannot be read.
 func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	d, err := procstat.CPU(pid)
 	if err != nil {
 		return -1
 	}
-	// pid (comm) state ppid ... : comm may hold spaces, so count fields after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return -1
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return -1
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return -1
-	}
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	return d
 }

@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/deact/deact/internal/procstat"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdserver"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -167,7 +167,7 @@ func startChild(ctx context.Context, cfg SyncConfig, bin string, endpoints []str
 	// Both times are the child's own (its ready file), from this process's start of it: the same clock.
 	rep.ListeningS = r.ListeningAt.Sub(start).Seconds()
 	rep.ReadyS = r.ReadyAt.Sub(start).Seconds()
-	rss, hwm, err := procMemory(c.PID())
+	rss, hwm, err := procstat.Memory(c.PID())
 	if err != nil {
 		return err
 	}
@@ -179,7 +179,7 @@ func startChild(ctx context.Context, cfg SyncConfig, bin string, endpoints []str
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		rss, _, err := procMemory(c.PID())
+		rss, _, err := procstat.Memory(c.PID())
 		if err != nil {
 			return err
 		}
@@ -213,27 +213,6 @@ func startChild(ctx context.Context, cfg SyncConfig, bin string, endpoints []str
 		return fmt.Errorf("%w: sync: %d of %d spot checks wrong", ErrCorrectness, rep.WrongChecks, rep.SpotChecks)
 	}
 	return nil
-}
-
-// procMemory reads VmRSS and VmHWM (bytes) of a process from /proc.
-func procMemory(pid int) (rss, hwm int64, _ error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, fmt.Errorf("memory of pid %d: %w", pid, err)
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		name, v, ok := strings.Cut(line, ":")
-		if !ok || (name != "VmRSS" && name != "VmHWM") {
-			continue
-		}
-		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		if name == "VmRSS" {
-			rss = kb << 10
-		} else {
-			hwm = kb << 10
-		}
-	}
-	return rss, hwm, nil
 }
 
 // metricValue reads one unlabelled gauge from a Prometheus text endpoint; 0 when it cannot.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/deact/deact/internal/launch"
+	"github.com/deact/deact/internal/procstat"
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdserver"
 	"github.com/deact/deact/state/etcdtest"
@@ -285,36 +286,22 @@ func measureGateway(b *testing.B, bin string, endpoints []string, settle time.Du
 	return g
 }
 
-// procCPU is the user and system CPU time of a process, from /proc/PID/stat (in clock ticks, 100 a second).
+// procCPU is the CPU time process pid has used.
 func procCPU(b *testing.B, pid int) time.Duration {
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := procstat.CPU(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	// pid (comm) state ...: comm may hold spaces, so count the fields after the last ')'.
-	f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	return d
 }
 
 // procMiB reads VmRSS and VmHWM of a process, in MiB.
 func procMiB(b *testing.B, pid int) (rss, hwm float64) {
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	r, h, err := procstat.Memory(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for line := range strings.SplitSeq(string(st), "\n") {
-		name, v, _ := strings.Cut(line, ":")
-		kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-		switch name {
-		case "VmRSS":
-			rss = kb / 1024
-		case "VmHWM":
-			hwm = kb / 1024
-		}
-	}
-	return rss, hwm
+	return float64(r) / (1 << 20), float64(h) / (1 << 20)
 }
 
 // loadRecords imports n state records (etcd keys): n/4 orgs, each with one domain, and n/4 apps, each with one

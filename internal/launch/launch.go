@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/deact/deact/internal/procstat"
 )
 
 // Options says how to start a deactd child process.
@@ -160,26 +162,11 @@ func (p *Process) Thaw() error { return p.cmd.Process.Signal(syscall.SIGCONT) }
 
 // stopped reports whether every thread of the child is stopped.
 func (p *Process) stopped() (bool, error) {
-	dir := fmt.Sprintf("/proc/%d/task", p.PID())
-	tasks, err := os.ReadDir(dir)
+	states, err := procstat.ThreadStates(p.PID())
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", p.Name, err)
 	}
-	for _, task := range tasks {
-		b, err := os.ReadFile(dir + "/" + task.Name() + "/stat")
-		if err != nil {
-			return false, nil // a thread ending meanwhile: look again
-		}
-		// pid (comm) state ...: comm may hold spaces and parentheses, the state follows the last ')'.
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 || i+2 >= len(b) {
-			return false, fmt.Errorf("%s: unreadable %s/stat", p.Name, task.Name())
-		}
-		if st := b[i+2]; st != 'T' && st != 't' {
-			return false, nil
-		}
-	}
-	return len(tasks) > 0, nil
+	return states != "" && strings.Trim(states, "tT") == "", nil
 }
 
 // Done is closed when the child has exited; Wait then returns at once.

@@ -1,9 +1,7 @@
 package launch_test
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +9,7 @@ import (
 	"time"
 
 	"github.com/deact/deact/internal/launch"
+	"github.com/deact/deact/internal/procstat"
 )
 
 // The test binary plays the child: with fakeChildEnv set it behaves as the variable says (see TestMain).
@@ -148,19 +147,11 @@ func TestFreezeThaw(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = p.Kill() })
 	states := func() string {
-		dir := fmt.Sprintf("/proc/%d/task", p.PID())
-		tasks, err := os.ReadDir(dir)
+		s, err := procstat.ThreadStates(p.PID())
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out []byte
-		for _, task := range tasks {
-			b, _ := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
-			if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
-				out = append(out, b[i+2])
-			}
-		}
-		return string(out)
+		return s
 	}
 	if err := p.Freeze(5 * time.Second); err != nil {
 		t.Fatal(err)
