@@ -82,3 +82,23 @@ func TestLookupsDoNotAllocate(t *testing.T) {
 			org, project, app, apps, client, domain, account, snap, rev, stale, fenced)
 	}
 }
+
+// A list's client entries share their IDs with their app's record: decoding one whose app the snapshot holds
+// allocates the entry alone, and a lookup by a record's bytes allocates nothing.
+func TestClientEntrySharesAppStrings(t *testing.T) {
+	s, err := BuildSnapshot(7, Record{App: &App{ID: "400", ProjectID: "300", OrgID: "100", State: Active}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := []byte(`{"clientId":"400@acme","appId":"400","projectId":"300","orgId":"100"}`)
+	var v any
+	if n := testing.AllocsPerRun(100, func() { v, err = decode(kindClient, "400@acme", value, s) }); err != nil || n != 1 {
+		t.Fatalf("decoding a client entry: %v allocations (err %v), want 1", n, err)
+	}
+	if c := v.(*Client); c.ClientID != "400@acme" || c.AppID != "400" || c.ProjectID != "300" || c.OrgID != "100" {
+		t.Fatalf("client entry %+v", c)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = s.appIDs.getBytes([]byte("400")) }); n != 0 {
+		t.Fatalf("getBytes allocates %v times", n)
+	}
+}

@@ -168,6 +168,9 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 //     ready and 3 s later, and its Go heap then (/metrics).
 //   - replica: one Replica in this process: time to ready and the heap its snapshot holds.
 //
+// The gateway's figures are printed beside etcd's own floor in the same run: a client that reads the same stream
+// and drops every record (etcd's range, on this host, shares its cores with the gateway).
+//
 // Run: make bench-sync (DEACT_SYNC_RECORDS=10000000 make bench-sync for 10⁷).
 func BenchmarkInitialSync(b *testing.B) {
 	n := 1_000_000
@@ -193,7 +196,12 @@ func BenchmarkInitialSync(b *testing.B) {
 			b.Fatalf("build deactd: %v: %s", err, out)
 		}
 		for b.Loop() {
+			before := drainFloor(b, srv.Endpoints(), n)
 			g := measureGateway(b, bin, srv.Endpoints(), 3*time.Second)
+			floor := (before + drainFloor(b, srv.Endpoints(), n)) / 2
+			fmt.Printf("etcd floor: a client that drops every record streams the %d records in %.2fs (mean of one drain before "+
+				"and one after the gateway); the gateway's ready is %.2f× that\n", n, floor.Seconds(), g.ready.Seconds()/floor.Seconds())
+			b.ReportMetric(floor.Seconds(), "etcd-floor-s")
 			b.ReportMetric(g.ready.Seconds(), "ready-s")
 			b.ReportMetric(g.cpu.Seconds(), "cpu-to-ready-s")
 			b.ReportMetric(g.peak, "peak-rss-MiB")
@@ -234,6 +242,22 @@ func BenchmarkInitialSync(b *testing.B) {
 			cli.Close()
 		}
 	})
+}
+
+// drainFloor is the time a client that parses the list's stream as a replica does, and drops every record, takes
+// to read the whole state: what etcd itself costs, on the same host in the same run.
+func drainFloor(b *testing.B, endpoints []string, n int) time.Duration {
+	cli := etcdtest.Client(b, endpoints)
+	defer cli.Close()
+	start := time.Now()
+	got, err := state.DrainList(context.Background(), cli)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if got < n {
+		b.Fatalf("drained %d records, want ≥ %d", got, n)
+	}
+	return time.Since(start)
 }
 
 // gatewayFigures are one gateway child's sync: time to ready, the CPU it used until then (user and system, a

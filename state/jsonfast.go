@@ -7,10 +7,13 @@ import "strings"
 // quarter of its garbage. decodeFast reads the records deact writes itself (flat objects of plain ASCII strings,
 // booleans, lists of strings) without it, and hands anything else back to encoding/json.
 
-// fastField is one member decodeFast reads: exactly one of str, flag and list is set.
+// fastField is one member decodeFast reads: exactly one of str, raw, flag and list is set. raw is a string
+// member read as str would be, left as the bytes of b that hold it (valid as long as b is), for a caller that
+// keeps a string it already has rather than a copy of it.
 type fastField struct {
 	name string
 	str  *string
+	raw  *[]byte
 	flag *bool
 	list *[]string
 }
@@ -49,6 +52,12 @@ func decodeFast(b []byte, fields []fastField) bool {
 				return false
 			}
 			*f.str = keptString(s)
+		case f.raw != nil:
+			s, ok := p.plainString(true)
+			if !ok {
+				return false
+			}
+			*f.raw = s
 		case f.flag != nil:
 			v, ok := p.boolean()
 			if !ok {

@@ -141,3 +141,16 @@ func FuzzDecodeFast(f *testing.F) {
 	f.Add([]byte(`{"orgId":"1","disabled":"login","deactivated":false,"removed":true,"clientIds":["a","a"],"domains":["X.example"]}`))
 	f.Fuzz(func(t *testing.T, b []byte) { checkFast(t, b, false) })
 }
+
+// A raw member is read as a str member is, and left as the bytes that hold it.
+func TestDecodeFastRaw(t *testing.T) {
+	for _, in := range []string{`{"a":"x","b":"y"}`, `{"a":""}`, `{"a":"x\"y"}`, `{"a":5}`, `{"A":"x"}`, `{"b":"é","a":"x"}`} {
+		var s string
+		var raw []byte
+		okStr := decodeFast([]byte(in), []fastField{{name: "a", str: &s}})
+		okRaw := decodeFast([]byte(in), []fastField{{name: "a", raw: &raw}})
+		if okStr != okRaw || okStr && s != string(raw) {
+			t.Errorf("%s: str member read (%v, %q), raw member (%v, %q)", in, okStr, s, okRaw, raw)
+		}
+	}
+}

@@ -94,24 +94,25 @@ const (
 )
 
 // parseKey splits a state key into its kind and the ID the snapshot indexes it by ("project/app" for apps).
-func parseKey(key string) (kind, string) {
-	rest, ok := strings.CutPrefix(key, StatePrefix)
-	if !ok {
-		return kindUnknown, ""
+func parseKey[K ~string | ~[]byte](key K) (kind, K) {
+	var none K
+	if len(key) < len(StatePrefix) || string(key[:len(StatePrefix)]) != StatePrefix {
+		return kindUnknown, none
 	}
-	table, id, ok := strings.Cut(rest, "/")
-	if !ok || id == "" {
-		return kindUnknown, ""
+	rest := key[len(StatePrefix):]
+	slash := indexByte(rest, '/')
+	if slash < 0 || slash == len(rest)-1 {
+		return kindUnknown, none
 	}
-	switch table {
+	id := rest[slash+1:]
+	switch string(rest[:slash]) {
 	case "orgs":
 		return kindOrg, id
 	case "projects":
 		return kindProject, id
 	case "apps":
-		project, app, ok := strings.Cut(id, "/")
-		if !ok || project == "" || app == "" || strings.Contains(app, "/") {
-			return kindUnknown, ""
+		if p := indexByte(id, '/'); p <= 0 || p == len(id)-1 || indexByte(id[p+1:], '/') >= 0 {
+			return kindUnknown, none
 		}
 		return kindApp, id
 	case "clients":
@@ -121,5 +122,34 @@ func parseKey(key string) (kind, string) {
 	case "accounts":
 		return kindAccount, id
 	}
-	return kindUnknown, ""
+	return kindUnknown, none
+}
+
+// keyOf is the key of the record parseKey reads as (k, id).
+func keyOf(k kind, id string) string {
+	switch k {
+	case kindOrg:
+		return orgsPrefix + id
+	case kindProject:
+		return projPrefix + id
+	case kindApp:
+		return appsPrefix + id
+	case kindClient:
+		return clientPrefix + id
+	case kindDomain:
+		return domainPrefix + id
+	case kindAccount:
+		return acctPrefix + id
+	}
+	return ""
+}
+
+// indexByte is strings.IndexByte for a key of either type.
+func indexByte[K ~string | ~[]byte](s K, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
 }

@@ -76,3 +76,35 @@ func TestParseOps(t *testing.T) {
 		t.Fatalf("String = %q", s)
 	}
 }
+
+// FuzzParseKey: parseKey reads a key's bytes as it reads the key (a list parses the received frame), and a key
+// it understands is the one keyOf builds back.
+func FuzzParseKey(f *testing.F) {
+	for _, key := range []string{OrgKey("1"), AppKey("p", "a"), ClientKey("c@p"), DomainKey("d.example"), AccountKey("u"),
+		ProjectKey("p"), StatePrefix + "apps/p/a/b", StatePrefix + "apps//a", StatePrefix + "orgs/", StatePrefix + "mirror/x/y",
+		StatePrefix, "/deact/v1/stat", NodeKey("n")} {
+		f.Add(key)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		k, id := parseKey(key)
+		kb, idb := parseKey([]byte(key))
+		if k != kb || id != string(idb) {
+			t.Fatalf("parseKey(%q) = (%v, %q) as a string, (%v, %q) as bytes", key, k, id, kb, idb)
+		}
+		if k != kindUnknown && keyOf(k, id) != key {
+			t.Fatalf("parseKey(%q) = (%v, %q), whose key is %q", key, k, id, keyOf(k, id))
+		}
+	})
+}
+
+// The list parses every key it receives: as bytes, it allocates nothing.
+func TestParseKeyBytesAllocs(t *testing.T) {
+	key := []byte(AppKey("p1", "a1"))
+	if n := testing.AllocsPerRun(100, func() {
+		if k, _ := parseKey(key); k != kindApp {
+			t.Fatal("not an app key")
+		}
+	}); n != 0 {
+		t.Fatalf("parseKey([]byte) allocates %v times", n)
+	}
+}

@@ -71,6 +71,7 @@ func recvErr(st grpc.ClientStream, err error) error {
 type rangeChunk struct {
 	put func(key, value []byte, modRev int64)
 	rev int64
+	buf []byte // a chunk's bytes, when it came in more than one buffer
 }
 
 // rangeCodec is the protobuf codec of the list's stream: it marshals the request as usual and parses each
@@ -96,9 +97,18 @@ func (rangeCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return fmt.Errorf("range stream: cannot unmarshal into %T", v)
 	}
-	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
-	defer buf.Free()
-	return c.parse(buf.ReadOnlyData())
+	if len(data) == 1 {
+		return c.parse(data[0].ReadOnlyData())
+	}
+	// A chunk spans many frames: it is copied into the stream's own buffer, reused from chunk to chunk. (gRPC's
+	// pools are sync.Pools, which every collection empties, so under a list's collections they allocated anew.)
+	n := data.Len()
+	if cap(c.buf) < n {
+		c.buf = make([]byte, n+n/4) // room for the next chunks, which etcd sizes alike
+	}
+	c.buf = c.buf[:n]
+	data.CopyTo(c.buf)
+	return c.parse(c.buf)
 }
 
 // Field numbers of the messages parse reads (etcdserverpb's rpc.proto, mvccpb's kv.proto).

@@ -180,23 +180,29 @@ var errResync = errors.New("anti-entropy resync")
 const bigList = 100_000
 
 // A list may allocate listGarbage, or a tenth of the heap its last collection left live if more, between two
-// collections it forces: at 10⁶ records about 25 collections, cheap while the heap is small, and a gateway's
-// peak RSS about 30 MiB above its settled RSS; at 10⁷ the share keeps the collections to a few dozen (a fixed
-// budget made hundreds, each marking gigabytes) and the peak within a tenth of the live heap above it.
+// collections it starts; while collections find that the list keeps most of what it allocates, the budget
+// doubles at each. A list that decodes records the fast way (jsonfast.go) from a stream parsed in place
+// (liststream.go) keeps nearly all it allocates: at 10⁶ records a handful of collections, as the runtime's own
+// pace would make. One that makes garbage (records encoding/json decodes, a relist beside the old snapshot)
+// keeps the budget small, and the peak within about a tenth of the live heap above it.
 const (
 	listGarbage      = 16 << 20
 	listGarbageShare = 10
 )
 
-// listGC collects a large list's garbage as it goes. A list allocates about twice what it keeps (frames,
-// decoded JSON, strings), and at the GC's default pace the heap would reach twice the live snapshot before each
-// collection: collecting as the budget above is spent keeps the peak near the live heap (a sidecar's memory
-// limit is set by the peak). A small list never collects.
+// listGC collects a large list's garbage as it goes. At the GC's default pace the heap can reach twice the live
+// heap before each collection: collecting as the budget above is spent keeps the peak near the live heap (a
+// sidecar's memory limit is set by the peak). Collections run beside the list, one at a time, so that on a node
+// with a core to spare the list goes on meanwhile. A small list never collects. done waits for the last one.
 type listGC struct {
 	records int
-	sample  [2]metrics.Sample // bytes allocated so far; heap live after the last collection
-	last    uint64            // bytes allocated when the list last collected
-	budget  uint64
+	sample  [1]metrics.Sample // bytes allocated so far
+	last    atomic.Uint64     // bytes allocated when the last collection started
+	budget  atomic.Uint64
+	running sync.WaitGroup
+	busy    atomic.Bool
+	// Read and written by the collection running (one at a time): the counters after the last one.
+	prevAllocs, prevLive uint64
 }
 
 // record is called for each record listed; it reads the allocation counter every 1024 records.
@@ -205,23 +211,53 @@ func (g *listGC) record() {
 		return
 	}
 	if g.sample[0].Name == "" {
-		g.sample[0].Name, g.sample[1].Name = "/gc/heap/allocs:bytes", "/gc/heap/live:bytes"
-		g.mark()
+		g.sample[0].Name = "/gc/heap/allocs:bytes"
+		g.prevAllocs, g.prevLive = heapCounters()
+		g.last.Store(g.prevAllocs)
+		g.budget.Store(listGarbage)
 		return
 	}
 	metrics.Read(g.sample[:])
-	if g.sample[0].Value.Uint64()-g.last < g.budget {
+	allocs := g.sample[0].Value.Uint64()
+	if allocs-g.last.Load() < g.budget.Load() || !g.busy.CompareAndSwap(false, true) {
 		return
 	}
-	runtime.GC()
-	g.mark()
+	g.last.Store(allocs)
+	g.running.Add(1)
+	go func() {
+		defer g.running.Done()
+		defer g.busy.Store(false)
+		runtime.GC()
+		g.next()
+	}()
 }
 
-// mark starts a new budget from the counters.
-func (g *listGC) mark() {
-	metrics.Read(g.sample[:])
-	g.last = g.sample[0].Value.Uint64()
-	g.budget = max(listGarbage, g.sample[1].Value.Uint64()/listGarbageShare)
+// next sets the budget after a collection from what it found: the budget doubles while the list keeps more
+// than three quarters of what it allocated since the one before.
+func (g *listGC) next() {
+	allocs, live := heapCounters()
+	allocated := allocs - g.prevAllocs
+	kept := uint64(0)
+	if live > g.prevLive {
+		kept = live - g.prevLive
+	}
+	budget := max(listGarbage, live/listGarbageShare)
+	if kept*4 > allocated*3 {
+		budget = max(budget, 2*g.budget.Load())
+	}
+	g.budget.Store(budget)
+	g.last.Store(allocs)
+	g.prevAllocs, g.prevLive = allocs, live
+}
+
+// done waits for a collection still running.
+func (g *listGC) done() { g.running.Wait() }
+
+// heapCounters are the bytes allocated so far and the heap the last collection left live.
+func heapCounters() (allocs, live uint64) {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64(), s[1].Value.Uint64()
 }
 
 // Run syncs until ctx ends; it returns nil then. Errors from etcd are logged and retried: the replica keeps
@@ -250,21 +286,25 @@ func (r *Replica) Run(ctx context.Context) error {
 // server supports it (etcd ≥ 3.7), and otherwise reads it in pages, all at the revision of the first page.
 func (r *Replica) relist(ctx context.Context) (int64, error) {
 	asked := r.now() // the list is a linearizable read: everything committed before now is in it
+	old := r.snap.Load()
 	b := newBuilder(nil)
-	b.hint = r.countKinds(ctx)
+	b.prev, b.hint = old, r.countKinds(ctx)
 	var gc listGC
 	put := func(key, value []byte, modRev int64) {
 		gc.record()
-		if err := b.put(string(key), value, modRev); err != nil {
+		if err := b.putListed(key, value, modRev); err != nil {
 			r.badRecords.Add(1)
 			r.log.Error("unreadable state record", "err", err)
 		}
 	}
 	rev, err := r.listStream(ctx, put)
 	if status.Code(err) == codes.Unimplemented {
+		hint := b.hint
 		b = newBuilder(nil)
+		b.prev, b.hint = old, hint
 		rev, err = r.listPages(ctx, put)
 	}
+	gc.done()
 	if err != nil {
 		return 0, fmt.Errorf("list %s: %w", StatePrefix, err)
 	}
@@ -275,7 +315,6 @@ func (r *Replica) relist(ctx context.Context) (int64, error) {
 	// The list holds every change up to rev, deletes included, so rev is the snapshot's revision.
 	next := b.snapshot()
 	next.revision = rev
-	old := r.snap.Load()
 	if old != nil {
 		if n := diff(old, next); n > 0 {
 			r.corrections.Add(int64(n))
@@ -285,15 +324,16 @@ func (r *Replica) relist(ctx context.Context) (int64, error) {
 	r.relists.Add(1)
 	r.publish(next, rev)
 	r.markCurrent(asked)
-	if n := next.Len(); n >= bigList {
-		// A list of this size leaves as much garbage as it keeps (pages, decoded JSON, the old snapshot); give
-		// it back now rather than carry twice the live heap until the GC would next run.
-		debug.FreeOSMemory()
-	}
 	r.readyOnce.Do(func() {
 		close(r.ready)
 		r.log.Info("replica ready", "records", next.Len(), "revision", rev)
 	})
+	if old != nil || gc.records >= bigList {
+		// What the list left (the old snapshot, the last budget's garbage) goes back to the OS now, rather than
+		// the heap carrying it until the GC would next run; after ready, which need not wait for it.
+		old, b = nil, nil
+		debug.FreeOSMemory()
+	}
 	return rev, nil
 }
 

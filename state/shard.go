@@ -66,21 +66,65 @@ func (t *table) get(id string) (item, bool) {
 	return sh.packed(h, id)
 }
 
+// getBytes is get of an ID held as bytes (a member of a record being decoded), making no string of it.
+func (t *table) getBytes(id []byte) (item, bool) {
+	h := maphash.Bytes(shardSeed, id) // the hash maphash.String gives the same bytes
+	sh := t.shards[h&(nShards-1)]
+	if sh == nil {
+		return item{}, false
+	}
+	if sh.over != nil {
+		if it, ok := sh.over[string(id)]; ok {
+			return it, it.val != nil
+		}
+	}
+	if e := packedEntry(sh, h, id); e != nil {
+		return e.it, true
+	}
+	return item{}, false
+}
+
+// find is get that also returns the table's own string of the ID (id itself when the entry is in an overlay).
+func (t *table) find(id string) (string, item, bool) {
+	h := hashOf(id)
+	sh := t.shards[h&(nShards-1)]
+	if sh == nil {
+		return "", item{}, false
+	}
+	if sh.over != nil {
+		if it, ok := sh.over[id]; ok {
+			return id, it, it.val != nil
+		}
+	}
+	if e := packedEntry(sh, h, id); e != nil {
+		return e.key, e.it, true
+	}
+	return "", item{}, false
+}
+
 // packed looks id (of hash h) up in the packed entries only.
 func (sh *shard) packed(h uint64, id string) (item, bool) {
+	if e := packedEntry(sh, h, id); e != nil {
+		return e.it, true
+	}
+	return item{}, false
+}
+
+// packedEntry is the packed entry of id (of hash h), or nil.
+func packedEntry[K ~string | ~[]byte](sh *shard, h uint64, id K) *entry {
 	n := len(sh.slots)
 	if n == 0 {
-		return item{}, false
+		return nil
 	}
 	tag := tagOf(h)
 	for i := home(h, n); ; {
 		s := sh.slots[i]
 		if s == 0 {
-			return item{}, false
+			return nil
 		}
 		if s>>32 == tag {
-			if e := &sh.ents[uint32(s)-1]; e.key == id {
-				return e.it, true
+			if e := &sh.ents[uint32(s)-1]; e.key == string(id) {
+				return e
 			}
 		}
 		if i++; i == n {

@@ -129,6 +129,13 @@ type AppSet struct {
 	one         [1]*AppState // Apps of the usual set of one record: one allocation per set, not two
 }
 
+func (s *AppSet) appsOrNil() []*AppState {
+	if s == nil {
+		return nil
+	}
+	return s.Apps
+}
+
 // Revision is the etcd revision of the newest change in this snapshot.
 func (s *Snapshot) Revision() int64 {
 	if s == nil {
@@ -167,6 +174,8 @@ type builder struct {
 	owned    [nKinds][nShards]bool
 	ownedIDs [nShards]bool
 	lb       layerBuild
+	// prev is the snapshot a list replaces, whose records it may take as they are (putListed); nil for others.
+	prev *Snapshot
 	// hint is how many records each kind is expected to have, when known (a list counts them first): the
 	// shards a list fills are made that size at once instead of doubling to it.
 	hint [nKinds]int
@@ -274,14 +283,38 @@ func (b *builder) put(key string, value []byte, rev int64) error {
 	if it, ok := b.s.get(k, id); ok && it.rev >= rev {
 		return nil
 	}
-	id = strings.Clone(id) // do not keep the whole key alive for the ID inside it
-	v, err := decode(k, id, value)
-	if c, ok := v.(*Client); ok {
-		b.shareAppStrings(c)
+	return b.putRecord(k, strings.Clone(id), value, rev) // a copy: do not keep the whole key alive for its ID
+}
+
+// putListed is put for a record a list delivers, key and value being the received frame's bytes, valid during
+// the call only: of the key only the ID is copied, never the whole key, so a list allocates little more than
+// what the snapshot keeps. A list holds each key once, so there is no older revision to guard against. A
+// record the previous snapshot (prev) holds at the same revision is the same record: it is taken as it was
+// decoded then, so that a relist beside a live snapshot allocates the new tables but not their records again.
+func (b *builder) putListed(key, value []byte, rev int64) error {
+	k, rawID := parseKey(key)
+	if k == kindUnknown {
+		return b.put(string(key), value, rev) // mirror records, and keys this version ignores, take the general path
 	}
+	if b.prev != nil {
+		// A subject with layers shows a merged record, not the one its key holds: decode that one again.
+		if id, it, ok := b.prev.tables[k].find(string(rawID)); ok && it.rev == rev && b.prev.layersOf(k, id) == nil {
+			b.show(k, id, it)
+			b.relayer(k, id)
+			b.bump(rev)
+			return nil
+		}
+	}
+	return b.putRecord(k, string(rawID), value, rev)
+}
+
+// putRecord decodes the record of (k, id) and shows it. id is the snapshot's own string.
+func (b *builder) putRecord(k kind, id string, value []byte, rev int64) error {
+	v, err := decode(k, id, value, b.s)
 	if err != nil {
 		// A record we cannot read must not become an allow: orgs, projects and apps are held deactivated;
 		// index entries are dropped. The caller logs and counts the error.
+		key := keyOf(k, id)
 		err = fmt.Errorf("decode %s: %w", key, err)
 		switch k {
 		case kindOrg:
@@ -302,22 +335,30 @@ func (b *builder) put(key string, value []byte, rev int64) error {
 	return err
 }
 
-// shareAppStrings points a client entry's IDs at the same strings its app's record holds, when the snapshot
-// has that app (a list reads apps before clients): a copy each of three IDs less per client.
-func (b *builder) shareAppStrings(c *Client) {
-	set := b.s.Apps(c.AppID)
-	if set == nil {
-		return
-	}
-	for _, a := range set.Apps {
-		if a.ProjectID == c.ProjectID {
-			c.AppID, c.ProjectID = a.ID, a.ProjectID
-			if a.OrgID == c.OrgID {
-				c.OrgID = a.OrgID
+// clientEntry is the snapshot's entry of client id, whose record names these app, project and org IDs: when
+// apps has that app (a list reads apps before clients), the entry holds the strings its record holds, a copy
+// each of three IDs less per client, made of the record's bytes only when it has not.
+func clientEntry(id string, appID, projectID, orgID []byte, apps *Snapshot) *Client {
+	c := &Client{ClientID: id}
+	if it, ok := apps.appIDs.getBytes(appID); ok {
+		set, _ := it.val.(*AppSet)
+		for _, a := range set.appsOrNil() {
+			if a.ProjectID == string(projectID) {
+				c.AppID, c.ProjectID = a.ID, a.ProjectID
+				if a.OrgID == string(orgID) {
+					c.OrgID = a.OrgID
+				}
+				break
 			}
-			return
 		}
 	}
+	if c.AppID == "" {
+		c.AppID, c.ProjectID = string(appID), string(projectID)
+	}
+	if c.OrgID == "" {
+		c.OrgID = string(orgID)
+	}
+	return c
 }
 
 // del applies a delete of key at rev.
@@ -345,9 +386,10 @@ func (b *builder) bump(rev int64) {
 	}
 }
 
-// decode turns a stored record into its snapshot form. id is the key's own string, shared rather than copied.
-// Records are read by decodeFast (jsonfast.go) and, when it declines, by encoding/json, into the same structs.
-func decode(k kind, id string, value []byte) (any, error) {
+// decode turns a stored record into its snapshot form. id is the key's own string, shared rather than copied;
+// apps is the snapshot being built, whose app records a client entry shares its IDs with. Records are read by
+// decodeFast (jsonfast.go) and, when it declines, by encoding/json, into the same structs.
+func decode(k kind, id string, value []byte, apps *Snapshot) (any, error) {
 	switch k {
 	case kindOrg:
 		var o orgFlags
@@ -382,19 +424,20 @@ func decode(k kind, id string, value []byte) (any, error) {
 		project, app, _ := strings.Cut(id, "/")
 		return &AppState{ID: app, ProjectID: project, OrgID: p.OrgID, Deactivated: p.State == Deactivated}, nil
 	case kindClient:
-		var c Client
-		if !decodeFast(value, []fastField{{name: "clientId", str: &c.ClientID}, {name: "appId", str: &c.AppID},
-			{name: "projectId", str: &c.ProjectID}, {name: "orgId", str: &c.OrgID}}) {
-			c = Client{}
-			if err := json.Unmarshal(value, &c); err != nil {
-				return nil, err
-			}
+		var self, app, project, org []byte // the key says whose entry it is: the record's clientId is not kept
+		if decodeFast(value, []fastField{{name: "clientId", raw: &self}, {name: "appId", raw: &app},
+			{name: "projectId", raw: &project}, {name: "orgId", raw: &org}}) {
+			return clientEntry(id, app, project, org, apps), nil
 		}
-		c.ClientID = id
-		return &c, nil
+		var c Client
+		if err := json.Unmarshal(value, &c); err != nil {
+			return nil, err
+		}
+		return clientEntry(id, []byte(c.AppID), []byte(c.ProjectID), []byte(c.OrgID), apps), nil
 	case kindDomain:
 		var d Domain
-		if !decodeFast(value, []fastField{{name: "domain", str: &d.Domain}, {name: "orgId", str: &d.OrgID}}) {
+		var self []byte // as for clients
+		if !decodeFast(value, []fastField{{name: "domain", raw: &self}, {name: "orgId", str: &d.OrgID}}) {
 			d = Domain{}
 			if err := json.Unmarshal(value, &d); err != nil {
 				return nil, err
