@@ -6,6 +6,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -182,7 +183,55 @@ func snapshotDiff(a, b *Snapshot) string {
 	if fa, fb := fingerprint(a), fingerprint(b); fa != fb {
 		return fmt.Sprintf("decisions differ:\n%s\nagainst:\n%s", fa, fb)
 	}
+	// fingerprint knows the merge property's universe; these are the decisions on every subject either holds.
+	var ids [nKinds][]string
+	for _, s := range []*Snapshot{a, b} {
+		s.each(func(k kind, id string, _ item) { ids[k] = append(ids[k], id) })
+	}
+	if da, db := decisions(a, ids), decisions(b, ids); da != db {
+		return fmt.Sprintf("decisions differ:\n%s\nagainst:\n%s", da, db)
+	}
 	return ""
+}
+
+// decisions renders what every lookup a decision makes finds for these subjects, by kind.
+func decisions(s *Snapshot, ids [nKinds][]string) string {
+	var b strings.Builder
+	for _, id := range ids[kindOrg] {
+		if o := s.Org(id); o != nil {
+			fmt.Fprintf(&b, "org %q %s\n", id, o.Disabled)
+		}
+	}
+	for _, id := range ids[kindProject] {
+		if p := s.Project(id); p != nil {
+			fmt.Fprintf(&b, "project %q %v %q %q\n", id, p.Deactivated, p.OrgID, p.OtherOrgIDs)
+		}
+	}
+	for _, id := range ids[kindApp] {
+		project, app, _ := strings.Cut(id, "/")
+		if a := s.App(project, app); a != nil {
+			fmt.Fprintf(&b, "app %q %v %q %q\n", id, a.Deactivated, a.OrgID, a.OtherOrgIDs)
+		}
+		if set := s.Apps(app); set != nil {
+			fmt.Fprintf(&b, "apps %q %v %d\n", app, set.Deactivated, len(set.Apps))
+		}
+	}
+	for _, id := range ids[kindClient] {
+		for c := s.Client(id); c != nil; c = c.Next {
+			fmt.Fprintf(&b, "client %q %q %q %q\n", id, c.AppID, c.ProjectID, c.OrgID)
+		}
+	}
+	for _, id := range ids[kindDomain] {
+		for d := s.Domain(id); d != nil; d = d.Next {
+			fmt.Fprintf(&b, "domain %q %q\n", id, d.OrgID)
+		}
+	}
+	for _, id := range ids[kindAccount] {
+		if a := s.Account(id); a != nil {
+			fmt.Fprintf(&b, "account %q %q\n", id, a.OrgID)
+		}
+	}
+	return b.String()
 }
 
 // describe renders an item with what its pointers point at.
