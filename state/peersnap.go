@@ -25,7 +25,8 @@ var keyPrefixes = func() (p [nKinds]string) {
 // eachRecord calls emit with every record a builder needs to rebuild s through putListed, in any order: first
 // the local records, kind by kind (apps before clients, whose entries then share the apps' strings), then the
 // mirrored records of orgs, projects and apps. key and value are valid during the call only. It stops at the
-// first error emit returns, and returns it.
+// first error, emit's or its own (a decoded form no record reads back into, which decode never makes), and
+// returns it.
 //
 // The revision of s is not the newest of its records' (a delete advances it too): the caller sends s.Revision()
 // beside the records, as a list's header does.
@@ -37,7 +38,7 @@ func (s *Snapshot) eachRecord(emit func(key []byte, modRev int64, value []byte) 
 	for k := kindOrg; k <= kindAccount; k++ {
 		for i, sh := range s.tables[k].shards {
 			// A subject's layers are in the shard of the same number of the layers' table: where that one is
-			// empty, no subject of this shard has any, and none is looked up (a tenth of the cost of a record).
+			// empty, no subject of this shard has any, and none is looked up (a hash of the ID each).
 			layered := s.layers != nil && s.layers.subjects[k].shards[i].len() > 0
 			sh.each(func(id string, it item) {
 				if e.err != nil {
