@@ -91,8 +91,11 @@ type Config struct {
 	ProgressInterval time.Duration // how often the replica asks etcd to confirm it is current [500ms]
 	NodeTTL          time.Duration // lease TTL of the gateway's registry record, whole seconds ≥ 5s [10s]
 	ResyncInterval   time.Duration // anti-entropy relist period [10m]
-	DrainDelay       time.Duration // after health turns NOT_SERVING, wait this long before draining [0]
-	DrainTimeout     time.Duration // bound on draining in-flight requests [10s]
+	// NoSeeds turns seeding off (state/seed.go): a gateway node then lists etcd for its first snapshot rather
+	// than taking it from an admin node's replica, and an admin node keeps no replica to serve seeds from.
+	NoSeeds      bool
+	DrainDelay   time.Duration // after health turns NOT_SERVING, wait this long before draining [0]
+	DrainTimeout time.Duration // bound on draining in-flight requests [10s]
 
 	Zitadel ZitadelConfig // the ZITADEL source (admin nodes); off unless its URL or signing key file is set
 	// Commvault is the Commvault source (admin nodes); off unless its URL is set.

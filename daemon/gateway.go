@@ -19,15 +19,19 @@ import (
 
 func (d *Daemon) startGateway(ctx context.Context, reg *prometheus.Registry) error {
 	cfg := d.cfg
-	d.replica = state.NewReplica(state.ReplicaConfig{
-		Client: d.cli, Logger: d.log, ProgressInterval: cfg.ProgressInterval, ResyncInterval: cfg.ResyncInterval,
-	})
-	registerReplicaMetrics(reg, d.replica)
-	d.run(ctx, "replica", d.replica.Run)
 	reportTLS, err := d.reportTLS()
 	if err != nil {
 		return err
 	}
+	var seed *state.SeedConfig
+	if !cfg.NoSeeds && !cfg.admin() { // an all-in-one node's replica is the one its admin side would seed from
+		seed = &state.SeedConfig{NodeID: cfg.NodeID, TLS: reportTLS}
+	}
+	d.replica = state.NewReplica(state.ReplicaConfig{
+		Client: d.cli, Logger: d.log, ProgressInterval: cfg.ProgressInterval, ResyncInterval: cfg.ResyncInterval, Seed: seed,
+	})
+	registerReplicaMetrics(reg, d.replica)
+	d.run(ctx, "replica", d.replica.Run)
 	reporter, err := state.NewNodeReporter(state.NodeReporterConfig{
 		Client: d.cli, Replica: d.replica, NodeID: cfg.NodeID, Version: Version, Logger: d.log, TTL: cfg.NodeTTL,
 		ReportTLS: reportTLS,

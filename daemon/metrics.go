@@ -14,7 +14,7 @@ func registerReplicaMetrics(reg prometheus.Registerer, r *state.Replica) {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "deact", Subsystem: "replica", Name: name, Help: help}, f)
 	}
 	reg.MustRegister(
-		gauge("ready", "1 once the first list of the state is applied.", func() float64 {
+		gauge("ready", "1 once the first list of the state is applied and the replica is current with etcd.", func() float64 {
 			if r.Ready() {
 				return 1
 			}
@@ -26,5 +26,11 @@ func registerReplicaMetrics(reg prometheus.Registerer, r *state.Replica) {
 		counter("relists_total", "Full lists applied (the first, after errors, compactions and anti-entropy).", func() float64 { return float64(r.Stats().Relists) }),
 		counter("corrections_total", "Records a relist found different from what the watch had delivered.", func() float64 { return float64(r.Stats().Corrections) }),
 		counter("bad_records_total", "Records that could not be decoded (held deactivated or dropped).", func() float64 { return float64(r.Stats().BadRecords) }),
+		gauge("seeded", "1 when the first snapshot came from an admin node's replica (then caught up with etcd), not from a list of etcd.", func() float64 {
+			if r.Stats().Seeded {
+				return 1
+			}
+			return 0
+		}),
 	)
 }

@@ -38,8 +38,18 @@ func (d *Daemon) startReportServer(ctx context.Context, fanout *state.Fanout, re
 		lis.Close()
 		return err
 	}
+	var seedFrom *state.Replica // the replica gateways' first snapshots are taken from (state/seed.go)
+	if !d.cfg.NoSeeds {
+		seedFrom = d.replica // an all-in-one node's own
+		if seedFrom == nil {
+			// An admin node keeps a replica of its own to seed gateways from (it is no gateway: it registers none).
+			seedFrom = state.NewReplica(state.ReplicaConfig{Client: d.cli, Logger: d.log, ProgressInterval: d.cfg.ProgressInterval,
+				ResyncInterval: d.cfg.ResyncInterval})
+			d.run(ctx, "seed replica", seedFrom.Run)
+		}
+	}
 	srv, err := state.NewReportServer(state.ReportServerConfig{
-		Client: d.cli, Fanout: fanout, Advertise: advertise, TLS: tlsCfg, Version: Version, Logger: d.log,
+		Client: d.cli, Fanout: fanout, Advertise: advertise, TLS: tlsCfg, Version: Version, Logger: d.log, Replica: seedFrom,
 	})
 	if err != nil {
 		lis.Close()
@@ -100,8 +110,10 @@ func registerReportServerMetrics(reg prometheus.Registerer, s *state.ReportServe
 			func() float64 { return float64(s.Stats().Streams) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("reports_total", "Applied-revision reports taken from gateways.")),
 			func() float64 { return float64(s.Stats().Reports) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("rejected_total", "Report streams refused: malformed hello, unknown node session or wrong secret.")),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("rejected_total", "Report streams and seeds refused: malformed hello, unknown node session or ticket, wrong secret.")),
 			func() float64 { return float64(s.Stats().Rejected) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("seeds_total", "Gateways' first snapshots sent from this node's replica.")),
+			func() float64 { return float64(s.Stats().Seeds) }),
 	)
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/deact/deact/state"
 	"github.com/deact/deact/state/etcdserver"
 	"github.com/deact/deact/state/etcdtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // BenchmarkSnapshotLookup measures one org lookup in a snapshot of 10⁵ orgs, and one app lookup (by app ID, and
@@ -160,12 +161,14 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 }
 
 // BenchmarkInitialSync loads DEACT_SYNC_RECORDS state records (default 10⁶ keys: orgs, their domains, apps and
-// their client IDs) into an embedded etcd, then measures a fresh sync of them twice:
+// their client IDs) into an embedded etcd, then measures a fresh sync of them three ways:
 //
-//   - gateway: what an operator's gateway node costs. deactd --role gateway runs as a child process against that
-//     etcd (built from this module), so neither the load generator nor etcd shares its memory: its time from
-//     start to /readyz 200, its peak RSS (VmHWM, the figure a container's memory limit must cover), its RSS once
-//     ready and 3 s later, and its Go heap then (/metrics).
+//   - gateway: what an operator's gateway node costs when it lists etcd (--seeds=false). deactd --role gateway
+//     runs as a child process against that etcd (built from this module), so neither the load generator nor etcd
+//     shares its memory: its time from start to /readyz 200, its peak RSS (VmHWM, the figure a container's
+//     memory limit must cover), its RSS once ready and 3 s later, and its Go heap then (/metrics).
+//   - gateway-seeded: the same gateway seeded by an admin node (deactd --role admin, a child process too, whose
+//     replica is synced first), as gateways are by default (state/seed.go); and the admin node's CPU to serve it.
 //   - replica: one Replica in this process: time to ready and the heap its snapshot holds.
 //
 // The gateway's figures are printed beside etcd's own floor in the same run: a client that reads the same stream
@@ -190,14 +193,14 @@ func BenchmarkInitialSync(b *testing.B) {
 	loadRecords(b, store, n)
 	b.Logf("%d records loaded in %.1fs", n, time.Since(loadStart).Seconds())
 
+	bin := filepath.Join(b.TempDir(), "deactd")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/deact/deact/cmd/deactd").CombinedOutput(); err != nil {
+		b.Fatalf("build deactd: %v: %s", err, out)
+	}
 	b.Run("gateway", func(b *testing.B) {
-		bin := filepath.Join(b.TempDir(), "deactd")
-		if out, err := exec.Command("go", "build", "-o", bin, "github.com/deact/deact/cmd/deactd").CombinedOutput(); err != nil {
-			b.Fatalf("build deactd: %v: %s", err, out)
-		}
 		for b.Loop() {
 			before := drainFloor(b, srv.Endpoints(), n)
-			g := measureGateway(b, bin, srv.Endpoints(), 3*time.Second)
+			g := measureGateway(b, bin, srv.Endpoints(), 3*time.Second, 0, "--seeds=false")
 			floor := (before + drainFloor(b, srv.Endpoints(), n)) / 2
 			fmt.Printf("etcd floor: a client that drops every record streams the %d records in %.2fs (mean of one drain before "+
 				"and one after the gateway); the gateway's ready is %.2f× that\n", n, floor.Seconds(), g.ready.Seconds()/floor.Seconds())
@@ -211,6 +214,23 @@ func BenchmarkInitialSync(b *testing.B) {
 			b.ReportMetric(float64(n), "records")
 			fmt.Printf("sync of %d records into deactd --role gateway (child process): ready in %.2fs (%.2fs of CPU); RSS peak %.0f MiB, "+
 				"%.0f MiB when ready, %.0f MiB 3s later; Go heap in use then %.0f MiB\n", n, g.ready.Seconds(), g.cpu.Seconds(), g.peak, g.rss, g.settled, g.heap)
+		}
+	})
+	b.Run("gateway-seeded", func(b *testing.B) {
+		admin := startSeedingAdmin(b, bin, srv.Endpoints())
+		for b.Loop() {
+			adminCPU := procCPU(b, admin.PID())
+			g := measureGateway(b, bin, srv.Endpoints(), 3*time.Second, admin.PID())
+			adminCPU = g.otherCPU - adminCPU
+			b.ReportMetric(g.ready.Seconds(), "ready-s")
+			b.ReportMetric(g.cpu.Seconds(), "cpu-to-ready-s")
+			b.ReportMetric(adminCPU.Seconds(), "admin-cpu-s")
+			b.ReportMetric(g.peak, "peak-rss-MiB")
+			b.ReportMetric(g.settled, "settled-rss-MiB")
+			b.ReportMetric(float64(n), "records")
+			fmt.Printf("sync of %d records into deactd --role gateway seeded by deactd --role admin (child processes): ready in %.2fs "+
+				"(%.2fs of CPU; the admin node's to serve it %.2fs); RSS peak %.0f MiB, %.0f MiB when ready, %.0f MiB 3s later; Go heap in use then %.0f MiB\n",
+				n, g.ready.Seconds(), g.cpu.Seconds(), adminCPU.Seconds(), g.peak, g.rss, g.settled, g.heap)
 		}
 	})
 	b.Run("replica", func(b *testing.B) {
@@ -244,6 +264,36 @@ func BenchmarkInitialSync(b *testing.B) {
 	})
 }
 
+// startSeedingAdmin starts bin as deactd --role admin on endpoints and waits until it serves seeds (its
+// replica is ready and its registry entry says so).
+func startSeedingAdmin(b *testing.B, bin string, endpoints []string) *launch.Process {
+	dir := b.TempDir()
+	logf, err := os.Create(filepath.Join(dir, "deactd.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { logf.Close() })
+	p, err := launch.Start(context.Background(), launch.Options{
+		Argv: []string{bin, "--role", "admin", "--etcd-endpoints", strings.Join(endpoints, ","), "--data-dir", dir,
+			"--admin-addr", "127.0.0.1:0", "--report-addr", "127.0.0.1:0", "--log-level", "warn"},
+		ReadyFile: filepath.Join(dir, "ready.json"), Stderr: logf, Timeout: 10 * time.Minute, StopTimeout: 30 * time.Second,
+	})
+	if err != nil {
+		b.Fatalf("deactd admin: %v (log %s)", err, logf.Name())
+	}
+	b.Cleanup(func() { _ = p.Stop() })
+	cli := etcdtest.Client(b, endpoints)
+	for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := cli.Get(context.Background(), state.AdminsPrefix, clientv3.WithPrefix())
+		if err == nil && len(resp.Kvs) == 1 && strings.Contains(string(resp.Kvs[0].Value), `"seeds":true`) {
+			return p
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the admin node does not serve seeds")
+		}
+	}
+}
+
 // drainFloor is the time a client that parses the list's stream as a replica does, and drops every record, takes
 // to read the whole state: what etcd itself costs, on the same host in the same run.
 func drainFloor(b *testing.B, endpoints []string, n int) time.Duration {
@@ -264,13 +314,14 @@ func drainFloor(b *testing.B, endpoints []string, n int) time.Duration {
 // figure a loaded host distorts less than the time), and memory in MiB.
 type gatewayFigures struct {
 	ready, cpu               time.Duration
+	otherCPU                 time.Duration // the CPU process other (the seeding admin node) has used, read at ready
 	peak, rss, settled, heap float64
 }
 
-// measureGateway starts bin as deactd --role gateway on endpoints through the launcher (which waits for its
-// ready file: the replica synced and the node registered), reads its memory from /proc then and settle later,
-// and stops it.
-func measureGateway(b *testing.B, bin string, endpoints []string, settle time.Duration) gatewayFigures {
+// measureGateway starts bin as deactd --role gateway (with args) on endpoints through the launcher (which waits
+// for its ready file: the replica synced and the node registered), reads its memory from /proc then and settle
+// later, and stops it. other, if not 0, is a process whose CPU is read at ready too.
+func measureGateway(b *testing.B, bin string, endpoints []string, settle time.Duration, other int, args ...string) gatewayFigures {
 	dir := b.TempDir()
 	logf, err := os.Create(filepath.Join(dir, "deactd.log"))
 	if err != nil {
@@ -279,9 +330,9 @@ func measureGateway(b *testing.B, bin string, endpoints []string, settle time.Du
 	defer logf.Close()
 	start := time.Now()
 	p, err := launch.Start(context.Background(), launch.Options{
-		Argv: []string{bin, "--role", "gateway", "--etcd-endpoints", strings.Join(endpoints, ","),
+		Argv: append([]string{bin, "--role", "gateway", "--etcd-endpoints", strings.Join(endpoints, ","),
 			"--data-dir", dir, "--node-id", "sync-bench", "--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0",
-			"--admin-addr", "127.0.0.1:0", "--log-level", "warn"},
+			"--admin-addr", "127.0.0.1:0", "--log-level", "warn"}, args...),
 		ReadyFile: filepath.Join(dir, "ready.json"), Stderr: logf, Timeout: 10 * time.Minute, StopTimeout: 30 * time.Second,
 	})
 	if err != nil {
@@ -293,6 +344,9 @@ func measureGateway(b *testing.B, bin string, endpoints []string, settle time.Du
 	defer hc.CloseIdleConnections()
 	pid := p.PID()
 	g := gatewayFigures{ready: time.Since(start), cpu: procCPU(b, pid)}
+	if other != 0 {
+		g.otherCPU = procCPU(b, other)
+	}
 	g.rss, g.peak = procMiB(b, pid)
 	time.Sleep(settle)
 	g.settled, _ = procMiB(b, pid)

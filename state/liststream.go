@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,12 @@ func (r *Replica) listStream(ctx context.Context, put func(key, value []byte, mo
 	if err := st.CloseSend(); err != nil {
 		return 0, err
 	}
+	return recvRange(st, put)
+}
+
+// recvRange receives a range stream (etcd's, or an admin node's seed), calling put for each record, and returns
+// the revision its final chunk carries.
+func recvRange(st grpc.ClientStream, put func(key, value []byte, modRev int64)) (int64, error) {
 	c := &rangeChunk{put: put}
 	for {
 		err := st.RecvMsg(c)
@@ -81,6 +88,13 @@ type rangeCodec struct{}
 func (rangeCodec) Name() string { return "proto" }
 
 func (rangeCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*seedRequest); ok { // a seed's request (seed.go)
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, err
+		}
+		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+	}
 	m, ok := v.(proto.Message)
 	if !ok {
 		return nil, fmt.Errorf("range stream: cannot marshal %T", v)

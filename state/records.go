@@ -338,4 +338,5 @@ type AdminNode struct {
 	ID         string `json:"id"`
 	ReportAddr string `json:"reportAddr"`
 	Version    string `json:"version,omitempty"`
+	Seeds      bool   `json:"seeds,omitempty"` // it serves gateways' first snapshots (seed.go)
 }

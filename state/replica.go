@@ -31,6 +31,9 @@ type ReplicaConfig struct {
 	ResyncInterval time.Duration
 	// RetryInterval is the pause before relisting after an error [200ms].
 	RetryInterval time.Duration
+	// Seed, when set, has the first list taken from an admin node's replica rather than from etcd (seed.go); the
+	// replica is ready once it has caught up with etcd from there. Nil lists etcd.
+	Seed *SeedConfig
 }
 
 // Replica keeps an in-memory copy of everything under StatePrefix: it lists at a revision R, then watches from
@@ -51,6 +54,8 @@ type Replica struct {
 	relists     atomic.Int64
 	corrections atomic.Int64
 	badRecords  atomic.Int64
+	seeded      atomic.Int64 // 1 once the first snapshot came from an admin node
+	seedTried   bool         // the seed was tried (only the first list tries it); read and written by Run only
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -106,6 +111,9 @@ func (r *Replica) Ready() bool {
 		return false
 	}
 }
+
+// readyChan is closed once the replica is ready.
+func (r *Replica) readyChan() <-chan struct{} { return r.ready }
 
 // WaitReady blocks until the replica is ready or ctx ends.
 func (r *Replica) WaitReady(ctx context.Context) error {
@@ -167,14 +175,18 @@ type ReplicaStats struct {
 	Relists     int64 // lists applied, the first included
 	Corrections int64 // records a relist found different from what the watch had delivered
 	BadRecords  int64 // records that could not be decoded (held deactivated or dropped)
+	Seeded      bool  // the first snapshot came from an admin node (seed.go), not from a list of etcd
 }
 
 // Stats returns the counters.
 func (r *Replica) Stats() ReplicaStats {
-	return ReplicaStats{Relists: r.relists.Load(), Corrections: r.corrections.Load(), BadRecords: r.badRecords.Load()}
+	return ReplicaStats{Relists: r.relists.Load(), Corrections: r.corrections.Load(), BadRecords: r.badRecords.Load(), Seeded: r.seeded.Load() == 1}
 }
 
-var errResync = errors.New("anti-entropy resync")
+var (
+	errResync = errors.New("anti-entropy resync")
+	errNoSeed = errors.New("no seed")
+)
 
 // bigList is the snapshot size from which a relist returns its garbage to the OS at once.
 const bigList = 100_000
@@ -297,11 +309,26 @@ func (r *Replica) relist(ctx context.Context) (int64, error) {
 			r.log.Error("unreadable state record", "err", err)
 		}
 	}
-	rev, err := r.listStream(ctx, put)
-	if status.Code(err) == codes.Unimplemented {
+	restart := func() {
 		hint := b.hint
 		b = newBuilder(nil)
 		b.prev, b.hint = old, hint
+	}
+	var rev int64
+	err := errNoSeed
+	if r.cfg.Seed != nil && !r.seedTried {
+		r.seedTried = true
+		if rev, err = r.seed(ctx, put); err != nil {
+			r.log.Warn("no seed from an admin node: listing etcd", "err", err)
+			restart()
+		}
+	}
+	seeded := err == nil
+	if !seeded {
+		rev, err = r.listStream(ctx, put)
+	}
+	if status.Code(err) == codes.Unimplemented {
+		restart()
 		rev, err = r.listPages(ctx, put)
 	}
 	gc.done()
@@ -323,11 +350,14 @@ func (r *Replica) relist(ctx context.Context) (int64, error) {
 	}
 	r.relists.Add(1)
 	r.publish(next, rev)
-	r.markCurrent(asked)
-	r.readyOnce.Do(func() {
-		close(r.ready)
-		r.log.Info("replica ready", "records", next.Len(), "revision", rev)
-	})
+	if seeded {
+		// The admin node's snapshot says nothing of how current it is: the replica is current, and ready, once
+		// it has applied a revision a linearizable read of etcd returned (the watch's first probe).
+		r.seeded.Store(1)
+		r.log.Info("replica seeded from an admin node", "records", next.Len(), "revision", rev)
+	} else {
+		r.markCurrent(asked)
+	}
 	if old != nil || gc.records >= bigList {
 		// What the list left (the old snapshot, the last budget's garbage) goes back to the OS now, rather than
 		// the heap carrying it until the GC would next run; after ready, which need not wait for it.
@@ -385,7 +415,22 @@ func (r *Replica) watch(ctx context.Context, rev int64) error {
 	cli := r.cfg.Client
 	wch := cli.Watch(wctx, StatePrefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
 
+	// One probe at a time, off this loop, so that a slow etcd neither blocks applying events nor piles up
+	// requests. A failed probe shows up as growing staleness.
 	var probing atomic.Bool
+	startProbe := func() {
+		if probing.CompareAndSwap(false, true) {
+			probes.Add(1)
+			go func() {
+				defer probes.Done()
+				defer probing.Store(false)
+				r.probe(wctx)
+			}()
+		}
+	}
+	if !r.Ready() {
+		startProbe() // a seeded replica is ready once current: do not wait a tick to learn it
+	}
 
 	progress := time.NewTicker(r.cfg.ProgressInterval)
 	defer progress.Stop()
@@ -402,16 +447,7 @@ func (r *Replica) watch(ctx context.Context, rev int64) error {
 		case <-resync:
 			return errResync
 		case <-progress.C:
-			// One probe at a time, off this loop, so that a slow etcd neither blocks applying events nor piles up
-			// requests. A failed probe shows up as growing staleness.
-			if probing.CompareAndSwap(false, true) {
-				probes.Add(1)
-				go func() {
-					defer probes.Done()
-					defer probing.Store(false)
-					r.probe(wctx)
-				}()
-			}
+			startProbe()
 		case resp, ok := <-wch:
 			for {
 				if err := watchFailed(resp, ok, rev); err != nil {
@@ -540,14 +576,16 @@ func (r *Replica) expect(rev, at int64) {
 	r.targets = append(r.targets, currencyMark{rev: rev, at: at})
 }
 
-// markCurrent moves currentAt forward to at; it never goes back.
+// markCurrent moves currentAt forward to at; it never goes back. The first time, the replica is ready: it holds
+// a snapshot, and everything etcd had committed at some moment.
 func (r *Replica) markCurrent(at int64) {
-	for {
-		cur := r.currentAt.Load()
-		if at <= cur || r.currentAt.CompareAndSwap(cur, at) {
-			return
-		}
+	for cur := r.currentAt.Load(); at > cur && !r.currentAt.CompareAndSwap(cur, at); cur = r.currentAt.Load() {
 	}
+	r.readyOnce.Do(func() {
+		s := r.snap.Load()
+		close(r.ready)
+		r.log.Info("replica ready", "records", s.Len(), "revision", s.Revision(), "seeded", r.seeded.Load() == 1)
+	})
 }
 
 // confirm records that etcd has told us we hold everything up to rev: it settles the currency marks rev

@@ -32,6 +32,9 @@ type ReportServerConfig struct {
 	Version   string
 	Logger    *slog.Logger
 	TTL       time.Duration // lease of the admin node's registry entry [10s]
+	// Replica is this admin node's replica, from which it seeds gateways' first snapshots (seed.go); nil
+	// serves no seeds.
+	Replica *Replica
 }
 
 // ReportServer is the admin side of direct reports: it takes gateways' report streams, verifies each against
@@ -47,6 +50,8 @@ type ReportServer struct {
 	streams  atomic.Int64
 	reports  atomic.Int64
 	rejected atomic.Int64
+	seeds    atomic.Int64
+	seeding  chan struct{} // a token per seed being sent
 }
 
 // ReportServerStats are counters for metrics.
@@ -54,6 +59,7 @@ type ReportServerStats struct {
 	Streams  int64 // open, verified report streams
 	Reports  int64 // reports taken
 	Rejected int64 // streams refused: malformed hello, unknown session or wrong secret
+	Seeds    int64 // gateways' first snapshots sent
 }
 
 // drainStreams bounds how long a stopping report server waits for gateways to close their streams.
@@ -80,12 +86,13 @@ func NewReportServer(cfg ReportServerConfig) (*ReportServer, error) {
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, err
 	}
-	return &ReportServer{cfg: cfg, log: cfg.Logger.With("component", "report-server"), id: hex.EncodeToString(id[:])}, nil
+	return &ReportServer{cfg: cfg, log: cfg.Logger.With("component", "report-server"), id: hex.EncodeToString(id[:]),
+		seeding: make(chan struct{}, seedConcurrency)}, nil
 }
 
 // Stats returns the counters.
 func (s *ReportServer) Stats() ReportServerStats {
-	return ReportServerStats{Streams: s.streams.Load(), Reports: s.reports.Load(), Rejected: s.rejected.Load()}
+	return ReportServerStats{Streams: s.streams.Load(), Reports: s.reports.Load(), Rejected: s.rejected.Load(), Seeds: s.seeds.Load()}
 }
 
 // Serve serves report streams on lis and keeps this admin node registered until ctx ends; then it leaves the
@@ -93,7 +100,7 @@ func (s *ReportServer) Stats() ReportServerStats {
 // and closes the rest. It closes lis.
 func (s *ReportServer) Serve(ctx context.Context, lis net.Listener) error {
 	opts := []grpc.ServerOption{
-		grpc.ForceServerCodec(jsonCodec{}),
+		grpc.ForceServerCodec(serverCodec{}),
 		grpc.MaxRecvMsgSize(4 << 10),
 		grpc.MaxConcurrentStreams(16), // a gateway needs one
 		grpc.ConnectionTimeout(helloTimeout),
@@ -105,6 +112,7 @@ func (s *ReportServer) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	srv := grpc.NewServer(opts...)
 	srv.RegisterService(reportServiceDesc(), s)
+	srv.RegisterService(seedServiceDesc(), s)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	addr := s.cfg.Advertise
@@ -135,7 +143,8 @@ func (s *ReportServer) Serve(ctx context.Context, lis net.Listener) error {
 }
 
 // register writes this admin node's entry on a new lease and keeps the lease alive until ctx ends (then it
-// revokes it) or the lease is lost.
+// revokes it) or the lease is lost. The entry says the node serves seeds once its replica is ready: it is
+// written again then, on the same lease.
 func (s *ReportServer) register(ctx context.Context, addr string) error {
 	cli := s.cfg.Client
 	lease, revoke, err := grantLease(ctx, cli, s.cfg.TTL)
@@ -143,12 +152,19 @@ func (s *ReportServer) register(ctx context.Context, addr string) error {
 		return err
 	}
 	defer revoke()
-	b, err := json.Marshal(AdminNode{ID: s.id, ReportAddr: addr, Version: s.cfg.Version})
-	if err != nil {
-		return err
+	put := func(seeds bool) error {
+		b, err := json.Marshal(AdminNode{ID: s.id, ReportAddr: addr, Version: s.cfg.Version, Seeds: seeds})
+		if err != nil {
+			return err
+		}
+		if _, err := cli.Put(ctx, AdminKey(s.id), string(b), clientv3.WithLease(lease.ID)); err != nil {
+			return fmt.Errorf("register admin node: %w", err)
+		}
+		return nil
 	}
-	if _, err := cli.Put(ctx, AdminKey(s.id), string(b), clientv3.WithLease(lease.ID)); err != nil {
-		return fmt.Errorf("register admin node: %w", err)
+	r := s.cfg.Replica
+	if err := put(r != nil && r.Ready()); err != nil {
+		return err
 	}
 	kctx, kcancel := context.WithCancel(ctx)
 	defer kcancel()
@@ -156,7 +172,24 @@ func (s *ReportServer) register(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("keep lease alive: %w", err)
 	}
-	for range ka {
+	var ready <-chan struct{}
+	if r != nil && !r.Ready() {
+		ready = r.readyChan()
+	}
+	for {
+		select {
+		case <-ready:
+			ready = nil
+			if err := put(true); err != nil {
+				return err
+			}
+			continue
+		case _, ok := <-ka:
+			if ok {
+				continue
+			}
+		}
+		break
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -206,24 +239,8 @@ func (s *ReportServer) report(ss grpc.ServerStream) error {
 
 // hello receives and verifies the first message within ctx.
 func (s *ReportServer) hello(ctx context.Context, ss grpc.ServerStream) (hello reportMsg, key, hash string, err error) {
-	type received struct {
-		m   reportMsg
-		err error
-	}
-	got := make(chan received, 1)
-	go func() {
-		var r received
-		r.err = ss.RecvMsg(&r.m)
-		got <- r
-	}()
-	select {
-	case r := <-got:
-		if r.err != nil {
-			return r.m, "", "", r.err
-		}
-		hello = r.m
-	case <-ctx.Done(): // the receive ends with the stream
-		return hello, "", "", errors.New("no hello in time")
+	if hello, err = recvWithin[reportMsg](ctx, ss); err != nil {
+		return hello, "", "", fmt.Errorf("hello: %w", err)
 	}
 	key, hash, err = s.cfg.Fanout.verify(ctx, hello)
 	return hello, key, hash, err

@@ -54,6 +54,17 @@ func (jsonCodec) Marshal(v any) ([]byte, error)   { return json.Marshal(v) }
 func (jsonCodec) Unmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 func (jsonCodec) Name() string                    { return "json" }
 
+// serverCodec is the report listener's codec: JSON for both services' requests and the report stream's acks,
+// and a seed's chunks as their sender encoded them (protobuf: the RangeStream response the gateway parses).
+type serverCodec struct{ jsonCodec }
+
+func (c serverCodec) Marshal(v any) ([]byte, error) {
+	if f, ok := v.(*seedFrame); ok {
+		return f.b, nil
+	}
+	return c.jsonCodec.Marshal(v)
+}
+
 // openReportStream opens a report stream on cc.
 func openReportStream(ctx context.Context, cc *grpc.ClientConn) (grpc.ClientStream, error) {
 	desc := &grpc.StreamDesc{StreamName: "Report", ServerStreams: true, ClientStreams: true}

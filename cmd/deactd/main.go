@@ -68,6 +68,7 @@ func parse(args []string) (daemon.Config, error) {
 	fs.StringVar(&c.Staleness, "staleness", "", "per-op staleness policy, e.g. backup=deny-after:5m,login=serve-last-known (default: serve last known state)")
 	fs.DurationVar(&c.NodeTTL, "node-ttl", 0, "lease TTL of this gateway's registry record, whole seconds (default 10s): a gateway that cannot renew it stops deciding a tenth (at least 1s) before it expires")
 	fs.DurationVar(&c.ResyncInterval, "resync-interval", 0, "anti-entropy full relist period (default 10m)")
+	seeds := fs.Bool("seeds", true, "gateway nodes take their first snapshot from an admin node's replica, then catch up with etcd, instead of listing etcd; admin nodes keep a replica to serve it")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 0, "on SIGTERM, report NOT_SERVING this long before draining")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 0, "bound on draining in-flight requests (default 10s)")
 	var zitadelOrgs string
@@ -139,6 +140,7 @@ func parse(args []string) (daemon.Config, error) {
 	default:
 		return c, fmt.Errorf("--log-format %q: want text or json", logFormat)
 	}
+	c.NoSeeds = !*seeds
 	return c, nil
 }
 

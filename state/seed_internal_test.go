@@ -1,0 +1,96 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/deact/deact/internal/wait"
+	"github.com/deact/deact/state/etcdtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Only the holder of a live ticket's secret gets a seed: every other request is refused before a record is sent.
+func TestSeedRefusesWithoutTheTicketsSecret(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints())
+	ctx := context.Background()
+	put, err := cli.Put(ctx, OrgKey("o1"), `{"disableLogin":true}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	admin := NewReplica(ReplicaConfig{Client: cli, Logger: quiet})
+	actx, acancel := context.WithCancel(ctx)
+	adone := make(chan struct{})
+	go func() { defer close(adone); _ = admin.Run(actx) }()
+	t.Cleanup(func() { acancel(); <-adone })
+	if err := admin.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := NewFanout(cli, quiet)
+	s, err := NewReportServer(ReportServerConfig{Client: cli, Fanout: f, Replica: admin, Logger: quiet, TTL: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithCancel(ctx)
+	sdone := make(chan struct{})
+	go func() { defer close(sdone); _ = s.Serve(sctx, lis) }()
+	t.Cleanup(func() { scancel(); <-sdone })
+
+	gw := NewReplica(ReplicaConfig{Client: cli, Logger: quiet, Seed: &SeedConfig{NodeID: "gw-1"}})
+	good, revoke, err := gw.seedTicket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer revoke()
+	unleased, _ := json.Marshal(seedTicket{Node: "gw-1", Hash: reportKeyHash("s3cret")})
+	if _, err := cli.Put(ctx, SeedTicketsPrefix+"unleased", string(unleased)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		req  seedRequest
+	}{
+		{"wrong secret", seedRequest{Node: good.Node, Ticket: good.Ticket, Secret: good.Secret + "x"}},
+		{"the hash as the secret", seedRequest{Node: good.Node, Ticket: good.Ticket, Secret: reportKeyHash(good.Secret)}},
+		{"another node's ticket", seedRequest{Node: "gw-2", Ticket: good.Ticket, Secret: good.Secret}},
+		{"no such ticket", seedRequest{Node: good.Node, Ticket: "0123", Secret: good.Secret}},
+		{"no secret", seedRequest{Node: good.Node, Ticket: good.Ticket}},
+		{"a ticket on no lease", seedRequest{Node: "gw-1", Ticket: "unleased", Secret: "s3cret"}},
+		{"a ticket with a path", seedRequest{Node: good.Node, Ticket: "../" + good.Ticket, Secret: good.Secret}},
+		{"a node ID with a path", seedRequest{Node: "gw/../gw-1", Ticket: good.Ticket, Secret: good.Secret}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			records := 0
+			_, _, err := gw.seedFrom(ctx, lis.Addr().String(), c.req, func([]byte, []byte, int64) { records++ })
+			if status.Code(err) != codes.Unauthenticated || records != 0 {
+				t.Fatalf("seed: %v with %d records, want Unauthenticated and none", err, records)
+			}
+		})
+	}
+	records := 0
+	rev, _, err := gw.seedFrom(ctx, lis.Addr().String(), good, func([]byte, []byte, int64) { records++ })
+	if err != nil || records != 1 || rev < put.Header.Revision {
+		t.Fatalf("seed with the ticket's secret: revision %d, %d records, %v", rev, records, err)
+	}
+	if s.Stats().Seeds != 1 || s.Stats().Rejected != 8 {
+		t.Fatalf("stats %+v, want 1 seed and 8 refused", s.Stats())
+	}
+	wait.Until(t, "the admin node's registry entry says it seeds", 5*time.Second, func() bool {
+		resp, err := cli.Get(ctx, AdminsPrefix, clientv3.WithPrefix())
+		var entry AdminNode
+		return err == nil && len(resp.Kvs) == 1 && json.Unmarshal(resp.Kvs[0].Value, &entry) == nil && entry.Seeds
+	})
+}
