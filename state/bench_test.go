@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -222,6 +223,10 @@ func BenchmarkInitialSync(b *testing.B) {
 			adminCPU := procCPU(b, admin.PID())
 			g := measureGateway(b, bin, srv.Endpoints(), 3*time.Second, admin.PID())
 			adminCPU = g.otherCPU - adminCPU
+			if !g.seeded {
+				log, _ := os.ReadFile(g.log)
+				b.Fatalf("the gateway was not seeded: it listed etcd. Its log:\n%s", log)
+			}
 			b.ReportMetric(g.ready.Seconds(), "ready-s")
 			b.ReportMetric(g.cpu.Seconds(), "cpu-to-ready-s")
 			b.ReportMetric(adminCPU.Seconds(), "admin-cpu-s")
@@ -310,11 +315,17 @@ func drainFloor(b *testing.B, endpoints []string, n int) time.Duration {
 	return time.Since(start)
 }
 
+// gatewayRuns numbers the gateway children, each with a node ID of its own: one that took its predecessor's
+// would wait for the predecessor's registration to be gone.
+var gatewayRuns atomic.Int64
+
 // gatewayFigures are one gateway child's sync: time to ready, the CPU it used until then (user and system, a
 // figure a loaded host distorts less than the time), and memory in MiB.
 type gatewayFigures struct {
 	ready, cpu               time.Duration
 	otherCPU                 time.Duration // the CPU process other (the seeding admin node) has used, read at ready
+	seeded                   bool          // the gateway took its first snapshot from an admin node
+	log                      string        // the gateway's log file
 	peak, rss, settled, heap float64
 }
 
@@ -331,7 +342,7 @@ func measureGateway(b *testing.B, bin string, endpoints []string, settle time.Du
 	start := time.Now()
 	p, err := launch.Start(context.Background(), launch.Options{
 		Argv: append([]string{bin, "--role", "gateway", "--etcd-endpoints", strings.Join(endpoints, ","),
-			"--data-dir", dir, "--node-id", "sync-bench", "--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0",
+			"--data-dir", dir, "--node-id", fmt.Sprintf("sync-bench-%d", gatewayRuns.Add(1)), "--authz-addr", "127.0.0.1:0", "--http-check-addr", "127.0.0.1:0",
 			"--admin-addr", "127.0.0.1:0", "--log-level", "warn"}, args...),
 		ReadyFile: filepath.Join(dir, "ready.json"), Stderr: logf, Timeout: 10 * time.Minute, StopTimeout: 30 * time.Second,
 	})
@@ -343,7 +354,7 @@ func measureGateway(b *testing.B, bin string, endpoints []string, settle time.Du
 	hc := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
 	defer hc.CloseIdleConnections()
 	pid := p.PID()
-	g := gatewayFigures{ready: time.Since(start), cpu: procCPU(b, pid)}
+	g := gatewayFigures{ready: time.Since(start), cpu: procCPU(b, pid), log: logf.Name()}
 	if other != 0 {
 		g.otherCPU = procCPU(b, other)
 	}
@@ -360,6 +371,7 @@ func measureGateway(b *testing.B, bin string, endpoints []string, settle time.Du
 			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			g.heap = f / (1 << 20)
 		}
+		g.seeded = g.seeded || sc.Text() == "deact_replica_seeded 1"
 	}
 	return g
 }

@@ -59,6 +59,8 @@ type Replica struct {
 
 	ready     chan struct{}
 	readyOnce sync.Once
+	probeNow  chan struct{} // a probe is wanted before the next tick (WaitApplied)
+	freeing   sync.WaitGroup
 
 	mu       sync.Mutex
 	changed  chan struct{}  // closed and replaced whenever the snapshot changes
@@ -95,7 +97,7 @@ func NewReplica(cfg ReplicaConfig) *Replica {
 	}
 	return &Replica{
 		cfg: cfg, log: cfg.Logger.With("component", "replica"), epoch: time.Now(),
-		ready: make(chan struct{}), changed: make(chan struct{}), advanced: make(chan struct{}),
+		ready: make(chan struct{}), changed: make(chan struct{}), advanced: make(chan struct{}), probeNow: make(chan struct{}, 1),
 	}
 }
 
@@ -146,7 +148,8 @@ func (r *Replica) StalenessAt(now time.Time) time.Duration {
 }
 
 // WaitApplied blocks until the replica has applied rev (AppliedRevision ≥ rev) or ctx ends. Revisions of writes
-// outside StatePrefix are reached through progress notifications, within about one ProgressInterval.
+// outside StatePrefix are reached through progress notifications: a wait asks the watch for a probe at once
+// (a node's registration waits so before it decides), rather than at its next ProgressInterval.
 func (r *Replica) WaitApplied(ctx context.Context, rev int64) error {
 	for {
 		r.mu.Lock()
@@ -154,6 +157,10 @@ func (r *Replica) WaitApplied(ctx context.Context, rev int64) error {
 		r.mu.Unlock()
 		if r.applied.Load() >= rev {
 			return nil
+		}
+		select {
+		case r.probeNow <- struct{}{}:
+		default: // one is asked for already
 		}
 		select {
 		case <-ctx.Done():
@@ -275,6 +282,7 @@ func heapCounters() (allocs, live uint64) {
 // Run syncs until ctx ends; it returns nil then. Errors from etcd are logged and retried: the replica keeps
 // serving its last snapshot while etcd is unreachable, and Staleness grows.
 func (r *Replica) Run(ctx context.Context) error {
+	defer r.freeing.Wait()
 	for {
 		rev, err := r.relist(ctx)
 		if err == nil {
@@ -360,21 +368,33 @@ func (r *Replica) relist(ctx context.Context) (int64, error) {
 	}
 	if old != nil || gc.records >= bigList {
 		// What the list left (the old snapshot, the last budget's garbage) goes back to the OS now, rather than
-		// the heap carrying it until the GC would next run; after ready, which need not wait for it.
+		// the heap carrying it until the GC would next run; beside the watch, which need not wait for it (nor
+		// a seeded replica's first probe, nor a node's registration).
 		old, b = nil, nil
-		debug.FreeOSMemory()
+		r.freeing.Add(1)
+		go func() {
+			defer r.freeing.Done()
+			debug.FreeOSMemory()
+		}()
 	}
 	return rev, nil
 }
 
-// countKinds counts the records of each kind (count-only ranges, which etcd answers from its index), so that
-// a list can size its tables at once; a count that fails is 0, unknown.
+// countKinds counts the records of each kind (count-only ranges, which etcd answers from its index, in one
+// transaction: one round trip), so that a list can size its tables at once; counts that fail are 0, unknown.
 func (r *Replica) countKinds(ctx context.Context) [nKinds]int {
 	var n [nKinds]int
-	for k, prefix := range map[kind]string{kindOrg: orgsPrefix, kindProject: projPrefix, kindApp: appsPrefix,
-		kindClient: clientPrefix, kindDomain: domainPrefix, kindAccount: acctPrefix} {
-		if resp, err := r.cfg.Client.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
-			n[k] = int(resp.Count)
+	var ops []clientv3.Op
+	for k := kindOrg; k <= kindAccount; k++ {
+		ops = append(ops, clientv3.OpGet(keyOf(k, ""), clientv3.WithPrefix(), clientv3.WithCountOnly()))
+	}
+	resp, err := r.cfg.Client.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return n
+	}
+	for i, op := range resp.Responses {
+		if rr := op.GetResponseRange(); rr != nil && i < len(ops) {
+			n[kindOrg+kind(i)] = int(rr.Count)
 		}
 	}
 	return n
@@ -447,6 +467,8 @@ func (r *Replica) watch(ctx context.Context, rev int64) error {
 		case <-resync:
 			return errResync
 		case <-progress.C:
+			startProbe()
+		case <-r.probeNow:
 			startProbe()
 		case resp, ok := <-wch:
 			for {

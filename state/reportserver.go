@@ -35,6 +35,8 @@ type ReportServerConfig struct {
 	// Replica is this admin node's replica, from which it seeds gateways' first snapshots (seed.go); nil
 	// serves no seeds.
 	Replica *Replica
+	// SeedMaxStaleness is how stale Replica may be and still seed [30s].
+	SeedMaxStaleness time.Duration
 }
 
 // ReportServer is the admin side of direct reports: it takes gateways' report streams, verifies each against
@@ -76,6 +78,9 @@ func NewReportServer(cfg ReportServerConfig) (*ReportServer, error) {
 	if cfg.TTL == 0 {
 		cfg.TTL = 10 * time.Second
 	}
+	if cfg.SeedMaxStaleness <= 0 {
+		cfg.SeedMaxStaleness = defaultSeedMaxStaleness
+	}
 	if cfg.TTL < 5*time.Second || cfg.TTL%time.Second != 0 {
 		return nil, fmt.Errorf("admin node lease TTL %v: want whole seconds, at least 5s", cfg.TTL)
 	}
@@ -100,7 +105,7 @@ func (s *ReportServer) Stats() ReportServerStats {
 // and closes the rest. It closes lis.
 func (s *ReportServer) Serve(ctx context.Context, lis net.Listener) error {
 	opts := []grpc.ServerOption{
-		grpc.ForceServerCodec(serverCodec{}),
+		grpc.ForceServerCodecV2(serverCodec{}),
 		grpc.MaxRecvMsgSize(4 << 10),
 		grpc.MaxConcurrentStreams(16), // a gateway needs one
 		grpc.ConnectionTimeout(helloTimeout),

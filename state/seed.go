@@ -48,9 +48,10 @@ const (
 	seedTicketTTL     = 30 * time.Second
 	// seedChunk is the size of the chunks an admin node sends, about etcd's own (its request size limit).
 	seedChunk = 1 << 20
-	// seedMaxStaleness is how stale an admin node's replica may be and still seed: further behind, its
-	// revision may be compacted before the gateway's watch starts.
-	seedMaxStaleness = 5 * time.Second
+	// defaultSeedMaxStaleness is how stale an admin node's replica may be and still seed. A stale seed is safe
+	// (the gateway is ready only once current with etcd), only slower: the watch replays more, and a revision
+	// compacted meanwhile fails it, which relists etcd. A replica just listed is as stale as its list was long.
+	defaultSeedMaxStaleness = 30 * time.Second
 	// seedConcurrency bounds the seeds one admin node encodes at once; more wait their turn, so a fleet that
 	// restarts together costs the admin node a few cores, not one per gateway.
 	seedConcurrency = 4
@@ -227,38 +228,36 @@ func (s *ReportServer) seed(ss grpc.ServerStream) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if !r.Ready() || r.Staleness() > seedMaxStaleness {
+	if !r.Ready() || r.Staleness() > s.cfg.SeedMaxStaleness {
 		return status.Error(codes.Unavailable, "this admin node's replica is not current")
 	}
 	// The applied revision first, then the snapshot: the snapshot published before the revision was applied
 	// holds everything up to it, and any later one too.
 	rev := r.AppliedRevision()
 	snap := r.Snapshot()
-	var kvs []byte
+	var kvs, out []byte
 	send := func(final bool) error {
-		var rr []byte
+		// RangeStreamResponse{range_response: RangeResponse{header (the final chunk's), kvs}}, the kvs copied once.
+		var hdr []byte
 		if final {
-			hdr := protowire.AppendTag(nil, fieldHeaderRev, protowire.VarintType)
-			hdr = protowire.AppendVarint(hdr, uint64(rev))
-			rr = protowire.AppendTag(rr, fieldRangeHeader, protowire.BytesType)
-			rr = protowire.AppendBytes(rr, hdr)
+			h := protowire.AppendVarint(protowire.AppendTag(nil, fieldHeaderRev, protowire.VarintType), uint64(rev))
+			hdr = protowire.AppendBytes(protowire.AppendTag(nil, fieldRangeHeader, protowire.BytesType), h)
 		}
-		rr = append(rr, kvs...)
-		out := protowire.AppendTag(make([]byte, 0, len(rr)+8), fieldStreamRange, protowire.BytesType)
-		out = protowire.AppendBytes(out, rr)
+		n := len(hdr) + len(kvs)
+		// The frame is reused: the codec copies it as SendMsg encodes it (serverCodec).
+		out = protowire.AppendVarint(protowire.AppendTag(out[:0], fieldStreamRange, protowire.BytesType), uint64(n))
+		out = append(append(out, hdr...), kvs...)
 		kvs = kvs[:0]
 		return ss.SendMsg(&seedFrame{b: out})
 	}
-	var kv []byte
 	err = snap.eachRecord(func(key []byte, modRev int64, value []byte) error {
-		kv = protowire.AppendTag(kv[:0], fieldKVKey, protowire.BytesType)
-		kv = protowire.AppendBytes(kv, key)
-		kv = protowire.AppendTag(kv, fieldKVModRevision, protowire.VarintType)
-		kv = protowire.AppendVarint(kv, uint64(modRev))
-		kv = protowire.AppendTag(kv, fieldKVValue, protowire.BytesType)
-		kv = protowire.AppendBytes(kv, value)
-		kvs = protowire.AppendTag(kvs, fieldRangeKvs, protowire.BytesType)
-		kvs = protowire.AppendBytes(kvs, kv)
+		// KeyValue{key, mod_revision, value}, written once: its size first.
+		n := protowire.SizeTag(fieldKVKey) + protowire.SizeBytes(len(key)) + protowire.SizeTag(fieldKVModRevision) +
+			protowire.SizeVarint(uint64(modRev)) + protowire.SizeTag(fieldKVValue) + protowire.SizeBytes(len(value))
+		kvs = protowire.AppendVarint(protowire.AppendTag(kvs, fieldRangeKvs, protowire.BytesType), uint64(n))
+		kvs = protowire.AppendBytes(protowire.AppendTag(kvs, fieldKVKey, protowire.BytesType), key)
+		kvs = protowire.AppendVarint(protowire.AppendTag(kvs, fieldKVModRevision, protowire.VarintType), uint64(modRev))
+		kvs = protowire.AppendBytes(protowire.AppendTag(kvs, fieldKVValue, protowire.BytesType), value)
 		if len(kvs) >= seedChunk {
 			return send(false)
 		}

@@ -22,7 +22,7 @@ type seedAdmin struct {
 	freeze  func() // stops the replica: its snapshot stays as it is, ready, growing stale
 }
 
-func startSeedAdmin(t *testing.T, endpoints []string) seedAdmin {
+func startSeedAdmin(t *testing.T, endpoints []string, maxStaleness time.Duration) seedAdmin {
 	t.Helper()
 	cli := etcdtest.Client(t, endpoints)
 	r := state.NewReplica(state.ReplicaConfig{Client: cli, Logger: quietLogger(), ProgressInterval: 50 * time.Millisecond})
@@ -45,7 +45,8 @@ func startSeedAdmin(t *testing.T, endpoints []string) seedAdmin {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := state.NewReportServer(state.ReportServerConfig{Client: cli, Fanout: f, Replica: r, Logger: quietLogger(), TTL: 5 * time.Second})
+	s, err := state.NewReportServer(state.ReportServerConfig{Client: cli, Fanout: f, Replica: r, Logger: quietLogger(), TTL: 5 * time.Second,
+		SeedMaxStaleness: maxStaleness})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func TestSeedCatchesUpWithEtcd(t *testing.T) {
 		mirrorApp("p4", "a4", "o4", 1, false, "c4@p", "m4@p"), mirrorApp("mp", "ma", "m1", 1, true, "mc@p")}, upstream); err != nil {
 		t.Fatal(err)
 	}
-	admin := startSeedAdmin(t, srv.Endpoints())
+	admin := startSeedAdmin(t, srv.Endpoints(), 0)
 	admin.freeze()
 	// After the admin node's snapshot: a deactivation, a new org, a deleted one.
 	if _, err := store.DeactivateOrg(context.Background(), "o1", state.OpsAll, false, state.Change{Actor: "test"}); err != nil {
@@ -185,9 +186,9 @@ func TestSeedFallsBackToEtcd(t *testing.T) {
 		sameKeys(t, state.SnapshotKeys(gw.Snapshot()), etcdKeys(t, cli))
 	})
 	t.Run("stale admin node", func(t *testing.T) {
-		admin := startSeedAdmin(t, srv.Endpoints())
+		admin := startSeedAdmin(t, srv.Endpoints(), time.Second)
 		admin.freeze()
-		wait.Until(t, "the admin node's replica is stale", 10*time.Second, func() bool { return admin.replica.Staleness() > 5*time.Second })
+		wait.Until(t, "the admin node's replica is stale", 10*time.Second, func() bool { return admin.replica.Staleness() > time.Second })
 		gw := startReplica(t, etcdtest.Client(t, srv.Endpoints()), state.ReplicaConfig{Seed: &state.SeedConfig{NodeID: "gw-2"}})
 		if gw.Stats().Seeded || admin.server.Stats().Seeds != 0 {
 			t.Fatal("seeded by a stale admin node")
