@@ -75,8 +75,10 @@ func (serverCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
 }
 
-func (serverCodec) Unmarshal(data mem.BufferSlice, v any) error { return json.Unmarshal(data.Materialize(), v) }
-func (serverCodec) Name() string                                { return "json" }
+func (serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return json.Unmarshal(data.Materialize(), v)
+}
+func (serverCodec) Name() string { return "json" }
 
 // openReportStream opens a report stream on cc.
 func openReportStream(ctx context.Context, cc *grpc.ClientConn) (grpc.ClientStream, error) {
