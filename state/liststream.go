@@ -39,12 +39,12 @@ func (r *Replica) listStream(ctx context.Context, put func(key, value []byte, mo
 	if err := st.CloseSend(); err != nil {
 		return 0, err
 	}
-	return recvRange(st, put)
+	return recvRange(st, put, nil)
 }
 
-// recvRange receives a range stream (etcd's, or an admin node's seed), calling put for each record, and returns
-// the revision its final chunk carries.
-func recvRange(st grpc.ClientStream, put func(key, value []byte, modRev int64)) (int64, error) {
+// recvRange receives a range stream (etcd's, or an admin node's seed), calling put for each record and got
+// (if not nil) after each chunk, and returns the revision its final chunk carries.
+func recvRange(st grpc.ClientStream, put func(key, value []byte, modRev int64), got func()) (int64, error) {
 	c := &rangeChunk{put: put}
 	for {
 		err := st.RecvMsg(c)
@@ -53,6 +53,9 @@ func recvRange(st grpc.ClientStream, put func(key, value []byte, modRev int64)) 
 		}
 		if err != nil {
 			return 0, err
+		}
+		if got != nil {
+			got()
 		}
 	}
 	if c.rev == 0 {

@@ -63,6 +63,9 @@ type serverCodec struct{}
 
 func (serverCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if f, ok := v.(*seedFrame); ok {
+		if len(f.b) == 0 {
+			return nil, nil // an empty chunk: the seed waits its turn
+		}
 		pool := mem.DefaultBufferPool()
 		b := pool.Get(len(f.b))
 		copy(*b, f.b)

@@ -55,6 +55,10 @@ const (
 	// seedConcurrency bounds the seeds one admin node encodes at once; more wait their turn, so a fleet that
 	// restarts together costs the admin node a few cores, not one per gateway.
 	seedConcurrency = 4
+	// A gateway gives a seed up (and lists etcd) when no chunk came for seedStall; an admin node sends one at
+	// least every seedKeepWaiting, an empty one while the seed waits its turn.
+	seedStall       = 15 * time.Second
+	seedKeepWaiting = 2 * time.Second
 )
 
 // seedRequest is a gateway's request for a seed: the ticket it wrote and the secret whose hash the ticket holds.
@@ -77,6 +81,8 @@ type seedFrame struct{ b []byte }
 type SeedConfig struct {
 	NodeID string      // the gateway's node ID, named in its ticket
 	TLS    *tls.Config // client TLS for the admin nodes' report listener; nil dials plaintext
+	// Stall is how long a seed may go without a chunk before the gateway gives it up and lists etcd [15s].
+	Stall time.Duration
 }
 
 // seed lists the state from an admin node: put is called for every record, and the revision the admin node
@@ -171,7 +177,18 @@ func (r *Replica) seedFrom(ctx context.Context, addr string, req seedRequest, pu
 		got++
 		put(key, value, modRev)
 	}
-	rev, err = recvRange(st, counted)
+	// A seed that stalls (an admin node frozen or cut mid-stream) is given up, and etcd listed: the admin node
+	// sends a chunk at least every seedKeepWaiting, an empty one while the seed waits its turn.
+	limit := r.cfg.Seed.Stall
+	if limit <= 0 {
+		limit = seedStall
+	}
+	stall := time.AfterFunc(limit, cancel)
+	defer stall.Stop()
+	rev, err = recvRange(st, counted, func() { stall.Reset(limit) })
+	if err != nil && sctx.Err() != nil && ctx.Err() == nil {
+		err = fmt.Errorf("no chunk for %v: %w", limit, err)
+	}
 	return rev, got, err
 }
 
@@ -222,11 +239,22 @@ func (s *ReportServer) seed(ss grpc.ServerStream) error {
 		s.log.Warn("seed refused", "node", node, "err", err) // never the secret
 		return status.Error(codes.Unauthenticated, "seed refused: "+err.Error())
 	}
-	select {
-	case s.seeding <- struct{}{}:
-		defer func() { <-s.seeding }()
-	case <-ctx.Done():
-		return ctx.Err()
+	// Its turn: meanwhile an empty chunk (no records, no revision) every seedKeepWaiting tells the gateway that
+	// the seed is coming, so that it tells a seed that waits from one that stalls.
+	wait := time.NewTicker(seedKeepWaiting)
+	defer wait.Stop()
+	for queued := true; queued; {
+		select {
+		case s.seeding <- struct{}{}:
+			queued = false
+			defer func() { <-s.seeding }()
+		case <-wait.C:
+			if err := ss.SendMsg(&seedFrame{}); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	if !r.Ready() || r.Staleness() > s.cfg.SeedMaxStaleness {
 		return status.Error(codes.Unavailable, "this admin node's replica is not current")

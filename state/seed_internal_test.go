@@ -6,12 +6,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/deact/deact/internal/wait"
 	"github.com/deact/deact/state/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -92,5 +94,85 @@ func TestSeedRefusesWithoutTheTicketsSecret(t *testing.T) {
 		resp, err := cli.Get(ctx, AdminsPrefix, clientv3.WithPrefix())
 		var entry AdminNode
 		return err == nil && len(resp.Kvs) == 1 && json.Unmarshal(resp.Kvs[0].Value, &entry) == nil && entry.Seeds
+	})
+}
+
+// stallingSeeds is an admin node that sends one empty chunk and then nothing (frozen mid-stream).
+type stallingSeeds struct{}
+
+func (stallingSeeds) seed(ss grpc.ServerStream) error {
+	if err := ss.SendMsg(&seedFrame{}); err != nil {
+		return err
+	}
+	<-ss.Context().Done()
+	return ss.Context().Err()
+}
+
+// A seed that stalls is given up after SeedConfig.Stall, and one that waits its turn is not: the admin node
+// tells it, with empty chunks, that it is coming.
+func TestSeedStallsAndWaits(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints())
+	ctx := context.Background()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	t.Run("stalled", func(t *testing.T) {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs := grpc.NewServer(grpc.ForceServerCodecV2(serverCodec{}))
+		gs.RegisterService(seedServiceDesc(), stallingSeeds{})
+		go func() { _ = gs.Serve(lis) }()
+		t.Cleanup(gs.Stop)
+		gw := NewReplica(ReplicaConfig{Client: cli, Logger: quiet, Seed: &SeedConfig{NodeID: "gw-1", Stall: 300 * time.Millisecond}})
+		start := time.Now()
+		_, _, err = gw.seedFrom(ctx, lis.Addr().String(), seedRequest{Node: "gw-1", Ticket: "t", Secret: "s"}, func([]byte, []byte, int64) {})
+		if err == nil || !strings.Contains(err.Error(), "no chunk for") {
+			t.Fatalf("a stalled seed: %v", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("a stalled seed was given up after %v", d)
+		}
+	})
+	t.Run("queued", func(t *testing.T) {
+		if _, err := cli.Put(ctx, OrgKey("o1"), `{"disableLogin":true}`); err != nil {
+			t.Fatal(err)
+		}
+		admin := NewReplica(ReplicaConfig{Client: cli, Logger: quiet})
+		actx, acancel := context.WithCancel(ctx)
+		adone := make(chan struct{})
+		go func() { defer close(adone); _ = admin.Run(actx) }()
+		t.Cleanup(func() { acancel(); <-adone })
+		if err := admin.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewReportServer(ReportServerConfig{Client: cli, Fanout: NewFanout(cli, quiet), Replica: admin, Logger: quiet, TTL: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range seedConcurrency { // every turn taken
+			s.seeding <- struct{}{}
+		}
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sctx, scancel := context.WithCancel(ctx)
+		sdone := make(chan struct{})
+		go func() { defer close(sdone); _ = s.Serve(sctx, lis) }()
+		t.Cleanup(func() { scancel(); <-sdone })
+		gw := NewReplica(ReplicaConfig{Client: cli, Logger: quiet, Seed: &SeedConfig{NodeID: "gw-1", Stall: seedKeepWaiting + time.Second}})
+		req, revoke, err := gw.seedTicket(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer revoke()
+		time.AfterFunc(2*seedKeepWaiting+time.Second, func() { <-s.seeding }) // a turn frees, after the gateway's stall bound
+		records := 0
+		if _, _, err := gw.seedFrom(ctx, lis.Addr().String(), req, func([]byte, []byte, int64) { records++ }); err != nil || records != 1 {
+			t.Fatalf("a seed that waited its turn: %d records, %v", records, err)
+		}
 	})
 }
