@@ -161,14 +161,9 @@ func TestDaemonEnforcesAdminWrites(t *testing.T) {
 		}
 	})
 	t.Run("metrics", func(t *testing.T) {
-		m, err := http.Get("http://" + d.AdminAddr + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		mb, _ := io.ReadAll(m.Body)
-		m.Body.Close()
+		mb := metrics(t, d.AdminAddr)
 		for _, name := range []string{"deact_replica_staleness_seconds", "deact_replica_ready 1", "deact_authz_checks_total"} {
-			if !strings.Contains(string(mb), name) {
+			if !strings.Contains(mb, name) {
 				t.Errorf("metrics lack %s", name)
 			}
 		}

@@ -61,14 +61,7 @@ func TestGatewaySeededByAdminNode(t *testing.T) {
 			gw := start(t, func(cfg *daemon.Config) {
 				cfg.Role, cfg.EtcdEndpoints, cfg.NodeID, cfg.NoSeeds = daemon.GatewayNode, srv.Endpoints(), c.node, c.noSeeds
 			})
-			wait.Eventually(t, "gateway ready", func() bool {
-				r, err := http.Get("http://" + gw.AdminAddr + "/readyz")
-				if err != nil {
-					return false
-				}
-				r.Body.Close()
-				return r.StatusCode == 200
-			})
+			wait.Eventually(t, "gateway ready", func() bool { return readyz(t, gw.AdminAddr).code == 200 })
 			if m := metrics(t, gw.AdminAddr); !strings.Contains(m, c.seeded) {
 				t.Fatalf("gateway metrics lack %q", c.seeded)
 			}

@@ -208,13 +208,7 @@ func (s *ReportServer) report(ss grpc.ServerStream) error {
 	hello, key, hash, err := s.hello(hctx, ss)
 	cancel()
 	if err != nil {
-		s.rejected.Add(1)
-		node := hello.Node
-		if len(node) > MaxIDLen {
-			node = node[:MaxIDLen]
-		}
-		s.log.Warn("report stream refused", "node", node, "err", err) // never the secret
-		return status.Error(codes.Unauthenticated, "report stream refused: "+err.Error())
+		return s.refuse("report stream", hello.Node, err)
 	}
 	s.streams.Add(1)
 	defer s.streams.Add(-1)
@@ -240,6 +234,16 @@ func (s *ReportServer) report(ss grpc.ServerStream) error {
 			return err
 		}
 	}
+}
+
+// refuse counts and logs a refused stream (what: "report stream", "seed") and returns its status.
+func (s *ReportServer) refuse(what, node string, err error) error {
+	s.rejected.Add(1)
+	if len(node) > MaxIDLen {
+		node = node[:MaxIDLen]
+	}
+	s.log.Warn(what+" refused", "node", node, "err", err) // never the secret
+	return status.Error(codes.Unauthenticated, what+" refused: "+err.Error())
 }
 
 // hello receives and verifies the first message within ctx.

@@ -231,13 +231,7 @@ func (s *ReportServer) seed(ss grpc.ServerStream) error {
 	}
 	cancel()
 	if err != nil {
-		s.rejected.Add(1)
-		node := req.Node
-		if len(node) > MaxIDLen {
-			node = node[:MaxIDLen]
-		}
-		s.log.Warn("seed refused", "node", node, "err", err) // never the secret
-		return status.Error(codes.Unauthenticated, "seed refused: "+err.Error())
+		return s.refuse("seed", req.Node, err)
 	}
 	// Its turn: meanwhile an empty chunk (no records, no revision) every seedKeepWaiting tells the gateway that
 	// the seed is coming, so that it tells a seed that waits from one that stalls.

@@ -18,6 +18,38 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// startSeeding runs an admin node's replica (ready) and report server on a loopback port, calling before (if not
+// nil) on the server before it serves.
+func startSeeding(t *testing.T, cli *clientv3.Client, before func(*ReportServer)) (*Replica, *ReportServer, net.Listener) {
+	t.Helper()
+	ctx := context.Background()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	admin := NewReplica(ReplicaConfig{Client: cli, Logger: quiet})
+	actx, acancel := context.WithCancel(ctx)
+	adone := make(chan struct{})
+	go func() { defer close(adone); _ = admin.Run(actx) }()
+	t.Cleanup(func() { acancel(); <-adone })
+	if err := admin.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewReportServer(ReportServerConfig{Client: cli, Fanout: NewFanout(cli, quiet), Replica: admin, Logger: quiet, TTL: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before != nil {
+		before(s)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithCancel(ctx)
+	sdone := make(chan struct{})
+	go func() { defer close(sdone); _ = s.Serve(sctx, lis) }()
+	t.Cleanup(func() { scancel(); <-sdone })
+	return admin, s, lis
+}
+
 // Only the holder of a live ticket's secret gets a seed: every other request is refused before a record is sent.
 func TestSeedRefusesWithoutTheTicketsSecret(t *testing.T) {
 	t.Parallel()
@@ -29,27 +61,7 @@ func TestSeedRefusesWithoutTheTicketsSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	admin := NewReplica(ReplicaConfig{Client: cli, Logger: quiet})
-	actx, acancel := context.WithCancel(ctx)
-	adone := make(chan struct{})
-	go func() { defer close(adone); _ = admin.Run(actx) }()
-	t.Cleanup(func() { acancel(); <-adone })
-	if err := admin.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	f := NewFanout(cli, quiet)
-	s, err := NewReportServer(ReportServerConfig{Client: cli, Fanout: f, Replica: admin, Logger: quiet, TTL: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, scancel := context.WithCancel(ctx)
-	sdone := make(chan struct{})
-	go func() { defer close(sdone); _ = s.Serve(sctx, lis) }()
-	t.Cleanup(func() { scancel(); <-sdone })
+	_, s, lis := startSeeding(t, cli, nil)
 
 	gw := NewReplica(ReplicaConfig{Client: cli, Logger: quiet, Seed: &SeedConfig{NodeID: "gw-1"}})
 	good, revoke, err := gw.seedTicket(ctx)
@@ -140,29 +152,11 @@ func TestSeedStallsAndWaits(t *testing.T) {
 		if _, err := cli.Put(ctx, OrgKey("o1"), `{"disableLogin":true}`); err != nil {
 			t.Fatal(err)
 		}
-		admin := NewReplica(ReplicaConfig{Client: cli, Logger: quiet})
-		actx, acancel := context.WithCancel(ctx)
-		adone := make(chan struct{})
-		go func() { defer close(adone); _ = admin.Run(actx) }()
-		t.Cleanup(func() { acancel(); <-adone })
-		if err := admin.WaitReady(ctx); err != nil {
-			t.Fatal(err)
-		}
-		s, err := NewReportServer(ReportServerConfig{Client: cli, Fanout: NewFanout(cli, quiet), Replica: admin, Logger: quiet, TTL: 5 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for range seedConcurrency { // every turn taken
-			s.seeding <- struct{}{}
-		}
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		sctx, scancel := context.WithCancel(ctx)
-		sdone := make(chan struct{})
-		go func() { defer close(sdone); _ = s.Serve(sctx, lis) }()
-		t.Cleanup(func() { scancel(); <-sdone })
+		_, s, lis := startSeeding(t, cli, func(s *ReportServer) {
+			for range seedConcurrency { // every turn taken
+				s.seeding <- struct{}{}
+			}
+		})
 		gw := NewReplica(ReplicaConfig{Client: cli, Logger: quiet, Seed: &SeedConfig{NodeID: "gw-1", Stall: seedKeepWaiting + time.Second}})
 		req, revoke, err := gw.seedTicket(ctx)
 		if err != nil {
