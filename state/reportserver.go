@@ -168,7 +168,8 @@ func (s *ReportServer) register(ctx context.Context, addr string) error {
 		return nil
 	}
 	r := s.cfg.Replica
-	if err := put(r != nil && r.Ready()); err != nil {
+	seeds := r != nil && r.Ready() // once: a replica ready between two looks would never be written
+	if err := put(seeds); err != nil {
 		return err
 	}
 	kctx, kcancel := context.WithCancel(ctx)
@@ -178,7 +179,7 @@ func (s *ReportServer) register(ctx context.Context, addr string) error {
 		return fmt.Errorf("keep lease alive: %w", err)
 	}
 	var ready <-chan struct{}
-	if r != nil && !r.Ready() {
+	if r != nil && !seeds {
 		ready = r.readyChan()
 	}
 	for {
