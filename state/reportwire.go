@@ -63,12 +63,12 @@ type serverCodec struct{}
 
 func (serverCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if f, ok := v.(*seedFrame); ok {
-		if len(f.b) == 0 {
+		if len(f.head)+len(f.kvs) == 0 {
 			return nil, nil // an empty chunk: the seed waits its turn
 		}
 		pool := mem.DefaultBufferPool()
-		b := pool.Get(len(f.b))
-		copy(*b, f.b)
+		b := pool.Get(f.size())
+		*b = f.appendTo((*b)[:0])
 		return mem.BufferSlice{mem.NewBuffer(b, pool)}, nil
 	}
 	b, err := json.Marshal(v)

@@ -74,8 +74,23 @@ type seedTicket struct {
 	Hash string `json:"hash"` // SHA-256 of the secret, hex
 }
 
-// seedFrame is one chunk of a seed as sent: a RangeStreamResponse, encoded by the sender.
-type seedFrame struct{ b []byte }
+// seedFrame is one chunk of a seed as sent: a RangeStreamResponse, whose RangeResponse is head (the final
+// chunk's header; nil for others) then kvs, its KeyValues as the sender encoded them. The codec writes it
+// (serverCodec); an empty frame is an empty message.
+type seedFrame struct{ head, kvs []byte }
+
+// appendTo appends the frame's RangeStreamResponse to b.
+func (f *seedFrame) appendTo(b []byte) []byte {
+	b = protowire.AppendTag(b, fieldStreamRange, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(len(f.head)+len(f.kvs)))
+	return append(append(b, f.head...), f.kvs...)
+}
+
+// size is the length of the frame's RangeStreamResponse.
+func (f *seedFrame) size() int {
+	n := len(f.head) + len(f.kvs)
+	return protowire.SizeTag(fieldStreamRange) + protowire.SizeBytes(n)
+}
 
 // SeedConfig lets a replica take its first snapshot from an admin node (see above).
 type SeedConfig struct {
@@ -257,20 +272,17 @@ func (s *ReportServer) seed(ss grpc.ServerStream) error {
 	// holds everything up to it, and any later one too.
 	rev := r.AppliedRevision()
 	snap := r.Snapshot()
-	var kvs, out []byte
+	var kvs []byte
 	send := func(final bool) error {
-		// RangeStreamResponse{range_response: RangeResponse{header (the final chunk's), kvs}}, the kvs copied once.
-		var hdr []byte
+		f := &seedFrame{kvs: kvs}
 		if final {
 			h := protowire.AppendVarint(protowire.AppendTag(nil, fieldHeaderRev, protowire.VarintType), uint64(rev))
-			hdr = protowire.AppendBytes(protowire.AppendTag(nil, fieldRangeHeader, protowire.BytesType), h)
+			f.head = protowire.AppendBytes(protowire.AppendTag(nil, fieldRangeHeader, protowire.BytesType), h)
 		}
-		n := len(hdr) + len(kvs)
-		// The frame is reused: the codec copies it as SendMsg encodes it (serverCodec).
-		out = protowire.AppendVarint(protowire.AppendTag(out[:0], fieldStreamRange, protowire.BytesType), uint64(n))
-		out = append(append(out, hdr...), kvs...)
+		// kvs is reused: the codec copies the frame as SendMsg encodes it, into a buffer gRPC frees once written.
+		err := ss.SendMsg(f)
 		kvs = kvs[:0]
-		return ss.SendMsg(&seedFrame{b: out})
+		return err
 	}
 	err = snap.eachRecord(func(key []byte, modRev int64, value []byte) error {
 		// KeyValue{key, mod_revision, value}, written once: its size first.
