@@ -96,12 +96,19 @@ func exposed(t *testing.T) map[string]bool {
 		resp.Body.Close()
 	}
 
-	resp, err = http.Get(admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	// The source's success metrics exist once its first reconcile has finished, which a node may be ready before.
+	var b []byte
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get(admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(b), "deact_source_last_reconcile_success_timestamp_seconds{") || time.Now().After(deadline) {
+			break
+		}
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	names := map[string]bool{}
 	for _, line := range strings.Split(string(b), "\n") {
 		if line == "" || line[0] == '#' {
