@@ -24,14 +24,24 @@ lint:
 unit:
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
 
-# Every FuzzXxx target in the repo, FUZZTIME each (go test runs one fuzz target per invocation).
+# Every FuzzXxx target in the repo, FUZZTIME each (go test runs one fuzz target per invocation). Go 1.26's fuzz
+# coordinator can report "context deadline exceeded" when -fuzztime runs out under CPU contention although nothing
+# failed (golang/go#75804, fixed in Go 1.27): such a run, with no failing input, no panic and no test output, is run
+# once more. Any other failure prints its whole output and stops.
 fuzz-short:
-	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+	@set -e; log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
+	for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
 	  dir=$$(dirname $$f); \
 	  for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | sed 's/^func //'); do \
-	    echo "fuzz $$dir $$t ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$dir >/dev/null || \
-	      { $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$dir; exit 1; }; \
+	    echo "fuzz $$dir $$t ($(FUZZTIME))"; tries=0; \
+	    until $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$dir >"$$log" 2>&1; do \
+	      tries=$$((tries+1)); \
+	      if [ $$tries -lt 2 ] && grep -q 'context deadline exceeded' "$$log" && \
+	         ! grep -qE 'Failing input written|panic:|_test\.go:[0-9]+:' "$$log"; then \
+	        echo "  the fuzz coordinator's deadline race (golang/go#75804), nothing failed: once more"; continue; \
+	      fi; \
+	      cat "$$log"; exit 1; \
+	    done; \
 	  done; \
 	done
 
