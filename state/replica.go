@@ -575,12 +575,28 @@ func (r *Replica) probe(wctx context.Context) {
 	if err != nil {
 		return
 	}
-	r.expect(resp.Header.Revision, asked)
-	_ = r.cfg.Client.RequestProgress(gctx)
+	rev := resp.Header.Revision
+	r.expect(rev, asked)
+	// etcd answers a progress request only while every watcher on the stream is synced (progressIfSync): a watch
+	// just started from an older revision, a seeded replica's, is not until etcd's next move of unsynced
+	// watchers (every 100 ms), and the request goes unanswered. Ask again, sooner than the next tick, until the
+	// revision is applied.
+	for wait := probeRetry; r.applied.Load() < rev; wait = min(2*wait, r.cfg.ProgressInterval) {
+		_ = r.cfg.Client.RequestProgress(gctx)
+		select {
+		case <-gctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }
 
-// probeTimeout bounds one probe; until it ends no other is sent.
-const probeTimeout = 5 * time.Second
+// probeTimeout bounds one probe; until it ends no other is sent. probeRetry is the first wait before a
+// probe's progress request is sent again.
+const (
+	probeTimeout = 5 * time.Second
+	probeRetry   = 10 * time.Millisecond
+)
 
 func (r *Replica) now() int64 { return int64(time.Since(r.epoch)) }
 

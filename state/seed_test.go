@@ -170,6 +170,27 @@ func TestSeedCatchesUpWithEtcd(t *testing.T) {
 	})
 }
 
+// A seeded replica's watch starts behind etcd (at the admin node's revision, before the gateway's own ticket),
+// and etcd ignores a progress request until such a watch has caught up: the readiness probe asks again until it
+// is answered, rather than waiting for the next ProgressInterval (here an hour, which would outlast the test).
+func TestSeededReplicaIsReadyWithoutWaitingForATick(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	store := state.NewStore(etcdtest.Client(t, srv.Endpoints()))
+	importOrgs(t, store, 0, 50)
+	admin := startSeedAdmin(t, srv.Endpoints(), 0)
+	admin.freeze()
+	importOrgs(t, store, 100, 5) // behind the admin node's snapshot: the watch replays them
+	gw := startReplica(t, etcdtest.Client(t, srv.Endpoints()), state.ReplicaConfig{Seed: &state.SeedConfig{NodeID: "gw-1"},
+		ProgressInterval: time.Hour})
+	if !gw.Stats().Seeded {
+		t.Fatal("the gateway listed etcd: it was not seeded")
+	}
+	if gw.Snapshot().Org("o104") == nil {
+		t.Fatal("ready before it applied the writes after the admin node's snapshot")
+	}
+}
+
 // A gateway that cannot be seeded (no admin node serves seeds, or the only one is too stale) lists etcd.
 func TestSeedFallsBackToEtcd(t *testing.T) {
 	t.Parallel()
