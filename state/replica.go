@@ -307,8 +307,13 @@ func (r *Replica) Run(ctx context.Context) error {
 func (r *Replica) relist(ctx context.Context) (int64, error) {
 	asked := r.now() // the list is a linearizable read: everything committed before now is in it
 	old := r.snap.Load()
-	b := newBuilder(nil)
-	b.prev, b.hint = old, r.countKinds(ctx)
+	var b *builder
+	// start begins a builder, with room for hint records of each kind: a list counts etcd's first, a seed
+	// takes the admin node's counts.
+	start := func(hint [nKinds]int) {
+		b = newBuilder(nil)
+		b.prev, b.hint = old, hint
+	}
 	var gc listGC
 	put := func(key, value []byte, modRev int64) {
 		gc.record()
@@ -317,26 +322,22 @@ func (r *Replica) relist(ctx context.Context) (int64, error) {
 			r.log.Error("unreadable state record", "err", err)
 		}
 	}
-	restart := func() {
-		hint := b.hint
-		b = newBuilder(nil)
-		b.prev, b.hint = old, hint
-	}
 	var rev int64
 	err := errNoSeed
 	if r.cfg.Seed != nil && !r.seedTried {
 		r.seedTried = true
-		if rev, err = r.seed(ctx, put); err != nil {
+		start([nKinds]int{})
+		if rev, err = r.seed(ctx, func(n [nKinds]int) { b.hint = n }, put); err != nil {
 			r.log.Warn("no seed from an admin node: listing etcd", "err", err)
-			restart()
 		}
 	}
 	seeded := err == nil
 	if !seeded {
+		start(r.countKinds(ctx))
 		rev, err = r.listStream(ctx, put)
 	}
 	if status.Code(err) == codes.Unimplemented {
-		restart()
+		start(b.hint)
 		rev, err = r.listPages(ctx, put)
 	}
 	gc.done()

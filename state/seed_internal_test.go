@@ -88,16 +88,25 @@ func TestSeedRefusesWithoutTheTicketsSecret(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			records := 0
-			_, _, err := gw.seedFrom(ctx, lis.Addr().String(), c.req, func([]byte, []byte, int64) { records++ })
+			_, _, err := gw.seedFrom(ctx, lis.Addr().String(), c.req, nil, func([]byte, []byte, int64) { records++ })
 			if status.Code(err) != codes.Unauthenticated || records != 0 {
 				t.Fatalf("seed: %v with %d records, want Unauthenticated and none", err, records)
 			}
 		})
 	}
 	records := 0
-	rev, _, err := gw.seedFrom(ctx, lis.Addr().String(), good, func([]byte, []byte, int64) { records++ })
+	var hint [nKinds]int
+	rev, _, err := gw.seedFrom(ctx, lis.Addr().String(), good, func(n [nKinds]int) {
+		if records != 0 {
+			t.Error("the counts came after a record")
+		}
+		hint = n
+	}, func([]byte, []byte, int64) { records++ })
 	if err != nil || records != 1 || rev < put.Header.Revision {
 		t.Fatalf("seed with the ticket's secret: revision %d, %d records, %v", rev, records, err)
+	}
+	if want := ([nKinds]int{kindOrg: 1}); hint != want {
+		t.Fatalf("the seed's counts are %v, want %v (the admin node's snapshot)", hint, want)
 	}
 	if s.Stats().Seeds != 1 || s.Stats().Rejected != 8 {
 		t.Fatalf("stats %+v, want 1 seed and 8 refused", s.Stats())
@@ -140,7 +149,7 @@ func TestSeedStallsAndWaits(t *testing.T) {
 		t.Cleanup(gs.Stop)
 		gw := NewReplica(ReplicaConfig{Client: cli, Logger: quiet, Seed: &SeedConfig{NodeID: "gw-1", Stall: 300 * time.Millisecond}})
 		start := time.Now()
-		_, _, err = gw.seedFrom(ctx, lis.Addr().String(), seedRequest{Node: "gw-1", Ticket: "t", Secret: "s"}, func([]byte, []byte, int64) {})
+		_, _, err = gw.seedFrom(ctx, lis.Addr().String(), seedRequest{Node: "gw-1", Ticket: "t", Secret: "s"}, nil, func([]byte, []byte, int64) {})
 		if err == nil || !strings.Contains(err.Error(), "no chunk for") {
 			t.Fatalf("a stalled seed: %v", err)
 		}
@@ -165,8 +174,22 @@ func TestSeedStallsAndWaits(t *testing.T) {
 		defer revoke()
 		time.AfterFunc(2*seedKeepWaiting+time.Second, func() { <-s.seeding }) // a turn frees, after the gateway's stall bound
 		records := 0
-		if _, _, err := gw.seedFrom(ctx, lis.Addr().String(), req, func([]byte, []byte, int64) { records++ }); err != nil || records != 1 {
+		if _, _, err := gw.seedFrom(ctx, lis.Addr().String(), req, nil, func([]byte, []byte, int64) { records++ }); err != nil || records != 1 {
 			t.Fatalf("a seed that waited its turn: %d records, %v", records, err)
 		}
 	})
+}
+
+// The counts header is read only as nKinds-1 counts in range: anything else is no hint (and etcd is counted).
+func TestParseSeedCounts(t *testing.T) {
+	n := [nKinds]int{kindOrg: 3, kindProject: 0, kindApp: 5, kindClient: 7, kindDomain: 1, kindAccount: 2}
+	if got, ok := parseSeedCounts([]string{formatSeedCounts(n)}); !ok || got != n {
+		t.Fatalf("round trip: %v %v, want %v", got, ok, n)
+	}
+	for _, v := range [][]string{nil, {}, {"1,2,3,4,5"}, {"1,2,3,4,5,6,7"}, {"1,2,3,4,5,-6"}, {"1,2,3,4,5,x"},
+		{"1,2,3,4,5,134217729"}, {"1,2,3,4,5,6", "1,2,3,4,5,6"}, {" 1,2,3,4,5,6"}, {"1,2,3,4,5,99999999999999999999"}} {
+		if got, ok := parseSeedCounts(v); ok || got != ([nKinds]int{}) {
+			t.Errorf("parseSeedCounts(%q) = %v, %v: want no hint", v, got, ok)
+		}
+	}
 }

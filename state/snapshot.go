@@ -146,13 +146,21 @@ func (s *Snapshot) Revision() int64 {
 
 // Len is the number of records in the snapshot.
 func (s *Snapshot) Len() int {
-	if s == nil {
-		return 0
-	}
 	n := 0
+	for _, c := range s.kindCounts() {
+		n += c
+	}
+	return n
+}
+
+// kindCounts is the number of records of each kind.
+func (s *Snapshot) kindCounts() (n [nKinds]int) {
+	if s == nil {
+		return n
+	}
 	for k := range s.tables {
 		for _, sh := range s.tables[k].shards {
-			n += sh.len()
+			n[k] += sh.len()
 		}
 	}
 	return n
