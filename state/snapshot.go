@@ -129,13 +129,6 @@ type AppSet struct {
 	one         [1]*AppState // Apps of the usual set of one record: one allocation per set, not two
 }
 
-func (s *AppSet) appsOrNil() []*AppState {
-	if s == nil {
-		return nil
-	}
-	return s.Apps
-}
-
 // Revision is the etcd revision of the newest change in this snapshot.
 func (s *Snapshot) Revision() int64 {
 	if s == nil {
@@ -307,9 +300,7 @@ func (b *builder) putListed(key, value []byte, rev int64) error {
 	if b.prev != nil {
 		// A subject with layers shows a merged record, not the one its key holds: decode that one again.
 		if id, it, ok := b.prev.tables[k].find(string(rawID)); ok && it.rev == rev && b.prev.layersOf(k, id) == nil {
-			b.show(k, id, it)
-			b.relayer(k, id)
-			b.bump(rev)
+			b.showRecord(k, id, it)
 			return nil
 		}
 	}
@@ -337,10 +328,15 @@ func (b *builder) putRecord(k kind, id string, value []byte, rev int64) error {
 			return err
 		}
 	}
-	b.show(k, id, item{val: v, rev: rev})
-	b.relayer(k, id)
-	b.bump(rev)
+	b.showRecord(k, id, item{val: v, rev: rev})
 	return err
+}
+
+// showRecord shows the record it of (k, id), under the layers the subject has, and counts its revision.
+func (b *builder) showRecord(k kind, id string, it item) {
+	b.show(k, id, it)
+	b.relayer(k, id)
+	b.bump(it.rev)
 }
 
 // clientEntry is the snapshot's entry of client id, whose record names these app, project and org IDs: when
@@ -349,8 +345,11 @@ func (b *builder) putRecord(k kind, id string, value []byte, rev int64) error {
 func clientEntry(id string, appID, projectID, orgID []byte, apps *Snapshot) *Client {
 	c := &Client{ClientID: id}
 	if it, ok := apps.appIDs.getBytes(appID); ok {
-		set, _ := it.val.(*AppSet)
-		for _, a := range set.appsOrNil() {
+		var set []*AppState
+		if s, _ := it.val.(*AppSet); s != nil {
+			set = s.Apps
+		}
+		for _, a := range set {
 			if a.ProjectID == string(projectID) {
 				c.AppID, c.ProjectID = a.ID, a.ProjectID
 				if a.OrgID == string(orgID) {
