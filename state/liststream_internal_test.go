@@ -3,7 +3,10 @@ package state
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -75,5 +78,28 @@ func TestListStreamMatchesGet(t *testing.T) {
 			t.Fatalf("record %d: stream %q (%d bytes, mod %d), Get %q (%d bytes, mod %d)",
 				i, g.key, len(g.value), g.mod, want.Key, len(want.Value), want.ModRevision)
 		}
+	}
+}
+
+// An etcd whose revision is below what a replica applied (restored without --bump-revision) is never taken for
+// current: the probe reports it (ending the watch, which would otherwise wait for revisions etcd reuses, while
+// the probes called the replica current), and a list of it is refused rather than swapped in.
+func TestEtcdGoingBackIsNotCurrent(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints())
+	if _, err := cli.Put(context.Background(), OrgKey("o1"), `{"disableLogin":true}`); err != nil {
+		t.Fatal(err)
+	}
+	r := NewReplica(ReplicaConfig{Client: cli, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	r.applied.Store(1_000_000) // what it applied from the etcd before the restore
+	if err := r.probe(context.Background()); !errors.Is(err, errWentBack) {
+		t.Fatalf("probe of an etcd behind the replica: %v, want errWentBack", err)
+	}
+	if _, err := r.relist(context.Background()); !errors.Is(err, errWentBack) {
+		t.Fatalf("list of an etcd behind the replica: %v, want errWentBack", err)
+	}
+	if r.Ready() || r.currentAt.Load() != 0 || r.snap.Load() != nil {
+		t.Fatal("an etcd behind the replica made it current, ready or swapped its snapshot")
 	}
 }

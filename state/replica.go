@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mathrand "math/rand/v2"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -52,6 +53,7 @@ type Replica struct {
 	// since applied. 0 = never.
 	currentAt   atomic.Int64
 	relists     atomic.Int64
+	resumes     atomic.Int64
 	corrections atomic.Int64
 	badRecords  atomic.Int64
 	seeded      atomic.Int64 // 1 once the first snapshot came from an admin node
@@ -180,6 +182,7 @@ func (r *Replica) Changed() <-chan struct{} {
 // ReplicaStats are counters for metrics and status pages.
 type ReplicaStats struct {
 	Relists     int64 // lists applied, the first included
+	Resumes     int64 // watches resumed from the applied revision after one broke, without a list
 	Corrections int64 // records a relist found different from what the watch had delivered
 	BadRecords  int64 // records that could not be decoded (held deactivated or dropped)
 	Seeded      bool  // the first snapshot came from an admin node (seed.go), not from a list of etcd
@@ -187,12 +190,15 @@ type ReplicaStats struct {
 
 // Stats returns the counters.
 func (r *Replica) Stats() ReplicaStats {
-	return ReplicaStats{Relists: r.relists.Load(), Corrections: r.corrections.Load(), BadRecords: r.badRecords.Load(), Seeded: r.seeded.Load() == 1}
+	return ReplicaStats{Relists: r.relists.Load(), Resumes: r.resumes.Load(), Corrections: r.corrections.Load(), BadRecords: r.badRecords.Load(),
+		Seeded: r.seeded.Load() == 1}
 }
 
 var (
 	errResync = errors.New("anti-entropy resync")
 	errNoSeed = errors.New("no seed")
+	// errWentBack is etcd answering with a revision older than one the replica applied (see probe).
+	errWentBack = errors.New("etcd's revision went back")
 )
 
 // bigList is the snapshot size from which a relist returns its garbage to the OS at once.
@@ -281,25 +287,57 @@ func heapCounters() (allocs, live uint64) {
 
 // Run syncs until ctx ends; it returns nil then. Errors from etcd are logged and retried: the replica keeps
 // serving its last snapshot while etcd is unreachable, and Staleness grows.
+//
+// A watch that breaks (its member lost its leader, the stream was cut) is resumed from the applied revision, as
+// a Kubernetes reflector re-watches from its last resource version: the snapshot holds everything up to that
+// revision, so the events after it are all that is missing. Only a compacted revision, the anti-entropy resync
+// and a failed list list etcd again: a fleet whose watches all broke at once (an election) must not all list
+// etcd at once when it is back. Retries back off, with jitter, from RetryInterval to maxRetryInterval.
 func (r *Replica) Run(ctx context.Context) error {
 	defer r.freeing.Wait()
+	var rev int64 // the revision to watch after; 0 until a list succeeds, and after a watch that needs one
+	retry := r.cfg.RetryInterval
 	for {
-		rev, err := r.relist(ctx)
+		before := r.applied.Load()
+		var err error
+		if rev == 0 {
+			rev, err = r.relist(ctx)
+		} else {
+			r.resumes.Add(1)
+		}
 		if err == nil {
 			err = r.watch(ctx, rev)
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		if !errors.Is(err, errResync) {
-			r.log.Warn("replica resyncing", "err", err, "applied_revision", r.applied.Load())
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(r.cfg.RetryInterval):
-			}
+		rev = 0
+		if errors.Is(err, errResync) {
+			continue
 		}
+		if applied := r.applied.Load(); applied > 0 && !errors.Is(err, rpctypes.ErrCompacted) && !errors.Is(err, errWentBack) {
+			rev = applied
+		}
+		if r.applied.Load() > before {
+			retry = r.cfg.RetryInterval // it made progress: this is a new failure, not the same one again
+		}
+		r.log.Warn("replica: etcd list or watch failed", "err", err, "applied_revision", r.applied.Load(), "relist", rev == 0, "retry_in", retry)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(jitter(retry)):
+		}
+		retry = min(2*retry, maxRetryInterval)
 	}
+}
+
+// maxRetryInterval bounds the backoff between a replica's attempts to list or watch etcd again.
+const maxRetryInterval = 5 * time.Second
+
+// jitter is d spread over [0.75 d, 1.25 d), so that a fleet whose nodes started, or failed, together does not
+// list or retry together.
+func jitter(d time.Duration) time.Duration {
+	return d*3/4 + mathrand.N(d/2+1)
 }
 
 // relist reads the whole state at one linearizable revision and swaps it in. It streams the range where the
@@ -346,7 +384,7 @@ func (r *Replica) relist(ctx context.Context) (int64, error) {
 	}
 	if applied := r.applied.Load(); rev < applied {
 		// A linearizable read cannot be older than what a watch delivered; refuse rather than go back.
-		return 0, fmt.Errorf("list revision %d is older than applied revision %d", rev, applied)
+		return 0, fmt.Errorf("%w: list revision %d is older than applied revision %d", errWentBack, rev, applied)
 	}
 	// The list holds every change up to rev, deletes included, so rev is the snapshot's revision.
 	next := b.snapshot()
@@ -439,13 +477,19 @@ func (r *Replica) watch(ctx context.Context, rev int64) error {
 	// One probe at a time, off this loop, so that a slow etcd neither blocks applying events nor piles up
 	// requests. A failed probe shows up as growing staleness.
 	var probing atomic.Bool
+	wentBack := make(chan error, 1)
 	startProbe := func() {
 		if probing.CompareAndSwap(false, true) {
 			probes.Add(1)
 			go func() {
 				defer probes.Done()
 				defer probing.Store(false)
-				r.probe(wctx)
+				if err := r.probe(wctx); err != nil {
+					select {
+					case wentBack <- err:
+					default:
+					}
+				}
 			}()
 		}
 	}
@@ -457,7 +501,7 @@ func (r *Replica) watch(ctx context.Context, rev int64) error {
 	defer progress.Stop()
 	var resync <-chan time.Time
 	if r.cfg.ResyncInterval > 0 {
-		t := time.NewTimer(r.cfg.ResyncInterval)
+		t := time.NewTimer(jitter(r.cfg.ResyncInterval))
 		defer t.Stop()
 		resync = t.C
 	}
@@ -471,6 +515,8 @@ func (r *Replica) watch(ctx context.Context, rev int64) error {
 			startProbe()
 		case <-r.probeNow:
 			startProbe()
+		case err := <-wentBack:
+			return err
 		case resp, ok := <-wch:
 			for {
 				if err := watchFailed(resp, ok, rev); err != nil {
@@ -568,15 +614,22 @@ func (r *Replica) publish(s *Snapshot, rev int64) {
 // confirmed current up to it (the answer is a progress notification, which also covers writes outside
 // StatePrefix). The time is taken before the read is sent: once the replica has applied the revision, it
 // holds everything committed before that time.
-func (r *Replica) probe(wctx context.Context) {
+//
+// A revision below the applied one means etcd went back (restored without --bump-revision): a watch after the
+// applied revision would wait for revisions etcd reuses, and the probes would call the replica current. That is
+// errWentBack, which ends the watch; the replica then lists etcd, refuses the older list and grows stale.
+func (r *Replica) probe(wctx context.Context) error {
 	asked := r.now()
 	gctx, cancel := context.WithTimeout(wctx, probeTimeout)
 	defer cancel()
 	resp, err := r.cfg.Client.Get(gctx, StatePrefix) // one key no record uses: the answer is just the header
 	if err != nil {
-		return
+		return nil
 	}
 	rev := resp.Header.Revision
+	if applied := r.applied.Load(); rev < applied {
+		return fmt.Errorf("%w: its revision is %d, this replica applied %d", errWentBack, rev, applied)
+	}
 	r.expect(rev, asked)
 	// etcd answers a progress request only while every watcher on the stream is synced (progressIfSync): a watch
 	// just started from an older revision, a seeded replica's, is not until etcd's next move of unsynced
@@ -586,10 +639,11 @@ func (r *Replica) probe(wctx context.Context) {
 		_ = r.cfg.Client.RequestProgress(gctx)
 		select {
 		case <-gctx.Done():
-			return
+			return nil
 		case <-time.After(wait):
 		}
 	}
+	return nil
 }
 
 // probeTimeout bounds one probe; until it ends no other is sent. probeRetry is the first wait before a
