@@ -620,6 +620,9 @@ func (r *Replica) publish(s *Snapshot, rev int64) {
 // errWentBack, which ends the watch; the replica then lists etcd, refuses the older list and grows stale.
 func (r *Replica) probe(wctx context.Context) error {
 	asked := r.now()
+	// What was applied before the read is sent was committed before it: a linearizable read returns at least
+	// that revision (the watch may apply later writes, of higher revisions, while the read is on its way).
+	applied := r.applied.Load()
 	gctx, cancel := context.WithTimeout(wctx, probeTimeout)
 	defer cancel()
 	resp, err := r.cfg.Client.Get(gctx, StatePrefix) // one key no record uses: the answer is just the header
@@ -627,7 +630,7 @@ func (r *Replica) probe(wctx context.Context) error {
 		return nil
 	}
 	rev := resp.Header.Revision
-	if applied := r.applied.Load(); rev < applied {
+	if rev < applied {
 		return fmt.Errorf("%w: its revision is %d, this replica applied %d", errWentBack, rev, applied)
 	}
 	r.expect(rev, asked)

@@ -2,8 +2,10 @@ package state_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,4 +66,39 @@ func TestReplicaFollowsWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait.Eventually(t, "delete applied", func() bool { return r.Snapshot().Org("100") == nil })
+}
+
+// Probes that run while the watch applies a burst of writes (every millisecond here) see revisions above the
+// ones they were sent at, never below: none takes etcd for one that went back, so the watch is never ended and
+// the state never listed again.
+func TestProbesDuringABurstKeepTheWatch(t *testing.T) {
+	t.Parallel()
+	store, cli := newStoreAndClient(t)
+	r := startReplica(t, cli, state.ReplicaConfig{ProgressInterval: time.Millisecond})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				if _, err := store.DeactivateOrg(context.Background(), fmt.Sprintf("b%d-%d", w, i), state.OpsAll, false, who); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res, err := store.DeactivateOrg(context.Background(), "last", state.OpsAll, false, who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.WaitApplied(wctx, res.Revision); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Stats(); st.Relists != 1 || st.Resumes != 0 {
+		t.Fatalf("the watch broke during the burst: %+v", st)
+	}
 }
