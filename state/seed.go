@@ -110,7 +110,8 @@ type SeedConfig struct {
 }
 
 // seed lists the state from an admin node: hint is called with how many records of each kind to expect before
-// the first record, put for every record, and the revision the admin node holds everything up to is returned. Admin nodes that serve seeds are tried in random order, at most two.
+// the first record, put for every record, and the revision the admin node holds everything up to is returned.
+// Admin nodes that serve seeds are tried in random order, at most two.
 func (r *Replica) seed(ctx context.Context, hint func([nKinds]int), put func(key, value []byte, modRev int64)) (int64, error) {
 	cli := r.cfg.Client
 	resp, err := cli.Get(ctx, AdminsPrefix, clientv3.WithPrefix())
