@@ -168,7 +168,7 @@ func (n *NodeReporter) Run(ctx context.Context) error {
 		n.log.Warn("node registration lost, registering again", "err", err)
 		select {
 		case <-ctx.Done():
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(jitter(500 * time.Millisecond)): // a fleet whose leases etcd lost does not register at once
 		}
 	}
 	return nil

@@ -202,7 +202,7 @@ func (l *links) add(ctx context.Context, key, addr string) {
 			log.Warn("report stream to admin node broken; reporting through the node record meanwhile", "err", err, "retry_in", pause)
 			select {
 			case <-lctx.Done():
-			case <-time.After(pause):
+			case <-time.After(jitter(pause)): // an admin node that restarts is not redialed by the fleet at once
 			}
 			pause = min(2*pause, maxRedial)
 		}
