@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mathrand "math/rand/v2"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -13,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/deact/deact/internal/backoff"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
@@ -296,7 +296,8 @@ func heapCounters() (allocs, live uint64) {
 func (r *Replica) Run(ctx context.Context) error {
 	defer r.freeing.Wait()
 	var rev int64 // the revision to watch after; 0 until a list succeeds, and after a watch that needs one
-	retry := r.cfg.RetryInterval
+	retry := backoff.Backoff{Min: r.cfg.RetryInterval, Max: maxRetryInterval}
+	failures := 0
 	for {
 		before := r.applied.Load()
 		var err error
@@ -315,30 +316,23 @@ func (r *Replica) Run(ctx context.Context) error {
 		if errors.Is(err, errResync) {
 			continue
 		}
-		if applied := r.applied.Load(); applied > 0 && !errors.Is(err, rpctypes.ErrCompacted) && !errors.Is(err, errWentBack) {
+		applied := r.applied.Load()
+		if applied > 0 && !errors.Is(err, rpctypes.ErrCompacted) && !errors.Is(err, errWentBack) {
 			rev = applied
 		}
-		if r.applied.Load() > before {
-			retry = r.cfg.RetryInterval // it made progress: this is a new failure, not the same one again
+		if applied > before {
+			failures = 0 // it made progress: this is a new failure, not the same one again
 		}
-		r.log.Warn("replica: etcd list or watch failed", "err", err, "applied_revision", r.applied.Load(), "relist", rev == 0, "retry_in", retry)
-		select {
-		case <-ctx.Done():
+		failures++
+		r.log.Warn("replica: etcd list or watch failed", "err", err, "applied_revision", applied, "relist", rev == 0, "failures", failures)
+		if !retry.Sleep(ctx, failures) {
 			return nil
-		case <-time.After(jitter(retry)):
 		}
-		retry = min(2*retry, maxRetryInterval)
 	}
 }
 
 // maxRetryInterval bounds the backoff between a replica's attempts to list or watch etcd again.
 const maxRetryInterval = 5 * time.Second
-
-// jitter is d spread over [0.75 d, 1.25 d), so that a fleet whose nodes started, or failed, together does not
-// list or retry together.
-func jitter(d time.Duration) time.Duration {
-	return d*3/4 + mathrand.N(d/2+1)
-}
 
 // relist reads the whole state at one linearizable revision and swaps it in. It streams the range where the
 // server supports it (etcd ≥ 3.7), and otherwise reads it in pages, all at the revision of the first page.
@@ -501,7 +495,7 @@ func (r *Replica) watch(ctx context.Context, rev int64) error {
 	defer progress.Stop()
 	var resync <-chan time.Time
 	if r.cfg.ResyncInterval > 0 {
-		t := time.NewTimer(jitter(r.cfg.ResyncInterval))
+		t := time.NewTimer(backoff.Jitter(r.cfg.ResyncInterval))
 		defer t.Stop()
 		resync = t.C
 	}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/deact/deact/internal/backoff"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -190,21 +191,22 @@ func (l *links) add(ctx context.Context, key, addr string) {
 		log := l.log.With("admin", addr)
 		// A stream that was up reconnects after a short pause; an admin node that stays unreachable (a firewall,
 		// a wrong advertised address) is retried ever less often, up to every maxRedial.
-		pause := minRedial
+		// The pauses are jittered: an admin node that restarts is not redialed by the whole fleet at once.
+		redial := backoff.Backoff{Min: minRedial, Max: maxRedial}
+		failures := 0
 		for lctx.Err() == nil {
 			wasUp, err := l.stream(lctx, a)
 			if lctx.Err() != nil {
 				return
 			}
 			if wasUp {
-				pause = minRedial
+				failures = 0
 			}
-			log.Warn("report stream to admin node broken; reporting through the node record meanwhile", "err", err, "retry_in", pause)
-			select {
-			case <-lctx.Done():
-			case <-time.After(jitter(pause)): // an admin node that restarts is not redialed by the fleet at once
+			failures++
+			log.Warn("report stream to admin node broken; reporting through the node record meanwhile", "err", err, "failures", failures)
+			if !redial.Sleep(lctx, failures) {
+				return
 			}
-			pause = min(2*pause, maxRedial)
 		}
 	}()
 }
