@@ -1,6 +1,6 @@
 package source
 
-import "github.com/deact/deact/internal/backoff"
+import "github.com/deact/deact/state"
 
-// Backoff is an exponential backoff with jitter (backoff.Backoff), the sources' pause after a failure.
-type Backoff = backoff.Backoff
+// Backoff is an exponential backoff with jitter (state.Backoff), the sources' pause after a failure.
+type Backoff = state.Backoff

@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/deact/deact/internal/backoff"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
@@ -296,7 +295,7 @@ func heapCounters() (allocs, live uint64) {
 func (r *Replica) Run(ctx context.Context) error {
 	defer r.freeing.Wait()
 	var rev int64 // the revision to watch after; 0 until a list succeeds, and after a watch that needs one
-	retry := backoff.Backoff{Min: r.cfg.RetryInterval, Max: maxRetryInterval}
+	retry := Backoff{Min: r.cfg.RetryInterval, Max: maxRetryInterval}
 	failures := 0
 	for {
 		before := r.applied.Load()
@@ -495,7 +494,7 @@ func (r *Replica) watch(ctx context.Context, rev int64) error {
 	defer progress.Stop()
 	var resync <-chan time.Time
 	if r.cfg.ResyncInterval > 0 {
-		t := time.NewTimer(backoff.Jitter(r.cfg.ResyncInterval))
+		t := time.NewTimer(jitter(r.cfg.ResyncInterval))
 		defer t.Stop()
 		resync = t.C
 	}

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/deact/deact/internal/backoff"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -169,7 +168,7 @@ func (n *NodeReporter) Run(ctx context.Context) error {
 		n.log.Warn("node registration lost, registering again", "err", err)
 		select {
 		case <-ctx.Done():
-		case <-time.After(backoff.Jitter(500 * time.Millisecond)): // a fleet whose leases etcd lost does not register at once
+		case <-time.After(jitter(500 * time.Millisecond)): // a fleet whose leases etcd lost does not register at once
 		}
 	}
 	return nil

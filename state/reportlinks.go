@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/deact/deact/internal/backoff"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -192,7 +191,7 @@ func (l *links) add(ctx context.Context, key, addr string) {
 		// A stream that was up reconnects after a short pause; an admin node that stays unreachable (a firewall,
 		// a wrong advertised address) is retried ever less often, up to every maxRedial.
 		// The pauses are jittered: an admin node that restarts is not redialed by the whole fleet at once.
-		redial := backoff.Backoff{Min: minRedial, Max: maxRedial}
+		redial := Backoff{Min: minRedial, Max: maxRedial}
 		failures := 0
 		for lctx.Err() == nil {
 			wasUp, err := l.stream(lctx, a)

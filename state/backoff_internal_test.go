@@ -1,4 +1,4 @@
-package backoff
+package state
 
 import (
 	"testing"
@@ -25,8 +25,8 @@ func TestBackoff(t *testing.T) {
 
 func TestJitter(t *testing.T) {
 	for range 200 {
-		if d := Jitter(time.Second); d < 750*time.Millisecond || d > 1250*time.Millisecond {
-			t.Fatalf("Jitter(1s) = %s, want in [750ms, 1.25s]", d)
+		if d := jitter(time.Second); d < 750*time.Millisecond || d > 1250*time.Millisecond {
+			t.Fatalf("jitter(1s) = %s, want in [750ms, 1.25s]", d)
 		}
 	}
 }

@@ -1,6 +1,7 @@
-// Package backoff spreads retries and periods out, so that the nodes of a fleet that failed, or started,
+package state
+
+// Backoff and jitter spread retries and periods out, so that the nodes of a fleet that failed, or started,
 // together do not retry, or list, together.
-package backoff
 
 import (
 	"context"
@@ -46,7 +47,7 @@ func (b Backoff) Sleep(ctx context.Context, failures int) bool {
 	}
 }
 
-// Jitter is the period d spread over [0.75 d, 1.25 d): on average d, never in step across a fleet.
-func Jitter(d time.Duration) time.Duration {
+// jitter is the period d spread over [0.75 d, 1.25 d): on average d, never in step across a fleet.
+func jitter(d time.Duration) time.Duration {
 	return d*3/4 + rand.N(d/2+1)
 }
